@@ -1,0 +1,53 @@
+"""Backends: the only part of mlp_gpu that knows which device it runs on.
+
+``get_backend`` picks one per model, never at import, so a NumPy and a CuPy
+model can live side by side in one process (the parity tests rely on it).
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+from .base import Backend, BackendUnavailable
+from .numpy_backend import NumpyBackend
+
+log = logging.getLogger("mlp_gpu")
+
+__all__ = ["Backend", "BackendUnavailable", "NumpyBackend", "get_backend", "available_backends"]
+
+_NAMES = ("auto", "numpy", "cupy")
+
+
+def get_backend(name: str | Backend | None = None) -> Backend:
+    """Return a backend by name: ``"auto"``, ``"numpy"`` or ``"cupy"``.
+
+    ``None`` reads the environment variable ``MLP_GPU_BACKEND`` (default
+    ``"auto"``). ``"auto"`` takes CuPy when it imports and a device answers,
+    otherwise NumPy, logging one line that says why. ``"cupy"`` without a usable
+    GPU raises :class:`BackendUnavailable` with the reason.
+    """
+    if isinstance(name, Backend):
+        return name
+    if name is None:
+        name = os.environ.get("MLP_GPU_BACKEND", "auto")
+    if not isinstance(name, str) or name.lower() not in _NAMES:
+        raise ValueError(f"backend: expected one of {', '.join(_NAMES)}, got {name!r}")
+    name = name.lower()
+    if name == "numpy":
+        return NumpyBackend()
+    from . import cupy_backend  # imports cupy lazily, guarded
+
+    if name == "cupy":
+        return cupy_backend.CupyBackend()
+    reason = cupy_backend.unavailable_reason()
+    if reason is None:
+        return cupy_backend.CupyBackend()
+    log.info("backend auto: using numpy (%s)", reason)
+    return NumpyBackend()
+
+
+def available_backends() -> dict[str, str | None]:
+    """Map each concrete backend name to None (usable) or the reason it is not."""
+    from . import cupy_backend
+
+    return {"numpy": None, "cupy": cupy_backend.unavailable_reason()}

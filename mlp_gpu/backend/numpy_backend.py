@@ -1,0 +1,16 @@
+"""The CPU backend: the reference implementation of every op, on NumPy."""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Backend
+
+
+class NumpyBackend(Backend):
+    """Runs everywhere; its ops are the ones the GPU kernels are tested against."""
+
+    name = "numpy"
+    xp = np
+
+    def __repr__(self) -> str:
+        return "NumpyBackend()"

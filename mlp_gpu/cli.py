@@ -1,0 +1,156 @@
+"""The ``mlp-gpu`` command: train, evaluate, predict, info."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _load_data(args):
+    from . import data
+
+    loader = data.load_fashion_mnist if args.dataset == "fashion-mnist" else data.load_mnist
+    return loader(args.data, scale=False)  # uint8 pixels; fit scales them on the device
+
+
+def _check_output_path(path: Path):
+    if path.is_dir():
+        raise SystemExit(f"mlp-gpu: --output {str(path)!r} is a directory; give a file name such as model.h5")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise SystemExit(f"mlp-gpu: --output folder {str(folder)!r} does not exist")
+
+
+def cmd_train(args):
+    from . import SGD, Adam, Dense, Flatten, Input, Sequential, data
+
+    out = Path(args.output)
+    _check_output_path(out)  # before an hour of training, not after
+    (x_full, y_full), (x_test, y_test) = _load_data(args)
+    (x, y), (x_val, y_val) = data.split_validation(x_full, y_full, args.validation_size)
+    opt = SGD(args.lr, momentum=args.momentum) if args.optimizer == "sgd" else Adam(args.lr)
+    layers = [Input(x.shape[1:]), Flatten()] + [Dense(u, args.activation) for u in args.hidden] \
+        + [Dense(int(y_full.max()) + 1, "softmax")]
+    model = Sequential(layers, backend=args.backend)
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=opt, metrics=["accuracy"], seed=args.seed)
+    if args.verbose:
+        model.summary()
+    start = time.perf_counter()
+    history = model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, validation_data=(x_val, y_val),
+                        seed=args.seed, verbose=args.verbose)
+    seconds = time.perf_counter() - start
+    model.save(out)
+    test_loss, test_acc = model.evaluate(x_test, y_test)
+    result = {"backend": model.backend.name, "epochs": len(history.epoch), "train_seconds": round(seconds, 2),
+              "val_accuracy": history.history.get("val_accuracy", [None])[-1],
+              "test_loss": test_loss, "test_accuracy": test_acc, "model": str(out)}
+    print(json.dumps(result) if args.json else
+          f"trained {result['epochs']} epochs on {result['backend']} in {seconds:.1f} s; "
+          f"val accuracy {result['val_accuracy']:.4f}; test accuracy {test_acc:.4f}; saved {out}")
+
+
+def cmd_evaluate(args):
+    from . import load_model
+
+    model = load_model(args.model, backend=args.backend)
+    _, (x_test, y_test) = _load_data(args)
+    loss, acc = model.evaluate(x_test, y_test)
+    print(json.dumps({"test_loss": loss, "test_accuracy": acc}) if args.json
+          else f"test loss {loss:.4f}; test accuracy {acc:.4f} ({len(y_test)} images)")
+
+
+def cmd_predict(args):
+    from . import data, load_model
+
+    model = load_model(args.model, backend=args.backend)
+    if args.input:
+        x, y = np.load(args.input, allow_pickle=False), None
+    else:
+        _, (x, y) = _load_data(args)
+        x, y = x[args.start:args.start + args.count], y[args.start:args.start + args.count]
+    probs = model.predict(x)
+    names = data.FASHION_CLASSES if args.dataset == "fashion-mnist" and probs.shape[1] == 10 else None
+    for i, p in enumerate(probs):
+        k = int(p.argmax())
+        label = f"{k} {names[k]}" if names else str(k)
+        truth = "" if y is None else f"  (true {int(y[i])}{' ' + names[int(y[i])] if names else ''})"
+        print(f"{args.start + i if y is not None else i}: {label}  p={p[k]:.3f}{truth}")
+
+
+def cmd_info(args):
+    import h5py
+
+    from . import __version__, available_backends, get_backend
+
+    print(f"mlp_gpu {__version__}; python {platform.python_version()}; numpy {np.__version__}; "
+          f"h5py {h5py.__version__}")
+    for name, reason in available_backends().items():
+        print(f"backend {name}: {'available' if reason is None else 'unavailable: ' + reason}")
+    backend = get_backend(args.backend)
+    print("selected: " + ", ".join(f"{k}={v}" for k, v in backend.describe().items()))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mlp-gpu", description="Train and use MLPs on CUDA (CuPy) or NumPy.")
+    p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp):
+        sp.add_argument("--backend", default="auto", choices=["auto", "numpy", "cupy"])
+        sp.add_argument("--dataset", default="fashion-mnist", choices=["fashion-mnist", "mnist"])
+        sp.add_argument("--data", default=None, help="folder with the four IDX files (default: search)")
+        sp.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    t = sub.add_parser("train", help="train an MLP (defaults: the reference Fashion-MNIST workload)")
+    common(t)
+    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--hidden", type=int, nargs="+", default=[300, 100], help="hidden layer widths")
+    t.add_argument("--activation", default="relu", choices=["relu", "sigmoid", "tanh"])
+    t.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
+    t.add_argument("--lr", type=float, default=0.01, help="learning rate")
+    t.add_argument("--momentum", type=float, default=0.0, help="SGD momentum")
+    t.add_argument("--validation-size", type=int, default=5000)
+    t.add_argument("--seed", type=int, default=42)
+    t.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2])
+    t.add_argument("--output", default="model.h5", help="where to save the trained model")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="loss and accuracy of a saved model on the test set")
+    e.add_argument("model")
+    common(e)
+    e.set_defaults(func=cmd_evaluate)
+
+    pr = sub.add_parser("predict", help="predicted classes of test images (or of a .npy array)")
+    pr.add_argument("model")
+    common(pr)
+    pr.add_argument("--input", default=None, help=".npy array of images (default: the test set)")
+    pr.add_argument("--start", type=int, default=0)
+    pr.add_argument("--count", type=int, default=10)
+    pr.set_defaults(func=cmd_predict)
+
+    i = sub.add_parser("info", help="versions, backends and the device")
+    i.add_argument("--backend", default="auto", choices=["auto", "numpy", "cupy"])
+    i.set_defaults(func=cmd_info)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(name)s: %(message)s")
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError, IsADirectoryError, RuntimeError) as exc:
+        print(f"mlp-gpu: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

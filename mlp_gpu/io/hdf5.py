@@ -1,0 +1,192 @@
+"""HDF5 model files.
+
+Layout (``format_version`` 1)::
+
+    /                       attrs: format="mlp_gpu", format_version=1, mlp_gpu_version,
+                                   model_config (JSON), training_config (JSON, if compiled)
+    /weights/<layer>/kernel float32 (inputs, units)
+    /weights/<layer>/bias   float32 (units,)
+    /optimizer/state        float32 (slots, parameters)   -- full saves of compiled models
+    /optimizer              attrs: iterations, epoch
+
+The architecture is JSON read back through a fixed set of layer classes: loading
+never executes code from the file. Writes go to a temporary file in the same
+folder that replaces the target only once complete, so an existing file is
+never left half-written.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "mlp_gpu"
+FORMAT_VERSION = 1
+
+
+def _h5py():
+    import h5py
+
+    return h5py
+
+
+class ModelFileError(ValueError):
+    """A file is not an mlp_gpu model/weights file, or does not fit the model."""
+
+
+def _atomic_write(path, write):
+    """Run write(h5file) on a temp file beside ``path``, fsync it, then rename it over ``path``."""
+    h5py = _h5py()
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"path: {str(path)!r} is a directory; expected a file name such as model.h5")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"path: folder {str(folder)!r} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as f:
+            write(f)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def _write_weights(f, model):
+    from .. import __version__
+
+    f.attrs["format"] = FORMAT
+    f.attrs["format_version"] = FORMAT_VERSION
+    f.attrs["mlp_gpu_version"] = __version__
+    f.attrs["model_config"] = json.dumps(model.get_config())
+    group = f.create_group("weights")
+    for layer in model.dense_layers:
+        g = group.create_group(layer.name)
+        g.create_dataset("kernel", data=model.backend.to_host(layer.kernel).astype(np.float32))
+        g.create_dataset("bias", data=model.backend.to_host(layer.bias).astype(np.float32))
+
+
+def save_weights(model, path) -> None:
+    """Write the model's architecture and float32 weights (no optimizer state)."""
+    model._require_built("save_weights")
+    _atomic_write(path, lambda f: _write_weights(f, model))
+
+
+def save_model(model, path, epoch: int | None = None) -> None:
+    """Write architecture, weights, and (if compiled) loss, optimizer config and state."""
+    model._require_built("save")
+
+    def write(f):
+        _write_weights(f, model)
+        if model.optimizer is not None:
+            f.attrs["training_config"] = json.dumps({
+                "loss": model.loss.get_config(), "metrics": model.metrics,
+                "optimizer": model.optimizer.get_config()})
+            g = f.create_group("optimizer")
+            g.create_dataset("state", data=model.backend.to_host(model.optimizer.state).astype(np.float32))
+            g.attrs["iterations"] = model.optimizer.iterations
+            done = epoch if epoch is not None else len(model.history.epoch) if model.history else 0
+            g.attrs["epoch"] = int(done)
+
+    _atomic_write(path, write)
+
+
+def _open(path):
+    h5py = _h5py()
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"path: {str(path)!r} is a directory, expected an mlp_gpu .h5 file")
+    if not path.exists():
+        raise FileNotFoundError(f"path: {str(path)!r} does not exist")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise ModelFileError(f"path: {str(path)!r} is not an HDF5 file ({exc})") from None
+    if f.attrs.get("format") != FORMAT:
+        f.close()
+        raise ModelFileError(f"path: {str(path)!r} is HDF5 but not an mlp_gpu file "
+                             "(no format='mlp_gpu' attribute)")
+    version = int(f.attrs.get("format_version", -1))
+    if version != FORMAT_VERSION:
+        f.close()
+        raise ModelFileError(f"path: {str(path)!r} has format_version {version}; "
+                             f"this mlp_gpu reads {FORMAT_VERSION}")
+    return f
+
+
+def _json_attr(f, key, path):
+    try:
+        value = json.loads(f.attrs[key])
+    except (KeyError, TypeError, ValueError):
+        raise ModelFileError(f"path: {str(path)!r} has no readable {key} attribute") from None
+    return value
+
+
+def _read_weights(f, model, path):
+    """Read and check every kernel and bias before writing any into the model."""
+    weights = []
+    for layer in model.dense_layers:
+        for name, shape in zip(("kernel", "bias"), layer.param_shapes()):
+            key = f"weights/{layer.name}/{name}"
+            if key not in f:
+                raise ModelFileError(f"path: {str(path)!r} lacks dataset {key!r}")
+            ds = f[key]
+            if tuple(ds.shape) != tuple(shape) or ds.dtype != np.float32:
+                raise ModelFileError(f"path: {str(path)!r} dataset {key!r} is {ds.dtype}{tuple(ds.shape)}, "
+                                     f"expected float32{tuple(shape)}")
+            weights.append(ds[()])
+    return weights
+
+
+def load_weights(model, path) -> None:
+    """Load float32 weights saved by save_weights/save into a model of the same layers."""
+    with _open(path) as f:
+        model.build()
+        model.set_weights(_read_weights(f, model, path))
+
+
+def load_model(path, backend=None):
+    """Rebuild a saved model: architecture, weights, and compiled state when it was saved."""
+    from .. import losses, optimizers
+    from ..model import Sequential
+
+    with _open(path) as f:
+        try:
+            model = Sequential.from_config(_json_attr(f, "model_config", path), backend=backend)
+        except (TypeError, ValueError) as exc:
+            raise ModelFileError(f"path: {str(path)!r} has an invalid model_config: {exc}") from None
+        model.build()
+        model.set_weights(_read_weights(f, model, path))
+        if "training_config" in f.attrs:
+            cfg = _json_attr(f, "training_config", path)
+            try:
+                opt = optimizers.from_config(cfg["optimizer"])
+                model.compile(loss=losses.get(cfg["loss"]), optimizer=opt, metrics=cfg.get("metrics"))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ModelFileError(f"path: {str(path)!r} has an invalid training_config: {exc}") from None
+            if "optimizer/state" in f:
+                state = f["optimizer/state"]
+                expected = (opt.slots, model.count_params())
+                if tuple(state.shape) != expected:
+                    raise ModelFileError(f"path: {str(path)!r} optimizer/state is {tuple(state.shape)}, "
+                                         f"expected {expected}")
+                g = f["optimizer"]
+                opt.build(model.backend, model.count_params(), state=state[()],
+                          iterations=int(g.attrs.get("iterations", 0)))
+                model.initial_epoch = int(g.attrs.get("epoch", 0))
+    return model

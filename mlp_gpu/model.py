@@ -1,0 +1,273 @@
+"""Sequential: build the network, run its forward and backward passes, describe it."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import losses, metrics as metrics_mod, optimizers
+from .backend import get_backend
+from .layers import Dense, Flatten, Input, Layer, layer_from_config
+
+
+class Workspace:
+    """Preallocated per-batch buffers: the input, the targets, each layer's output and gradient.
+
+    ``view(n)`` gives the first n rows of the same memory, for the last, shorter batch.
+    """
+
+    def __init__(self, backend, rows, in_dim, units, target_shape, target_dtype, dtype=np.float32, _views=None):
+        if _views is not None:
+            self.x, self.y, self.a, self.dz = _views
+        else:
+            self.x = backend.empty((rows, in_dim), dtype)
+            self.y = backend.empty((rows,) + target_shape, target_dtype)
+            self.a = [backend.empty((rows, u), dtype) for u in units]
+            self.dz = [backend.empty((rows, u), dtype) for u in units]
+        self.rows = rows
+
+    def view(self, n: int) -> "Workspace":
+        views = (self.x[:n], self.y[:n], [a[:n] for a in self.a], [d[:n] for d in self.dz])
+        return Workspace(None, n, None, None, None, None, _views=views)
+
+
+class Sequential:
+    """A stack of layers, Keras style: ``Sequential([Input((28, 28)), Flatten(), Dense(10, "softmax")])``."""
+
+    def __init__(self, layers=None, name: str | None = None, backend=None, dtype="float32"):
+        self.name = name or "sequential"
+        # float64 exists for gradient checks on the NumPy backend; training runs in float32.
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype: expected 'float32' or 'float64', got {dtype!r}")
+        self.layers: list[Layer] = []
+        self._backend_request = backend
+        self.backend = None
+        self.built = False
+        self.loss = self.optimizer = None
+        self.metrics: list[str] = []
+        self.history = None
+        self.stop_training = False
+        for layer in layers or []:
+            self.add(layer)
+
+    # ---- structure ----------------------------------------------------------
+    def add(self, layer: Layer) -> None:
+        if not isinstance(layer, Layer):
+            raise TypeError(f"layer: expected a mlp_gpu layer (Input, Flatten, Dense), got {type(layer).__name__}")
+        if self.built:
+            raise RuntimeError("cannot add layers to a model that is already built")
+        self.layers.append(layer)
+
+    @property
+    def dense_layers(self) -> list[Dense]:
+        return [layer for layer in self.layers if isinstance(layer, Dense)]
+
+    def _input_shape(self, input_shape=None):
+        first = self.layers[0] if self.layers else None
+        if isinstance(first, Input):
+            return first.shape
+        if isinstance(first, Dense) and first.input_shape is not None:
+            return first.input_shape
+        if isinstance(first, Flatten) and input_shape is None:
+            raise ValueError("model: the input shape is unknown; start with Input(shape=...)")
+        return input_shape
+
+    def build(self, input_shape=None, seed=None) -> "Sequential":
+        """Fix shapes, draw initial weights and lay all parameters out in one flat buffer."""
+        if self.built:
+            return self
+        if not self.dense_layers:
+            raise ValueError("model: needs at least one Dense layer")
+        shape = self._input_shape(input_shape)
+        if shape is None:
+            raise ValueError("model: the input shape is unknown; start with Input(shape=...) "
+                             "or give the first Dense an input_shape")
+        self.input_shape = tuple(int(d) for d in shape)
+        names = set()
+        counts: dict[str, int] = {}
+        for layer in self.layers:
+            if layer.name is None:
+                base = type(layer).__name__.lower()
+                k = counts.get(base, 0)
+                counts[base] = k + 1
+                layer.name = base if k == 0 else f"{base}_{k}"
+            if layer.name in names:
+                raise ValueError(f"layer names must be unique, {layer.name!r} appears twice")
+            names.add(layer.name)
+            shape = layer.output_shape(shape)
+            layer.shape_out = shape
+        self.output_units = self.dense_layers[-1].units
+        self.in_dim = self.dense_layers[0].input_dim
+        if isinstance(self.layers[0], Dense) and len(self.input_shape) != 1:
+            raise ValueError("model: multi-dimensional inputs need a Flatten() before the first Dense")
+
+        self.backend = get_backend(self._backend_request)
+        if self.dtype != np.float32 and self.backend.name != "numpy":
+            raise ValueError(f"dtype={self.dtype.name!r} runs only on the numpy backend, not {self.backend.name!r}")
+        rng = np.random.default_rng(seed)
+        host = [v for layer in self.dense_layers for v in layer.initial_values(rng)]
+        flat = np.concatenate([v.astype(self.dtype).ravel() for v in host])
+        self.params = self.backend.asarray(flat)
+        self.grads = self.backend.zeros(flat.size, self.dtype)
+        offset = 0
+        for layer in self.dense_layers:
+            p, g = [], []
+            for shape_ in layer.param_shapes():
+                size = int(np.prod(shape_))
+                p.append(self.params[offset:offset + size].reshape(shape_))
+                g.append(self.grads[offset:offset + size].reshape(shape_))
+                offset += size
+            layer.bind(p, g)
+        self.built = True
+        return self
+
+    def count_params(self) -> int:
+        self._require_built("count_params")
+        return int(self.params.size)
+
+    def _require_built(self, what):
+        if not self.built:
+            raise RuntimeError(f"{what}: the model is not built yet; call build(), compile() or fit() first")
+
+    def _require_compiled(self, what):
+        if self.loss is None:
+            raise RuntimeError(f"{what}: the model is not compiled; call compile(loss=..., optimizer=...) first")
+
+    # ---- training setup -----------------------------------------------------
+    def compile(self, loss="sparse_categorical_crossentropy", optimizer="sgd", metrics=None, seed=None):
+        """Choose the loss, the optimizer (name or object) and the metrics (only "accuracy")."""
+        loss = losses.get(loss)
+        optimizer = optimizers.get(optimizer)
+        metric_names = metrics_mod.get_list(metrics)
+        self.build(seed=seed)
+        last = self.dense_layers[-1]
+        loss.check_output(last.activation, last.units)
+        self.loss, self.optimizer, self.metrics = loss, optimizer, metric_names
+        self.optimizer.build(self.backend, self.params.size, dtype=self.dtype)
+        return self
+
+    @property
+    def loss_fused(self) -> bool:
+        return self.loss is not None and self.loss.fused_activation == self.dense_layers[-1].activation
+
+    def workspace(self, rows: int) -> Workspace:
+        sparse = self.loss is None or self.loss.sparse
+        target_shape = () if sparse else (self.output_units,)
+        return Workspace(self.backend, rows, self.in_dim, [d.units for d in self.dense_layers],
+                         target_shape, np.int32 if sparse else self.dtype, self.dtype)
+
+    # ---- the passes -----------------------------------------------------------
+    def forward(self, x, ws: Workspace, logits: bool = False):
+        """Run the layers on x (rows, in_dim) into ws; return the output buffer.
+
+        With ``logits`` the output activation is left out when the loss applies it.
+        """
+        be = self.backend
+        dense = self.dense_layers
+        skip_last = logits and self.loss_fused
+        a = x
+        for i, layer in enumerate(dense):
+            act = "linear" if (skip_last and i == len(dense) - 1) else layer.activation
+            layer.forward(be, a, ws.a[i], act)
+            a = ws.a[i]
+        return a
+
+    def loss_and_count(self, ws: Workspace, y, acc) -> None:
+        """ws.dz[-1] <- dL/d(output); acc += [summed loss, correct count]. Needs forward(logits=True)."""
+        out = ws.a[-1]
+        self.backend.loss_grad(self.loss.kind(), out, y, ws.dz[-1], acc)
+        if self.metrics:
+            self.backend.count_correct(out, y, acc, self.loss.accuracy_threshold())
+
+    def backward(self, x, ws: Workspace) -> None:
+        """Fill the flat gradient buffer from ws.dz[-1] (as left by ``loss_and_count``)."""
+        be = self.backend
+        dense = self.dense_layers
+        for i in range(len(dense) - 1, -1, -1):
+            layer = dense[i]
+            if not (i == len(dense) - 1 and self.loss_fused):
+                be.act_backward(ws.dz[i], ws.a[i], layer.activation)
+            layer.backward(be, ws.a[i - 1] if i else x, ws.dz[i], ws.dz[i - 1] if i else None)
+
+    # ---- weights ----------------------------------------------------------------
+    def get_weights(self) -> list[np.ndarray]:
+        """Host copies of every kernel and bias, in layer order."""
+        self._require_built("get_weights")
+        return [self.backend.to_host(w) for layer in self.dense_layers for w in (layer.kernel, layer.bias)]
+
+    def set_weights(self, weights) -> None:
+        self._require_built("set_weights")
+        targets = [w for layer in self.dense_layers for w in (layer.kernel, layer.bias)]
+        if len(weights) != len(targets):
+            raise ValueError(f"weights: expected {len(targets)} arrays, got {len(weights)}")
+        for i, (t, w) in enumerate(zip(targets, weights)):
+            w = np.asarray(w)
+            if w.shape != t.shape:
+                raise ValueError(f"weights[{i}]: expected shape {t.shape}, got {w.shape}")
+            if not np.all(np.isfinite(w)):
+                raise ValueError(f"weights[{i}]: contains NaN or infinity")
+        for t, w in zip(targets, weights):
+            t[...] = self.backend.asarray(np.asarray(w, self.dtype))
+
+    # ---- description ------------------------------------------------------------
+    def get_config(self) -> dict:
+        return {"name": self.name,
+                "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()}
+                           for layer in self.layers]}
+
+    @classmethod
+    def from_config(cls, config: dict, backend=None) -> "Sequential":
+        if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+            raise ValueError("model config: expected a dict with a 'layers' list")
+        layers = []
+        for entry in config["layers"]:
+            if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
+                raise ValueError(f"model config: bad layer entry {entry!r}")
+            layers.append(layer_from_config(entry.get("class_name"), entry["config"]))
+        return cls(layers, name=config.get("name"), backend=backend)
+
+    def summary(self, print_fn=print) -> None:
+        """Print each layer's output shape and parameter count, and the float32 size."""
+        self.build()
+        rows = [("Layer (type)", "Output Shape", "Param #")]
+        for layer in self.layers:
+            if isinstance(layer, Input):  # as in Keras, the input is not a row of its own
+                continue
+            n = sum(int(np.prod(s)) for s in layer.param_shapes())
+            rows.append((f"{layer.name} ({type(layer).__name__})", str((None,) + tuple(layer.shape_out)), f"{n:,}"))
+        widths = [max(len(r[i]) for r in rows) + 2 for i in range(3)]
+        rule = "=" * sum(widths)
+        lines = [f'Model: "{self.name}"', rule]
+        for k, r in enumerate(rows):
+            lines.append("".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+            lines.append(rule if k == 0 else "-" * sum(widths))
+        total = self.count_params()
+        lines[-1] = rule
+        lines += [f"Total params: {total:,} ({total * 4:,} bytes as float32)",
+                  f"Backend: {self.backend.name}"]
+        for line in lines:
+            print_fn(line)
+
+    # ---- loops and files (trainer.py, io/) -----------------------------------
+    def fit(self, x, y, **kwargs):
+        from .trainer import fit
+        return fit(self, x, y, **kwargs)
+
+    def evaluate(self, x, y, **kwargs):
+        from .trainer import evaluate
+        return evaluate(self, x, y, **kwargs)
+
+    def predict(self, x, **kwargs):
+        from .trainer import predict
+        return predict(self, x, **kwargs)
+
+    def save(self, path) -> None:
+        from .io import save_model
+        save_model(self, path)
+
+    def save_weights(self, path) -> None:
+        from .io import save_weights
+        save_weights(self, path)
+
+    def load_weights(self, path) -> None:
+        from .io import load_weights
+        load_weights(self, path)

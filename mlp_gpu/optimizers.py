@@ -1,0 +1,131 @@
+"""Optimizers: one update over the model's flat parameter buffer per step.
+
+Hyperparameters live in a small device buffer (see ``backend.base.HYPER``) so a
+captured training step reads a new learning rate without being captured again.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .backend.base import HYPER, HYPER_SIZE
+
+
+def _positive(value, arg):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
+            or not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{arg}: expected a positive finite number, got {value!r}")
+    return float(value)
+
+
+def _fraction(value, arg):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
+            or not 0 <= value < 1:
+        raise ValueError(f"{arg}: expected a number in [0, 1), got {value!r}")
+    return float(value)
+
+
+class Optimizer:
+    name = "optimizer"
+    slots = 0  # per-parameter state vectors
+
+    def __init__(self, learning_rate: float):
+        self._host_hyper = np.zeros(HYPER_SIZE, np.float32)
+        self._host_hyper[HYPER["lr"]] = _positive(learning_rate, f"{type(self).__name__}(learning_rate)")
+        self.backend = None
+        self.hyper = None   # device copy of _host_hyper once built
+        self.state = None   # (slots, n_params) device buffer
+
+    def build(self, backend, size: int, state=None, iterations: int = 0, dtype=np.float32) -> None:
+        self.backend = backend
+        self._host_hyper[HYPER["iterations"]] = iterations
+        self.hyper = backend.asarray(self._host_hyper.copy())
+        self.state = backend.zeros((self.slots, size), dtype) if state is None else backend.asarray(state, dtype)
+
+    def _set(self, key, value):
+        self._host_hyper[HYPER[key]] = value
+        if self.hyper is not None:
+            self.hyper[HYPER[key]] = value
+
+    def _get(self, key):
+        if self.hyper is not None:
+            return float(self.backend.to_host(self.hyper)[HYPER[key]])
+        return float(self._host_hyper[HYPER[key]])
+
+    @property
+    def learning_rate(self) -> float:
+        return self._get("lr")
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        self._set("lr", _positive(value, "learning_rate"))
+
+    @property
+    def iterations(self) -> int:
+        return int(self._get("iterations"))
+
+    def update(self, params, grads) -> None:
+        raise NotImplementedError
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "learning_rate": self.learning_rate}
+
+
+class SGD(Optimizer):
+    """Keras SGD: plain, with momentum, or Nesterov momentum."""
+
+    name = "sgd"
+
+    def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0, nesterov: bool = False):
+        super().__init__(learning_rate)
+        self._host_hyper[HYPER["momentum"]] = _fraction(momentum, "SGD(momentum)")
+        self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
+        self.slots = 1 if self.momentum > 0 else 0
+
+    def update(self, params, grads):
+        velocity = self.state[0] if self.slots else None
+        self.backend.sgd_update(params, grads, velocity, self.hyper, self.nesterov)
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
+
+
+class Adam(Optimizer):
+    """Keras Adam (epsilon 1e-7)."""
+
+    name = "adam"
+    slots = 2
+
+    def __init__(self, learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-7):
+        super().__init__(learning_rate)
+        self.beta_1 = _fraction(beta_1, "Adam(beta_1)")
+        self.beta_2 = _fraction(beta_2, "Adam(beta_2)")
+        self.epsilon = _positive(epsilon, "Adam(epsilon)")
+        for key in ("beta_1", "beta_2", "epsilon"):
+            self._host_hyper[HYPER[key]] = getattr(self, key)
+
+    def update(self, params, grads):
+        self.backend.adam_update(params, grads, self.state[0], self.state[1], self.hyper)
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam}
+
+
+def get(optimizer) -> Optimizer:
+    if isinstance(optimizer, Optimizer):
+        return optimizer
+    if isinstance(optimizer, str) and optimizer.lower() in OPTIMIZERS:
+        return OPTIMIZERS[optimizer.lower()]()
+    raise ValueError(f"optimizer: expected one of {sorted(OPTIMIZERS)} or an Optimizer, got {optimizer!r}")
+
+
+def from_config(config: dict) -> Optimizer:
+    cfg = dict(config)
+    name = cfg.pop("name", None)
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer config: expected name in {sorted(OPTIMIZERS)}, got {name!r}")
+    return OPTIMIZERS[name](**cfg)

@@ -1,0 +1,41 @@
+"""Choosing a backend: by argument, by environment, and the logged fallback."""
+import logging
+
+import pytest
+
+from mlp_gpu.backend import BackendUnavailable, NumpyBackend, get_backend
+
+from .conftest import CUPY_REASON
+
+
+def test_numpy_by_name():
+    assert isinstance(get_backend("numpy"), NumpyBackend)
+
+
+def test_environment_variable_picks_backend(monkeypatch):
+    monkeypatch.setenv("MLP_GPU_BACKEND", "numpy")
+    assert get_backend().name == "numpy"
+
+
+def test_unknown_backend_name_is_explained():
+    with pytest.raises(ValueError, match="backend: expected one of auto, numpy, cupy, got 'tpu'"):
+        get_backend("tpu")
+
+
+@pytest.mark.skipif(CUPY_REASON is None, reason="a GPU is present")
+def test_auto_falls_back_to_numpy_and_logs_why(caplog):
+    with caplog.at_level(logging.INFO, logger="mlp_gpu"):
+        backend = get_backend("auto")
+    assert backend.name == "numpy"
+    assert "using numpy" in caplog.text and CUPY_REASON in caplog.text
+
+
+@pytest.mark.skipif(CUPY_REASON is None, reason="a GPU is present")
+def test_cupy_without_gpu_is_a_clear_error():
+    with pytest.raises(BackendUnavailable, match="backend='cupy' cannot run here"):
+        get_backend("cupy")
+
+
+def test_two_backends_side_by_side():
+    a, b = get_backend("numpy"), get_backend("numpy")
+    assert a is not b and a.xp is b.xp
