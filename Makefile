@@ -34,9 +34,10 @@ test: install data
 bench: install data
 	$(PY) benchmarks/cpu_reference.py
 
-# On a GPU machine with CuPy preinstalled (no venv, no network).
+# On a GPU machine with CuPy preinstalled (no venv, no network). GPU_OUT: where results go.
+GPU_OUT ?= benchmarks/results
 gpu-check:
-	PYTHONPATH=. python3 benchmarks/gpu_check.py
+	PYTHONPATH=. python3 benchmarks/gpu_check.py --out $(GPU_OUT)
 
 lint: install
 	$(VENV)/bin/ruff check mlp_gpu tests benchmarks

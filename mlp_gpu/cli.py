@@ -28,7 +28,7 @@ def _check_output_path(path: Path):
 
 
 def cmd_train(args):
-    from . import SGD, Adam, Dense, Flatten, Input, Sequential, data
+    from . import SGD, Adam, Dense, Flatten, Input, Sequential, data, get_backend
 
     out = Path(args.output)
     _check_output_path(out)  # before an hour of training, not after
@@ -37,7 +37,7 @@ def cmd_train(args):
     opt = SGD(args.lr, momentum=args.momentum) if args.optimizer == "sgd" else Adam(args.lr)
     layers = [Input(x.shape[1:]), Flatten()] + [Dense(u, args.activation) for u in args.hidden] \
         + [Dense(int(y_full.max()) + 1, "softmax")]
-    model = Sequential(layers, backend=args.backend)
+    model = Sequential(layers, backend=get_backend(args.backend, graph=not args.no_graph, tf32=args.tf32))
     model.compile(loss="sparse_categorical_crossentropy", optimizer=opt, metrics=["accuracy"], seed=args.seed)
     if args.verbose:
         model.summary()
@@ -120,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=42)
     t.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2])
     t.add_argument("--output", default="model.h5", help="where to save the trained model")
+    t.add_argument("--no-graph", action="store_true", help="cupy: launch each kernel instead of replaying a graph")
+    t.add_argument("--tf32", action="store_true", help="cupy: let cuBLAS use TF32 tensor cores (off by default)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="loss and accuracy of a saved model on the test set")

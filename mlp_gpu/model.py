@@ -173,10 +173,8 @@ class Sequential:
 
     def loss_and_count(self, ws: Workspace, y, acc) -> None:
         """ws.dz[-1] <- dL/d(output); acc += [summed loss, correct count]. Needs forward(logits=True)."""
-        out = ws.a[-1]
-        self.backend.loss_grad(self.loss.kind(), out, y, ws.dz[-1], acc)
-        if self.metrics:
-            self.backend.count_correct(out, y, acc, self.loss.accuracy_threshold())
+        self.backend.loss_grad(self.loss.kind(), ws.a[-1], y, ws.dz[-1], acc,
+                               count=bool(self.metrics), threshold=self.loss.accuracy_threshold())
 
     def backward(self, x, ws: Workspace) -> None:
         """Fill the flat gradient buffer from ws.dz[-1] (as left by ``loss_and_count``)."""

@@ -57,3 +57,14 @@ def blobs(n=300, features=8, classes=3, seed=0):
 @pytest.fixture
 def numpy_backend():
     return get_backend("numpy")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Report the registers and spills nvcc gave each kernel (collected by test_kernels)."""
+    from tests import test_kernels
+
+    if test_kernels.RESOURCES:
+        terminalreporter.write_line("kernel registers / spill bytes (nvcc -arch=sm_90 --resource-usage):")
+        for name, usage in sorted(test_kernels.RESOURCES.items()):
+            terminalreporter.write_line(f"  {name:24s} {usage.get('registers', '?'):>4} regs  "
+                                        f"{usage.get('spill_bytes', 0)} spill bytes")

@@ -39,3 +39,12 @@ def test_cupy_without_gpu_is_a_clear_error():
 def test_two_backends_side_by_side():
     a, b = get_backend("numpy"), get_backend("numpy")
     assert a is not b and a.xp is b.xp
+
+
+def test_importing_mlp_gpu_imports_no_cupy_and_compiles_nothing():
+    import subprocess
+    import sys
+
+    code = "import sys, mlp_gpu; print('cupy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -18,13 +18,14 @@ __all__ = ["Backend", "BackendUnavailable", "NumpyBackend", "get_backend", "avai
 _NAMES = ("auto", "numpy", "cupy")
 
 
-def get_backend(name: str | Backend | None = None) -> Backend:
+def get_backend(name: str | Backend | None = None, **options) -> Backend:
     """Return a backend by name: ``"auto"``, ``"numpy"`` or ``"cupy"``.
 
     ``None`` reads the environment variable ``MLP_GPU_BACKEND`` (default
     ``"auto"``). ``"auto"`` takes CuPy when it imports and a device answers,
     otherwise NumPy, logging one line that says why. ``"cupy"`` without a usable
-    GPU raises :class:`BackendUnavailable` with the reason.
+    GPU raises :class:`BackendUnavailable` with the reason. ``options`` go to the
+    CuPy backend (``graph``, ``tf32``, ``gemm``).
     """
     if isinstance(name, Backend):
         return name
@@ -38,10 +39,10 @@ def get_backend(name: str | Backend | None = None) -> Backend:
     from . import cupy_backend  # imports cupy lazily, guarded
 
     if name == "cupy":
-        return cupy_backend.CupyBackend()
+        return cupy_backend.CupyBackend(**options)
     reason = cupy_backend.unavailable_reason()
     if reason is None:
-        return cupy_backend.CupyBackend()
+        return cupy_backend.CupyBackend(**options)
     log.info("backend auto: using numpy (%s)", reason)
     return NumpyBackend()
 

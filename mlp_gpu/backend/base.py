@@ -114,12 +114,15 @@ class Backend:
         """db <- column sums of dz."""
         dz.sum(axis=0, out=db)
 
-    def loss_grad(self, kind: str, z, target, dz, acc) -> None:
-        """dz <- d(mean row loss)/dz; acc[0] += sum of row losses.
+    def loss_grad(self, kind: str, z, target, dz, acc, count: bool = False, threshold: float = 0.0) -> None:
+        """dz <- d(mean row loss)/dz; acc[0] += sum of row losses; with ``count`` also acc[1] += correct rows.
 
         ``softmax_xent*`` and ``sigmoid_bce`` take logits z (the activation is
         fused into the loss for numerical stability); ``mse`` takes outputs.
+        ``threshold`` is as in :meth:`count_correct`.
         """
+        if count:  # before dz is written: z and dz may not alias, but keep the reads first
+            self.count_correct(z, target, acc, threshold)
         xp = self.xp
         n, k = z.shape
         if kind in ("softmax_xent_sparse", "softmax_xent"):

@@ -1,21 +1,28 @@
-"""The CUDA backend: CuPy arrays, cuBLAS GEMMs and our own kernels from ``kernels/``.
+"""The CUDA backend: CuPy arrays, cuBLAS or our GEMM, our fused kernels, CUDA graphs.
 
 This is the only module that imports CuPy, and it does so lazily: importing
-mlp_gpu neither imports CuPy nor compiles a kernel.
+mlp_gpu neither imports CuPy nor compiles a kernel. Kernels compile on first
+launch (one ``cupy.RawModule`` per file, memoized).
 """
 from __future__ import annotations
 
 import functools
+import logging
+import os
 
 import numpy as np
 
-from .base import Backend, BackendUnavailable
+from . import kernels
+from .base import BackendUnavailable
+from .cuda_ops import CudaOps
+
+log = logging.getLogger("mlp_gpu")
 
 
 @functools.lru_cache(maxsize=1)
 def _import_cupy():
     try:
-        import cupy  # noqa: F401 -- the one guarded import of CuPy in mlp_gpu
+        import cupy  # noqa: F401 -- the one import of CuPy in mlp_gpu
     except Exception as exc:  # ImportError, or a broken CUDA install raising anything
         return None, f"cupy is not importable ({type(exc).__name__}: {exc})"
     return cupy, None
@@ -30,30 +37,46 @@ def unavailable_reason() -> str | None:
     try:
         if not cupy.is_available():
             return "cupy imported but found no CUDA device (cupy.is_available() is False)"
-        cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:
         return f"cupy found no usable CUDA device ({type(exc).__name__}: {exc})"
     return None
 
 
-class CupyBackend(Backend):
-    """Arrays live on the current CUDA device; fused ops run as our kernels."""
+def _env_flag(name, default):
+    value = os.environ.get(name)
+    return default if value is None else value.strip().lower() not in ("0", "false", "no", "off", "")
+
+
+class CupyBackend(CudaOps):
+    """Arrays on the current CUDA device; the fused ops are our kernels.
+
+    graph: capture each training step as a CUDA graph and replay it (env MLP_GPU_GRAPH, default on).
+    tf32:  let cuBLAS use TF32 tensor cores for float32 GEMMs (env MLP_GPU_TF32, default off).
+    gemm:  "auto" (cuBLAS eagerly; in graphs cuBLAS if it can be captured, else ours), "cublas" or "kernel".
+    """
 
     name = "cupy"
 
-    def __init__(self):
+    def __init__(self, graph: bool | None = None, tf32: bool | None = None, gemm: str = "auto"):
         reason = unavailable_reason()
         if reason is not None:
             raise BackendUnavailable(f"backend='cupy' cannot run here: {reason}. "
                                      "Use backend='numpy' or 'auto' to train on the CPU.")
+        if gemm not in ("auto", "cublas", "kernel"):
+            raise ValueError(f"gemm: expected 'auto', 'cublas' or 'kernel', got {gemm!r}")
         self.xp, _ = _import_cupy()
+        self.graph = _env_flag("MLP_GPU_GRAPH", True) if graph is None else bool(graph)
+        self.tf32 = _env_flag("MLP_GPU_TF32", False) if tf32 is None else bool(tf32)
+        self.gemm_choice = gemm
+        self.gemm = "kernel" if gemm == "kernel" else "cublas"
+        self._modules = {}
+        self._scalars = np.array([1.0, 0.0], np.float32)  # alpha, beta for cuBLAS (host pointer mode)
+        self._capture_gemm = None
 
     def __repr__(self) -> str:
-        return "CupyBackend()"
+        return f"CupyBackend(graph={self.graph}, tf32={self.tf32}, gemm={self.gemm_choice!r})"
 
-    def asarray(self, host, dtype=None):
-        return self.xp.asarray(host, dtype=dtype)
-
+    # ---- memory -----------------------------------------------------------------
     def to_host(self, a) -> np.ndarray:
         return self.xp.asnumpy(a)
 
@@ -68,8 +91,90 @@ class CupyBackend(Backend):
 
     def describe(self) -> dict:
         cp = self.xp
-        dev = cp.cuda.Device()
-        props = cp.cuda.runtime.getDeviceProperties(dev.id)
+        props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
         name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
         return {"backend": self.name, "device": name, "cupy": cp.__version__,
-                "cuda_runtime": cp.cuda.runtime.runtimeGetVersion(), "numpy": np.__version__}
+                "cuda_runtime": cp.cuda.runtime.runtimeGetVersion(), "graph": self.graph, "tf32": self.tf32,
+                "gemm": self.gemm_choice, "numpy": np.__version__}
+
+    # ---- kernels ----------------------------------------------------------------
+    def _function(self, name):
+        path = kernels.kernel_index()[name]
+        module = self._modules.get(path)
+        if module is None:
+            module = self.xp.RawModule(code=kernels.source(path), options=("--std=c++17",))
+            self._modules[path] = module
+        return module.get_function(name)
+
+    def launch(self, name, grid, block, args):
+        self._function(name)(grid, block, args)
+
+    def _load_all(self):
+        """Compile and load every kernel: module loading must not happen inside a graph capture."""
+        for name in kernels.kernel_index():
+            self._function(name)
+
+    def cublas_matmul(self, a, b, out, trans_a, trans_b):
+        """Row-major out = op(a) @ op(b) as the column-major product out^T = op(b)^T op(a)^T."""
+        from cupy_backends.cuda.libs import cublas
+
+        handle = self.xp.cuda.device.get_cublas_handle()
+        cublas.setStream(handle, self.xp.cuda.get_current_stream().ptr)
+        tf32 = getattr(cublas, "CUBLAS_TF32_TENSOR_OP_MATH", 3)
+        cublas.setMathMode(handle, tf32 if self.tf32 else getattr(cublas, "CUBLAS_DEFAULT_MATH", 0))
+        m, n = out.shape
+        k = a.shape[0] if trans_a else a.shape[1]
+        op_a = cublas.CUBLAS_OP_T if trans_a else cublas.CUBLAS_OP_N
+        op_b = cublas.CUBLAS_OP_T if trans_b else cublas.CUBLAS_OP_N
+        alpha = self._scalars.ctypes.data
+        cublas.sgemm(handle, op_b, op_a, n, m, k, alpha, b.data.ptr, b.shape[1], a.data.ptr, a.shape[1],
+                     alpha + 4, out.data.ptr, n)
+        return out
+
+    # ---- graphs -----------------------------------------------------------------
+    def _choose_capture_gemm(self) -> str:
+        """Can cuBLAS run inside stream capture with this CuPy? Try it once on a tiny product."""
+        if self.gemm_choice != "auto":
+            return self.gemm_choice
+        cp = self.xp
+        a = cp.ones((16, 16), cp.float32)
+        c = cp.zeros((16, 16), cp.float32)
+        stream = cp.cuda.Stream(non_blocking=True)
+        try:
+            with stream:
+                stream.begin_capture()
+                try:
+                    self.cublas_matmul(a, a, c, False, False)
+                finally:
+                    graph = stream.end_capture()
+            graph.launch(stream)
+            stream.synchronize()
+            ok = bool((c == 16).all())
+            reason = "cuBLAS ran inside stream capture" if ok else "cuBLAS captured but replay gave wrong values"
+        except Exception as exc:
+            ok, reason = False, f"cuBLAS refused stream capture ({type(exc).__name__}: {exc})"
+        choice = "cublas" if ok else "kernel"
+        log.info("graph mode GEMM: %s (%s)", "cuBLAS" if ok else "our sgemm_strided kernel", reason)
+        return choice
+
+    def make_runner(self, step, rows: int):
+        """Capture step() once as a CUDA graph; return a replay. Eager (step itself) when graphs are off."""
+        if not self.graph:
+            return step
+        cp = self.xp
+        self._load_all()
+        if self._capture_gemm is None:
+            self._capture_gemm = self._choose_capture_gemm()
+        stream = cp.cuda.Stream(non_blocking=True)
+        eager_gemm, self.gemm = self.gemm, self._capture_gemm
+        try:
+            with stream:
+                stream.begin_capture()
+                try:
+                    step()
+                finally:
+                    graph = stream.end_capture()
+        finally:
+            self.gemm = eager_gemm
+        # Replays go on the current stream, the one every eager op of this backend uses.
+        return graph.launch

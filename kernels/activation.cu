@@ -1,0 +1,72 @@
+// Bias + activation forward and activation backward.
+// Layout: z, y, dy are (n, k) row-major float32, contiguous; b is (k,).
+// The caller owns every buffer; kernels work in place.
+#include "common.cuh"
+
+__device__ __forceinline__ float activate(float x, int act) {
+    switch (act) {
+        case ACT_RELU: return fmaxf(x, 0.0f);
+        case ACT_SIGMOID: return sigmoidf_stable(x);
+        case ACT_TANH: return tanhf(x);
+        default: return x;
+    }
+}
+
+// z[i, j] <- act(z[i, j] + b[j]). One thread per element, grid-stride.
+extern "C" __global__ void bias_act_forward(float* __restrict__ z, const float* __restrict__ b,
+                                            int n, int k, int act) {
+    long long total = (long long)n * k;
+    for (long long idx = global_index(); idx < total; idx += grid_stride())
+        z[idx] = activate(z[idx] + b[idx % k], act);
+}
+
+// z[i, :] <- softmax(z[i, :] + b). One thread per row (output layers are narrow).
+extern "C" __global__ void bias_softmax_forward(float* __restrict__ z, const float* __restrict__ b, int n, int k) {
+    for (long long row = global_index(); row < n; row += grid_stride()) {
+        float* r = z + row * k;
+        float m = -3.402823466e38f;
+        for (int j = 0; j < k; ++j) { r[j] += b[j]; m = fmaxf(m, r[j]); }
+        float s = 0.0f;
+        for (int j = 0; j < k; ++j) { r[j] = expf(r[j] - m); s += r[j]; }
+        float inv = 1.0f / s;
+        for (int j = 0; j < k; ++j) r[j] *= inv;
+    }
+}
+
+// dy <- dy * act'(.), written through the activation's output y. One thread per element.
+extern "C" __global__ void act_backward(float* __restrict__ dy, const float* __restrict__ y, long long total, int act) {
+    for (long long idx = global_index(); idx < total; idx += grid_stride()) {
+        float out = y[idx];
+        float d = act == ACT_RELU ? (out > 0.0f ? 1.0f : 0.0f)
+                : act == ACT_SIGMOID ? out * (1.0f - out)
+                : act == ACT_TANH ? 1.0f - out * out : 1.0f;
+        dy[idx] *= d;
+    }
+}
+
+// dy[i, :] <- y[i, :] * (dy[i, :] - <dy[i, :], y[i, :]>). One thread per row.
+extern "C" __global__ void softmax_backward(float* __restrict__ dy, const float* __restrict__ y, int n, int k) {
+    for (long long row = global_index(); row < n; row += grid_stride()) {
+        float* d = dy + row * k;
+        const float* p = y + row * k;
+        float s = 0.0f;
+        for (int j = 0; j < k; ++j) s += d[j] * p[j];
+        for (int j = 0; j < k; ++j) d[j] = (d[j] - s) * p[j];
+    }
+}
+
+// db[j] <- sum_i dz[i, j]. Block (32, 8): x walks columns (coalesced), y splits the rows;
+// the 8 partial sums meet in shared memory. Grid: ceil(k / 32) blocks.
+extern "C" __global__ void bias_grad(const float* __restrict__ dz, float* __restrict__ db, int n, int k) {
+    __shared__ float partial[8][33];
+    int col = blockIdx.x * 32 + threadIdx.x;
+    float s = 0.0f;
+    if (col < k)
+        for (int row = threadIdx.y; row < n; row += 8) s += dz[(long long)row * k + col];
+    partial[threadIdx.y][threadIdx.x] = s;
+    __syncthreads();
+    if (threadIdx.y == 0 && col < k) {
+        for (int r = 1; r < 8; ++r) s += partial[r][threadIdx.x];
+        db[col] = s;
+    }
+}

@@ -1,0 +1,39 @@
+// Shared helpers for mlp_gpu's kernels. Self-contained: no standard headers, so
+// NVRTC (CuPy) and nvcc compile it as is, and the host-execution harness
+// (tests/harness/cuda_host.h) compiles it with g++ after mapping the CUDA names.
+#pragma once
+
+#define MLP_FULL_MASK 0xffffffffu
+
+// Activation codes shared with mlp_gpu/backend/cuda_ops.py.
+#define ACT_LINEAR 0
+#define ACT_RELU 1
+#define ACT_SIGMOID 2
+#define ACT_TANH 3
+
+// Slots of the optimizer's scalar buffer (mlp_gpu/backend/base.py HYPER).
+#define HYPER_LR 0
+#define HYPER_MOMENTUM 1
+#define HYPER_BETA_1 2
+#define HYPER_BETA_2 3
+#define HYPER_EPSILON 4
+#define HYPER_ITERATIONS 5
+
+// Sum over the 32 lanes of a warp; lane 0 holds the result. Every lane must call it.
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(MLP_FULL_MASK, v, offset);
+    return v;
+}
+
+__device__ __forceinline__ float sigmoidf_stable(float z) {
+    z = fminf(fmaxf(z, -88.0f), 88.0f);
+    return 1.0f / (1.0f + expf(-z));
+}
+
+__device__ __forceinline__ long long global_index() {
+    return (long long)blockIdx.x * blockDim.x + threadIdx.x;
+}
+
+__device__ __forceinline__ long long grid_stride() {
+    return (long long)gridDim.x * blockDim.x;
+}

@@ -1,0 +1,42 @@
+// Batch gather from a device-resident data set, and the end-of-step counter update.
+// Layout: src (rows_total, cols) row-major, uint8 pixels, float32 features or int32 labels;
+// perm (rows_total,) int64, this epoch's order; cursor (1,) int64, the first position of the
+// batch in perm; out (rows, cols). The step reads cursor on the device, so a captured graph
+// replays every batch of an epoch without host involvement.
+#include "common.cuh"
+
+// out[i, j] <- src[perm[cursor + i], j] / 255
+extern "C" __global__ void gather_rows_u8(const unsigned char* __restrict__ src, const long long* __restrict__ perm,
+                                          const long long* __restrict__ cursor, float* __restrict__ out,
+                                          int rows, int cols) {
+    long long start = cursor[0], total = (long long)rows * cols;
+    for (long long idx = global_index(); idx < total; idx += grid_stride()) {
+        long long r = perm[start + idx / cols];
+        out[idx] = (float)src[r * cols + idx % cols] * (1.0f / 255.0f);
+    }
+}
+
+// out[i, j] <- src[perm[cursor + i], j]
+extern "C" __global__ void gather_rows_f32(const float* __restrict__ src, const long long* __restrict__ perm,
+                                           const long long* __restrict__ cursor, float* __restrict__ out,
+                                           int rows, int cols) {
+    long long start = cursor[0], total = (long long)rows * cols;
+    for (long long idx = global_index(); idx < total; idx += grid_stride())
+        out[idx] = src[perm[start + idx / cols] * cols + idx % cols];
+}
+
+extern "C" __global__ void gather_rows_i32(const int* __restrict__ src, const long long* __restrict__ perm,
+                                           const long long* __restrict__ cursor, int* __restrict__ out,
+                                           int rows, int cols) {
+    long long start = cursor[0], total = (long long)rows * cols;
+    for (long long idx = global_index(); idx < total; idx += grid_stride())
+        out[idx] = src[perm[start + idx / cols] * cols + idx % cols];
+}
+
+// End of a step, one thread: cursor += n, and with count_iteration hyper[iterations] += 1.
+extern "C" __global__ void advance(long long* cursor, float* hyper, int n, int count_iteration) {
+    if (global_index() == 0) {
+        cursor[0] += n;
+        if (count_iteration) hyper[HYPER_ITERATIONS] += 1.0f;
+    }
+}

@@ -1,0 +1,112 @@
+// Losses fused with their gradient and, on request, the correct-count.
+// Layout: z (logits, or outputs for mse) and dz are (n, k) row-major float32; labels (n,) int32;
+// t (n, k) float32 targets; acc (2,) float64 = [sum of row losses, correct count], owned by
+// the caller and only added to. dz = d(mean row loss)/dz. One thread per row; each warp
+// adds its sums with one atomic per accumulator. Launch whole warps: no early return before
+// the warp sums.
+#include "common.cuh"
+
+// 1 when the row is predicted right: argmax (first maximum) for several columns,
+// (z > threshold) == (t > 0.5) for one column. label < 0 means "use argmax of t".
+__device__ __forceinline__ float row_correct(const float* z, const float* t, int label, int k, float threshold) {
+    if (k == 1) return ((z[0] > threshold) == (t[0] > 0.5f)) ? 1.0f : 0.0f;
+    int best = 0;
+    for (int j = 1; j < k; ++j) if (z[j] > z[best]) best = j;
+    if (label < 0) {
+        label = 0;
+        for (int j = 1; j < k; ++j) if (t[j] > t[label]) label = j;
+    }
+    return best == label ? 1.0f : 0.0f;
+}
+
+__device__ __forceinline__ void add_to_acc(double* acc, float loss, float correct, int count) {
+    loss = warp_sum(loss);
+    correct = warp_sum(correct);
+    if ((threadIdx.x & 31) == 0) {
+        atomicAdd(acc, (double)loss);
+        if (count) atomicAdd(acc + 1, (double)correct);
+    }
+}
+
+// Softmax + cross-entropy. labels != 0: sparse integer labels; else dense targets t.
+__device__ __forceinline__ void softmax_xent_row(const float* z, const int* labels, const float* t, float* dz,
+                                                 int n, int k, long long row, float* loss, float* correct,
+                                                 int count) {
+    const float* r = z + row * k;
+    float* d = dz + row * k;
+    float m = r[0];
+    for (int j = 1; j < k; ++j) m = fmaxf(m, r[j]);
+    float s = 0.0f;
+    for (int j = 0; j < k; ++j) s += expf(r[j] - m);
+    float log_s = logf(s), inv = 1.0f / s, inv_n = 1.0f / n;
+    int label = labels ? labels[row] : -1;
+    const float* tr = labels ? 0 : t + row * k;
+    if (labels) {
+        *loss = log_s - (r[label] - m);
+        for (int j = 0; j < k; ++j) d[j] = (expf(r[j] - m) * inv - (j == label ? 1.0f : 0.0f)) * inv_n;
+    } else {
+        float tsum = 0.0f, picked = 0.0f;
+        for (int j = 0; j < k; ++j) { tsum += tr[j]; picked += (r[j] - m) * tr[j]; }
+        *loss = log_s * tsum - picked;
+        for (int j = 0; j < k; ++j) d[j] = (expf(r[j] - m) * inv - tr[j]) * inv_n;
+    }
+    if (count) *correct = row_correct(r, tr, label, k, 0.0f);
+}
+
+extern "C" __global__ void softmax_xent_sparse(const float* __restrict__ z, const int* __restrict__ labels,
+                                               float* __restrict__ dz, double* acc, int n, int k, int count) {
+    long long row = global_index();
+    float loss = 0.0f, correct = 0.0f;
+    if (row < n) softmax_xent_row(z, labels, 0, dz, n, k, row, &loss, &correct, count);
+    add_to_acc(acc, loss, correct, count);
+}
+
+extern "C" __global__ void softmax_xent_dense(const float* __restrict__ z, const float* __restrict__ t,
+                                              float* __restrict__ dz, double* acc, int n, int k, int count) {
+    long long row = global_index();
+    float loss = 0.0f, correct = 0.0f;
+    if (row < n) softmax_xent_row(z, 0, t, dz, n, k, row, &loss, &correct, count);
+    add_to_acc(acc, loss, correct, count);
+}
+
+// Sigmoid + binary cross-entropy on logits, averaged over the k outputs of a row.
+extern "C" __global__ void sigmoid_bce(const float* __restrict__ z, const float* __restrict__ t,
+                                       float* __restrict__ dz, double* acc, int n, int k, int count) {
+    long long row = global_index();
+    float loss = 0.0f, correct = 0.0f;
+    if (row < n) {
+        const float* r = z + row * k;
+        const float* tr = t + row * k;
+        float* d = dz + row * k;
+        float scale = 1.0f / ((float)n * k);
+        for (int j = 0; j < k; ++j) {
+            float x = r[j];
+            loss += fmaxf(x, 0.0f) - x * tr[j] + log1pf(expf(-fabsf(x)));
+            d[j] = (sigmoidf_stable(x) - tr[j]) * scale;
+        }
+        loss /= k;
+        if (count) correct = row_correct(r, tr, -1, k, 0.0f);
+    }
+    add_to_acc(acc, loss, correct, count);
+}
+
+// Mean squared error on outputs y, averaged over the k outputs of a row.
+extern "C" __global__ void mse(const float* __restrict__ y, const float* __restrict__ t,
+                               float* __restrict__ dz, double* acc, int n, int k, int count, float threshold) {
+    long long row = global_index();
+    float loss = 0.0f, correct = 0.0f;
+    if (row < n) {
+        const float* r = y + row * k;
+        const float* tr = t + row * k;
+        float* d = dz + row * k;
+        float scale = 2.0f / ((float)n * k);
+        for (int j = 0; j < k; ++j) {
+            float e = r[j] - tr[j];
+            loss += e * e;
+            d[j] = e * scale;
+        }
+        loss /= k;
+        if (count) correct = row_correct(r, tr, -1, k, threshold);
+    }
+    add_to_acc(acc, loss, correct, count);
+}

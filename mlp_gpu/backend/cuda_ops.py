@@ -1,0 +1,110 @@
+"""The fused ops as launches of the kernels in ``kernels/``, whoever runs them.
+
+``CudaOps`` computes each launch (kernel, grid, block, arguments) from array
+shapes; a subclass says how to launch. The CuPy backend launches on a GPU; the
+test harness (tests/harness) runs the very same launches on the CPU through g++,
+so the launch arithmetic and the kernels are checked on machines without a GPU.
+Arrays must be C-contiguous float32 (labels int32, permutations int64).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Backend
+
+BLOCK = 256          # threads per block for element- and row-wise kernels
+MAX_BLOCKS = 4096    # grid-stride kernels need no more to fill an H100
+ACT_CODES = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3}
+GEMM_TILE = 16
+_GATHER = {np.dtype(np.uint8): "gather_rows_u8", np.dtype(np.float32): "gather_rows_f32",
+           np.dtype(np.int32): "gather_rows_i32"}
+_LOSS_KERNELS = {"softmax_xent_sparse": "softmax_xent_sparse", "softmax_xent": "softmax_xent_dense",
+                 "sigmoid_bce": "sigmoid_bce", "mse": "mse"}
+
+
+def _blocks(count, per_block=BLOCK, cap=MAX_BLOCKS):
+    return (max(1, min(-(-count // per_block), cap)),)
+
+
+class CudaOps(Backend):
+    """Backend ops as kernel launches; subclasses define ``xp`` and ``launch``."""
+
+    gemm = "kernel"  # "kernel": our sgemm_strided; subclasses may offer "cublas"
+
+    def launch(self, name: str, grid: tuple, block: tuple, args: tuple) -> None:
+        raise NotImplementedError
+
+    def _no_hyper(self):
+        if getattr(self, "_dummy_hyper", None) is None:
+            self._dummy_hyper = self.zeros(8, np.float32)
+        return self._dummy_hyper
+
+    # ---- dense algebra ------------------------------------------------------
+    def matmul(self, a, b, out, trans_a=False, trans_b=False):
+        if self.gemm != "kernel":
+            return self.cublas_matmul(a, b, out, trans_a, trans_b)
+        m, n = out.shape
+        k = a.shape[0] if trans_a else a.shape[1]
+        sa = (1, a.shape[1]) if trans_a else (a.shape[1], 1)
+        sb = (1, b.shape[1]) if trans_b else (b.shape[1], 1)
+        grid = (-(-n // GEMM_TILE), -(-m // GEMM_TILE))
+        self.launch("sgemm_strided", grid, (GEMM_TILE, GEMM_TILE),
+                    (np.int32(m), np.int32(n), np.int32(k), a, np.int64(sa[0]), np.int64(sa[1]),
+                     b, np.int64(sb[0]), np.int64(sb[1]), out, np.int64(n)))
+        return out
+
+    def cublas_matmul(self, a, b, out, trans_a, trans_b):
+        raise NotImplementedError(f"{type(self).__name__} has no cuBLAS")
+
+    # ---- fused ops ------------------------------------------------------------
+    def bias_act(self, z, b, act):
+        n, k = z.shape
+        if act == "softmax":
+            self.launch("bias_softmax_forward", _blocks(n), (BLOCK,), (z, b, np.int32(n), np.int32(k)))
+        else:
+            self.launch("bias_act_forward", _blocks(n * k), (BLOCK,),
+                        (z, b, np.int32(n), np.int32(k), np.int32(ACT_CODES[act])))
+
+    def act_backward(self, dy, y, act):
+        n, k = dy.shape
+        if act == "linear":
+            return
+        if act == "softmax":
+            self.launch("softmax_backward", _blocks(n), (BLOCK,), (dy, y, np.int32(n), np.int32(k)))
+        else:
+            self.launch("act_backward", _blocks(n * k), (BLOCK,),
+                        (dy, y, np.int64(n * k), np.int32(ACT_CODES[act])))
+
+    def bias_grad(self, dz, db):
+        n, k = dz.shape
+        self.launch("bias_grad", (-(-k // 32),), (32, 8), (dz, db, np.int32(n), np.int32(k)))
+
+    def loss_grad(self, kind, z, target, dz, acc, count=False, threshold=0.0):
+        n, k = z.shape
+        args = (z, target, dz, acc, np.int32(n), np.int32(k), np.int32(bool(count)))
+        if kind == "mse":
+            args += (np.float32(threshold),)
+        # one thread a row, no grid-stride: whole warps reach the warp sums
+        self.launch(_LOSS_KERNELS[kind], (-(-n // BLOCK),), (BLOCK,), args)
+
+    def gather_rows(self, src, perm, cursor, out):
+        rows = out.shape[0]
+        cols = int(np.prod(out.shape[1:], dtype=np.int64))
+        self.launch(_GATHER[np.dtype(src.dtype)], _blocks(rows * cols), (BLOCK,),
+                    (src, perm, cursor, out, np.int32(rows), np.int32(cols)))
+
+    def advance(self, cursor, n, hyper=None):
+        self.launch("advance", (1,), (1,), (cursor, self._no_hyper() if hyper is None else hyper,
+                                            np.int32(n), np.int32(hyper is not None)))
+
+    def sgd_update(self, params, grads, velocity, hyper, nesterov=False):
+        size = params.size
+        if velocity is None:
+            self.launch("sgd_update", _blocks(size), (BLOCK,), (params, grads, hyper, np.int64(size)))
+        else:
+            self.launch("sgd_momentum_update", _blocks(size), (BLOCK,),
+                        (params, grads, velocity, hyper, np.int64(size), np.int32(bool(nesterov))))
+
+    def adam_update(self, params, grads, m, v, hyper):
+        size = params.size
+        self.launch("adam_update", _blocks(size), (BLOCK,), (params, grads, m, v, hyper, np.int64(size)))
