@@ -139,6 +139,8 @@ class CupyBackend(CudaOps):
         cp = self.xp
         a = cp.ones((16, 16), cp.float32)
         c = cp.zeros((16, 16), cp.float32)
+        self.cublas_matmul(a, a, c, False, False)  # eagerly first: creates the handle outside capture
+        c.fill(0)
         stream = cp.cuda.Stream(non_blocking=True)
         try:
             with stream:
