@@ -26,7 +26,7 @@ data:
 	else echo "Fashion-MNIST not found: set MLP_GPU_DATA to a folder with its IDX files" >&2; exit 1; fi
 
 train: install data
-	$(VENV)/bin/mlp-gpu train --epochs $(EPOCHS) --backend $(BACKEND) --output model.h5
+	$(VENV)/bin/mlp-gpu train --epochs $(EPOCHS) --backend $(BACKEND) --output model.h5 --plot
 
 test: install data
 	$(PY) -m pytest -q

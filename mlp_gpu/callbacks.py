@@ -1,13 +1,21 @@
 """Callbacks with Keras names and hooks, the History they fill, and the progress bar.
 
-Per-step hooks are deliberately absent: reading device state every step would
-force a GPU sync. ``on_progress`` is called a few times a second instead.
+Reading device state every step would force a GPU sync, so the trainer calls
+``on_batch_end`` only when some callback overrides it; ``on_progress`` (running
+loss and accuracy) comes a few times a second instead, and costs nothing when
+no callback wants it.
 """
 from __future__ import annotations
 
+import csv
+import logging
+import math
 import sys
+from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger("mlp_gpu")
 
 
 class Callback:
@@ -24,6 +32,11 @@ class Callback:
     def on_epoch_begin(self, epoch, logs=None): ...
     def on_epoch_end(self, epoch, logs=None): ...
     def on_progress(self, step, logs): ...
+    def on_batch_end(self, batch, logs=None): ...
+
+    @property
+    def wants_batch_end(self) -> bool:
+        return type(self).on_batch_end is not Callback.on_batch_end
 
 
 class History(Callback):
@@ -37,6 +50,12 @@ class History(Callback):
         self.epoch.append(epoch)
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(value)
+
+    def plot(self, path) -> Path:
+        """Write loss and accuracy curves, training against validation, as a PNG; return its path."""
+        from .plots import plot_history
+
+        return plot_history(self, path)
 
 
 class CallbackList:
@@ -59,6 +78,15 @@ class CallbackList:
     @property
     def wants_progress(self):
         return any(cb.wants_progress for cb in self.callbacks)
+
+    @property
+    def wants_batch_end(self):
+        return any(cb.wants_batch_end for cb in self.callbacks)
+
+    def on_batch_end(self, batch, logs):
+        for cb in self.callbacks:
+            if cb.wants_batch_end:
+                cb.on_batch_end(batch, logs)
 
     def set_params(self, params):
         for cb in self.callbacks:
@@ -129,15 +157,11 @@ class EarlyStopping(Callback):
     """
 
     def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, mode="auto", restore_best_weights=False):
-        if mode not in ("auto", "min", "max"):
-            raise ValueError(f"EarlyStopping(mode): expected 'auto', 'min' or 'max', got {mode!r}")
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
             raise ValueError(f"EarlyStopping(patience): expected an int >= 0, got {patience!r}")
         self.monitor, self.patience = monitor, patience
         self.min_delta = abs(float(min_delta))
-        if mode == "auto":
-            mode = "max" if "acc" in monitor else "min"
-        self.sign = 1.0 if mode == "min" else -1.0
+        self.sign = _monitor_mode(monitor, mode, "EarlyStopping")
         self.restore_best_weights = restore_best_weights
         self.stopped_epoch = None
 
@@ -166,3 +190,118 @@ class EarlyStopping(Callback):
     def on_train_end(self, logs=None):
         if self.restore_best_weights and self.best_weights is not None:
             self.model.set_weights(self.best_weights)
+
+
+def _monitor_mode(monitor, mode, who):
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"{who}(mode): expected 'auto', 'min' or 'max', got {mode!r}")
+    if mode == "auto":
+        mode = "max" if "acc" in monitor else "min"
+    return 1.0 if mode == "min" else -1.0
+
+
+class ModelCheckpoint(Callback):
+    """Save the model (or only its weights) after each epoch, atomically.
+
+    ``filepath`` may hold format fields: ``"ckpt-{epoch:02d}-{val_loss:.3f}.h5"``.
+    With ``save_best_only`` a file is written only when ``monitor`` improves.
+    A full save records the completed epoch and the seed, so ``--resume`` continues exactly.
+    """
+
+    def __init__(self, filepath, monitor="val_loss", save_best_only=False, save_weights_only=False, mode="auto"):
+        self.filepath = str(filepath)
+        folder = Path(self.filepath).parent
+        if not folder.is_dir():
+            raise FileNotFoundError(f"ModelCheckpoint(filepath): folder {str(folder)!r} does not exist")
+        self.monitor, self.save_best_only, self.save_weights_only = monitor, save_best_only, save_weights_only
+        self.sign = _monitor_mode(monitor, mode, "ModelCheckpoint")
+        self.best = np.inf
+        self.saved: list[str] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.save_best_only:
+            if self.monitor not in logs:
+                raise KeyError(f"ModelCheckpoint(monitor={self.monitor!r}): not among the logged "
+                               f"metrics {sorted(logs)}")
+            value = self.sign * logs[self.monitor]
+            if not value < self.best:
+                return
+            self.best = value
+        path = self.filepath.format(epoch=epoch + 1, **logs)
+        if self.save_weights_only:
+            self.model.save_weights(path)
+        else:
+            from .io import save_model
+
+            save_model(self.model, path, epoch=epoch + 1)
+        self.saved.append(path)
+
+
+class CSVLogger(Callback):
+    """Append one row per epoch (epoch, then each logged metric) to a CSV file, flushed each epoch."""
+
+    def __init__(self, filename, separator=",", append=False):
+        self.filename, self.separator, self.append = Path(filename), separator, append
+        if not self.filename.parent.is_dir():
+            raise FileNotFoundError(f"CSVLogger(filename): folder {str(self.filename.parent)!r} does not exist")
+        self.keys = None
+
+    def on_train_begin(self, logs=None):
+        exists = self.append and self.filename.exists() and self.filename.stat().st_size > 0
+        self.file = open(self.filename, "a" if self.append else "w", newline="")
+        self.writer = csv.writer(self.file, delimiter=self.separator)
+        self.keys = None
+        self.header_written = exists
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.keys is None:
+            self.keys = sorted(logs)
+            if not self.header_written:
+                self.writer.writerow(["epoch"] + self.keys)
+        self.writer.writerow([epoch] + [logs.get(k, "") for k in self.keys])
+        self.file.flush()
+
+    def on_train_end(self, logs=None):
+        self.file.close()
+
+
+class TerminateOnNaN(Callback):
+    """Stop training when the loss becomes NaN or infinite.
+
+    Checked at each progress refresh and epoch end (not per step: that would sync the GPU every step).
+    """
+
+    wants_progress = True
+
+    def _check(self, logs, where):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            log.warning("TerminateOnNaN: loss is %s %s; stopping", loss, where)
+            self.model.stop_training = True
+            self.stopped = where
+
+    def on_progress(self, step, logs):
+        self._check(logs, f"by step {step} of epoch {self.epoch + 1}")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._check(logs, f"at the end of epoch {epoch + 1}")
+
+
+class LearningRateScheduler(Callback):
+    """Set the learning rate at each epoch's start from ``schedule(epoch, lr) -> new lr``."""
+
+    def __init__(self, schedule, verbose=0):
+        if not callable(schedule):
+            raise TypeError(f"LearningRateScheduler(schedule): expected a callable, got {type(schedule).__name__}")
+        self.schedule, self.verbose = schedule, verbose
+
+    def on_epoch_begin(self, epoch, logs=None):
+        lr = float(self.schedule(epoch, self.model.optimizer.learning_rate))
+        self.model.optimizer.learning_rate = lr
+        if self.verbose:
+            print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr}.")

@@ -27,42 +27,74 @@ def _check_output_path(path: Path):
         raise SystemExit(f"mlp-gpu: --output folder {str(folder)!r} does not exist")
 
 
+def _new_model(args, classes, input_shape, backend):
+    from . import SGD, Adam, Dense, Flatten, Input, Sequential
+
+    opt = SGD(args.lr, momentum=args.momentum) if args.optimizer == "sgd" else Adam(args.lr)
+    layers = [Input(input_shape), Flatten()] + [Dense(u, args.activation) for u in args.hidden] \
+        + [Dense(classes, "softmax")]
+    model = Sequential(layers, backend=backend)
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=opt, metrics=["accuracy"], seed=args.seed)
+    return model
+
+
 def cmd_train(args):
-    from . import SGD, Adam, Dense, Flatten, Input, Sequential, data, get_backend
+    from . import callbacks, data, get_backend, load_model
 
     out = Path(args.output)
     _check_output_path(out)  # before an hour of training, not after
+    backend = get_backend(args.backend, graph=not args.no_graph, tf32=args.tf32)
     (x_full, y_full), (x_test, y_test) = _load_data(args)
     (x, y), (x_val, y_val) = data.split_validation(x_full, y_full, args.validation_size)
-    opt = SGD(args.lr, momentum=args.momentum) if args.optimizer == "sgd" else Adam(args.lr)
-    layers = [Input(x.shape[1:]), Flatten()] + [Dense(u, args.activation) for u in args.hidden] \
-        + [Dense(int(y_full.max()) + 1, "softmax")]
-    model = Sequential(layers, backend=get_backend(args.backend, graph=not args.no_graph, tf32=args.tf32))
-    model.compile(loss="sparse_categorical_crossentropy", optimizer=opt, metrics=["accuracy"], seed=args.seed)
+    if args.resume:  # weights, optimizer state, completed epochs and the shuffle seed
+        model = load_model(args.resume, backend=backend)
+        if model.optimizer is None:
+            raise ValueError(f"--resume {args.resume!r}: the file holds weights only, not a training state")
+        initial_epoch, seed = model.epochs_done, model.fit_seed if model.fit_seed is not None else args.seed
+        print(f"resuming {args.resume} after epoch {initial_epoch}")
+    else:
+        model = _new_model(args, int(y_full.max()) + 1, x.shape[1:], backend)
+        initial_epoch, seed = 0, args.seed
     if args.verbose:
         model.summary()
+    cbs = [callbacks.ModelCheckpoint(args.checkpoint)] if args.checkpoint else []
     start = time.perf_counter()
     history = model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, validation_data=(x_val, y_val),
-                        seed=args.seed, verbose=args.verbose)
+                        seed=seed, verbose=args.verbose, initial_epoch=initial_epoch, callbacks=cbs)
     seconds = time.perf_counter() - start
     model.save(out)
     test_loss, test_acc = model.evaluate(x_test, y_test)
-    result = {"backend": model.backend.name, "epochs": len(history.epoch), "train_seconds": round(seconds, 2),
+    result = {"backend": model.backend.name, "epochs": model.epochs_done, "train_seconds": round(seconds, 2),
               "val_accuracy": history.history.get("val_accuracy", [None])[-1],
               "test_loss": test_loss, "test_accuracy": test_acc, "model": str(out)}
+    if args.plot and history.epoch:
+        result["plot"] = str(history.plot(out.with_name(out.stem + "-history.png")))
+    val = "n/a" if result["val_accuracy"] is None else f"{result['val_accuracy']:.4f}"
     print(json.dumps(result) if args.json else
-          f"trained {result['epochs']} epochs on {result['backend']} in {seconds:.1f} s; "
-          f"val accuracy {result['val_accuracy']:.4f}; test accuracy {test_acc:.4f}; saved {out}")
+          f"trained to epoch {result['epochs']} on {result['backend']} in {seconds:.1f} s; "
+          f"val accuracy {val}; test accuracy {test_acc:.4f}; saved {out}"
+          + (f" and {result['plot']}" if "plot" in result else ""))
 
 
 def cmd_evaluate(args):
     from . import load_model
 
     model = load_model(args.model, backend=args.backend)
+    if model.loss is None:
+        raise ValueError(f"{args.model!r} holds weights only; evaluate needs a model saved with its loss")
     _, (x_test, y_test) = _load_data(args)
     loss, acc = model.evaluate(x_test, y_test)
-    print(json.dumps({"test_loss": loss, "test_accuracy": acc}) if args.json
-          else f"test loss {loss:.4f}; test accuracy {acc:.4f} ({len(y_test)} images)")
+    result = {"test_loss": loss, "test_accuracy": acc}
+    if args.plot:
+        from .data import FASHION_CLASSES
+        from .plots import plot_confusion
+
+        names = FASHION_CLASSES if args.dataset == "fashion-mnist" else [str(k) for k in range(10)]
+        pred = model.predict(x_test).argmax(axis=1)
+        result["plot"] = str(plot_confusion(y_test, pred, names, args.plot))
+    print(json.dumps(result) if args.json
+          else f"test loss {loss:.4f}; test accuracy {acc:.4f} ({len(y_test)} images)"
+          + (f"; confusion matrix in {result['plot']}" if "plot" in result else ""))
 
 
 def cmd_predict(args):
@@ -120,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=42)
     t.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2])
     t.add_argument("--output", default="model.h5", help="where to save the trained model")
+    t.add_argument("--plot", action="store_true", help="save training curves as <output>-history.png")
+    t.add_argument("--checkpoint", default=None,
+                   help="save a resumable checkpoint after every epoch (may hold {epoch:02d})")
+    t.add_argument("--resume", default=None, help="continue from a checkpoint or saved model")
     t.add_argument("--no-graph", action="store_true", help="cupy: launch each kernel instead of replaying a graph")
     t.add_argument("--tf32", action="store_true", help="cupy: let cuBLAS use TF32 tensor cores (off by default)")
     t.set_defaults(func=cmd_train)
@@ -127,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="loss and accuracy of a saved model on the test set")
     e.add_argument("model")
     common(e)
+    e.add_argument("--plot", default=None, metavar="PNG", help="write a confusion matrix picture")
     e.set_defaults(func=cmd_evaluate)
 
     pr = sub.add_parser("predict", help="predicted classes of test images (or of a .npy array)")

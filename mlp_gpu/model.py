@@ -46,6 +46,8 @@ class Sequential:
         self.metrics: list[str] = []
         self.history = None
         self.stop_training = False
+        self.epochs_done = 0    # completed epochs, saved with the model for resuming
+        self.fit_seed = None    # the seed of the last fit's shuffles
         for layer in layers or []:
             self.add(layer)
 

@@ -6,6 +6,7 @@ accumulators only at the end of an epoch or when the progress bar refreshes.
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 
@@ -14,6 +15,7 @@ import numpy as np
 from . import losses
 from .callbacks import CallbackList, History, ProgressBar
 
+log = logging.getLogger("mlp_gpu")
 EVAL_BATCH = 1024  # rows per forward pass in evaluate/predict: results do not depend on it
 
 
@@ -127,7 +129,9 @@ def fit(model, x, y, batch_size=32, epochs=1, verbose="auto", callbacks=None, va
         x_val = y_val = None
 
     be = model.backend
-    rng = np.random.default_rng(seed)
+    if seed is None:
+        seed = int(np.random.SeedSequence().entropy % (1 << 63))
+    model.fit_seed = seed  # saved in checkpoints: epoch k's order depends only on (seed, k)
     train = _Batches(model, x, y)
     val = _Batches(model, x_val, y_val) if x_val is not None else None
     n = train.rows
@@ -148,25 +152,36 @@ def fit(model, x, y, batch_size=32, epochs=1, verbose="auto", callbacks=None, va
                     "verbose": verbose})
     model.stop_training = False
     model.history = history
+    per_batch, progress = cbs.wants_batch_end, cbs.wants_progress
     cbs.on_train_begin()
-    for epoch in range(initial_epoch, epochs):
-        cbs.on_epoch_begin(epoch)
-        if shuffle:
-            be.copy_from_host(train.perm, rng.permutation(n))
-        train.cursor[...] = 0
-        acc[...] = 0
-        next_refresh = time.monotonic() + 0.25
-        for step in range(steps):
-            (run_full if step < steps - 1 else run_last)()
-            if step & 15 == 15 and cbs.wants_progress and time.monotonic() >= next_refresh:
-                cbs.on_progress(step + 1, _logs(model, acc, min((step + 1) * batch_size, n)))
-                next_refresh = time.monotonic() + 0.25
-        logs = _logs(model, acc, n)
-        if val is not None:
-            logs.update({"val_" + k: v for k, v in _evaluate_data(model, val, val_ws, acc).items()})
-        cbs.on_epoch_end(epoch, logs)
-        if model.stop_training:
-            break
+    try:
+        for epoch in range(initial_epoch, epochs):
+            cbs.on_epoch_begin(epoch)
+            if shuffle:
+                be.copy_from_host(train.perm, np.random.default_rng([seed, epoch]).permutation(n))
+            train.cursor[...] = 0
+            acc[...] = 0
+            next_refresh = time.monotonic() + 0.25
+            for step in range(steps):
+                (run_full if step < steps - 1 else run_last)()
+                if per_batch:  # a host read every step: only when a callback asked for it
+                    cbs.on_batch_end(step, _logs(model, acc, min((step + 1) * batch_size, n)))
+                if progress and step & 15 == 15 and time.monotonic() >= next_refresh:
+                    cbs.on_progress(step + 1, _logs(model, acc, min((step + 1) * batch_size, n)))
+                    next_refresh = time.monotonic() + 0.25
+                if model.stop_training:
+                    break
+            logs = _logs(model, acc, n)
+            if val is not None:
+                logs.update({"val_" + k: v for k, v in _evaluate_data(model, val, val_ws, acc).items()})
+            model.epochs_done = epoch + 1
+            cbs.on_epoch_end(epoch, logs)
+            if model.stop_training:
+                break
+    except KeyboardInterrupt:
+        # Ctrl-C: keep what finished. The epoch in flight is dropped from the History; checkpoints
+        # written at earlier epoch ends stay as they were.
+        log.warning("fit interrupted; returning the History of %d completed epochs", len(history.epoch))
     cbs.on_train_end()
     return history
 

@@ -174,3 +174,10 @@ def test_summary_counts_reference_network():
     assert model.count_params() == 266_610
     assert "266,610" in text and "1,066,440 bytes" in text
     assert "(None, 300)" in text and "(None, 784)" in text
+
+
+def test_get_weights_returns_copies_not_views():
+    model = small_model()
+    weights = model.get_weights()
+    model.params[...] = 7
+    assert not np.any(weights[0] == 7)

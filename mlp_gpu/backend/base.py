@@ -46,7 +46,8 @@ class Backend:
         return self.xp.asarray(host, dtype=dtype)
 
     def to_host(self, a) -> np.ndarray:
-        return np.asarray(a)
+        """A host copy, never a view: callers keep it while the device buffer changes."""
+        return np.array(a)
 
     def copy_from_host(self, dst, host) -> None:
         """dst[...] <- host, into existing device memory (a captured graph keeps its pointers)."""

@@ -7,7 +7,7 @@ Layout (``format_version`` 1)::
     /weights/<layer>/kernel float32 (inputs, units)
     /weights/<layer>/bias   float32 (units,)
     /optimizer/state        float32 (slots, parameters)   -- full saves of compiled models
-    /optimizer              attrs: iterations, epoch
+    /optimizer              attrs: iterations, epoch (completed), seed (of the shuffles)
 
 The architecture is JSON read back through a fixed set of layer classes: loading
 never executes code from the file. Writes go to a temporary file in the same
@@ -100,13 +100,14 @@ def save_model(model, path, epoch: int | None = None) -> None:
             g = f.create_group("optimizer")
             g.create_dataset("state", data=model.backend.to_host(model.optimizer.state).astype(np.float32))
             g.attrs["iterations"] = model.optimizer.iterations
-            done = epoch if epoch is not None else len(model.history.epoch) if model.history else 0
-            g.attrs["epoch"] = int(done)
+            g.attrs["epoch"] = int(model.epochs_done if epoch is None else epoch)
+            if model.fit_seed is not None:
+                g.attrs["seed"] = np.uint64(model.fit_seed)
 
     _atomic_write(path, write)
 
 
-def _open(path):
+def _open(path, allow_keras=False):
     h5py = _h5py()
     path = Path(path)
     if path.is_dir():
@@ -118,9 +119,14 @@ def _open(path):
     except OSError as exc:
         raise ModelFileError(f"path: {str(path)!r} is not an HDF5 file ({exc})") from None
     if f.attrs.get("format") != FORMAT:
+        from .keras import is_keras_file
+
+        if allow_keras and is_keras_file(f):
+            return f
         f.close()
         raise ModelFileError(f"path: {str(path)!r} is HDF5 but not an mlp_gpu file "
-                             "(no format='mlp_gpu' attribute)")
+                             "(no format='mlp_gpu' attribute)" + ("" if not allow_keras else
+                                                                  " nor a Keras weights file"))
     version = int(f.attrs.get("format_version", -1))
     if version != FORMAT_VERSION:
         f.close()
@@ -154,10 +160,16 @@ def _read_weights(f, model, path):
 
 
 def load_weights(model, path) -> None:
-    """Load float32 weights saved by save_weights/save into a model of the same layers."""
-    with _open(path) as f:
+    """Load weights into a model of the same layers, from an mlp_gpu file (save_weights/save)
+    or a Keras 3 ``.weights.h5`` / Keras 2 ``.h5`` file. Nothing changes unless all of them fit."""
+    with _open(path, allow_keras=True) as f:
         model.build()
-        model.set_weights(_read_weights(f, model, path))
+        if f.attrs.get("format") == FORMAT:
+            model.set_weights(_read_weights(f, model, path))
+        else:
+            from .keras import read_keras_weights
+
+            model.set_weights(read_keras_weights(f, model, path))
 
 
 def load_model(path, backend=None):
@@ -188,5 +200,6 @@ def load_model(path, backend=None):
                 g = f["optimizer"]
                 opt.build(model.backend, model.count_params(), state=state[()],
                           iterations=int(g.attrs.get("iterations", 0)))
-                model.initial_epoch = int(g.attrs.get("epoch", 0))
+                model.epochs_done = int(g.attrs.get("epoch", 0))
+                model.fit_seed = int(g.attrs["seed"]) if "seed" in g.attrs else None
     return model

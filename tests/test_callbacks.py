@@ -1,0 +1,184 @@
+"""Callbacks, progress output, plots and resuming: each shown by what it does."""
+import csv
+
+import h5py
+import numpy as np
+import pytest
+
+import mlp_gpu
+from mlp_gpu import SGD, Dense, Input, Sequential
+from mlp_gpu.callbacks import (Callback, CSVLogger, EarlyStopping, LearningRateScheduler, ModelCheckpoint,
+                               TerminateOnNaN)
+from mlp_gpu.cli import main
+from mlp_gpu.plots import confusion_matrix
+
+from .conftest import blobs
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def model(lr=0.05, seed=0):
+    m = Sequential([Input((8,)), Dense(16, "relu"), Dense(3, "softmax")], backend="numpy")
+    m.compile(optimizer=SGD(lr), metrics=["accuracy"], seed=seed)
+    return m
+
+
+def drive(cb, m, values, monitor="val_loss"):
+    """Feed a callback scripted epoch logs; return the epoch at which it stopped training (or None)."""
+    cb.set_model(m)
+    cb.set_params({})
+    cb.on_train_begin()
+    for epoch, v in enumerate(values):
+        m.params[...] = epoch  # weights that tell the epochs apart
+        cb.on_epoch_end(epoch, {monitor: v})
+        if m.stop_training:
+            return epoch
+    return None
+
+
+def test_early_stopping_patience_counts_epochs_without_improvement():
+    m = model().build()
+    m.stop_training = False
+    assert drive(EarlyStopping(patience=2), m, [1.0, 0.9, 0.95, 0.91, 0.5]) == 3
+    m.stop_training = False
+    assert drive(EarlyStopping(patience=2, min_delta=0.05), m, [1.0, 0.97, 0.96, 0.5]) == 2
+    m.stop_training = False
+    assert drive(EarlyStopping(monitor="val_accuracy", patience=0), m, [0.5, 0.6, 0.6], "val_accuracy") == 2
+
+
+def test_early_stopping_restores_best_weights_without_stopping():
+    m = model().build()
+    m.stop_training = False
+    cb = EarlyStopping(patience=10, restore_best_weights=True)
+    assert drive(cb, m, [1.0, 0.3, 0.8, 0.9]) is None
+    cb.on_train_end()
+    assert np.all(m.params == 1)  # epoch 1 had the best val_loss
+
+
+def test_model_checkpoint_best_only_writes_on_improvement(tmp_path):
+    m = model().build()
+    cb = ModelCheckpoint(tmp_path / "ckpt-{epoch:02d}-{val_loss:.2f}.h5", save_best_only=True)
+    m.compile(optimizer="sgd")
+    drive(cb, m, [1.0, 0.5, 0.7, 0.4])
+    assert [p.split("/")[-1] for p in cb.saved] == ["ckpt-01-1.00.h5", "ckpt-02-0.50.h5", "ckpt-04-0.40.h5"]
+    assert np.all(mlp_gpu.load_model(cb.saved[-1]).params == 3)
+    with h5py.File(cb.saved[1], "r") as f:
+        assert f["optimizer"].attrs["epoch"] == 2
+
+
+def test_model_checkpoint_weights_only_and_bad_folder(tmp_path):
+    m = model().build()
+    cb = ModelCheckpoint(tmp_path / "w.h5", save_weights_only=True)
+    drive(cb, m, [1.0])
+    with h5py.File(tmp_path / "w.h5", "r") as f:
+        assert "optimizer" not in f and "weights" in f
+    with pytest.raises(FileNotFoundError, match="ModelCheckpoint"):
+        ModelCheckpoint(tmp_path / "missing" / "w.h5")
+
+
+def test_csv_logger_writes_one_row_per_epoch(tmp_path):
+    x, y = blobs()
+    history = model().fit(x, y, epochs=3, verbose=0, validation_split=0.2, callbacks=[CSVLogger(tmp_path / "log.csv")])
+    rows = list(csv.DictReader(open(tmp_path / "log.csv")))
+    assert [r["epoch"] for r in rows] == ["0", "1", "2"]
+    assert set(rows[0]) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy"}
+    np.testing.assert_allclose([float(r["val_loss"]) for r in rows], history.history["val_loss"])
+
+
+def test_terminate_on_nan_stops_a_diverging_run():
+    x, y = blobs()
+    x = x * 1e4
+    cb = TerminateOnNaN()
+    history = model(lr=1e6).fit(x, y, epochs=20, verbose=0, callbacks=[cb])
+    assert len(history.epoch) < 20 and not np.isfinite(history.history["loss"][-1])
+
+
+def test_learning_rate_scheduler_sets_rate_each_epoch():
+    x, y = blobs()
+    seen = []
+
+    def schedule(epoch, lr):
+        seen.append(lr)
+        return 0.1 / (epoch + 1)
+
+    m = model()
+    m.fit(x, y, epochs=3, verbose=0, callbacks=[LearningRateScheduler(schedule)])
+    np.testing.assert_allclose(seen, [0.05, 0.1, 0.05])
+    assert m.optimizer.learning_rate == pytest.approx(0.1 / 3)
+
+
+def test_batch_hook_only_when_a_callback_needs_it():
+    x, y = blobs(n=100)
+
+    class Counter(Callback):
+        calls = 0
+
+        def on_batch_end(self, batch, logs=None):
+            Counter.calls += 1
+            assert "loss" in logs
+
+    model().fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[Counter()])
+    assert Counter.calls == 2 * 4
+    assert not Callback().wants_batch_end and Counter().wants_batch_end
+
+
+def test_keyboard_interrupt_returns_history_so_far():
+    x, y = blobs()
+
+    class CtrlC(Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+    history = model().fit(x, y, epochs=5, verbose=0, callbacks=[CtrlC()])
+    assert history.epoch == [0, 1]
+
+
+def test_verbose_levels(capsys):
+    x, y = blobs()
+    model().fit(x, y, epochs=2, verbose=0)
+    assert capsys.readouterr().out == ""
+    model().fit(x, y, epochs=2, verbose=2)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("Epoch 2/2 - loss:")
+    model().fit(x, y, epochs=1, verbose=1)
+    captured = capsys.readouterr()
+    bar = captured.out + captured.err
+    assert "Epoch 1/1" in bar and "sample" in bar and "accuracy" in bar
+
+
+def test_resume_from_checkpoint_equals_uninterrupted_bit_for_bit(tmp_path):
+    x, y = blobs()
+    straight = model(seed=3)
+    straight.fit(x, y, epochs=4, verbose=0, seed=11)
+    first = model(seed=3)
+    first.fit(x, y, epochs=2, verbose=0, seed=11, callbacks=[ModelCheckpoint(tmp_path / "c.h5")])
+    resumed = mlp_gpu.load_model(tmp_path / "c.h5")
+    assert resumed.epochs_done == 2 and resumed.fit_seed == 11
+    resumed.fit(x, y, epochs=4, verbose=0, seed=resumed.fit_seed, initial_epoch=resumed.epochs_done)
+    for a, b in zip(straight.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_history_plot_and_confusion_matrix(tmp_path):
+    x, y = blobs()
+    history = model().fit(x, y, epochs=2, verbose=0, validation_split=0.2)
+    path = history.plot(tmp_path / "curves.png")
+    assert path.read_bytes()[:8] == PNG and path.stat().st_size > 5000
+    counts = confusion_matrix([0, 1, 1, 2], [0, 1, 2, 2], 3)
+    np.testing.assert_array_equal(counts, [[1, 0, 0], [0, 1, 1], [0, 0, 1]])
+
+
+def test_cli_plot_checkpoint_resume(tiny_dataset, tmp_path, capsys):
+    common = ["--data", str(tiny_dataset), "--backend", "numpy", "--verbose", "0", "--hidden", "16",
+              "--validation-size", "40", "--lr", "0.05"]
+    out = tmp_path / "m.h5"
+    assert main(["train", *common, "--epochs", "2", "--output", str(out), "--plot",
+                 "--checkpoint", str(tmp_path / "ckpt.h5")]) == 0
+    assert (tmp_path / "m-history.png").read_bytes()[:8] == PNG
+    assert main(["train", *common, "--epochs", "4", "--output", str(tmp_path / "m2.h5"),
+                 "--resume", str(tmp_path / "ckpt.h5")]) == 0
+    assert "resuming" in capsys.readouterr().out
+    assert mlp_gpu.load_model(tmp_path / "m2.h5").epochs_done == 4
+    assert main(["evaluate", str(out), "--data", str(tiny_dataset), "--plot", str(tmp_path / "cm.png")]) == 0
+    assert (tmp_path / "cm.png").read_bytes()[:8] == PNG
