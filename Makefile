@@ -7,7 +7,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 EPOCHS ?= 30
 BACKEND ?= auto
 
-.PHONY: install data train test bench gpu-check lint clean
+.PHONY: install peers data train test bench gpu-check lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,17 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+# Peers for the Keras interchange tests and the benchmarks: PyTorch's CPU build where a local wheel
+# is at hand (PyPI's default torch is a multi-GB CUDA build); without it those tests skip, saying so.
+TORCH_CPU_WHEEL ?= $(firstword $(wildcard /opt/wheels/torch-*+cpu-*.whl))
+$(VENV)/.peers: $(VENV)/.installed
+	@if [ -n "$(TORCH_CPU_WHEEL)" ]; then $(PY) -m pip install -q "$(TORCH_CPU_WHEEL)" \
+	  || echo "PyTorch CPU wheel $(TORCH_CPU_WHEEL) did not install: peer tests will skip"; \
+	else echo "no PyTorch CPU wheel found: PyTorch and Keras peer tests will skip"; fi
+	touch $@
+
+peers: $(VENV)/.peers
 
 # Fashion-MNIST from Debian's dataset-fashion-mnist package, unless MLP_GPU_DATA points elsewhere.
 data:
@@ -28,10 +39,10 @@ data:
 train: install data
 	$(VENV)/bin/mlp-gpu train --epochs $(EPOCHS) --backend $(BACKEND) --output model.h5 --plot
 
-test: install data
+test: install peers data
 	$(PY) -m pytest -q
 
-bench: install data
+bench: install peers data
 	$(PY) benchmarks/cpu_reference.py
 
 # On a GPU machine with CuPy preinstalled (no venv, no network). GPU_OUT: where results go.
