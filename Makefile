@@ -7,7 +7,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 EPOCHS ?= 30
 BACKEND ?= auto
 
-.PHONY: install peers data train test bench gpu-check lint clean
+.PHONY: install peers data train test bench fuzz gpu-check lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ bench: install peers data
 GPU_OUT ?= benchmarks/results
 gpu-check:
 	PYTHONPATH=. python3 benchmarks/gpu_check.py --out $(GPU_OUT)
+
+# The long fuzzing budget (make test runs a quick one).
+fuzz: install data
+	HYPOTHESIS_PROFILE=long $(PY) -m pytest -q -m fuzz tests
 
 lint: install
 	$(VENV)/bin/ruff check mlp_gpu tests benchmarks

@@ -33,10 +33,14 @@ extern "C" __global__ void gather_rows_i32(const int* __restrict__ src, const lo
         out[idx] = src[perm[start + idx / cols] * cols + idx % cols];
 }
 
-// End of a step, one thread: cursor += n, and with count_iteration hyper[iterations] += 1.
-extern "C" __global__ void advance(long long* cursor, float* hyper, int n, int count_iteration) {
+// End of a step, one thread: cursor += n; with count_iteration hyper[iterations] += 1; with
+// count_finite acc[2] += 1 while the running loss acc[0] is finite (x - x == 0 only for finite x),
+// so acc[2] + 1 names the step at which a run diverged.
+extern "C" __global__ void advance(long long* cursor, float* hyper, double* acc, int n, int count_iteration,
+                                   int count_finite) {
     if (global_index() == 0) {
         cursor[0] += n;
         if (count_iteration) hyper[HYPER_ITERATIONS] += 1.0f;
+        if (count_finite && acc[0] - acc[0] == 0.0) acc[2] += 1.0;
     }
 }

@@ -8,7 +8,8 @@ from .io import load_model  # noqa: E402
 from .layers import Dense, Flatten, Input  # noqa: E402
 from .model import Sequential  # noqa: E402
 from .optimizers import SGD, Adam  # noqa: E402
+from .trainer import TrainingDiverged  # noqa: E402
 
 __all__ = ["Sequential", "Dense", "Flatten", "Input", "SGD", "Adam", "EarlyStopping", "Callback", "History",
            "load_model", "get_backend", "available_backends", "data", "losses", "optimizers", "callbacks",
-           "initializers", "__version__"]
+           "initializers", "TrainingDiverged", "__version__"]

@@ -268,9 +268,9 @@ class CSVLogger(Callback):
 
 
 class TerminateOnNaN(Callback):
-    """Stop training when the loss becomes NaN or infinite.
-
-    Checked at each progress refresh and epoch end (not per step: that would sync the GPU every step).
+    """Stop training quietly when the loss becomes NaN or infinite (without it, fit raises
+    TrainingDiverged). Checked at each progress refresh and epoch end, not per step: that would
+    sync the GPU every step.
     """
 
     wants_progress = True

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 from pathlib import Path
@@ -62,8 +63,8 @@ def read_idx(path) -> np.ndarray:
             raise IDXError(f"{path}: bad magic number {head.hex()}: expected 0000 then a type code "
                            f"({', '.join(f'{k:02x}' for k in _IDX_DTYPES)}) and a dimension count")
         dtype, ndim = np.dtype(_IDX_DTYPES[head[2]]), head[3]
-        dims = np.frombuffer(_read_exact(f, 4 * ndim, path), ">u4").astype(np.int64)
-        count = int(np.prod(dims)) * dtype.itemsize
+        dims = [int(d) for d in np.frombuffer(_read_exact(f, 4 * ndim, path), ">u4")]
+        count = math.prod(dims) * dtype.itemsize  # Python ints: a lying header cannot overflow this
         if 4 + 4 * ndim + count > limit:
             raise IDXError(f"{path}: header says shape {tuple(dims)} ({count} bytes) but the file "
                            f"is {file_size} bytes{' compressed' if compressed else ''}")

@@ -118,12 +118,20 @@ class Dense(Layer):
 
 
 LAYER_CLASSES = {cls.__name__: cls for cls in (Input, Flatten, Dense)}
+# The schema of a saved layer config: which keys each class takes (constructors check the values).
+CONFIG_KEYS = {"Input": {"name", "shape"}, "Flatten": {"name"},
+               "Dense": {"name", "units", "activation", "kernel_initializer", "bias_initializer", "input_shape"}}
 
 
 def layer_from_config(class_name: str, config: dict) -> Layer:
-    """Rebuild a layer from ``get_config()`` output; only the known classes are accepted."""
+    """Rebuild a layer from ``get_config()`` output; only known classes and keys are accepted."""
     if class_name not in LAYER_CLASSES:
         raise ValueError(f"layer class: expected one of {sorted(LAYER_CLASSES)}, got {class_name!r}")
+    unknown = set(config) - CONFIG_KEYS[class_name]
+    if unknown:
+        raise ValueError(f"layer config for {class_name}: unknown keys {sorted(unknown)}")
+    if not isinstance(config.get("name"), (str, type(None))):
+        raise ValueError(f"layer config for {class_name}: name must be a string, got {config.get('name')!r}")
     cfg = dict(config)
     if class_name == "Dense" and cfg.get("kernel_initializer") == "custom":
         cfg["kernel_initializer"] = "glorot_uniform"

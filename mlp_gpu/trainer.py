@@ -6,17 +6,31 @@ accumulators only at the end of an epoch or when the progress bar refreshes.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import signal
+import threading
 import time
 
 import numpy as np
 
 from . import losses
-from .callbacks import CallbackList, History, ProgressBar
+from .callbacks import CallbackList, History, ProgressBar, TerminateOnNaN
 
 log = logging.getLogger("mlp_gpu")
 EVAL_BATCH = 1024  # rows per forward pass in evaluate/predict: results do not depend on it
+
+
+class TrainingDiverged(FloatingPointError):
+    """The training loss became NaN or infinite; the message names the epoch and step.
+
+    ``history`` holds the epochs completed before it; checkpoints written at their ends keep finite weights.
+    """
+
+    def __init__(self, message, history):
+        super().__init__(message)
+        self.history = history
 
 
 def _check_int(value, arg, minimum):
@@ -70,11 +84,11 @@ def _train_step(model, ws, data, acc):
     model.loss_and_count(ws, ws.y, acc)
     model.backward(ws.x, ws)
     model.optimizer.update(model.params, model.grads)
-    be.advance(data.cursor, ws.rows, model.optimizer.hyper)
+    be.advance(data.cursor, ws.rows, model.optimizer.hyper, acc)
 
 
 def _logs(model, acc, rows, prefix=""):
-    loss_sum, correct = model.backend.to_host(acc)
+    loss_sum, correct = model.backend.to_host(acc)[:2]
     logs = {prefix + "loss": float(loss_sum / rows)}
     if model.metrics:
         logs[prefix + "accuracy"] = float(correct / rows)
@@ -138,7 +152,7 @@ def fit(model, x, y, batch_size=32, epochs=1, verbose="auto", callbacks=None, va
     steps = math.ceil(n / batch_size)
     full = model.workspace(min(batch_size, n))
     last = full.view(n - (steps - 1) * batch_size)
-    acc = be.zeros(2, np.float64)
+    acc = be.zeros(3, np.float64)
     run_full = be.make_runner(lambda: _train_step(model, full, train, acc), full.rows)
     run_last = run_full if last.rows == full.rows else \
         be.make_runner(lambda: _train_step(model, last, train, acc), last.rows)
@@ -153,6 +167,7 @@ def fit(model, x, y, batch_size=32, epochs=1, verbose="auto", callbacks=None, va
     model.stop_training = False
     model.history = history
     per_batch, progress = cbs.wants_batch_end, cbs.wants_progress
+    diverged = None
     cbs.on_train_begin()
     try:
         for epoch in range(initial_epoch, epochs):
@@ -172,10 +187,15 @@ def fit(model, x, y, batch_size=32, epochs=1, verbose="auto", callbacks=None, va
                 if model.stop_training:
                     break
             logs = _logs(model, acc, n)
+            if not math.isfinite(logs["loss"]):  # stop before callbacks can save non-finite weights
+                diverged = _divergence(model, acc, epoch, steps, logs["loss"], history)
+                model.stop_training = True
+                break
             if val is not None:
                 logs.update({"val_" + k: v for k, v in _evaluate_data(model, val, val_ws, acc).items()})
-            model.epochs_done = epoch + 1
-            cbs.on_epoch_end(epoch, logs)
+            with _interrupt_deferred():  # a Ctrl-C here must not cut a checkpoint save short
+                model.epochs_done = epoch + 1
+                cbs.on_epoch_end(epoch, logs)
             if model.stop_training:
                 break
     except KeyboardInterrupt:
@@ -183,7 +203,34 @@ def fit(model, x, y, batch_size=32, epochs=1, verbose="auto", callbacks=None, va
         # written at earlier epoch ends stay as they were.
         log.warning("fit interrupted; returning the History of %d completed epochs", len(history.epoch))
     cbs.on_train_end()
+    if diverged is not None and not any(isinstance(cb, TerminateOnNaN) for cb in cbs.callbacks):
+        raise diverged  # TerminateOnNaN asks for a quiet stop instead
     return history
+
+
+@contextlib.contextmanager
+def _interrupt_deferred():
+    """Hold a SIGINT that arrives inside the block until the block is done (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda *_: caught.append(True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
+def _divergence(model, acc, epoch, steps, loss, history):
+    step = int(model.backend.to_host(acc)[2]) + 1  # acc[2]: steps after which the loss was still finite
+    message = (f"training diverged: the loss became {loss} at epoch {epoch + 1}, step {step} of {steps} "
+               f"(learning rate {model.optimizer.learning_rate:g}); the model's weights are no longer finite. "
+               "Lower the learning rate. Checkpoints already on disk keep the last finite weights.")
+    log.error(message)
+    return TrainingDiverged(message, history)
 
 
 def evaluate(model, x, y, batch_size=EVAL_BATCH, verbose=0, return_dict=False):
@@ -194,7 +241,7 @@ def evaluate(model, x, y, batch_size=EVAL_BATCH, verbose=0, return_dict=False):
     y = losses.check_targets(model.loss, y, x.shape[0], model.output_units, model.dtype)
     data = _Batches(model, x, y)
     logs = _evaluate_data(model, data, model.workspace(min(batch_size, data.rows)),
-                          model.backend.zeros(2, np.float64))
+                          model.backend.zeros(3, np.float64))
     if verbose:
         print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
     if return_dict:

@@ -68,3 +68,14 @@ def pytest_terminal_summary(terminalreporter):
         for name, usage in sorted(test_kernels.RESOURCES.items()):
             terminalreporter.write_line(f"  {name:24s} {usage.get('registers', '?'):>4} regs  "
                                         f"{usage.get('spill_bytes', 0)} spill bytes")
+
+
+# Fuzz budgets: a quick one in `make test`, a long one in `make fuzz` (HYPOTHESIS_PROFILE=long).
+try:
+    from hypothesis import settings as _settings
+
+    _settings.register_profile("default", max_examples=60)
+    _settings.register_profile("long", max_examples=5000)
+    _settings.load_profile(__import__("os").environ.get("HYPOTHESIS_PROFILE", "default"))
+except ImportError:  # the device machine may lack hypothesis; its tests then skip
+    pass

@@ -8,7 +8,8 @@ Layouts (row-major, one sample a row):
     z, y, dz, dy : (N, K) float32     activations and their gradients
     b, db        : (K,)   float32     bias and its gradient
     target       : (N,) int32 labels, or (N, K) float32 targets
-    acc          : (2,)   float64     [sum of per-row losses, correct count]
+    acc          : (3,)   float64     [sum of per-row losses, correct count, steps whose running loss
+                                      was still finite] -- the last names the step a run diverged at
     cursor       : (1,)   int64       position of the batch in the permutation
     hyper        : (8,)   float32     optimizer scalars, see ``HYPER``
 """
@@ -26,6 +27,18 @@ HYPER_SIZE = 8
 
 class BackendUnavailable(RuntimeError):
     """The requested backend cannot run on this machine; the message says why."""
+
+
+class DeviceMemoryError(MemoryError):
+    """A buffer does not fit in the device's free memory; the message gives the sizes."""
+
+
+def device_memory_message(shape, dtype, free: int, total: int) -> str:
+    nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    mib = 1 << 20
+    return (f"device memory: an array of shape {tuple(shape)} {np.dtype(dtype).name} needs {nbytes / mib:,.1f} MiB "
+            f"but the GPU has {free / mib:,.1f} MiB free of {total / mib:,.1f} MiB; use a smaller batch_size, "
+            "fewer rows or a smaller network")
 
 
 class Backend:
@@ -186,11 +199,14 @@ class Backend:
         else:
             self.xp.take(src, idx, axis=0, out=out)
 
-    def advance(self, cursor, n: int, hyper=None) -> None:
-        """End of a step: move the cursor by n rows and count one optimizer iteration."""
+    def advance(self, cursor, n: int, hyper=None, acc=None) -> None:
+        """End of a step: move the cursor by n rows; with ``hyper`` count one optimizer iteration;
+        with ``acc`` count the step in acc[2] if the running loss acc[0] is still finite."""
         cursor += n
         if hyper is not None:
             hyper[HYPER["iterations"]] += 1
+        if acc is not None and self.xp.isfinite(acc[0]):
+            acc[2] += 1
 
     def sgd_update(self, params, grads, velocity, hyper, nesterov: bool = False) -> None:
         """Keras SGD over one flat buffer. ``velocity`` is None without momentum.

@@ -34,10 +34,12 @@ class CudaOps(Backend):
     def launch(self, name: str, grid: tuple, block: tuple, args: tuple) -> None:
         raise NotImplementedError
 
-    def _no_hyper(self):
-        if getattr(self, "_dummy_hyper", None) is None:
-            self._dummy_hyper = self.zeros(8, np.float32)
-        return self._dummy_hyper
+    def _placeholder(self, dtype):
+        """A small buffer to pass where a kernel's optional pointer argument is unused."""
+        key = "_placeholder_" + np.dtype(dtype).name
+        if getattr(self, key, None) is None:
+            setattr(self, key, self.zeros(8, dtype))
+        return getattr(self, key)
 
     # ---- dense algebra ------------------------------------------------------
     def matmul(self, a, b, out, trans_a=False, trans_b=False):
@@ -93,9 +95,11 @@ class CudaOps(Backend):
         self.launch(_GATHER[np.dtype(src.dtype)], _blocks(rows * cols), (BLOCK,),
                     (src, perm, cursor, out, np.int32(rows), np.int32(cols)))
 
-    def advance(self, cursor, n, hyper=None):
-        self.launch("advance", (1,), (1,), (cursor, self._no_hyper() if hyper is None else hyper,
-                                            np.int32(n), np.int32(hyper is not None)))
+    def advance(self, cursor, n, hyper=None, acc=None):
+        self.launch("advance", (1,), (1,), (
+            cursor, self._placeholder(np.float32) if hyper is None else hyper,
+            self._placeholder(np.float64) if acc is None else acc,
+            np.int32(n), np.int32(hyper is not None), np.int32(acc is not None)))
 
     def sgd_update(self, params, grads, velocity, hyper, nesterov=False):
         size = params.size

@@ -13,7 +13,7 @@ import os
 import numpy as np
 
 from . import kernels
-from .base import BackendUnavailable
+from .base import BackendUnavailable, DeviceMemoryError, device_memory_message
 from .cuda_ops import CudaOps
 
 log = logging.getLogger("mlp_gpu")
@@ -77,6 +77,24 @@ class CupyBackend(CudaOps):
         return f"CupyBackend(graph={self.graph}, tf32={self.tf32}, gemm={self.gemm_choice!r})"
 
     # ---- memory -----------------------------------------------------------------
+    def _allocating(self, make, shape, dtype):
+        try:
+            return make()
+        except self.xp.cuda.memory.OutOfMemoryError:
+            free, total = self.xp.cuda.runtime.memGetInfo()
+            free += self.xp.get_default_memory_pool().free_bytes()  # cached blocks are reusable
+            raise DeviceMemoryError(device_memory_message(shape, dtype, free, total)) from None
+
+    def empty(self, shape, dtype=np.float32):
+        return self._allocating(lambda: self.xp.empty(shape, dtype=dtype), shape, dtype)
+
+    def zeros(self, shape, dtype=np.float32):
+        return self._allocating(lambda: self.xp.zeros(shape, dtype=dtype), shape, dtype)
+
+    def asarray(self, host, dtype=None):
+        shape, dt = np.shape(host), dtype or getattr(host, "dtype", np.float32)
+        return self._allocating(lambda: self.xp.asarray(host, dtype=dtype), shape, dt)
+
     def to_host(self, a) -> np.ndarray:
         return self.xp.asnumpy(a)
 

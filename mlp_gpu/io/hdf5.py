@@ -16,6 +16,7 @@ never left half-written.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -46,7 +47,11 @@ def _atomic_write(path, write):
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise FileNotFoundError(f"path: folder {str(folder)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise PermissionError(f"path: cannot write in folder {str(folder)!r} ({exc.strerror}); "
+                              "choose a writable folder") from None
     os.close(fd)
     try:
         with h5py.File(tmp, "w") as f:
@@ -107,6 +112,20 @@ def save_model(model, path, epoch: int | None = None) -> None:
     _atomic_write(path, write)
 
 
+@contextlib.contextmanager
+def _damaged_as_model_file_error(path):
+    """h5py reports a damaged file as OSError, KeyError or RuntimeError from deep inside: name the file."""
+    try:
+        yield
+    except ModelFileError:
+        raise
+    except (OSError, KeyError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
+        if isinstance(exc, (FileNotFoundError, IsADirectoryError)):
+            raise
+        raise ModelFileError(f"path: {str(path)!r} is damaged or not a valid model file "
+                             f"({type(exc).__name__}: {exc})") from None
+
+
 def _open(path, allow_keras=False):
     h5py = _h5py()
     path = Path(path)
@@ -152,6 +171,8 @@ def _read_weights(f, model, path):
             if key not in f:
                 raise ModelFileError(f"path: {str(path)!r} lacks dataset {key!r}")
             ds = f[key]
+            if not isinstance(ds, _h5py().Dataset):
+                raise ModelFileError(f"path: {str(path)!r} {key!r} is not a dataset")
             if tuple(ds.shape) != tuple(shape) or ds.dtype != np.float32:
                 raise ModelFileError(f"path: {str(path)!r} dataset {key!r} is {ds.dtype}{tuple(ds.shape)}, "
                                      f"expected float32{tuple(shape)}")
@@ -162,7 +183,7 @@ def _read_weights(f, model, path):
 def load_weights(model, path) -> None:
     """Load weights into a model of the same layers, from an mlp_gpu file (save_weights/save)
     or a Keras 3 ``.weights.h5`` / Keras 2 ``.h5`` file. Nothing changes unless all of them fit."""
-    with _open(path, allow_keras=True) as f:
+    with _damaged_as_model_file_error(path), _open(path, allow_keras=True) as f:
         model.build()
         if f.attrs.get("format") == FORMAT:
             model.set_weights(_read_weights(f, model, path))
@@ -177,7 +198,7 @@ def load_model(path, backend=None):
     from .. import losses, optimizers
     from ..model import Sequential
 
-    with _open(path) as f:
+    with _damaged_as_model_file_error(path), _open(path) as f:
         try:
             model = Sequential.from_config(_json_attr(f, "model_config", path), backend=backend)
         except (TypeError, ValueError) as exc:
@@ -193,6 +214,8 @@ def load_model(path, backend=None):
                 raise ModelFileError(f"path: {str(path)!r} has an invalid training_config: {exc}") from None
             if "optimizer/state" in f:
                 state = f["optimizer/state"]
+                if not isinstance(state, _h5py().Dataset):
+                    raise ModelFileError(f"path: {str(path)!r} 'optimizer/state' is not a dataset")
                 expected = (opt.slots, model.count_params())
                 if tuple(state.shape) != expected:
                     raise ModelFileError(f"path: {str(path)!r} optimizer/state is {tuple(state.shape)}, "
