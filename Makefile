@@ -7,7 +7,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 EPOCHS ?= 30
 BACKEND ?= auto
 
-.PHONY: install peers data train test bench fuzz gpu-check lint clean
+.PHONY: install peers data train test bench fuzz gpu-data gpu-check lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,10 +43,15 @@ test: install peers data
 	$(PY) -m pytest -q
 
 bench: install peers data
-	$(PY) benchmarks/cpu_reference.py
+	$(VENV)/bin/mlp-gpu bench --matrix cpu --out benchmarks/results
 
 # On a GPU machine with CuPy preinstalled (no venv, no network). GPU_OUT: where results go.
+# The device has no dataset package: `make gpu-data` here copies Fashion-MNIST into .data/, which the
+# device call carries; there, run with MLP_GPU_DATA=.data/fashion-mnist.
 GPU_OUT ?= benchmarks/results
+gpu-data: data
+	mkdir -p .data/fashion-mnist && cp $(DATA)/*.gz .data/fashion-mnist/
+
 gpu-check:
 	PYTHONPATH=. python3 benchmarks/gpu_check.py --out $(GPU_OUT)
 

@@ -128,6 +128,14 @@ def cmd_info(args):
     print("selected: " + ", ".join(f"{k}={v}" for k, v in backend.describe().items()))
 
 
+def cmd_bench(args):
+    from .bench import run_suite
+
+    result = run_suite(args.matrix, repeats=args.repeats, out=args.out, plot=not args.no_plot)
+    if args.json:
+        print(json.dumps(result["ratios"]))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mlp-gpu", description="Train and use MLPs on CUDA (CuPy) or NumPy.")
     p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
@@ -173,6 +181,15 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--start", type=int, default=0)
     pr.add_argument("--count", type=int, default=10)
     pr.set_defaults(func=cmd_predict)
+
+    b = sub.add_parser("bench", help="time workloads x backends x peers; write JSON, Markdown and a PNG")
+    b.add_argument("--matrix", default="auto", choices=["auto", "cpu", "gpu", "smoke"],
+                   help="auto: the gpu matrix where CuPy has a device, else the cpu one")
+    b.add_argument("--repeats", type=int, default=5, help="timed epochs per cell, after one warm-up epoch")
+    b.add_argument("--out", default="benchmarks/results", help="folder for the reports")
+    b.add_argument("--no-plot", action="store_true")
+    b.add_argument("--json", action="store_true", help="print the ratios as JSON")
+    b.set_defaults(func=cmd_bench)
 
     i = sub.add_parser("info", help="versions, backends and the device")
     i.add_argument("--backend", default="auto", choices=["auto", "numpy", "cupy"])

@@ -175,3 +175,19 @@ def test_fuzz_model_loader(tmp_path, edits, cut):
     except ModelFileError:
         return
     assert model.count_params() == 26
+
+
+def test_flipped_bit_in_stored_weights_is_detected(tmp_path):
+    """Weights carry a Fletcher-32 checksum: silent corruption on disk fails the load loudly."""
+    import h5py
+
+    m = Sequential([Input((3,)), Dense(4, "relu"), Dense(2, "softmax")], backend="numpy")
+    m.compile(seed=0)
+    m.save(tmp_path / "m.h5")
+    with h5py.File(tmp_path / "m.h5", "r") as f:
+        offset = f["weights/dense/kernel"].id.get_chunk_info(0).byte_offset
+    data = bytearray((tmp_path / "m.h5").read_bytes())
+    data[offset + 5] ^= 0x10
+    (tmp_path / "m.h5").write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="damaged"):
+        mlp_gpu.load_model(tmp_path / "m.h5")

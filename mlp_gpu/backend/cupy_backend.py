@@ -17,6 +17,7 @@ from .base import BackendUnavailable, DeviceMemoryError, device_memory_message
 from .cuda_ops import CudaOps
 
 log = logging.getLogger("mlp_gpu")
+_MODULES = {}  # (device id, kernel file) -> cupy.RawModule, compiled on first launch
 
 
 @functools.lru_cache(maxsize=1)
@@ -69,7 +70,6 @@ class CupyBackend(CudaOps):
         self.tf32 = _env_flag("MLP_GPU_TF32", False) if tf32 is None else bool(tf32)
         self.gemm_choice = gemm
         self.gemm = "kernel" if gemm == "kernel" else "cublas"
-        self._modules = {}
         self._scalars = np.array([1.0, 0.0], np.float32)  # alpha, beta for cuBLAS (host pointer mode)
         self._capture_gemm = None
 
@@ -118,10 +118,10 @@ class CupyBackend(CudaOps):
     # ---- kernels ----------------------------------------------------------------
     def _function(self, name):
         path = kernels.kernel_index()[name]
-        module = self._modules.get(path)
+        key = (self.xp.cuda.Device().id, path)  # one compiled module per file and device, per process
+        module = _MODULES.get(key)
         if module is None:
-            module = self.xp.RawModule(code=kernels.source(path), options=("--std=c++17",))
-            self._modules[path] = module
+            module = _MODULES[key] = self.xp.RawModule(code=kernels.source(path), options=("--std=c++17",))
         return module.get_function(name)
 
     def launch(self, name, grid, block, args):

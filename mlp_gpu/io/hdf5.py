@@ -54,7 +54,8 @@ def _atomic_write(path, write):
                               "choose a writable folder") from None
     os.close(fd)
     try:
-        with h5py.File(tmp, "w") as f:
+        # libver="latest": checksummed metadata, so a damaged file reads as an error, not a crash
+        with h5py.File(tmp, "w", libver="latest") as f:
             write(f)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
@@ -72,6 +73,14 @@ def _atomic_write(path, write):
         pass
 
 
+def _checked_dataset(group, name, data):
+    """A dataset with a Fletcher-32 checksum: flipped bits in stored weights fail the read."""
+    if data.size:
+        group.create_dataset(name, data=data, chunks=data.shape, fletcher32=True)
+    else:
+        group.create_dataset(name, data=data)
+
+
 def _write_weights(f, model):
     from .. import __version__
 
@@ -82,8 +91,8 @@ def _write_weights(f, model):
     group = f.create_group("weights")
     for layer in model.dense_layers:
         g = group.create_group(layer.name)
-        g.create_dataset("kernel", data=model.backend.to_host(layer.kernel).astype(np.float32))
-        g.create_dataset("bias", data=model.backend.to_host(layer.bias).astype(np.float32))
+        for name, array in (("kernel", layer.kernel), ("bias", layer.bias)):
+            _checked_dataset(g, name, model.backend.to_host(array).astype(np.float32))
 
 
 def save_weights(model, path) -> None:
@@ -103,7 +112,7 @@ def save_model(model, path, epoch: int | None = None) -> None:
                 "loss": model.loss.get_config(), "metrics": model.metrics,
                 "optimizer": model.optimizer.get_config()})
             g = f.create_group("optimizer")
-            g.create_dataset("state", data=model.backend.to_host(model.optimizer.state).astype(np.float32))
+            _checked_dataset(g, "state", model.backend.to_host(model.optimizer.state).astype(np.float32))
             g.attrs["iterations"] = model.optimizer.iterations
             g.attrs["epoch"] = int(model.epochs_done if epoch is None else epoch)
             if model.fit_seed is not None:

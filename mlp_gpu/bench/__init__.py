@@ -1,0 +1,105 @@
+"""The benchmark suite behind `mlp-gpu bench` and `make bench`: workloads × implementations, timed
+in one run on one machine, reported as medians, ratios and fractions of a peak measured alongside.
+
+    from mlp_gpu.bench import run_suite
+    result = run_suite("cpu", repeats=5, out="benchmarks/results")
+"""
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import report
+from .runners import RUNNERS, Skip
+from .workloads import MATRICES
+
+
+def load_data():
+    """Fashion-MNIST as uint8 rows (the 55,000 training rows, the 10,000 test rows); synthetic if absent."""
+    from ..data import load_fashion_mnist, split_validation
+
+    try:
+        (x_full, y_full), (x_test, y_test) = load_fashion_mnist(scale=False)
+        source = "fashion-mnist"
+    except FileNotFoundError:
+        rng = np.random.default_rng(0)
+        x_full, y_full = rng.integers(0, 256, (60000, 784), dtype=np.uint8), rng.integers(0, 10, 60000)
+        x_test, y_test = x_full[:10000], y_full[:10000]
+        source = "synthetic (Fashion-MNIST not found: accuracies are meaningless)"
+    (x, y), _ = split_validation(x_full.reshape(-1, 784), y_full)
+    return source, {"x": np.ascontiguousarray(x), "y": y.astype(np.int32),
+                    "x_test": x_test.reshape(-1, 784), "y_test": y_test.astype(np.int32)}
+
+
+def _subset(data, rows):
+    return {**data, "x": data["x"][:rows], "y": data["y"][:rows]}
+
+
+def _cell(workload, impl, data, repeats, peaks):
+    rows = workload.rows_for(impl)
+    base = {"workload": workload.name, "impl": impl, "sizes": list(workload.sizes), "batch": workload.batch,
+            "rows": rows, "steps_per_epoch": math.ceil(rows / workload.batch)}
+    try:
+        run = RUNNERS[impl](workload, _subset(data, rows), repeats + 1)
+    except Skip as exc:
+        return {**base, "skipped": str(exc)}
+    times = run.pop("epoch_s")[1:]  # the first epoch is warm-up: compiles kernels, captures graphs
+    median = statistics.median(times)
+    gflops = workload.flops_per_sample() * rows / median / 1e9
+    peak = peaks["gpu_sgemm_gflops"] if impl.startswith("cupy") or impl.endswith("cuda") else \
+        peaks["cpu_sgemm_gflops"]
+    return {**base, **run, "epochs_timed": len(times), "median_s": median, "min_s": min(times),
+            "max_s": max(times), "samples_per_s": rows / median, "steps_per_s": base["steps_per_epoch"] / median,
+            "gflops": gflops, "fraction_of_peak": gflops / peak if peak else None,
+            "host_rss_mb": report.rss_mb(), "host_peak_rss_mb": report.peak_rss_mb()}
+
+
+RATIOS = [("numpy", "handwritten_numpy"), ("numpy", "torch_cpu"), ("numpy", "keras_cpu"),
+          ("cupy_graph", "torch_cuda"), ("cupy_eager", "torch_cuda"), ("cupy_graph", "cupy_eager"),
+          ("cupy_graph", "numpy")]
+
+
+def ratios(cells):
+    """Median-time ratios a/b within each workload (below 1: a is faster)."""
+    out = {}
+    for w in dict.fromkeys(c["workload"] for c in cells):
+        got = {c["impl"]: c for c in cells if c["workload"] == w and "median_s" in c}
+        for a, b in RATIOS:
+            if a in got and b in got and got[a]["rows"] == got[b]["rows"]:
+                out[f"{w}: {a} / {b}"] = got[a]["median_s"] / got[b]["median_s"]
+    return out
+
+
+def run_suite(matrix="auto", repeats=5, out=None, plot=True, log=print) -> dict:
+    """Run a matrix ("cpu", "gpu", "smoke" or "auto": gpu where CuPy has a device); write results to ``out``."""
+    from ..backend import available_backends
+
+    if matrix == "auto":
+        matrix = "gpu" if available_backends()["cupy"] is None else "cpu"
+    if matrix not in MATRICES:
+        raise ValueError(f"matrix: expected one of {sorted(MATRICES)} or 'auto', got {matrix!r}")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats: expected an int >= 1, got {repeats!r}")
+    spec = MATRICES[matrix]()
+    source, data = load_data()
+    started = time.time()
+    peaks = report.measure_peaks(gpu=matrix == "gpu")
+    log(f"bench {matrix}: data {source}; peaks {peaks}")
+    cells = []
+    for workload in spec.workloads:
+        for impl in workload.impls:
+            cell = _cell(workload, impl, data, repeats, peaks)
+            log(report.one_line(cell))
+            cells.append(cell)
+    result = {"benchmark": "mlp_gpu bench", "matrix": matrix, "repeats": repeats, "data": source,
+              "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "seconds": round(time.time() - started, 1),
+              "machine": report.describe_machine(), "peaks": peaks, "cells": cells, "ratios": ratios(cells)}
+    if out is not None:
+        paths = report.write(result, Path(out), plot=plot)
+        result["files"] = [str(p) for p in paths]
+        log("wrote " + ", ".join(result["files"]))
+    return result

@@ -1,0 +1,200 @@
+"""Machine description, peak measurement, and the JSON / Markdown / PNG reports."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def rss_mb() -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _version(module):
+    try:
+        return __import__(module).__version__
+    except Exception:
+        return None
+
+
+def describe_machine() -> dict:
+    from .. import __version__
+    from ..backend import available_backends, get_backend
+
+    info = {"cpu": _cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version(), "mlp_gpu": __version__, "numpy": np.__version__,
+            "torch": _version("torch"), "h5py": _version("h5py"),
+            "blas_env": {k: v for k, v in os.environ.items() if k.startswith(("OPENBLAS_", "OMP_", "MKL_"))}}
+    if available_backends()["cupy"] is None:
+        info["gpu"] = get_backend("cupy").describe()
+    return info
+
+
+def _median_time(fn, repeats=5):
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def measure_peaks(gpu: bool) -> dict:
+    """Achievable float32 GEMM rate on this machine, measured now: the denominator of "% of peak"."""
+    n = 2048
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    peaks = {"cpu_sgemm_gflops": 2 * n ** 3 / _median_time(lambda: a @ a) / 1e9, "gpu_sgemm_gflops": None}
+    if gpu:
+        from ..backend import get_backend
+
+        be = get_backend("cupy", graph=False)
+        m = 8192
+        g = be.xp.random.random((m, m), dtype=np.float32)
+        out = be.empty((m, m))
+
+        def gemm():
+            be.matmul(g, g, out)
+            be.synchronize()
+
+        peaks["gpu_sgemm_gflops"] = 2 * m ** 3 / _median_time(gemm) / 1e9
+    return peaks
+
+
+def one_line(c) -> str:
+    if "skipped" in c:
+        return f"  {c['workload']:12s} {c['impl']:18s} skipped: {c['skipped']}"
+    acc = f"  acc {c['test_accuracy']:.4f}" if "test_accuracy" in c else ""
+    return (f"  {c['workload']:12s} {c['impl']:18s} {c['median_s']:8.4f} s/epoch ({c['rows']} rows)  "
+            f"{c['samples_per_s']:10.0f} samples/s  {c['gflops']:8.1f} GFLOP/s{acc}")
+
+
+def _fmt(v, spec):
+    return "" if v is None else format(v, spec)
+
+
+def markdown(r) -> str:
+    m = r["machine"]
+    gpu = m.get("gpu", {}).get("device")
+    lines = [f"# mlp_gpu bench: {r['matrix']} matrix", "",
+             f"{r['date']}; data: {r['data']}; median of {r['repeats']} epochs after one warm-up epoch; "
+             f"the whole run took {r['seconds']} s.", "",
+             f"Machine: {m['cpu']}, {m['cores']} cores" + (f"; GPU: {gpu}" if gpu else "") +
+             f"; Python {m['python']}, NumPy {m['numpy']}, PyTorch {m['torch'] or 'absent'}.", "",
+             f"Peak measured in this run: CPU SGEMM {r['peaks']['cpu_sgemm_gflops']:.1f} GFLOP/s" +
+             (f", GPU SGEMM {r['peaks']['gpu_sgemm_gflops']:.1f} GFLOP/s" if r['peaks']['gpu_sgemm_gflops'] else ""),
+             "", "| workload | implementation | rows | median s/epoch | min | max | samples/s | steps/s | "
+             "GFLOP/s | % of peak | host RSS MB | device MB | test acc |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for c in r["cells"]:
+        if "skipped" in c:
+            lines.append(f"| {c['workload']} | {c['impl']} | {c['rows']} | skipped: {c['skipped']} |"
+                         + " |" * 9)
+            continue
+        dev = c.get("device_bytes")
+        lines.append(
+            f"| {c['workload']} | {c['impl']} | {c['rows']} | {c['median_s']:.4f} | {c['min_s']:.4f} | "
+            f"{c['max_s']:.4f} | {c['samples_per_s']:,.0f} | {c['steps_per_s']:,.0f} | {c['gflops']:.1f} | "
+            f"{_fmt(c['fraction_of_peak'] and 100 * c['fraction_of_peak'], '.1f')} | "
+            f"{_fmt(c['host_rss_mb'], '.0f')} | {_fmt(dev and dev / 2 ** 20, '.1f')} | "
+            f"{_fmt(c.get('test_accuracy'), '.4f')} |")
+    lines += ["", "Ratios of median epoch times (below 1: the first is faster):", ""]
+    lines += [f"- {k}: **{v:.3f}**" for k, v in r["ratios"].items()]
+    lines += ["", "Workloads: `reference` 784-300-100-10 batch 32; `batch-N` the same net at batch N; `wide` "
+              "784-4096-4096-10 batch 32 (CPU implementations on fewer rows, as the rows column says); "
+              "`rows-N` the reference on N rows. SGD 0.01 everywhere; GFLOP/s counts the forward, "
+              "weight-gradient and input-gradient GEMMs from the layer shapes."]
+    return "\n".join(lines) + "\n"
+
+
+def plot_results(r, path) -> Path | None:
+    try:
+        from ..plots import _pyplot
+
+        plt = _pyplot()
+    except ImportError:
+        return None
+    cells = [c for c in r["cells"] if "median_s" in c]
+    impls = list(dict.fromkeys(c["impl"] for c in cells))
+    workloads = list(dict.fromkeys(c["workload"] for c in cells))
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
+    width = 0.8 / max(len(impls), 1)
+    for k, impl in enumerate(impls):
+        xs, ys = [], []
+        for i, w in enumerate(workloads):
+            got = [c for c in cells if c["workload"] == w and c["impl"] == impl]
+            if got:
+                xs.append(i + k * width)
+                ys.append(got[0]["samples_per_s"])
+        axes[0].bar(xs, ys, width, label=impl)
+    axes[0].set_xticks([i + 0.4 - width / 2 for i in range(len(workloads))], workloads, rotation=30, ha="right")
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("samples / s (higher is better)")
+    axes[0].set_title("throughput by workload")
+    axes[0].legend(fontsize=7)
+    ref = [c for c in cells if tuple(c["sizes"]) == (784, 300, 100, 10)]
+    for impl in impls:
+        mine = [c for c in ref if c["impl"] == impl]
+        full = max((c["rows"] for c in mine), default=0)  # the batch curve keeps the data size fixed
+        pts = sorted((c["batch"], c["median_s"]) for c in mine if c["rows"] == full)
+        if len(pts) > 1:
+            axes[1].plot(*zip(*pts), "o-", label=impl)
+        pts = sorted((c["rows"], c["median_s"]) for c in mine if c["batch"] == 32)
+        if len(pts) > 1:
+            axes[2].plot(*zip(*pts), "o-", label=impl)
+    for ax, xlabel, title in ((axes[1], "batch size", "time vs batch size (all rows)"),
+                              (axes[2], "training rows", "time vs data size (batch 32)")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("seconds per epoch")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        if ax.has_data():
+            ax.legend(fontsize=7)
+    fig.suptitle(f"mlp_gpu bench ({r['matrix']}): {r['machine']['cpu']}"
+                 + (f" + {r['machine']['gpu']['device']}" if "gpu" in r["machine"] else ""), fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def write(r, out: Path, plot=True) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    gpu = r["machine"].get("gpu", {}).get("device")
+    stem = f"bench-{r['matrix']}" + (f"-{gpu.replace(' ', '-')}" if gpu and r["matrix"] == "gpu" else "")
+    paths = [out / f"{stem}.json", out / f"{stem}.md"]
+    paths[0].write_text(json.dumps(r, indent=2, default=str) + "\n")
+    paths[1].write_text(markdown(r))
+    if plot:
+        png = plot_results(r, out / f"{stem}.png")
+        if png:
+            paths.append(png)
+    return paths

@@ -1,0 +1,73 @@
+"""The benchmark matrix: workloads (net, batch, rows) and which implementations run each."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+REFERENCE = (784, 300, 100, 10)
+WIDE = (784, 4096, 4096, 10)
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    sizes: tuple = REFERENCE
+    batch: int = 32
+    rows: int = 55000
+    cpu_rows: int | None = None   # fewer rows for CPU implementations where a full epoch takes minutes
+    impls: tuple = ("numpy",)
+    accuracy: bool = False        # report test accuracy after the timed epochs
+
+    def rows_for(self, impl: str) -> int:
+        on_gpu = impl.startswith("cupy") or impl.endswith("cuda")
+        return self.rows if on_gpu or self.cpu_rows is None else min(self.rows, self.cpu_rows)
+
+    def flops_per_sample(self) -> int:
+        """Training FLOPs per sample counted from the layer shapes: the forward GEMM, the weight-gradient
+        GEMM, and the input-gradient GEMM of every layer but the first (2 FLOPs per multiply-add)."""
+        products = [a * b for a, b in zip(self.sizes[:-1], self.sizes[1:])]
+        return 2 * (2 * sum(products) + sum(products[1:]))
+
+
+@dataclass(frozen=True)
+class Matrix:
+    name: str
+    workloads: list = field(default_factory=list)
+
+
+CPU_PEERS = ("numpy", "handwritten_numpy", "torch_cpu")
+GPU_PEERS = ("cupy_eager", "cupy_graph", "torch_cuda")
+
+
+def cpu_matrix() -> Matrix:
+    """`make bench` on a 2-core machine, within 5 minutes."""
+    return Matrix("cpu", [
+        Workload("reference", impls=CPU_PEERS + ("keras_cpu",), accuracy=True),
+        Workload("batch-1024", batch=1024, impls=CPU_PEERS),
+        Workload("batch-4096", batch=4096, impls=CPU_PEERS),
+        Workload("wide", sizes=WIDE, cpu_rows=1000, impls=CPU_PEERS),
+        *[Workload(f"rows-{n}", rows=n, impls=("numpy",)) for n in (5000, 15000, 30000)],
+    ])
+
+
+def gpu_matrix() -> Matrix:
+    """The full matrix for `make gpu-check`: GPU backends and peers, with NumPy on the host as baseline."""
+    return Matrix("gpu", [
+        Workload("reference", impls=("numpy",) + GPU_PEERS, accuracy=True),
+        Workload("batch-1024", batch=1024, impls=("numpy",) + GPU_PEERS),
+        Workload("batch-4096", batch=4096, impls=("numpy",) + GPU_PEERS),
+        Workload("wide", sizes=WIDE, cpu_rows=2000, impls=("numpy",) + GPU_PEERS),
+        *[Workload(f"rows-{n}", rows=n, impls=("numpy", "cupy_graph"))
+          for n in (5000, 15000, 30000)],
+    ])
+
+
+def smoke_matrix() -> Matrix:
+    """A tiny matrix that checks the suite itself in `make test`."""
+    return Matrix("smoke", [
+        Workload("reference", rows=600, impls=("numpy", "handwritten_numpy", "torch_cpu"), accuracy=True),
+        Workload("batch-256", batch=256, rows=600, impls=("numpy",)),
+        Workload("rows-300", rows=300, impls=("numpy",)),
+    ])
+
+
+MATRICES = {"cpu": cpu_matrix, "gpu": gpu_matrix, "smoke": smoke_matrix}
