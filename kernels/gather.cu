@@ -5,32 +5,34 @@
 // replays every batch of an epoch without host involvement.
 #include "common.cuh"
 
-// out[i, j] <- src[perm[cursor + i], j] / 255
+// out[i, j] <- src[perm[cursor + i], j] * scale, one thread per element of out.
+template <class In, class Out>
+__device__ __forceinline__ void gather_rows(const In* __restrict__ src, const long long* __restrict__ perm,
+                                            const long long* __restrict__ cursor, Out* __restrict__ out,
+                                            int rows, int cols, Out scale) {
+    long long start = cursor[0], total = (long long)rows * cols;
+    for (long long idx = global_index(); idx < total; idx += grid_stride())
+        out[idx] = (Out)src[perm[start + idx / cols] * cols + idx % cols] * scale;
+}
+
+// uint8 pixels -> float32 in [0, 1]
 extern "C" __global__ void gather_rows_u8(const unsigned char* __restrict__ src, const long long* __restrict__ perm,
                                           const long long* __restrict__ cursor, float* __restrict__ out,
                                           int rows, int cols) {
-    long long start = cursor[0], total = (long long)rows * cols;
-    for (long long idx = global_index(); idx < total; idx += grid_stride()) {
-        long long r = perm[start + idx / cols];
-        out[idx] = (float)src[r * cols + idx % cols] * (1.0f / 255.0f);
-    }
+    gather_rows(src, perm, cursor, out, rows, cols, 1.0f / 255.0f);
 }
 
-// out[i, j] <- src[perm[cursor + i], j]
 extern "C" __global__ void gather_rows_f32(const float* __restrict__ src, const long long* __restrict__ perm,
                                            const long long* __restrict__ cursor, float* __restrict__ out,
                                            int rows, int cols) {
-    long long start = cursor[0], total = (long long)rows * cols;
-    for (long long idx = global_index(); idx < total; idx += grid_stride())
-        out[idx] = src[perm[start + idx / cols] * cols + idx % cols];
+    gather_rows(src, perm, cursor, out, rows, cols, 1.0f);
 }
 
+// int32 labels
 extern "C" __global__ void gather_rows_i32(const int* __restrict__ src, const long long* __restrict__ perm,
                                            const long long* __restrict__ cursor, int* __restrict__ out,
                                            int rows, int cols) {
-    long long start = cursor[0], total = (long long)rows * cols;
-    for (long long idx = global_index(); idx < total; idx += grid_stride())
-        out[idx] = src[perm[start + idx / cols] * cols + idx % cols];
+    gather_rows(src, perm, cursor, out, rows, cols, 1);
 }
 
 // End of a step, one thread: cursor += n; with count_iteration hyper[iterations] += 1; with
