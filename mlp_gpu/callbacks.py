@@ -142,7 +142,7 @@ class ProgressBar(Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.bar is not None:
             self.bar.n = self.params["samples"]
-            self.bar.set_postfix_str(_fmt(logs or {}), refresh=True)
+            self.bar.set_postfix_str(_fmt(logs or {}), refresh=False)  # close() draws the final state once
             self.bar.close()
             self.bar = None
         elif self.verbose == 2:
