@@ -76,15 +76,20 @@ class _Batches:
         self.cursor = be.zeros(1, np.int64)
 
 
-def _train_step(model, ws, data, acc):
+def _batch_loss(model, ws, data, acc):
+    """Gather the batch at the cursor, run the forward pass and the loss (gradient into ws.dz[-1])."""
     be = model.backend
     be.gather_rows(data.x, data.perm, data.cursor, ws.x)
     be.gather_rows(data.y, data.perm, data.cursor, ws.y)
     model.forward(ws.x, ws, logits=True)
     model.loss_and_count(ws, ws.y, acc)
+
+
+def _train_step(model, ws, data, acc):
+    _batch_loss(model, ws, data, acc)
     model.backward(ws.x, ws)
     model.optimizer.update(model.params, model.grads)
-    be.advance(data.cursor, ws.rows, model.optimizer.hyper, acc)
+    model.backend.advance(data.cursor, ws.rows, model.optimizer.hyper, acc)
 
 
 def _logs(model, acc, rows, prefix=""):
@@ -97,19 +102,12 @@ def _logs(model, acc, rows, prefix=""):
 
 def _evaluate_data(model, data, ws, acc):
     """Loss and metrics over a whole _Batches, in order; one host read at the end."""
-    be = model.backend
     acc[...] = 0
     data.cursor[...] = 0
-    done = 0
-    while done < data.rows:
-        n = min(ws.rows, data.rows - done)
-        view = ws.view(n) if n < ws.rows else ws
-        be.gather_rows(data.x, data.perm, data.cursor, view.x)
-        be.gather_rows(data.y, data.perm, data.cursor, view.y)
-        model.forward(view.x, view, logits=True)
-        model.loss_and_count(view, view.y, acc)
-        be.advance(data.cursor, n)
-        done += n
+    for start in range(0, data.rows, ws.rows):
+        n = min(ws.rows, data.rows - start)
+        _batch_loss(model, ws.view(n) if n < ws.rows else ws, data, acc)
+        model.backend.advance(data.cursor, n)
     return _logs(model, acc, data.rows)
 
 
