@@ -95,3 +95,11 @@ def test_device_memory_is_preallocated_not_per_step():
     used = pool.used_bytes()
     model.fit(x, y, batch_size=32, epochs=1, seed=0, verbose=0)
     assert pool.used_bytes() <= used + 1024  # the same buffers again, nothing growing per step
+
+
+def test_allocation_beyond_device_memory_names_the_sizes():
+    from mlp_gpu.backend.base import DeviceMemoryError
+
+    backend = get_backend("cupy")
+    with pytest.raises(DeviceMemoryError, match=r"shape \(1099511627776,\) float32 needs .* MiB free of"):
+        backend.empty((1 << 40,))

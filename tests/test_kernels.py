@@ -224,3 +224,31 @@ def test_sgemm_strided(dev, m, n, k, trans):
     dev.matmul(a, b, out, trans_a=trans == "TN", trans_b=trans == "NT")
     want = (a.T if trans == "TN" else a).astype(np.float64) @ (b.T if trans == "NT" else b)
     np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)
+
+
+def _sgemm_column_major(transa, transb, m, n, k, a_buf, lda, b_buf, ldb, ldc):
+    """What cuBLAS' sgemm computes, on flat buffers read column-major: C = op(A) op(B), C is m x n."""
+    def matrix(buf, rows, cols, ld):
+        assert ld >= rows and (cols - 1) * ld + rows <= buf.size, "cuBLAS would read outside the buffer"
+        return np.lib.stride_tricks.as_strided(buf, (rows, cols), (buf.itemsize, ld * buf.itemsize))
+    a = matrix(a_buf, k, m, lda).T if transa else matrix(a_buf, m, k, lda)
+    b = matrix(b_buf, n, k, ldb).T if transb else matrix(b_buf, k, n, ldb)
+    c = np.zeros(ldc * n, np.float64)
+    matrix(c, m, n, ldc)[...] = a.astype(np.float64) @ b
+    return c
+
+
+@pytest.mark.parametrize("trans", ["NN", "NT", "TN"])
+@pytest.mark.parametrize("m,n,k", [(1, 1, 1), (32, 300, 784), (7, 10, 100), (33, 31, 65)])
+def test_cublas_argument_mapping(trans, m, n, k):
+    """The row-major to column-major mapping the CuPy backend hands cuBLAS, checked on the CPU."""
+    from mlp_gpu.backend.cupy_backend import column_major_gemm
+
+    rng = np.random.default_rng(m * n)
+    ta, tb = trans == "TN", trans == "NT"
+    a = _rand(rng, *((k, m) if ta else (m, k)))
+    b = _rand(rng, *((n, k) if tb else (k, n)))
+    t_b, t_a, cm, cn, ck, ldb, lda, ldc = column_major_gemm(a.shape, b.shape, (m, n), ta, tb)
+    flat = _sgemm_column_major(t_b, t_a, cm, cn, ck, b.ravel(), ldb, a.ravel(), lda, ldc)
+    want = (a.T if ta else a).astype(np.float64) @ (b.T if tb else b)
+    np.testing.assert_allclose(flat.reshape(m, n), want, rtol=1e-5, atol=1e-5)

@@ -48,6 +48,17 @@ def _env_flag(name, default):
     return default if value is None else value.strip().lower() not in ("0", "false", "no", "off", "")
 
 
+def column_major_gemm(a_shape, b_shape, out_shape, trans_a, trans_b):
+    """cuBLAS arguments for row-major out = op(a) @ op(b), all C-contiguous.
+
+    A row-major matrix is its transpose in column-major, so cuBLAS computes out^T = op(b)^T op(a)^T:
+    b goes first. Returns (transpose b?, transpose a?, m, n, k, ldb, lda, ldc) in cuBLAS' order.
+    """
+    rows, cols = out_shape
+    k = a_shape[0] if trans_a else a_shape[1]
+    return trans_b, trans_a, cols, rows, k, b_shape[1], a_shape[1], cols
+
+
 class CupyBackend(CudaOps):
     """Arrays on the current CUDA device; the fused ops are our kernels.
 
@@ -140,13 +151,11 @@ class CupyBackend(CudaOps):
         cublas.setStream(handle, self.xp.cuda.get_current_stream().ptr)
         tf32 = getattr(cublas, "CUBLAS_TF32_TENSOR_OP_MATH", 3)
         cublas.setMathMode(handle, tf32 if self.tf32 else getattr(cublas, "CUBLAS_DEFAULT_MATH", 0))
-        m, n = out.shape
-        k = a.shape[0] if trans_a else a.shape[1]
-        op_a = cublas.CUBLAS_OP_T if trans_a else cublas.CUBLAS_OP_N
-        op_b = cublas.CUBLAS_OP_T if trans_b else cublas.CUBLAS_OP_N
+        t_b, t_a, m, n, k, ldb, lda, ldc = column_major_gemm(a.shape, b.shape, out.shape, trans_a, trans_b)
+        ops = (cublas.CUBLAS_OP_N, cublas.CUBLAS_OP_T)
         alpha = self._scalars.ctypes.data
-        cublas.sgemm(handle, op_b, op_a, n, m, k, alpha, b.data.ptr, b.shape[1], a.data.ptr, a.shape[1],
-                     alpha + 4, out.data.ptr, n)
+        cublas.sgemm(handle, ops[t_b], ops[t_a], m, n, k, alpha, b.data.ptr, ldb, a.data.ptr, lda,
+                     alpha + 4, out.data.ptr, ldc)
         return out
 
     # ---- graphs -----------------------------------------------------------------
