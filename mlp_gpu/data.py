@@ -68,6 +68,8 @@ def read_idx(path) -> np.ndarray:
         if 4 + 4 * ndim + count > limit:
             raise IDXError(f"{path}: header says shape {tuple(dims)} ({count} bytes) but the file "
                            f"is {file_size} bytes{' compressed' if compressed else ''}")
+        if math.prod(d for d in dims if d) >= 1 << 62:  # not even an empty array can have this shape
+            raise IDXError(f"{path}: header shape {tuple(dims)} is too large to describe any array")
         data = _read_exact(f, count, path)
         if not compressed and f.read(1):
             raise IDXError(f"{path}: {file_size - 4 - 4 * ndim - count} bytes beyond the header's shape {tuple(dims)}")

@@ -13,7 +13,7 @@ from mlp_gpu import SGD, Adam, Dense, Flatten, Input, Sequential
 from mlp_gpu.backend import BackendUnavailable, get_backend
 from mlp_gpu.backend.base import device_memory_message
 from mlp_gpu.data import IDXError, read_idx
-from mlp_gpu.io import ModelFileError
+from mlp_gpu.io import ModelFileError, hdf5
 
 from .conftest import CUPY_REASON
 
@@ -183,9 +183,12 @@ def saved(tmp_path):
     return tmp_path / "m.h5"
 
 
-def mutate(path, change):
+def mutate(path, change, reseal=True):
+    """Edit a saved model; by default re-seal it, as a well-formed but wrong file would be."""
     with h5py.File(path, "r+") as f:
         change(f)
+    if reseal:
+        hdf5._seal(path)
     return path
 
 
@@ -219,6 +222,18 @@ def test_bad_model_files(saved, change, exc, pattern):
         mlp_gpu.load_model(mutate(saved, change))
 
 
+def test_edited_file_without_a_new_seal_is_damaged(saved):
+    mutate(saved, lambda f: f.attrs.__setitem__("format_version", 1), reseal=False)
+    with pytest.raises(ModelFileError, match="SHA-256 does not match its contents"):
+        mlp_gpu.load_model(saved)
+
+
+def test_truncated_file_is_damaged(saved):
+    saved.write_bytes(saved.read_bytes()[:-100])
+    with pytest.raises(ModelFileError, match="damaged"):
+        mlp_gpu.load_model(saved)
+
+
 def test_other_programs_and_non_files(tmp_path):
     with h5py.File(tmp_path / "other.h5", "w") as f:
         f["x"] = np.arange(3)
@@ -246,5 +261,5 @@ def test_unwritable_save_targets(tmp_path, target, exc, pattern):
 
 
 def test_catalogue_has_at_least_30_cases():
-    total = len(FIT_CASES) + len(BUILD_CASES) + len(IDX_CASES) + len(H5_CASES) + 3 + 4 + 3
+    total = len(FIT_CASES) + len(BUILD_CASES) + len(IDX_CASES) + len(H5_CASES) + 3 + 4 + 3 + 2
     assert total >= 30

@@ -93,3 +93,11 @@ def test_real_fashion_mnist():
     assert np.bincount(yt).tolist() == [1000] * 10
     (xs, ys), (xv, yv) = data.split_validation(x, y)
     assert len(xs) == 55000 and len(xv) == 5000
+
+
+def test_zero_dimension_beside_huge_ones(tmp_path):
+    """Found by fuzzing: a 0 among huge sizes made a 0-byte array no NumPy shape can describe."""
+    header = b"\x00\x00\x08\x04" + b"\x10\x00\x00\x02" * 3 + b"\x00\x00\x00\x00"
+    (tmp_path / "x").write_bytes(header)
+    with pytest.raises(IDXError, match="too large to describe any array"):
+        read_idx(tmp_path / "x")

@@ -9,14 +9,16 @@ Layout (``format_version`` 1)::
     /optimizer/state        float32 (slots, parameters)   -- full saves of compiled models
     /optimizer              attrs: iterations, epoch (completed), seed (of the shuffles)
 
-The architecture is JSON read back through a fixed set of layer classes: loading
-never executes code from the file. Writes go to a temporary file in the same
+The file opens with a 512-byte user block holding a SHA-256 of the rest, checked before
+the HDF5 library reads anything. The architecture is JSON read back through a fixed set
+of layer classes: loading never executes code from the file. Writes go to a temporary file in the same
 folder that replaces the target only once complete, so an existing file is
 never left half-written.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -38,8 +40,46 @@ class ModelFileError(ValueError):
     """A file is not an mlp_gpu model/weights file, or does not fit the model."""
 
 
-def _atomic_write(path, write):
-    """Run write(h5file) on a temp file beside ``path``, fsync it, then rename it over ``path``."""
+# Our files start with a 512-byte HDF5 user block holding a SHA-256 of everything after it. Loading
+# checks it before libhdf5 parses a byte: libhdf5 can crash or hang on damaged files (fuzzing found
+# both), so damage must be caught in Python first.
+USERBLOCK = 512
+SEAL = b"mlp_gpu sha256 "
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _sha256_after_userblock(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        fh.seek(USERBLOCK)
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _seal(path) -> None:
+    header = SEAL + _sha256_after_userblock(path).encode() + b"\n"
+    with open(path, "rb+") as fh:
+        fh.write(header.ljust(USERBLOCK, b"\0"))
+
+
+def _verify_seal(path) -> None:
+    """Raise ModelFileError if an mlp_gpu file is damaged; let other HDF5 files (Keras) through."""
+    with open(path, "rb") as fh:
+        head = fh.read(USERBLOCK + len(HDF5_SIGNATURE))
+    if head.startswith(SEAL):
+        stored = head[len(SEAL):len(SEAL) + 64].decode("ascii", "replace")
+        if stored != _sha256_after_userblock(path):
+            raise ModelFileError(f"path: {str(path)!r} is damaged: its SHA-256 does not match its contents "
+                                 "(a truncated or altered file)")
+    elif head[USERBLOCK:] == HDF5_SIGNATURE:
+        raise ModelFileError(f"path: {str(path)!r} is damaged: it has an HDF5 user block but no valid "
+                             "mlp_gpu checksum header")
+
+
+def _atomic_write(path, write, sealed=True):
+    """Run write(h5file) on a temp file beside ``path``, seal it with a checksum (unless ``sealed`` is
+    False, for files meant for other programs), fsync it, then rename it over ``path``."""
     h5py = _h5py()
     path = Path(path)
     if path.is_dir():
@@ -54,9 +94,11 @@ def _atomic_write(path, write):
                               "choose a writable folder") from None
     os.close(fd)
     try:
-        # libver="latest": checksummed metadata, so a damaged file reads as an error, not a crash
-        with h5py.File(tmp, "w", libver="latest") as f:
+        # libver="latest": checksummed HDF5 metadata as a second line of defence
+        with h5py.File(tmp, "w", libver="latest", userblock_size=USERBLOCK if sealed else 0) as f:
             write(f)
+        if sealed:
+            _seal(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -142,6 +184,7 @@ def _open(path, allow_keras=False):
         raise IsADirectoryError(f"path: {str(path)!r} is a directory, expected an mlp_gpu .h5 file")
     if not path.exists():
         raise FileNotFoundError(f"path: {str(path)!r} does not exist")
+    _verify_seal(path)
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
