@@ -36,9 +36,14 @@ def test_cupy_without_gpu_is_a_clear_error():
         get_backend("cupy")
 
 
-def test_two_backends_side_by_side():
-    a, b = get_backend("numpy"), get_backend("numpy")
-    assert a is not b and a.xp is b.xp
+def test_backends_are_objects_not_a_global():
+    """Two models on two backend objects in one process: each keeps its own arrays."""
+    from mlp_gpu import Dense, Input, Sequential
+
+    models = [Sequential([Input((3,)), Dense(2, "softmax")], backend=get_backend("numpy")).build(seed=s)
+              for s in (0, 1)]
+    assert models[0].backend is not models[1].backend
+    assert not (models[0].params == models[1].params).all()
 
 
 def test_importing_mlp_gpu_imports_no_cupy_and_compiles_nothing():
