@@ -78,23 +78,6 @@ def test_wrong_architecture_is_rejected_and_weights_untouched(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
-def test_not_hdf5_missing_and_directory(tmp_path):
-    (tmp_path / "junk.h5").write_bytes(b"not an hdf5 file at all")
-    with pytest.raises(ModelFileError, match="is not an HDF5 file"):
-        mlp_gpu.load_model(tmp_path / "junk.h5")
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        mlp_gpu.load_model(tmp_path / "nope.h5")
-    with pytest.raises(IsADirectoryError, match="is a directory"):
-        mlp_gpu.load_model(tmp_path)
-
-
-def test_foreign_hdf5_is_rejected(tmp_path):
-    with h5py.File(tmp_path / "other.h5", "w") as f:
-        f["data"] = np.arange(3)
-    with pytest.raises(ModelFileError, match="not an mlp_gpu file"):
-        mlp_gpu.load_model(tmp_path / "other.h5")
-
-
 def test_failed_save_keeps_previous_file(tmp_path, monkeypatch):
     model, x, _ = trained()
     path = tmp_path / "m.h5"
