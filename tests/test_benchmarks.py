@@ -37,7 +37,7 @@ def test_smoke_suite_writes_reports(tmp_path):
     cells = {(c["workload"], c["impl"]): c for c in result["cells"]}
     cell = cells[("reference", "numpy")]
     for key in ("median_s", "min_s", "max_s", "samples_per_s", "steps_per_s", "gflops", "fraction_of_peak",
-                "host_rss_mb", "test_accuracy"):
+                "host_mb", "test_accuracy"):
         assert cell[key] is not None, key
     assert cell["rows"] == 600 and cell["steps_per_epoch"] == 19 and cell["epochs_timed"] == 1
     assert "reference: numpy / handwritten_numpy" in result["ratios"]

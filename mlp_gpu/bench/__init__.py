@@ -1,5 +1,7 @@
 """The benchmark suite behind `mlp-gpu bench` and `make bench`: workloads × implementations, timed
 in one run on one machine, reported as medians, ratios and fractions of a peak measured alongside.
+Epochs are interleaved: round after round, every cell trains one epoch in turn, so a drift in the
+machine's speed (shared hosts drift) falls on every cell alike.
 
     from mlp_gpu.bench import run_suite
     result = run_suite("cpu", repeats=5, out="benchmarks/results")
@@ -9,13 +11,14 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from . import report
 from .runners import RUNNERS, Skip
-from .workloads import MATRICES
+from .workloads import MATRICES, Workload
 
 
 def load_data():
@@ -39,23 +42,62 @@ def _subset(data, rows):
     return {**data, "x": data["x"][:rows], "y": data["y"][:rows]}
 
 
-def _cell(workload, impl, data, repeats, peaks):
+def _base(workload, impl):
     rows = workload.rows_for(impl)
-    base = {"workload": workload.name, "impl": impl, "sizes": list(workload.sizes), "batch": workload.batch,
+    return {"workload": workload.name, "impl": impl, "sizes": list(workload.sizes), "batch": workload.batch,
             "rows": rows, "steps_per_epoch": math.ceil(rows / workload.batch)}
-    try:
-        run = RUNNERS[impl](workload, _subset(data, rows), repeats + 1)
-    except Skip as exc:
-        return {**base, "skipped": str(exc)}
-    times = run.pop("epoch_s")[1:]  # the first epoch is warm-up: compiles kernels, captures graphs
+
+
+def _summarize(base, workload, times, extra, peaks, host_mb):
+    times = times[1:]  # the first epoch is warm-up: compiles kernels, captures graphs, fills caches
     median = statistics.median(times)
-    gflops = workload.flops_per_sample() * rows / median / 1e9
-    peak = peaks["gpu_sgemm_gflops"] if impl.startswith("cupy") or impl.endswith("cuda") else \
-        peaks["cpu_sgemm_gflops"]
-    return {**base, **run, "epochs_timed": len(times), "median_s": median, "min_s": min(times),
-            "max_s": max(times), "samples_per_s": rows / median, "steps_per_s": base["steps_per_epoch"] / median,
-            "gflops": gflops, "fraction_of_peak": gflops / peak if peak else None,
-            "host_rss_mb": report.rss_mb(), "host_peak_rss_mb": report.peak_rss_mb()}
+    gflops = workload.flops_per_sample() * base["rows"] / median / 1e9
+    on_gpu = base["impl"].startswith("cupy") or base["impl"].endswith("cuda")
+    peak = peaks["gpu_sgemm_gflops"] if on_gpu else peaks["cpu_sgemm_gflops"]
+    return {**base, **extra, "epochs_timed": len(times), "median_s": median, "min_s": min(times),
+            "max_s": max(times), "samples_per_s": base["rows"] / median,
+            "steps_per_s": base["steps_per_epoch"] / median, "gflops": gflops,
+            "fraction_of_peak": gflops / peak if peak else None, "host_mb": host_mb}
+
+
+@dataclass
+class _Live:
+    """A cell whose session is set up and taking part in the rounds."""
+    index: int
+    workload: Workload
+    base: dict
+    session: object
+    rss_before: float
+    times: list = field(default_factory=list)
+    host_mb: float | None = None
+
+
+def _run_cells(spec, data, repeats, peaks, log):
+    """Set every cell up, then round-robin: each round trains one epoch of every cell in turn."""
+    cells, live = [], []
+    for workload in spec.workloads:
+        for impl in workload.impls:
+            base = _base(workload, impl)
+            rss_before = report.rss_mb()
+            try:
+                session = RUNNERS[impl](workload, _subset(data, base["rows"]))
+            except Skip as exc:
+                cells.append({**base, "skipped": str(exc)})
+                log(report.one_line(cells[-1]))
+                continue
+            live.append(_Live(len(cells), workload, base, session, rss_before))
+            cells.append(None)
+    for round_ in range(repeats + 1):
+        for cell in live:
+            cell.times.append(cell.session.epoch())
+            if round_ == 0 and cell.rss_before is not None:  # host memory held: growth over setup + first epoch
+                cell.host_mb = report.rss_mb() - cell.rss_before
+        log(f"  round {round_ + 1}/{repeats + 1}{' (warm-up)' if round_ == 0 else ''} done")
+    for cell in live:
+        cells[cell.index] = _summarize(cell.base, cell.workload, cell.times, cell.session.result(), peaks,
+                                       cell.host_mb)
+        log(report.one_line(cells[cell.index]))
+    return cells
 
 
 RATIOS = [("numpy", "handwritten_numpy"), ("numpy", "torch_cpu"), ("numpy", "keras_cpu"),
@@ -89,15 +131,11 @@ def run_suite(matrix="auto", repeats=5, out=None, plot=True, log=print) -> dict:
     started = time.time()
     peaks = report.measure_peaks(gpu=matrix == "gpu")
     log(f"bench {matrix}: data {source}; peaks {peaks}")
-    cells = []
-    for workload in spec.workloads:
-        for impl in workload.impls:
-            cell = _cell(workload, impl, data, repeats, peaks)
-            log(report.one_line(cell))
-            cells.append(cell)
+    cells = _run_cells(spec, data, repeats, peaks, log)
     result = {"benchmark": "mlp_gpu bench", "matrix": matrix, "repeats": repeats, "data": source,
               "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "seconds": round(time.time() - started, 1),
-              "machine": report.describe_machine(), "peaks": peaks, "cells": cells, "ratios": ratios(cells)}
+              "machine": report.describe_machine(), "peaks": peaks, "cells": cells, "ratios": ratios(cells),
+              "host_peak_rss_mb": report.peak_rss_mb()}
     if out is not None:
         paths = report.write(result, Path(out), plot=plot)
         result["files"] = [str(p) for p in paths]

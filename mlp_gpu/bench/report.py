@@ -103,14 +103,15 @@ def markdown(r) -> str:
     m = r["machine"]
     gpu = m.get("gpu", {}).get("device")
     lines = [f"# mlp_gpu bench: {r['matrix']} matrix", "",
-             f"{r['date']}; data: {r['data']}; median of {r['repeats']} epochs after one warm-up epoch; "
-             f"the whole run took {r['seconds']} s.", "",
+             f"{r['date']}; data: {r['data']}; median of {r['repeats']} epochs after one warm-up epoch, "
+             "interleaved (each round trains one epoch of every cell); "
+             f"the whole run took {r['seconds']} s; peak host RSS {r['host_peak_rss_mb']:.0f} MB.", "",
              f"Machine: {m['cpu']}, {m['cores']} cores" + (f"; GPU: {gpu}" if gpu else "") +
              f"; Python {m['python']}, NumPy {m['numpy']}, PyTorch {m['torch'] or 'absent'}.", "",
              f"Peak measured in this run: CPU SGEMM {r['peaks']['cpu_sgemm_gflops']:.1f} GFLOP/s" +
              (f", GPU SGEMM {r['peaks']['gpu_sgemm_gflops']:.1f} GFLOP/s" if r['peaks']['gpu_sgemm_gflops'] else ""),
              "", "| workload | implementation | rows | median s/epoch | min | max | samples/s | steps/s | "
-             "GFLOP/s | % of peak | host RSS MB | device MB | test acc |",
+             "GFLOP/s | % of peak | host MB | device MB | test acc |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in r["cells"]:
         if "skipped" in c:
@@ -122,14 +123,16 @@ def markdown(r) -> str:
             f"| {c['workload']} | {c['impl']} | {c['rows']} | {c['median_s']:.4f} | {c['min_s']:.4f} | "
             f"{c['max_s']:.4f} | {c['samples_per_s']:,.0f} | {c['steps_per_s']:,.0f} | {c['gflops']:.1f} | "
             f"{_fmt(c['fraction_of_peak'] and 100 * c['fraction_of_peak'], '.1f')} | "
-            f"{_fmt(c['host_rss_mb'], '.0f')} | {_fmt(dev and dev / 2 ** 20, '.1f')} | "
+            f"{_fmt(c['host_mb'], '.0f')} | {_fmt(dev and dev / 2 ** 20, '.1f')} | "
             f"{_fmt(c.get('test_accuracy'), '.4f')} |")
     lines += ["", "Ratios of median epoch times (below 1: the first is faster):", ""]
     lines += [f"- {k}: **{v:.3f}**" for k, v in r["ratios"].items()]
     lines += ["", "Workloads: `reference` 784-300-100-10 batch 32; `batch-N` the same net at batch N; `wide` "
               "784-4096-4096-10 batch 32 (CPU implementations on fewer rows, as the rows column says); "
               "`rows-N` the reference on N rows. SGD 0.01 everywhere; GFLOP/s counts the forward, "
-              "weight-gradient and input-gradient GEMMs from the layer shapes."]
+              "weight-gradient and input-gradient GEMMs from the layer shapes; host MB is the resident memory a "
+              "cell added over its setup and first epoch; device MB is the CuPy pool in use or PyTorch's "
+              "allocated bytes after training."]
     return "\n".join(lines) + "\n"
 
 
