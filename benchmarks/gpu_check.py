@@ -60,18 +60,12 @@ def launch_overhead_us(backend, count=20000) -> float:
 
 def full_run(backend, data, epochs) -> dict:
     """The headline: the reference workload, per-epoch validation, timed end to end."""
-    from mlp_gpu.data import load_fashion_mnist, split_validation
-
     model = Sequential([Input((784,)), Dense(300, "relu"), Dense(100, "relu"), Dense(10, "softmax")], backend=backend)
     model.compile(optimizer=SGD(0.01), metrics=["accuracy"], seed=42)
-    try:
-        (x_full, y_full), _ = load_fashion_mnist(scale=False)
-        (x, y), (xv, yv) = split_validation(x_full.reshape(-1, 784), y_full)
-    except FileNotFoundError:
-        x, y, xv, yv = data["x"], data["y"], data["x"][:5000], data["y"][:5000]
     backend.synchronize()
     t0 = time.perf_counter()
-    history = model.fit(x, y, batch_size=32, epochs=epochs, validation_data=(xv, yv), verbose=0, seed=42)
+    history = model.fit(data["x"], data["y"], batch_size=32, epochs=epochs,
+                        validation_data=(data["x_val"], data["y_val"]), verbose=0, seed=42)
     backend.synchronize()
     seconds = time.perf_counter() - t0
     return {"backend": repr(backend), "epochs": epochs, "train_seconds_with_validation": seconds,

@@ -69,9 +69,23 @@ extern "C" __global__ void softmax_xent_dense(const float* __restrict__ z, const
     add_to_acc(acc, loss, correct, count);
 }
 
-// Sigmoid + binary cross-entropy on logits, averaged over the k outputs of a row.
-extern "C" __global__ void sigmoid_bce(const float* __restrict__ z, const float* __restrict__ t,
-                                       float* __restrict__ dz, double* acc, int n, int k, int count) {
+// Element-wise losses, averaged over the k outputs of a row. An Element gives the loss of one output
+// and its derivative; the row helper applies the 1/(n k) of the mean.
+struct BinaryCrossentropyOnLogits {  // max(z,0) - z t + log(1 + exp(-|z|)); d/dz = sigmoid(z) - t
+    static __device__ __forceinline__ float loss(float z, float t) {
+        return fmaxf(z, 0.0f) - z * t + log1pf(expf(-fabsf(z)));
+    }
+    static __device__ __forceinline__ float grad(float z, float t) { return sigmoidf_stable(z) - t; }
+};
+
+struct SquaredError {  // (y - t)^2; d/dy = 2 (y - t)
+    static __device__ __forceinline__ float loss(float y, float t) { return (y - t) * (y - t); }
+    static __device__ __forceinline__ float grad(float y, float t) { return 2.0f * (y - t); }
+};
+
+template <class Element>
+__device__ __forceinline__ void elementwise_loss(const float* z, const float* t, float* dz, double* acc,
+                                                 int n, int k, int count, float threshold) {
     long long row = global_index();
     float loss = 0.0f, correct = 0.0f;
     if (row < n) {
@@ -80,33 +94,23 @@ extern "C" __global__ void sigmoid_bce(const float* __restrict__ z, const float*
         float* d = dz + row * k;
         float scale = 1.0f / ((float)n * k);
         for (int j = 0; j < k; ++j) {
-            float x = r[j];
-            loss += fmaxf(x, 0.0f) - x * tr[j] + log1pf(expf(-fabsf(x)));
-            d[j] = (sigmoidf_stable(x) - tr[j]) * scale;
-        }
-        loss /= k;
-        if (count) correct = row_correct(r, tr, -1, k, 0.0f);
-    }
-    add_to_acc(acc, loss, correct, count);
-}
-
-// Mean squared error on outputs y, averaged over the k outputs of a row.
-extern "C" __global__ void mse(const float* __restrict__ y, const float* __restrict__ t,
-                               float* __restrict__ dz, double* acc, int n, int k, int count, float threshold) {
-    long long row = global_index();
-    float loss = 0.0f, correct = 0.0f;
-    if (row < n) {
-        const float* r = y + row * k;
-        const float* tr = t + row * k;
-        float* d = dz + row * k;
-        float scale = 2.0f / ((float)n * k);
-        for (int j = 0; j < k; ++j) {
-            float e = r[j] - tr[j];
-            loss += e * e;
-            d[j] = e * scale;
+            loss += Element::loss(r[j], tr[j]);
+            d[j] = Element::grad(r[j], tr[j]) * scale;
         }
         loss /= k;
         if (count) correct = row_correct(r, tr, -1, k, threshold);
     }
     add_to_acc(acc, loss, correct, count);
+}
+
+// Sigmoid + binary cross-entropy on logits (a prediction is positive where the logit is).
+extern "C" __global__ void sigmoid_bce(const float* __restrict__ z, const float* __restrict__ t,
+                                       float* __restrict__ dz, double* acc, int n, int k, int count) {
+    elementwise_loss<BinaryCrossentropyOnLogits>(z, t, dz, acc, n, k, count, 0.0f);
+}
+
+// Mean squared error on outputs y.
+extern "C" __global__ void mse(const float* __restrict__ y, const float* __restrict__ t,
+                               float* __restrict__ dz, double* acc, int n, int k, int count, float threshold) {
+    elementwise_loss<SquaredError>(y, t, dz, acc, n, k, count, threshold);
 }

@@ -20,11 +20,12 @@ def _load_data(args):
 
 
 def _check_output_path(path: Path):
-    if path.is_dir():
-        raise SystemExit(f"mlp-gpu: --output {str(path)!r} is a directory; give a file name such as model.h5")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise SystemExit(f"mlp-gpu: --output folder {str(folder)!r} does not exist")
+    from .io.hdf5 import check_save_target
+
+    try:
+        check_save_target(path)
+    except (FileNotFoundError, IsADirectoryError) as exc:
+        raise SystemExit(f"mlp-gpu: --output {exc}") from None
 
 
 def _new_model(args, classes, input_shape, backend):

@@ -135,7 +135,7 @@ class Backend:
         fused into the loss for numerical stability); ``mse`` takes outputs.
         ``threshold`` is as in :meth:`count_correct`.
         """
-        if count:  # before dz is written: z and dz may not alias, but keep the reads first
+        if count:
             self.count_correct(z, target, acc, threshold)
         xp = self.xp
         n, k = z.shape

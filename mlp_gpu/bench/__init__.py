@@ -18,11 +18,11 @@ import numpy as np
 
 from . import report
 from .runners import RUNNERS, Skip
-from .workloads import MATRICES, Workload
+from .workloads import MATRICES, Workload, on_gpu
 
 
 def load_data():
-    """Fashion-MNIST as uint8 rows (the 55,000 training rows, the 10,000 test rows); synthetic if absent."""
+    """Fashion-MNIST as uint8 rows (55,000 training, 5,000 validation, 10,000 test); synthetic if absent."""
     from ..data import load_fashion_mnist, split_validation
 
     try:
@@ -33,8 +33,9 @@ def load_data():
         x_full, y_full = rng.integers(0, 256, (60000, 784), dtype=np.uint8), rng.integers(0, 10, 60000)
         x_test, y_test = x_full[:10000], y_full[:10000]
         source = "synthetic (Fashion-MNIST not found: accuracies are meaningless)"
-    (x, y), _ = split_validation(x_full.reshape(-1, 784), y_full)
+    (x, y), (x_val, y_val) = split_validation(x_full.reshape(-1, 784), y_full)
     return source, {"x": np.ascontiguousarray(x), "y": y.astype(np.int32),
+                    "x_val": x_val, "y_val": y_val.astype(np.int32),
                     "x_test": x_test.reshape(-1, 784), "y_test": y_test.astype(np.int32)}
 
 
@@ -52,8 +53,7 @@ def _summarize(base, workload, times, extra, peaks, host_mb):
     times = times[1:]  # the first epoch is warm-up: compiles kernels, captures graphs, fills caches
     median = statistics.median(times)
     gflops = workload.flops_per_sample() * base["rows"] / median / 1e9
-    on_gpu = base["impl"].startswith("cupy") or base["impl"].endswith("cuda")
-    peak = peaks["gpu_sgemm_gflops"] if on_gpu else peaks["cpu_sgemm_gflops"]
+    peak = peaks["gpu_sgemm_gflops"] if on_gpu(base["impl"]) else peaks["cpu_sgemm_gflops"]
     return {**base, **extra, "epochs_timed": len(times), "median_s": median, "min_s": min(times),
             "max_s": max(times), "samples_per_s": base["rows"] / median,
             "steps_per_s": base["steps_per_epoch"] / median, "gflops": gflops,

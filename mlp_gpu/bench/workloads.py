@@ -7,6 +7,11 @@ REFERENCE = (784, 300, 100, 10)
 WIDE = (784, 4096, 4096, 10)
 
 
+def on_gpu(impl: str) -> bool:
+    """Whether an implementation name denotes a GPU run (cupy_*, *_cuda)."""
+    return impl.startswith("cupy") or impl.endswith("cuda")
+
+
 @dataclass(frozen=True)
 class Workload:
     name: str
@@ -18,8 +23,7 @@ class Workload:
     accuracy: bool = False        # report test accuracy after the timed epochs
 
     def rows_for(self, impl: str) -> int:
-        on_gpu = impl.startswith("cupy") or impl.endswith("cuda")
-        return self.rows if on_gpu or self.cpu_rows is None else min(self.rows, self.cpu_rows)
+        return self.rows if on_gpu(impl) or self.cpu_rows is None else min(self.rows, self.cpu_rows)
 
     def flops_per_sample(self) -> int:
         """Training FLOPs per sample counted from the layer shapes: the forward GEMM, the weight-gradient

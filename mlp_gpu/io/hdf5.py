@@ -77,16 +77,23 @@ def _verify_seal(path) -> None:
                              "mlp_gpu checksum header")
 
 
-def _atomic_write(path, write, sealed=True):
-    """Run write(h5file) on a temp file beside ``path``, seal it with a checksum (unless ``sealed`` is
-    False, for files meant for other programs), fsync it, then rename it over ``path``."""
-    h5py = _h5py()
+def check_save_target(path) -> Path:
+    """The folder a save to ``path`` would write in, or an error saying why it cannot (before any work)."""
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"path: {str(path)!r} is a directory; expected a file name such as model.h5")
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise FileNotFoundError(f"path: folder {str(folder)!r} does not exist")
+    return folder
+
+
+def _atomic_write(path, write, sealed=True):
+    """Run write(h5file) on a temp file beside ``path``, seal it with a checksum (unless ``sealed`` is
+    False, for files meant for other programs), fsync it, then rename it over ``path``."""
+    h5py = _h5py()
+    path = Path(path)
+    folder = check_save_target(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     except OSError as exc:
