@@ -232,9 +232,7 @@ class ModelCheckpoint(Callback):
         if self.save_weights_only:
             self.model.save_weights(path)
         else:
-            from .io import save_model
-
-            save_model(self.model, path, epoch=epoch + 1)
+            self.model.save(path)  # records model.epochs_done, which fit sets before this hook
         self.saved.append(path)
 
 

@@ -20,7 +20,7 @@ def _load_data(args):
 
 
 def _check_output_path(path: Path):
-    from .io.hdf5 import check_save_target
+    from .io.files import check_save_target
 
     try:
         check_save_target(path)

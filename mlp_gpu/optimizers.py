@@ -35,11 +35,22 @@ class Optimizer:
         self.hyper = None   # device copy of _host_hyper once built
         self.state = None   # (slots, n_params) device buffer
 
-    def build(self, backend, size: int, state=None, iterations: int = 0, dtype=np.float32) -> None:
+    def build(self, backend, size: int, dtype=np.float32) -> None:
+        """Fresh state (zeros) for ``size`` parameters on ``backend``; ``load_state`` restores a saved one."""
         self.backend = backend
-        self._host_hyper[HYPER["iterations"]] = iterations
+        self._host_hyper[HYPER["iterations"]] = 0
         self.hyper = backend.asarray(self._host_hyper.copy())
-        self.state = backend.zeros((self.slots, size), dtype) if state is None else backend.asarray(state, dtype)
+        self.state = backend.zeros((self.slots, size), dtype)
+
+    def load_state(self, state, iterations: int = 0) -> None:
+        """Restore the per-parameter state and step count of a built optimizer (as saved with the model)."""
+        if self.state is None:
+            raise RuntimeError(f"{type(self).__name__}.load_state: not built yet; compile the model first")
+        state = np.asarray(state)
+        if state.shape != tuple(self.state.shape):
+            raise ValueError(f"state: expected shape {tuple(self.state.shape)}, got {state.shape}")
+        self.state[...] = self.backend.asarray(state, self.state.dtype)
+        self._set("iterations", int(iterations))
 
     def _set(self, key, value):
         self._host_hyper[HYPER[key]] = value

@@ -30,6 +30,7 @@ def drive(cb, m, values, monitor="val_loss"):
     cb.on_train_begin()
     for epoch, v in enumerate(values):
         m.params[...] = epoch  # weights that tell the epochs apart
+        m.epochs_done = epoch + 1  # as fit sets it before the epoch-end hooks
         cb.on_epoch_end(epoch, {monitor: v})
         if m.stop_training:
             return epoch

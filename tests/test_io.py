@@ -5,7 +5,7 @@ import pytest
 
 import mlp_gpu
 from mlp_gpu import SGD, Adam, Dense, Input, Sequential
-from mlp_gpu.io.hdf5 import ModelFileError
+from mlp_gpu.io import ModelFileError
 
 from .conftest import blobs
 

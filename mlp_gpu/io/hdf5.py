@@ -11,20 +11,18 @@ Layout (``format_version`` 1)::
 
 The file opens with a 512-byte user block holding a SHA-256 of the rest, checked before
 the HDF5 library reads anything. The architecture is JSON read back through a fixed set
-of layer classes: loading never executes code from the file. Writes go to a temporary file in the same
-folder that replaces the target only once complete, so an existing file is
-never left half-written.
+of layer classes: loading never executes code from the file. Saves are built in memory and written,
+checked and renamed into place by ``files.save_hdf5``: an existing file is never left half-written.
 """
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from .files import ModelFileError, save_hdf5, verify_seal
 
 FORMAT = "mlp_gpu"
 FORMAT_VERSION = 1
@@ -34,92 +32,6 @@ def _h5py():
     import h5py
 
     return h5py
-
-
-class ModelFileError(ValueError):
-    """A file is not an mlp_gpu model/weights file, or does not fit the model."""
-
-
-# Our files start with a 512-byte HDF5 user block holding a SHA-256 of everything after it. Loading
-# checks it before libhdf5 parses a byte: libhdf5 can crash or hang on damaged files (fuzzing found
-# both), so damage must be caught in Python first.
-USERBLOCK = 512
-SEAL = b"mlp_gpu sha256 "
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-
-
-def _sha256_after_userblock(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        fh.seek(USERBLOCK)
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _seal(path) -> None:
-    header = SEAL + _sha256_after_userblock(path).encode() + b"\n"
-    with open(path, "rb+") as fh:
-        fh.write(header.ljust(USERBLOCK, b"\0"))
-
-
-def _verify_seal(path) -> None:
-    """Raise ModelFileError if an mlp_gpu file is damaged; let other HDF5 files (Keras) through."""
-    with open(path, "rb") as fh:
-        head = fh.read(USERBLOCK + len(HDF5_SIGNATURE))
-    if head.startswith(SEAL):
-        stored = head[len(SEAL):len(SEAL) + 64].decode("ascii", "replace")
-        if stored != _sha256_after_userblock(path):
-            raise ModelFileError(f"path: {str(path)!r} is damaged: its SHA-256 does not match its contents "
-                                 "(a truncated or altered file)")
-    elif head[USERBLOCK:] == HDF5_SIGNATURE:
-        raise ModelFileError(f"path: {str(path)!r} is damaged: it has an HDF5 user block but no valid "
-                             "mlp_gpu checksum header")
-
-
-def check_save_target(path) -> Path:
-    """The folder a save to ``path`` would write in, or an error saying why it cannot (before any work)."""
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"path: {str(path)!r} is a directory; expected a file name such as model.h5")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise FileNotFoundError(f"path: folder {str(folder)!r} does not exist")
-    return folder
-
-
-def _atomic_write(path, write, sealed=True):
-    """Run write(h5file) on a temp file beside ``path``, seal it with a checksum (unless ``sealed`` is
-    False, for files meant for other programs), fsync it, then rename it over ``path``."""
-    h5py = _h5py()
-    path = Path(path)
-    folder = check_save_target(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    except OSError as exc:
-        raise PermissionError(f"path: cannot write in folder {str(folder)!r} ({exc.strerror}); "
-                              "choose a writable folder") from None
-    os.close(fd)
-    try:
-        # libver="latest": checksummed HDF5 metadata as a second line of defence
-        with h5py.File(tmp, "w", libver="latest", userblock_size=USERBLOCK if sealed else 0) as f:
-            write(f)
-        if sealed:
-            _seal(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
 
 
 def _checked_dataset(group, name, data):
@@ -147,7 +59,7 @@ def _write_weights(f, model):
 def save_weights(model, path) -> None:
     """Write the model's architecture and float32 weights (no optimizer state)."""
     model._require_built("save_weights")
-    _atomic_write(path, lambda f: _write_weights(f, model))
+    save_hdf5(path, lambda f: _write_weights(f, model))
 
 
 def save_model(model, path, epoch: int | None = None) -> None:
@@ -167,7 +79,7 @@ def save_model(model, path, epoch: int | None = None) -> None:
             if model.fit_seed is not None:
                 g.attrs["seed"] = np.uint64(model.fit_seed)
 
-    _atomic_write(path, write)
+    save_hdf5(path, write)
 
 
 @contextlib.contextmanager
@@ -191,7 +103,7 @@ def _open(path, allow_keras=False):
         raise IsADirectoryError(f"path: {str(path)!r} is a directory, expected an mlp_gpu .h5 file")
     if not path.exists():
         raise FileNotFoundError(f"path: {str(path)!r} does not exist")
-    _verify_seal(path)
+    verify_seal(path)
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
@@ -280,8 +192,7 @@ def load_model(path, backend=None):
                     raise ModelFileError(f"path: {str(path)!r} optimizer/state is {tuple(state.shape)}, "
                                          f"expected {expected}")
                 g = f["optimizer"]
-                opt.build(model.backend, model.count_params(), state=state[()],
-                          iterations=int(g.attrs.get("iterations", 0)))
+                opt.load_state(state[()], iterations=int(g.attrs.get("iterations", 0)))
                 model.epochs_done = int(g.attrs.get("epoch", 0))
                 model.fit_seed = int(g.attrs["seed"]) if "seed" in g.attrs else None
     return model

@@ -16,7 +16,7 @@ import re
 
 import numpy as np
 
-from .hdf5 import ModelFileError, _atomic_write
+from .files import ModelFileError, save_hdf5
 
 
 def export_keras_weights(model, path) -> None:
@@ -36,7 +36,7 @@ def export_keras_weights(model, path) -> None:
                 g.create_dataset("0", data=model.backend.to_host(layer.kernel).astype(np.float32))
                 g.create_dataset("1", data=model.backend.to_host(layer.bias).astype(np.float32))
 
-    _atomic_write(path, write, sealed=False)  # a plain HDF5 file, as Keras writes it
+    save_hdf5(path, write, sealed=False)  # a plain HDF5 file, as Keras writes it
 
 
 def _natural(name):
