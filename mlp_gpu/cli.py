@@ -1,4 +1,4 @@
-"""The ``mlp-gpu`` command: train, evaluate, predict, info."""
+"""The ``mlp-gpu`` command: train, evaluate, predict, export, info."""
 from __future__ import annotations
 
 import argparse
@@ -116,6 +116,16 @@ def cmd_predict(args):
         print(f"{args.start + i if y is not None else i}: {label}  p={p[k]:.3f}{truth}")
 
 
+def cmd_export(args):
+    from . import load_model
+
+    model = load_model(args.model, backend="numpy")  # export reads the weights on the host
+    model.export(args.output, format="onnx", verbose=False, input_dtype=args.input_dtype,
+                 opset_version=args.opset)
+    print(f"exported {args.model} to {args.output} (ONNX opset {args.opset or 'default'}, "
+          f"{args.input_dtype} input)")
+
+
 def cmd_info(args):
     import h5py
 
@@ -191,6 +201,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-plot", action="store_true")
     b.add_argument("--json", action="store_true", help="print the ratios as JSON")
     b.set_defaults(func=cmd_bench)
+
+    x = sub.add_parser("export", help="write a saved model as ONNX, for ONNX Runtime")
+    x.add_argument("model", help="a model saved by mlp-gpu train or model.save")
+    x.add_argument("output", help="the .onnx file to write")
+    x.add_argument("--input-dtype", default="float32", choices=["float32", "uint8"],
+                   help="uint8: the graph takes raw pixels and scales them by 1/255, as mlp-gpu predict does")
+    x.add_argument("--opset", type=int, default=None, help="ONNX opset version (default: mlp_gpu's)")
+    x.set_defaults(func=cmd_export)
 
     i = sub.add_parser("info", help="versions, backends and the device")
     i.add_argument("--backend", default="auto", choices=["auto", "numpy", "cupy"])

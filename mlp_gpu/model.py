@@ -264,6 +264,13 @@ class Sequential:
         from .io import save_model
         save_model(self, path)
 
+    def export(self, filepath, format="onnx", verbose=None, input_signature=None, **kwargs) -> None:
+        """Keras' ``export``; only ``format="onnx"`` (see mlp_gpu/io/onnx.py). kwargs: ``opset_version``,
+        ``input_dtype`` ("float32", or "uint8" to take raw pixels scaled by 1/255 in the graph)."""
+        from .io.onnx import export_model
+
+        export_model(self, filepath, format, verbose, input_signature, **kwargs)
+
     def save_weights(self, path) -> None:
         from .io import save_weights
         save_weights(self, path)

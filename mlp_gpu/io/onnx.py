@@ -1,0 +1,155 @@
+"""ONNX export: ``model.export("m.onnx", format="onnx")``, built with the ``onnx`` package's helpers.
+
+The graph takes ``input`` of shape (batch, *input_shape) float32 (the batch dimension is dynamic) and
+gives ``output`` (batch, units). Each layer class has one entry in ``EXPORTERS``: a function that adds
+the layer's nodes and weights and returns the name of its output tensor. A new layer adds one entry::
+
+    @exporter("Dropout")
+    def _dropout(layer, graph, x):
+        return x  # the identity at inference
+
+uint8 pixels: our ``fit``/``predict`` take uint8 rows and scale them by 1/255 on the device. An
+ONNX model is a plain function of its input, so by default it takes float32 inputs already scaled, as a
+Keras-exported model does. ``input_dtype="uint8"`` puts the scaling into the graph (Cast, then Mul by
+1/255), so the ONNX model takes raw pixels exactly as our ``predict`` does.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+OPSET = 21  # a current opset that ONNX Runtime (>= 1.18) runs
+EXPORTERS = {}
+ACTIVATION_OPS = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh"}
+
+
+def exporter(class_name):
+    """Register the ONNX export of a layer class (by its class name)."""
+    def register(fn):
+        EXPORTERS[class_name] = fn
+        return fn
+    return register
+
+
+class Graph:
+    """Nodes and initializers being collected, with unique tensor names."""
+
+    def __init__(self, model):
+        self.model = model
+        self.nodes, self.initializers = [], []
+        self._names = set()
+
+    def name(self, base):
+        name, k = base, 1
+        while name in self._names:
+            name, k = f"{base}_{k}", k + 1
+        self._names.add(name)
+        return name
+
+    def weight(self, base, array):
+        """Add a float32 initializer holding ``array`` (a host or device array); return its name."""
+        from onnx import numpy_helper
+
+        host = np.asarray(self.model.backend.to_host(array), np.float32)
+        name = self.name(base)
+        self.initializers.append(numpy_helper.from_array(host, name))
+        return name
+
+    def node(self, op, inputs, base, **attrs):
+        """Add one node; return the name of its (single) output."""
+        from onnx import helper
+
+        out = self.name(base)
+        self.nodes.append(helper.make_node(op, list(inputs), [out], name=out, **attrs))
+        return out
+
+    def activation(self, x, activation, base):
+        if activation == "linear":
+            return x
+        if activation == "softmax":
+            return self.node("Softmax", [x], f"{base}/softmax", axis=-1)
+        if activation not in ACTIVATION_OPS:
+            raise ValueError(f"export: activation {activation!r} has no ONNX form here")
+        return self.node(ACTIVATION_OPS[activation], [x], f"{base}/{activation}")
+
+
+@exporter("Input")
+def _input(layer, graph, x):
+    return x  # the graph input already has the declared shape
+
+
+@exporter("Flatten")
+def _flatten(layer, graph, x):
+    return graph.node("Flatten", [x], f"{layer.name}/flatten", axis=1)
+
+
+@exporter("Dense")
+def _dense(layer, graph, x):
+    kernel = graph.weight(f"{layer.name}/kernel", layer.kernel)
+    bias = graph.weight(f"{layer.name}/bias", layer.bias)
+    z = graph.node("Gemm", [x, kernel, bias], f"{layer.name}/gemm")
+    return graph.activation(z, layer.activation, layer.name)
+
+
+def _input_stage(graph, input_dtype):
+    """The graph input and the tensor the first layer reads (scaled to float32 for uint8 pixels)."""
+    from onnx import TensorProto
+
+    if input_dtype == "float32":
+        return TensorProto.FLOAT, "input"
+    graph.name("input")
+    as_float = graph.node("Cast", ["input"], "input/cast", to=TensorProto.FLOAT)
+    scale = graph.weight("input/scale", np.float32(1 / 255))
+    return TensorProto.UINT8, graph.node("Mul", [as_float, scale], "input/scaled")
+
+
+def to_onnx(model, input_dtype="float32", opset_version=None):
+    """The model as an ``onnx.ModelProto``, checked by ``onnx.checker``."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from .. import __version__
+
+    model._require_built("export")
+    if input_dtype not in ("float32", "uint8"):
+        raise ValueError(f"input_dtype: expected 'float32' or 'uint8', got {input_dtype!r}")
+    opset = OPSET if opset_version is None else opset_version
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset < 13:
+        raise ValueError(f"opset_version: expected an int >= 13 (Softmax over the last axis), got {opset!r}")
+    graph = Graph(model)
+    elem_type, x = _input_stage(graph, input_dtype)
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind not in EXPORTERS:
+            raise ValueError(f"export: layer {layer.name!r} ({kind}) has no ONNX exporter; "
+                             f"supported: {sorted(EXPORTERS)}")
+        x = EXPORTERS[kind](layer, graph, x)
+    x = graph.node("Identity", [x], "output")
+    inputs = [helper.make_tensor_value_info("input", elem_type, ["batch", *model.input_shape])]
+    outputs = [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", model.output_units])]
+    proto = helper.make_model(helper.make_graph(graph.nodes, model.name, inputs, outputs, graph.initializers),
+                              opset_imports=[helper.make_opsetid("", opset)],
+                              producer_name="mlp_gpu", producer_version=__version__)
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def export_onnx(model, filepath, input_dtype="float32", opset_version=None, verbose=None):
+    """Write ``model`` to ``filepath`` as an ONNX model (see the module docstring)."""
+    from .atomic import atomic_write_bytes
+
+    atomic_write_bytes(filepath, to_onnx(model, input_dtype, opset_version).SerializeToString())
+    if verbose or verbose is None:
+        print(f"Saved the ONNX model to {filepath} (input 'input', output 'output')")
+
+
+def export_model(model, filepath, format="onnx", verbose=None, input_signature=None, **kwargs):
+    """``Sequential.export``: Keras' arguments, checked; only the ONNX format is written."""
+    if format != "onnx":
+        raise ValueError(f"format: expected 'onnx' (the only export format of mlp_gpu), got {format!r}")
+    if input_signature is not None:
+        raise ValueError("input_signature: expected None; the input is (batch, *input_shape) float32, "
+                         "or uint8 pixels with input_dtype='uint8'")
+    unknown = set(kwargs) - {"opset_version", "input_dtype"}
+    if unknown:
+        raise TypeError(f"export: unexpected arguments {sorted(unknown)}; accepted: opset_version, input_dtype")
+    export_onnx(model, filepath, verbose=verbose, **kwargs)
