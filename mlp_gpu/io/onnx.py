@@ -135,7 +135,7 @@ def to_onnx(model, input_dtype="float32", opset_version=None):
 
 def export_onnx(model, filepath, input_dtype="float32", opset_version=None, verbose=None):
     """Write ``model`` to ``filepath`` as an ONNX model (see the module docstring)."""
-    from .atomic import atomic_write_bytes
+    from .files import atomic_write_bytes
 
     atomic_write_bytes(filepath, to_onnx(model, input_dtype, opset_version).SerializeToString())
     if verbose or verbose is None:
