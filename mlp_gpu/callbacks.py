@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._checks import check_int
+
 log = logging.getLogger("mlp_gpu")
 
 
@@ -157,9 +159,7 @@ class EarlyStopping(Callback):
     """
 
     def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, mode="auto", restore_best_weights=False):
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"EarlyStopping(patience): expected an int >= 0, got {patience!r}")
-        self.monitor, self.patience = monitor, patience
+        self.monitor, self.patience = monitor, check_int(patience, "EarlyStopping(patience)", 0)
         self.min_delta = abs(float(min_delta))
         self.sign = _monitor_mode(monitor, mode, "EarlyStopping")
         self.restore_best_weights = restore_best_weights

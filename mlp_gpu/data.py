@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._checks import check_int
+
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 FILES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
@@ -141,6 +143,5 @@ def load_mnist(path=None, scale: bool = True):
 
 def split_validation(x, y, size: int = 5000):
     """Géron's split: the first ``size`` rows validate, the rest train. Returns ((x, y), (x_val, y_val))."""
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 0 < size < len(x):
-        raise ValueError(f"size: expected an int in [1, {len(x) - 1}], got {size!r}")
+    check_int(size, "size", 1, len(x) - 1)
     return (x[size:], y[size:]), (x[:size], y[:size])

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import initializers
+from ._checks import check_int
 from .backend.base import ACTIVATIONS
 
 
@@ -64,9 +65,7 @@ class Dense(Layer):
     def __init__(self, units: int, activation=None, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", input_shape=None, name: str | None = None):
         super().__init__(name)
-        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
-            raise ValueError(f"Dense(units): expected a positive int, got {units!r}")
-        self.units = int(units)
+        self.units = check_int(units, "Dense(units)", 1)
         self.activation = check_activation(activation)
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer

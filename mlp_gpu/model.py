@@ -173,9 +173,9 @@ class Sequential:
             a = ws.a[i]
         return a
 
-    def loss_and_count(self, ws: Workspace, y, acc) -> None:
-        """ws.dz[-1] <- dL/d(output); acc += [summed loss, correct count]. Needs forward(logits=True)."""
-        self.backend.loss_grad(self.loss.kind(), ws.a[-1], y, ws.dz[-1], acc,
+    def loss_and_count(self, ws: Workspace, y, sums) -> None:
+        """ws.dz[-1] <- dL/d(output); sums[:2] += [summed row losses, correct rows]. Needs forward(logits=True)."""
+        self.backend.loss_grad(self.loss.kind(), ws.a[-1], y, ws.dz[-1], sums,
                                count=bool(self.metrics), threshold=self.loss.accuracy_threshold())
 
     def backward(self, x, ws: Workspace) -> None:

@@ -7,21 +7,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._checks import check_bool, check_number
 from .backend.base import HYPER, HYPER_SIZE
 
 
 def _positive(value, arg):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
-            or not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{arg}: expected a positive finite number, got {value!r}")
-    return float(value)
+    return check_number(value, arg, 0, low_open=True)
 
 
 def _fraction(value, arg):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
-            or not 0 <= value < 1:
-        raise ValueError(f"{arg}: expected a number in [0, 1), got {value!r}")
-    return float(value)
+    return check_number(value, arg, 0, 1, high_open=True)
 
 
 class Optimizer:
@@ -90,7 +85,7 @@ class SGD(Optimizer):
         super().__init__(learning_rate)
         self._host_hyper[HYPER["momentum"]] = _fraction(momentum, "SGD(momentum)")
         self.momentum = float(momentum)
-        self.nesterov = bool(nesterov)
+        self.nesterov = check_bool(nesterov, "SGD(nesterov)")
         self.slots = 1 if self.momentum > 0 else 0
 
     def update(self, params, grads):

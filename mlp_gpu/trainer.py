@@ -1,8 +1,17 @@
 """The fit / evaluate / predict loops.
 
-One training step is gather → forward → loss → backward → update → advance,
-all on preallocated buffers; the host reads the loss and accuracy
-accumulators only at the end of an epoch or when the progress bar refreshes.
+``fit`` is two parts: ``prepare_fit`` (argument checks, the validation split, the device data sets,
+workspaces and step runner, gathered in a ``FitRun``) and ``run_epochs`` (the epoch loop and its
+callbacks). The loop talks to three objects, the places to extend it:
+
+- ``DeviceData``: a data set the step gathers its batches from (rows, begin_epoch, gather, cursor);
+- ``StepRunner``: runs training steps, ``run(first, count)``; ``block`` is how many it takes per call;
+- ``FitRun.comm``: a communicator, None on one process; when set, the step all-reduces the gradients
+  after backward and ``Sums.read`` reduces the running sums before the host uses them.
+
+One training step is gather → forward → loss → backward → update → advance, all on preallocated
+buffers; the host reads the running sums (``Sums``) only at the end of an epoch, when the progress
+bar refreshes, or every step when a callback asks for ``on_batch_end``.
 """
 from __future__ import annotations
 
@@ -12,10 +21,12 @@ import math
 import signal
 import threading
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import losses
+from ._checks import check_int, check_number
 from .callbacks import CallbackList, History, ProgressBar, TerminateOnNaN
 
 log = logging.getLogger("mlp_gpu")
@@ -31,12 +42,6 @@ class TrainingDiverged(FloatingPointError):
     def __init__(self, message, history):
         super().__init__(message)
         self.history = history
-
-
-def _check_int(value, arg, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{arg}: expected an int >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def check_inputs(model, x, arg="x") -> np.ndarray:
@@ -64,133 +69,251 @@ def check_inputs(model, x, arg="x") -> np.ndarray:
     return x
 
 
-class _Batches:
-    """Device copies of a data set plus a permutation and a cursor for gather_rows."""
+class DeviceData:
+    """A data set resident on the device: x, y (None for predict), a row permutation and a cursor.
 
-    def __init__(self, model, x, y):
-        be = model.backend
+    The step gathers the batch at the cursor (``gather``) and ``backend.advance`` moves the cursor
+    on the device, so a captured step needs no host work. A streamed source, holding one chunk at a
+    time, offers the same ``rows``, ``begin_epoch``, ``gather`` and ``cursor``.
+    """
+
+    def __init__(self, backend, x, y=None):
+        self.backend = backend
         self.rows = x.shape[0]
-        self.x = be.asarray(x)
-        self.y = be.asarray(y)
-        self.perm = be.asarray(np.arange(self.rows, dtype=np.int64))
-        self.cursor = be.zeros(1, np.int64)
+        self.x = backend.asarray(x)
+        self.y = None if y is None else backend.asarray(y)
+        self.perm = backend.asarray(np.arange(self.rows, dtype=np.int64))
+        self.cursor = backend.zeros(1, np.int64)
+
+    def begin_epoch(self, order=None) -> None:
+        """Rewind to the first batch; with ``order`` (a host permutation of the rows) visit rows in that order."""
+        if order is not None:
+            self.backend.copy_from_host(self.perm, order)
+        self.cursor[...] = 0
+
+    def gather(self, ws) -> None:
+        """ws.x (and ws.y) <- the ws.rows rows at the cursor; the cursor does not move."""
+        self.backend.gather_rows(self.x, self.perm, self.cursor, ws.x)
+        if self.y is not None:
+            self.backend.gather_rows(self.y, self.perm, self.cursor, ws.y)
 
 
-def _batch_loss(model, ws, data, acc):
+class Sums:
+    """The running sums of one pass, on the device (float64): what the logs are made of.
+
+    ``buffer`` = [sum of row losses, correct rows, steps after which the summed loss was still
+    finite]; the loss op adds to the first two, ``backend.advance`` counts the third (it names the
+    step a run diverged at). The host reads them only through ``read``.
+    """
+
+    LOSS, CORRECT, FINITE_STEPS = 0, 1, 2
+    SIZE = 3
+
+    def __init__(self, model, comm=None):
+        self.model = model
+        self.comm = comm
+        self.buffer = model.backend.zeros(self.SIZE, np.float64)
+
+    def reset(self) -> None:
+        self.buffer[...] = 0
+
+    def read(self) -> np.ndarray:
+        """A host copy (summed over all workers when there is a communicator)."""
+        host = self.model.backend.to_host(self.buffer)
+        if self.comm is not None:
+            self.comm.allreduce(host, op="sum")
+        return host
+
+    def logs(self, rows: int) -> dict:
+        """Mean loss (and accuracy) over the first ``rows`` rows of the pass: one host read."""
+        sums = self.read()
+        logs = {"loss": float(sums[self.LOSS] / rows)}
+        if self.model.metrics:
+            logs["accuracy"] = float(sums[self.CORRECT] / rows)
+        return logs
+
+
+def _batch_loss(model, ws, data, sums):
     """Gather the batch at the cursor, run the forward pass and the loss (gradient into ws.dz[-1])."""
-    be = model.backend
-    be.gather_rows(data.x, data.perm, data.cursor, ws.x)
-    be.gather_rows(data.y, data.perm, data.cursor, ws.y)
+    data.gather(ws)
     model.forward(ws.x, ws, logits=True)
-    model.loss_and_count(ws, ws.y, acc)
+    model.loss_and_count(ws, ws.y, sums)
 
 
-def _train_step(model, ws, data, acc):
-    _batch_loss(model, ws, data, acc)
+def train_step(model, ws, data, sums, comm=None):
+    """One step on device buffers only (so it can be captured): gather, forward, loss, backward,
+    (all-reduce,) update, advance the cursor and the counters."""
+    _batch_loss(model, ws, data, sums)
     model.backward(ws.x, ws)
+    if comm is not None:
+        comm.allreduce(model.grads, op="mean")
     model.optimizer.update(model.params, model.grads)
-    model.backend.advance(data.cursor, ws.rows, model.optimizer.hyper, acc)
+    model.backend.advance(data.cursor, ws.rows, model.optimizer.hyper, sums)
 
 
-def _logs(model, acc, rows, prefix=""):
-    loss_sum, correct = model.backend.to_host(acc)[:2]
-    logs = {prefix + "loss": float(loss_sum / rows)}
-    if model.metrics:
-        logs[prefix + "accuracy"] = float(correct / rows)
-    return logs
+class StepRunner:
+    """Runs the training steps of an epoch over one DeviceData; ``run(first, count)`` runs steps
+    first .. first + count - 1. ``block`` is the most steps the loop hands over in one call (the
+    loop reads logs and callbacks between calls); here 1, one launch (or graph replay) per step.
+
+    Each batch shape (the full batch and the shorter last one) gets its own callable from
+    ``backend.make_runner``, which may capture the step as a CUDA graph.
+    """
+
+    block = 1
+
+    def __init__(self, model, data: DeviceData, batch_size: int, sums: Sums, comm=None):
+        self.steps = math.ceil(data.rows / batch_size)
+        full = model.workspace(min(batch_size, data.rows))
+        last = full.view(data.rows - (self.steps - 1) * batch_size)
+        make = model.backend.make_runner
+        self._full = make(lambda: train_step(model, full, data, sums.buffer, comm), full.rows)
+        self._last = self._full if last.rows == full.rows else \
+            make(lambda: train_step(model, last, data, sums.buffer, comm), last.rows)
+
+    def run(self, first: int, count: int = 1) -> None:
+        for step in range(first, first + count):
+            (self._full if step < self.steps - 1 else self._last)()
 
 
-def _evaluate_data(model, data, ws, acc):
-    """Loss and metrics over a whole _Batches, in order; one host read at the end."""
-    acc[...] = 0
-    data.cursor[...] = 0
+def evaluate_data(model, data: DeviceData, ws, sums: Sums) -> dict:
+    """Loss and metrics over a whole DeviceData, in order; one host read at the end."""
+    sums.reset()
+    data.begin_epoch()
     for start in range(0, data.rows, ws.rows):
         n = min(ws.rows, data.rows - start)
-        _batch_loss(model, ws.view(n) if n < ws.rows else ws, data, acc)
+        _batch_loss(model, ws.view(n) if n < ws.rows else ws, data, sums.buffer)
         model.backend.advance(data.cursor, n)
-    return _logs(model, acc, data.rows)
+    return sums.logs(data.rows)
+
+
+# ---- fit: preparation ---------------------------------------------------------------------------
+@dataclass
+class FitRun:
+    """What fit prepared before the first epoch; the epoch loop reads only this."""
+
+    train: DeviceData
+    val: DeviceData | None
+    val_ws: object            # the validation Workspace, or None
+    sums: Sums
+    runner: StepRunner
+    batch_size: int
+    epochs: int
+    initial_epoch: int
+    shuffle: bool
+    seed: int                 # epoch k visits rows in an order that depends only on (seed, k)
+    comm: object = None       # a communicator (see the module docstring), None on one process
+
+    def epoch_order(self, epoch: int):
+        """The host permutation of the training rows for this epoch, or None to keep the order."""
+        return np.random.default_rng([self.seed, epoch]).permutation(self.train.rows) if self.shuffle else None
+
+
+def checked_fit_data(model, x, y, validation_split=0.0, validation_data=None):
+    """Check x, y and the validation arguments; return host arrays (x, y, x_val, y_val), x_val None if none."""
+    x = check_inputs(model, x)
+    y = losses.check_targets(model.loss, y, x.shape[0], model.output_units, model.dtype)
+    check_number(validation_split, "validation_split", 0, 1, high_open=True)
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise ValueError("validation_data: expected a tuple (x_val, y_val)")
+        x_val = check_inputs(model, validation_data[0], "validation_data[0]")
+        y_val = losses.check_targets(model.loss, validation_data[1], x_val.shape[0], model.output_units, model.dtype)
+        return x, y, x_val, y_val
+    if validation_split > 0:
+        n_val = int(x.shape[0] * validation_split)  # Keras takes the last rows, before shuffling
+        if n_val == 0 or n_val == x.shape[0]:
+            raise ValueError(f"validation_split={validation_split} leaves {x.shape[0] - n_val} training "
+                             f"and {n_val} validation rows of {x.shape[0]}; both must be at least 1")
+        return x[:-n_val], y[:-n_val], x[-n_val:], y[-n_val:]
+    return x, y, None, None
+
+
+def prepare_fit(model, x, y, batch_size=32, epochs=1, validation_split=0.0, validation_data=None,
+                shuffle=True, initial_epoch=0, seed=None, comm=None) -> FitRun:
+    """Check the arguments, split off validation rows, put the data on the device, make the workspaces."""
+    model._require_compiled("fit")
+    batch_size = check_int(batch_size, "batch_size", 1)
+    epochs = check_int(epochs, "epochs", 0)
+    initial_epoch = check_int(initial_epoch, "initial_epoch", 0)
+    x, y, x_val, y_val = checked_fit_data(model, x, y, validation_split, validation_data)
+    if seed is None:
+        seed = int(np.random.SeedSequence().entropy % (1 << 63))
+    model.fit_seed = seed  # saved in checkpoints: epoch k's order depends only on (seed, k)
+    be = model.backend
+    train = DeviceData(be, x, y)
+    val = DeviceData(be, x_val, y_val) if x_val is not None else None
+    sums = Sums(model, comm)
+    runner = StepRunner(model, train, batch_size, sums, comm)
+    val_ws = model.workspace(min(EVAL_BATCH, val.rows)) if val is not None else None
+    return FitRun(train, val, val_ws, sums, runner, batch_size, epochs, initial_epoch, bool(shuffle), seed, comm)
+
+
+def _check_verbose(verbose):
+    verbose = 1 if verbose == "auto" else verbose
+    if verbose not in (0, 1, 2):
+        raise ValueError(f"verbose: expected 0, 1, 2 or 'auto', got {verbose!r}")
+    return verbose
 
 
 def fit(model, x, y, batch_size=32, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
         validation_data=None, shuffle=True, initial_epoch=0, seed=None):
     """Train the model; return a History of loss/accuracy (and val_*) per epoch. See Sequential.fit."""
     model._require_compiled("fit")
-    batch_size = _check_int(batch_size, "batch_size", 1)
-    epochs = _check_int(epochs, "epochs", 0)
-    initial_epoch = _check_int(initial_epoch, "initial_epoch", 0)
-    verbose = 1 if verbose == "auto" else verbose
-    if verbose not in (0, 1, 2):
-        raise ValueError(f"verbose: expected 0, 1, 2 or 'auto', got {verbose!r}")
-    x = check_inputs(model, x)
-    y = losses.check_targets(model.loss, y, x.shape[0], model.output_units, model.dtype)
-    if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float)) \
-            or not 0 <= validation_split < 1:
-        raise ValueError(f"validation_split: expected a number in [0, 1), got {validation_split!r}")
-    if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise ValueError("validation_data: expected a tuple (x_val, y_val)")
-        x_val = check_inputs(model, validation_data[0], "validation_data[0]")
-        y_val = losses.check_targets(model.loss, validation_data[1], x_val.shape[0], model.output_units, model.dtype)
-    elif validation_split > 0:
-        n_val = int(x.shape[0] * validation_split)  # Keras takes the last rows, before shuffling
-        if n_val == 0 or n_val == x.shape[0]:
-            raise ValueError(f"validation_split={validation_split} leaves {x.shape[0] - n_val} training "
-                             f"and {n_val} validation rows of {x.shape[0]}; both must be at least 1")
-        x, x_val, y, y_val = x[:-n_val], x[-n_val:], y[:-n_val], y[-n_val:]
-    else:
-        x_val = y_val = None
+    verbose = _check_verbose(verbose)
+    run = prepare_fit(model, x, y, batch_size, epochs, validation_split, validation_data, shuffle,
+                      initial_epoch, seed)
+    return run_epochs(model, run, callbacks, verbose)
 
-    be = model.backend
-    if seed is None:
-        seed = int(np.random.SeedSequence().entropy % (1 << 63))
-    model.fit_seed = seed  # saved in checkpoints: epoch k's order depends only on (seed, k)
-    train = _Batches(model, x, y)
-    val = _Batches(model, x_val, y_val) if x_val is not None else None
-    n = train.rows
-    steps = math.ceil(n / batch_size)
-    full = model.workspace(min(batch_size, n))
-    last = full.view(n - (steps - 1) * batch_size)
-    acc = be.zeros(3, np.float64)
-    run_full = be.make_runner(lambda: _train_step(model, full, train, acc), full.rows)
-    run_last = run_full if last.rows == full.rows else \
-        be.make_runner(lambda: _train_step(model, last, train, acc), last.rows)
-    val_ws = model.workspace(min(EVAL_BATCH, val.rows)) if val is not None else None
 
+# ---- fit: the epoch loop ------------------------------------------------------------------------
+def _train_epoch(model, run: FitRun, cbs: CallbackList, epoch: int) -> dict:
+    """One pass over the training rows; return its logs. Host reads only where callbacks ask."""
+    train, runner, sums = run.train, run.runner, run.sums
+    train.begin_epoch(run.epoch_order(epoch))
+    sums.reset()
+    per_batch, progress = cbs.wants_batch_end, cbs.wants_progress
+    block = 1 if per_batch else runner.block
+    next_refresh = time.monotonic() + 0.25
+    done = 0
+    while done < runner.steps:
+        count = min(block, runner.steps - done)
+        runner.run(done, count)
+        done += count
+        seen = min(done * run.batch_size, train.rows)
+        if per_batch:  # a host read every step: only when a callback asked for it
+            cbs.on_batch_end(done - 1, sums.logs(seen))
+        if progress and done // 16 > (done - count) // 16 and time.monotonic() >= next_refresh:
+            cbs.on_progress(done, sums.logs(seen))
+            next_refresh = time.monotonic() + 0.25
+        if model.stop_training:
+            break
+    return sums.logs(train.rows)
+
+
+def run_epochs(model, run: FitRun, callbacks=None, verbose=1) -> History:
+    """The epoch loop: train, validate, call the callbacks; return the History."""
     history = History()
     cbs = CallbackList(callbacks, model, history)
     if verbose:
         cbs.append(ProgressBar(verbose))
-    cbs.set_params({"epochs": epochs, "steps": steps, "samples": n, "batch_size": batch_size,
-                    "verbose": verbose})
+    cbs.set_params({"epochs": run.epochs, "steps": run.runner.steps, "samples": run.train.rows,
+                    "batch_size": run.batch_size, "verbose": verbose})
     model.stop_training = False
     model.history = history
-    per_batch, progress = cbs.wants_batch_end, cbs.wants_progress
     diverged = None
     cbs.on_train_begin()
     try:
-        for epoch in range(initial_epoch, epochs):
+        for epoch in range(run.initial_epoch, run.epochs):
             cbs.on_epoch_begin(epoch)
-            if shuffle:
-                be.copy_from_host(train.perm, np.random.default_rng([seed, epoch]).permutation(n))
-            train.cursor[...] = 0
-            acc[...] = 0
-            next_refresh = time.monotonic() + 0.25
-            for step in range(steps):
-                (run_full if step < steps - 1 else run_last)()
-                if per_batch:  # a host read every step: only when a callback asked for it
-                    cbs.on_batch_end(step, _logs(model, acc, min((step + 1) * batch_size, n)))
-                if progress and step & 15 == 15 and time.monotonic() >= next_refresh:
-                    cbs.on_progress(step + 1, _logs(model, acc, min((step + 1) * batch_size, n)))
-                    next_refresh = time.monotonic() + 0.25
-                if model.stop_training:
-                    break
-            logs = _logs(model, acc, n)
+            logs = _train_epoch(model, run, cbs, epoch)
             if not math.isfinite(logs["loss"]):  # stop before callbacks can save non-finite weights
-                diverged = _divergence(model, acc, epoch, steps, logs["loss"], history)
+                diverged = _divergence(model, run, epoch, logs["loss"], history)
                 model.stop_training = True
                 break
-            if val is not None:
-                logs.update({"val_" + k: v for k, v in _evaluate_data(model, val, val_ws, acc).items()})
+            if run.val is not None:
+                val_logs = evaluate_data(model, run.val, run.val_ws, run.sums)
+                logs.update({"val_" + k: v for k, v in val_logs.items()})
             with _interrupt_deferred():  # a Ctrl-C here must not cut a checkpoint save short
                 model.epochs_done = epoch + 1
                 cbs.on_epoch_end(epoch, logs)
@@ -222,9 +345,9 @@ def _interrupt_deferred():
         raise KeyboardInterrupt
 
 
-def _divergence(model, acc, epoch, steps, loss, history):
-    step = int(model.backend.to_host(acc)[2]) + 1  # acc[2]: steps after which the loss was still finite
-    message = (f"training diverged: the loss became {loss} at epoch {epoch + 1}, step {step} of {steps} "
+def _divergence(model, run: FitRun, epoch, loss, history):
+    step = int(run.sums.read()[Sums.FINITE_STEPS]) + 1
+    message = (f"training diverged: the loss became {loss} at epoch {epoch + 1}, step {step} of {run.runner.steps} "
                f"(learning rate {model.optimizer.learning_rate:g}); the model's weights are no longer finite. "
                "Lower the learning rate. Checkpoints already on disk keep the last finite weights.")
     log.error(message)
@@ -234,12 +357,11 @@ def _divergence(model, acc, epoch, steps, loss, history):
 def evaluate(model, x, y, batch_size=EVAL_BATCH, verbose=0, return_dict=False):
     """Mean loss (and accuracy) over (x, y): a float, a [loss, accuracy] list, or a dict."""
     model._require_compiled("evaluate")
-    batch_size = _check_int(batch_size, "batch_size", 1)
+    batch_size = check_int(batch_size, "batch_size", 1)
     x = check_inputs(model, x)
     y = losses.check_targets(model.loss, y, x.shape[0], model.output_units, model.dtype)
-    data = _Batches(model, x, y)
-    logs = _evaluate_data(model, data, model.workspace(min(batch_size, data.rows)),
-                          model.backend.zeros(3, np.float64))
+    data = DeviceData(model.backend, x, y)
+    logs = evaluate_data(model, data, model.workspace(min(batch_size, data.rows)), Sums(model))
     if verbose:
         print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
     if return_dict:
@@ -250,16 +372,16 @@ def evaluate(model, x, y, batch_size=EVAL_BATCH, verbose=0, return_dict=False):
 def predict(model, x, batch_size=EVAL_BATCH, verbose=0):
     """Outputs of the last layer (class probabilities for softmax) as a host float32 array."""
     model._require_built("predict")
-    batch_size = _check_int(batch_size, "batch_size", 1)
+    batch_size = check_int(batch_size, "batch_size", 1)
     x = check_inputs(model, x)
     be = model.backend
     rows = x.shape[0]
     ws = model.workspace(min(batch_size, rows))
     out = np.empty((rows, model.output_units), model.dtype)
-    data = _Batches(model, x, np.zeros(rows, np.int32))
+    data = DeviceData(be, x)
     for start in range(0, rows, ws.rows):
         view = ws.view(min(ws.rows, rows - start))
-        be.gather_rows(data.x, data.perm, data.cursor, view.x)
+        data.gather(view)
         out[start:start + view.rows] = be.to_host(model.forward(view.x, view))
         be.advance(data.cursor, view.rows)
     return out

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._checks import check_int
 from . import report
 from .runners import RUNNERS, Skip
 from .workloads import MATRICES, Workload, on_gpu
@@ -124,8 +125,7 @@ def run_suite(matrix="auto", repeats=5, out=None, plot=True, log=print) -> dict:
         matrix = "gpu" if available_backends()["cupy"] is None else "cpu"
     if matrix not in MATRICES:
         raise ValueError(f"matrix: expected one of {sorted(MATRICES)} or 'auto', got {matrix!r}")
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats: expected an int >= 1, got {repeats!r}")
+    check_int(repeats, "repeats", 1)
     spec = MATRICES[matrix]()
     source, data = load_data()
     started = time.time()
