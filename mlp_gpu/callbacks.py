@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import string
 import sys
 from pathlib import Path
 
@@ -166,6 +167,7 @@ class EarlyStopping(Callback):
         self.stopped_epoch = None
 
     def on_train_begin(self, logs=None):
+        _check_monitor(self, "EarlyStopping")
         self.best = np.inf
         self.best_epoch = None
         self.best_weights = None
@@ -192,6 +194,15 @@ class EarlyStopping(Callback):
             self.model.set_weights(self.best_weights)
 
 
+def _check_monitor(callback, who):
+    """Before training: ``monitor`` must be among the names fit will log (``params["metrics"]``)."""
+    logged = getattr(callback, "params", {}).get("metrics")
+    if logged is not None and callback.monitor not in logged:
+        raise ValueError(f"{who}(monitor={callback.monitor!r}): this fit logs only {logged}"
+                         + ("; pass validation_data or validation_split" if callback.monitor.startswith("val_")
+                            else ""))
+
+
 def _monitor_mode(monitor, mode, who):
     if mode not in ("auto", "min", "max"):
         raise ValueError(f"{who}(mode): expected 'auto', 'min' or 'max', got {mode!r}")
@@ -210,6 +221,12 @@ class ModelCheckpoint(Callback):
 
     def __init__(self, filepath, monitor="val_loss", save_best_only=False, save_weights_only=False, mode="auto"):
         self.filepath = str(filepath)
+        try:
+            fields = [name for _, name, _, _ in string.Formatter().parse(self.filepath) if name is not None]
+        except ValueError as exc:
+            raise ValueError(f"ModelCheckpoint(filepath={self.filepath!r}): not a valid template ({exc})") from None
+        if any(not name or name[0].isdigit() for name in fields):
+            raise ValueError(f"ModelCheckpoint(filepath={self.filepath!r}): fields need names, such as {{epoch:02d}}")
         folder = Path(self.filepath).parent
         if not folder.is_dir():
             raise FileNotFoundError(f"ModelCheckpoint(filepath): folder {str(folder)!r} does not exist")
@@ -217,6 +234,21 @@ class ModelCheckpoint(Callback):
         self.sign = _monitor_mode(monitor, mode, "ModelCheckpoint")
         self.best = np.inf
         self.saved: list[str] = []
+
+    def on_train_begin(self, logs=None):
+        """Fail before training, not after the first epoch, on a template or monitor fit will never fill."""
+        logged = getattr(self, "params", {}).get("metrics")
+        if logged is None:
+            return
+        if self.save_best_only:
+            _check_monitor(self, "ModelCheckpoint")
+        try:
+            self.filepath.format(epoch=1, **{name: 0.5 for name in logged})
+        except KeyError as exc:
+            raise ValueError(f"ModelCheckpoint(filepath={self.filepath!r}): field {{{exc.args[0]}}} is never "
+                             f"logged by this fit; it logs epoch and {', '.join(logged)}") from None
+        except (ValueError, TypeError, AttributeError, IndexError) as exc:
+            raise ValueError(f"ModelCheckpoint(filepath={self.filepath!r}): {exc}") from None
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}

@@ -18,6 +18,7 @@ FILES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-label
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
                0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 _GZIP_MAX_RATIO = 1100  # deflate cannot expand more than ~1032:1
+_MAX_DIMS = 64 if int(np.__version__.split(".")[0]) >= 2 else 32  # NumPy's NPY_MAXDIMS
 _CHUNK = 1 << 24
 
 
@@ -25,14 +26,18 @@ class IDXError(ValueError):
     """A file is not a well-formed IDX file; the message says what is wrong."""
 
 
+def _read(stream, count, path):
+    try:
+        return stream.read(count)
+    except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
+        raise IDXError(f"{path}: corrupt compressed data ({exc})") from None
+
+
 def _read_exact(stream, count, path):
     """Read exactly count bytes in bounded chunks, so a lying header cannot force a huge allocation."""
     parts, got = [], 0
     while got < count:
-        try:
-            chunk = stream.read(min(_CHUNK, count - got))
-        except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
-            raise IDXError(f"{path}: corrupt compressed data ({exc})") from None
+        chunk = _read(stream, min(_CHUNK, count - got), path)
         if not chunk:
             break
         parts.append(chunk)
@@ -65,6 +70,8 @@ def read_idx(path) -> np.ndarray:
             raise IDXError(f"{path}: bad magic number {head.hex()}: expected 0000 then a type code "
                            f"({', '.join(f'{k:02x}' for k in _IDX_DTYPES)}) and a dimension count")
         dtype, ndim = np.dtype(_IDX_DTYPES[head[2]]), head[3]
+        if ndim > _MAX_DIMS:
+            raise IDXError(f"{path}: header has {ndim} dimensions; NumPy arrays have at most {_MAX_DIMS}")
         dims = [int(d) for d in np.frombuffer(_read_exact(f, 4 * ndim, path), ">u4")]
         count = math.prod(dims) * dtype.itemsize  # Python ints: a lying header cannot overflow this
         if 4 + 4 * ndim + count > limit:
@@ -73,8 +80,9 @@ def read_idx(path) -> np.ndarray:
         if math.prod(d for d in dims if d) >= 1 << 62:  # not even an empty array can have this shape
             raise IDXError(f"{path}: header shape {tuple(dims)} is too large to describe any array")
         data = _read_exact(f, count, path)
-        if not compressed and f.read(1):
-            raise IDXError(f"{path}: {file_size - 4 - 4 * ndim - count} bytes beyond the header's shape {tuple(dims)}")
+        if _read(f, 1, path):  # raw or inside the gzip stream alike
+            where = "inside the compressed stream" if compressed else f"({file_size - 4 - 4 * ndim - count} bytes)"
+            raise IDXError(f"{path}: data beyond the header's shape {tuple(dims)} {where}")
     return np.frombuffer(data, dtype).astype(dtype.newbyteorder("="), copy=False).reshape(tuple(dims))
 
 

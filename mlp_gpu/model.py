@@ -201,6 +201,8 @@ class Sequential:
             raise ValueError(f"weights: expected {len(targets)} arrays, got {len(weights)}")
         for i, (t, w) in enumerate(zip(targets, weights)):
             w = np.asarray(w)
+            if w.dtype.kind not in "biuf":  # complex would lose its imaginary part; text is no number
+                raise ValueError(f"weights[{i}]: expected an array of real numbers, got dtype {w.dtype}")
             if w.shape != t.shape:
                 raise ValueError(f"weights[{i}]: expected shape {t.shape}, got {w.shape}")
             if not np.all(np.isfinite(w)):

@@ -124,6 +124,11 @@ class Sums:
             self.comm.allreduce(host, op="sum")
         return host
 
+    def names(self, validation: bool) -> list[str]:
+        """The keys of each epoch's logs (Keras 2's ``params["metrics"]``), known before training."""
+        names = ["loss"] + (["accuracy"] if self.model.metrics else [])
+        return names + ["val_" + name for name in names] if validation else names
+
     def logs(self, rows: int) -> dict:
         """Mean loss (and accuracy) over the first ``rows`` rows of the pass: one host read."""
         sums = self.read()
@@ -298,7 +303,8 @@ def run_epochs(model, run: FitRun, callbacks=None, verbose=1) -> History:
     if verbose:
         cbs.append(ProgressBar(verbose))
     cbs.set_params({"epochs": run.epochs, "steps": run.runner.steps, "samples": run.train.rows,
-                    "batch_size": run.batch_size, "verbose": verbose})
+                    "batch_size": run.batch_size, "verbose": verbose, "do_validation": run.val is not None,
+                    "metrics": run.sums.names(run.val is not None)})
     model.stop_training = False
     model.history = history
     diverged = None

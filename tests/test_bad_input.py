@@ -12,6 +12,7 @@ import mlp_gpu
 from mlp_gpu import SGD, Adam, Dense, Flatten, Input, Sequential
 from mlp_gpu.backend import BackendUnavailable, get_backend
 from mlp_gpu.backend.base import device_memory_message
+from mlp_gpu.callbacks import EarlyStopping, ModelCheckpoint
 from mlp_gpu.data import IDXError, read_idx
 from mlp_gpu.io import ModelFileError, SaveError, files
 
@@ -85,6 +86,18 @@ FIT_CASES = [
      r"weights\[0\]: expected shape \(16, 5\), got \(2, 2\)"),
     ("set-weights-nan", lambda m: m.set_weights([w * np.nan for w in m.get_weights()]), ValueError,
      "contains NaN"),
+    ("checkpoint-field-never-logged", lambda m: m.fit(good_x(), good_y(), callbacks=[
+        ModelCheckpoint("never-{epoch}-{val_loss:.2f}.h5")]), ValueError,
+     r"field \{val_loss\} is never logged by this fit; it logs epoch and loss, accuracy"),
+    ("checkpoint-monitor-never-logged", lambda m: m.fit(good_x(), good_y(), callbacks=[
+        ModelCheckpoint("never.h5", save_best_only=True)]), ValueError,
+     r"ModelCheckpoint\(monitor='val_loss'\): this fit logs only \['loss', 'accuracy'\]; pass validation_data"),
+    ("early-stopping-monitor-never-logged", lambda m: m.fit(good_x(), good_y(), callbacks=[
+        EarlyStopping(monitor="val_accuracy")]), ValueError, r"EarlyStopping\(monitor='val_accuracy'\): this fit"),
+    ("set-weights-complex", lambda m: m.set_weights([w + 1j for w in m.get_weights()]), ValueError,
+     r"weights\[0\]: expected an array of real numbers, got dtype complex"),
+    ("set-weights-strings", lambda m: m.set_weights([w.astype(str) for w in m.get_weights()]), ValueError,
+     r"weights\[0\]: expected an array of real numbers, got dtype <U"),
 ]
 
 
@@ -118,6 +131,8 @@ BUILD_CASES = [
      "needs a sigmoid output layer"),
     ("backend-name", lambda: get_backend("tpu"), "backend: expected one of auto, numpy, cupy, got 'tpu'"),
     ("dtype", lambda: Sequential([Dense(2)], dtype="float16"), "dtype: expected 'float32' or 'float64'"),
+    ("checkpoint-bad-template", lambda: ModelCheckpoint("c-{epoch.h5"), "not a valid template"),
+    ("checkpoint-positional-field", lambda: ModelCheckpoint("c-{}.h5"), "fields need names"),
     ("no-input-shape", lambda: Sequential([Dense(2)], backend="numpy").build(), "the input shape is unknown"),
 ]
 
@@ -165,6 +180,8 @@ IDX_CASES = [
     ("empty-file", lambda: b"", "truncated"),
     ("corrupt-gzip", lambda: gzip.compress(idx_bytes(np.random.default_rng(0).integers(0, 255, (50, 50))))[:400]
      + b"\xff" * 30, "corrupt compressed data|truncated"),
+    ("more-dims-than-numpy", lambda: b"\x00\x00\x08\x41" + b"\x00\x00\x00\x01" * 65 + b"\x07",
+     "65 dimensions; NumPy arrays have at most"),
 ]
 
 

@@ -48,10 +48,12 @@ def test_huge_header_in_tiny_file_is_rejected_before_allocating(tmp_path):
         read_idx(tmp_path / "x")
 
 
-def test_trailing_bytes(tmp_path):
-    path = write_idx(tmp_path / "x", np.zeros(4, np.uint8))
-    path.write_bytes(path.read_bytes() + b"extra")
-    with pytest.raises(IDXError, match="beyond the header"):
+@pytest.mark.parametrize("compress", [False, True])
+def test_trailing_bytes_raw_or_inside_gzip(tmp_path, compress):
+    path = write_idx(tmp_path / "x", np.zeros(4, np.uint8), compress=False)
+    data = path.read_bytes() + b"extra"
+    path.write_bytes(gzip.compress(data) if compress else data)
+    with pytest.raises(IDXError, match=r"beyond the header's shape \(4,\)"):
         read_idx(path)
 
 

@@ -64,6 +64,37 @@ def test_killed_saves_never_corrupt_the_previous_file(tmp_path):
         stray.unlink()
 
 
+WRITER = r"""
+import sys
+from mlp_gpu import Dense, Input, Sequential
+m = Sequential([Input((784,)), Dense(128, "relu"), Dense(10, "softmax")], backend="numpy")
+m.compile(optimizer="adam", seed=0)
+m.params[...] = float(sys.argv[2])
+for _ in range(int(sys.argv[3])):
+    m.save(sys.argv[1])
+"""
+
+
+def test_concurrent_writers_leave_one_whole_file(tmp_path):
+    """Two processes save different models to one path 30 times each while this one loads it."""
+    path = tmp_path / "m.h5"
+    first = Sequential([Input((784,)), Dense(128, "relu"), Dense(10, "softmax")], backend="numpy")
+    first.compile(optimizer="adam", seed=0)
+    first.params[...] = 1.0
+    first.save(path)
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), value, "30"], env=ENV)
+               for value in ("2", "3")]
+    seen, loads = set(), 0
+    while any(w.poll() is None for w in writers) or not loads:
+        values = set(np.unique(mlp_gpu.load_model(path).params).tolist())
+        assert values in ({1.0}, {2.0}, {3.0}), values
+        seen |= values
+        loads += 1
+    assert [w.wait() for w in writers] == [0, 0]
+    assert set(np.unique(mlp_gpu.load_model(path).params).tolist()) in ({2.0}, {3.0})
+    assert [p.name for p in tmp_path.iterdir()] == ["m.h5"]  # every temp file was renamed or removed
+
+
 def test_divergence_names_epoch_and_step_and_keeps_checkpoint(tmp_path):
     x, y = blobs(n=320)
     m = Sequential([Input((8,)), Dense(16, "relu"), Dense(3, "softmax")], backend="numpy")
