@@ -16,7 +16,7 @@ def _load_data(args):
     from . import data
 
     loader = data.load_fashion_mnist if args.dataset == "fashion-mnist" else data.load_mnist
-    return loader(args.data, scale=False)  # uint8 pixels; fit scales them on the device
+    return loader(args.data)  # uint8 pixels; fit scales them on the device
 
 
 def _check_output_path(path: Path):

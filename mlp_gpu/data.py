@@ -134,17 +134,19 @@ def _load(name, path, scale):
             (arrays["test_images"], arrays["test_labels"]))
 
 
-def load_fashion_mnist(path=None, scale: bool = True):
-    """``((x_train, y_train), (x_test, y_test))`` of Fashion-MNIST, as Keras returns them.
+def load_fashion_mnist(path=None, scale: bool = False):
+    """``((x_train, y_train), (x_test, y_test))`` of Fashion-MNIST, as Keras'
+    ``fashion_mnist.load_data()`` returns them: images (N, 28, 28) uint8 0..255, labels uint8.
 
-    Images are (N, 28, 28) float32 in [0, 1] (uint8 0..255 with ``scale=False``,
-    which ``fit`` also accepts and scales on the device at a quarter of the memory).
-    Looked for in ``path``, then $MLP_GPU_DATA, the cache folder and /usr/share/datasets.
+    Give the uint8 images to ``fit``/``evaluate``/``predict`` as they are: they go to the device at a
+    quarter of float32's size and become float32 / 255 there, as each batch is gathered (dividing by
+    255.0 first, as Keras tutorials do, gives the same numbers). ``scale=True`` returns float32 in
+    [0, 1] instead. Looked for in ``path``, then $MLP_GPU_DATA, the cache folder and /usr/share/datasets.
     """
     return _load("fashion-mnist", path, scale)
 
 
-def load_mnist(path=None, scale: bool = True):
+def load_mnist(path=None, scale: bool = False):
     """Like :func:`load_fashion_mnist`, for the MNIST digits (folder name ``mnist``)."""
     return _load("mnist", path, scale)
 

@@ -1,61 +1,212 @@
-"""Weight initializers (Keras names and formulas), drawn on the host from a NumPy Generator.
+"""Weight initializers with Keras' names, classes and formulas (keras/src/initializers/).
 
-Drawing on the host makes a seed give the same initial weights on every
-backend, which is what the CPU/GPU parity tests compare.
+Drawn on the host from a NumPy Generator, so a seed gives the same initial weights on every
+backend (what the CPU/GPU parity tests compare). An initializer is called as
+``init(shape, rng)`` by the layers; Keras' ``init(shape, dtype=None)`` works too.
+
+As in Keras, ``glorot_normal``, ``he_normal`` and ``lecun_normal`` draw a normal truncated at two
+standard deviations with stddev = sqrt(scale / n) / 0.87962566103423978: the truncation narrows
+the spread by that factor, so the weights end up with the formula's spread sqrt(scale / n).
 """
 from __future__ import annotations
 
+import math
+import re
+
 import numpy as np
 
+from ._checks import check_int, check_number
 
-def _fans(shape):
-    return (shape[0], shape[1]) if len(shape) == 2 else (shape[0], shape[0])
+TRUNCATION_SPREAD = 0.87962566103423978  # std of a unit normal truncated to [-2, 2]
 
 
-def _truncated_normal(rng, std, shape):
+def compute_fans(shape):
+    """(fan_in, fan_out) as Keras computes them: (rows, cols) of a kernel, (n, n) for a vector."""
+    shape = tuple(shape)
+    if len(shape) == 0:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    receptive = math.prod(shape[:-2])
+    return shape[-2] * receptive, shape[-1] * receptive
+
+
+def _truncated_normal(rng, mean, std, shape):
     out = rng.normal(0.0, std, size=shape)
     bad = np.abs(out) > 2 * std
     while bad.any():  # redraw outside two standard deviations, as Keras does
         out[bad] = rng.normal(0.0, std, size=int(bad.sum()))
         bad = np.abs(out) > 2 * std
-    return out
+    return out + mean
 
 
-def glorot_uniform(shape, rng):
-    fan_in, fan_out = _fans(shape)
-    limit = np.sqrt(6.0 / (fan_in + fan_out))
-    return rng.uniform(-limit, limit, size=shape)
+class Initializer:
+    """Base class: ``__call__(shape, dtype=None)`` returns a host array of that shape."""
+
+    def __call__(self, shape, dtype=None, rng=None):
+        if isinstance(dtype, np.random.Generator):  # the layers' call: init(shape, rng)
+            rng, dtype = dtype, None
+        values = np.asarray(self.draw(tuple(int(d) for d in shape), self._generator(rng)))
+        return values.astype(dtype or np.float32, copy=False) if dtype is not None else values
+
+    def _generator(self, rng):
+        return rng if rng is not None else np.random.default_rng()
+
+    def draw(self, shape, rng) -> np.ndarray:
+        raise NotImplementedError
+
+    @property
+    def __name__(self) -> str:
+        """Keras' snake-case name (HeNormal -> he_normal): what a layer config records."""
+        return re.sub(r"(?<!^)(?=[A-Z])", "_", type(self).__name__).lower()
+
+    def get_config(self) -> dict:
+        return {}
 
 
-def glorot_normal(shape, rng):
-    fan_in, fan_out = _fans(shape)
-    return _truncated_normal(rng, np.sqrt(2.0 / (fan_in + fan_out)), shape)
+class RandomInitializer(Initializer):
+    """An initializer that draws random numbers. ``seed`` (an int) makes every call draw the same
+    values, as in Keras; without it values come from the model's generator (``compile(seed=...)``
+    or ``mlp_gpu.utils.set_random_seed``)."""
+
+    def __init__(self, seed=None):
+        self.seed = None if seed is None else check_int(seed, f"{type(self).__name__}(seed)", 0)
+
+    def _generator(self, rng):
+        if self.seed is not None:
+            return np.random.default_rng(self.seed)
+        return super()._generator(rng)
+
+    def get_config(self) -> dict:
+        return {"seed": self.seed}
 
 
-def he_uniform(shape, rng):
-    limit = np.sqrt(6.0 / _fans(shape)[0])
-    return rng.uniform(-limit, limit, size=shape)
+class VarianceScaling(RandomInitializer):
+    """Keras' VarianceScaling: n = fan_in, fan_out or their mean; a truncated normal with spread
+    sqrt(scale / n), an untruncated one, or a uniform on [-sqrt(3 scale / n), +sqrt(3 scale / n)]."""
+
+    def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal", seed=None):
+        super().__init__(seed)
+        self.scale = check_number(scale, "VarianceScaling(scale)", 0, low_open=True)
+        if mode not in ("fan_in", "fan_out", "fan_avg"):
+            raise ValueError(f"VarianceScaling(mode): expected 'fan_in', 'fan_out' or 'fan_avg', got {mode!r}")
+        dist = distribution.lower() if isinstance(distribution, str) else distribution
+        dist = "truncated_normal" if dist == "normal" else dist
+        if dist not in ("truncated_normal", "untruncated_normal", "uniform"):
+            raise ValueError("VarianceScaling(distribution): expected 'truncated_normal', 'untruncated_normal' "
+                             f"or 'uniform', got {distribution!r}")
+        self.mode, self.distribution = mode, dist
+
+    def draw(self, shape, rng):
+        fan_in, fan_out = compute_fans(shape)
+        n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[self.mode]
+        scale = self.scale / max(1.0, n)
+        if self.distribution == "truncated_normal":
+            return _truncated_normal(rng, 0.0, math.sqrt(scale) / TRUNCATION_SPREAD, shape)
+        if self.distribution == "untruncated_normal":
+            return rng.normal(0.0, math.sqrt(scale), size=shape)
+        limit = math.sqrt(3.0 * scale)
+        return rng.uniform(-limit, limit, size=shape)
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale, "mode": self.mode, "distribution": self.distribution}
 
 
-def he_normal(shape, rng):
-    return _truncated_normal(rng, np.sqrt(2.0 / _fans(shape)[0]), shape)
+def _variance_scaling(name, scale, mode, distribution, doc):
+    def __init__(self, seed=None):
+        VarianceScaling.__init__(self, scale, mode, distribution, seed)
+
+    def get_config(self):
+        return RandomInitializer.get_config(self)
+
+    return type(name, (VarianceScaling,), {"__init__": __init__, "get_config": get_config, "__doc__": doc})
 
 
-def zeros(shape, rng):
-    return np.zeros(shape)
+GlorotUniform = _variance_scaling("GlorotUniform", 1.0, "fan_avg", "uniform", "U(±sqrt(6 / (fan_in + fan_out)))")
+GlorotNormal = _variance_scaling("GlorotNormal", 1.0, "fan_avg", "truncated_normal",
+                                 "Truncated normal, spread sqrt(2 / (fan_in + fan_out))")
+HeUniform = _variance_scaling("HeUniform", 2.0, "fan_in", "uniform", "U(±sqrt(6 / fan_in))")
+HeNormal = _variance_scaling("HeNormal", 2.0, "fan_in", "truncated_normal", "Truncated normal, spread sqrt(2 / fan_in)")
+LecunUniform = _variance_scaling("LecunUniform", 1.0, "fan_in", "uniform", "U(±sqrt(3 / fan_in))")
+LecunNormal = _variance_scaling("LecunNormal", 1.0, "fan_in", "truncated_normal",
+                                "Truncated normal, spread sqrt(1 / fan_in)")
 
 
-def ones(shape, rng):
-    return np.ones(shape)
+class RandomNormal(RandomInitializer):
+    def __init__(self, mean=0.0, stddev=0.05, seed=None):
+        super().__init__(seed)
+        self.mean = check_number(mean, "RandomNormal(mean)")
+        self.stddev = check_number(stddev, "RandomNormal(stddev)", 0)
+
+    def draw(self, shape, rng):
+        return rng.normal(self.mean, self.stddev, size=shape)
+
+    def get_config(self):
+        return {**super().get_config(), "mean": self.mean, "stddev": self.stddev}
 
 
-INITIALIZERS = {f.__name__: f for f in (glorot_uniform, glorot_normal, he_uniform, he_normal, zeros, ones)}
+class TruncatedNormal(RandomNormal):
+    """A normal with ``mean`` and ``stddev``, redrawn outside two standard deviations (Keras' formula:
+    the result's spread is about 0.88 stddev)."""
+
+    def draw(self, shape, rng):
+        return _truncated_normal(rng, self.mean, self.stddev, shape)
 
 
-def get(name):
-    """Look an initializer up by name; a callable ``(shape, rng) -> array`` passes through."""
-    if callable(name):
-        return name
-    if name not in INITIALIZERS:
-        raise ValueError(f"kernel_initializer: expected one of {sorted(INITIALIZERS)}, got {name!r}")
-    return INITIALIZERS[name]
+class RandomUniform(RandomInitializer):
+    def __init__(self, minval=-0.05, maxval=0.05, seed=None):
+        super().__init__(seed)
+        self.minval = check_number(minval, "RandomUniform(minval)")
+        self.maxval = check_number(maxval, "RandomUniform(maxval)", self.minval)
+
+    def draw(self, shape, rng):
+        return rng.uniform(self.minval, self.maxval, size=shape)
+
+    def get_config(self):
+        return {**super().get_config(), "minval": self.minval, "maxval": self.maxval}
+
+
+class Constant(Initializer):
+    def __init__(self, value=0.0):
+        self.value = check_number(value, "Constant(value)")
+
+    def draw(self, shape, rng):
+        return np.full(shape, self.value)
+
+    def get_config(self):
+        return {"value": self.value}
+
+
+class Zeros(Initializer):
+    def draw(self, shape, rng):
+        return np.zeros(shape)
+
+
+class Ones(Initializer):
+    def draw(self, shape, rng):
+        return np.ones(shape)
+
+
+CLASSES = (GlorotUniform, GlorotNormal, HeUniform, HeNormal, LecunUniform, LecunNormal, VarianceScaling,
+           RandomNormal, TruncatedNormal, RandomUniform, Constant, Zeros, Ones)
+# Keras' lower-case names are the classes too: initializers.he_normal is HeNormal.
+glorot_uniform, glorot_normal, he_uniform, he_normal = GlorotUniform, GlorotNormal, HeUniform, HeNormal
+lecun_uniform, lecun_normal, variance_scaling = LecunUniform, LecunNormal, VarianceScaling
+random_normal, truncated_normal, random_uniform = RandomNormal, TruncatedNormal, RandomUniform
+constant, zeros, ones = Constant, Zeros, Ones
+INITIALIZERS = {name: cls for cls in CLASSES for name in (cls.__name__, cls().__name__)}
+INITIALIZERS.update({"normal": RandomNormal, "uniform": RandomUniform, "zero": Zeros, "one": Ones})
+
+
+def get(identifier):
+    """An initializer from a name ("he_normal", "HeNormal"), a class, an instance, or a callable
+    ``(shape, rng) -> array`` (passed through)."""
+    if isinstance(identifier, str):
+        if identifier not in INITIALIZERS:
+            raise ValueError(f"kernel_initializer: expected one of {sorted(INITIALIZERS)}, got {identifier!r}")
+        return INITIALIZERS[identifier]()
+    if isinstance(identifier, type) and issubclass(identifier, Initializer):
+        return identifier()
+    if callable(identifier):
+        return identifier
+    raise ValueError(f"kernel_initializer: expected a name, an Initializer or a callable, got {identifier!r}")

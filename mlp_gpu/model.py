@@ -6,6 +6,7 @@ import numpy as np
 from . import losses, metrics as metrics_mod, optimizers
 from .backend import get_backend
 from .layers import Dense, Flatten, Input, Layer, layer_from_config
+from .utils import draw_seed
 
 
 class Workspace:
@@ -105,7 +106,7 @@ class Sequential:
         self.backend = get_backend(self._backend_request)
         if self.dtype != np.float32 and self.backend.name != "numpy":
             raise ValueError(f"dtype={self.dtype.name!r} runs only on the numpy backend, not {self.backend.name!r}")
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(draw_seed() if seed is None else seed)
         host = [v for layer in self.dense_layers for v in layer.initial_values(rng)]
         flat = np.concatenate([v.astype(self.dtype).ravel() for v in host])
         self.params = self.backend.asarray(flat)

@@ -27,6 +27,7 @@ import numpy as np
 
 from . import losses
 from ._checks import check_int, check_number
+from .utils import draw_seed
 from .callbacks import CallbackList, History, ProgressBar, TerminateOnNaN
 
 log = logging.getLogger("mlp_gpu")
@@ -243,7 +244,7 @@ def prepare_fit(model, x, y, batch_size=32, epochs=1, validation_split=0.0, vali
     initial_epoch = check_int(initial_epoch, "initial_epoch", 0)
     x, y, x_val, y_val = checked_fit_data(model, x, y, validation_split, validation_data)
     if seed is None:
-        seed = int(np.random.SeedSequence().entropy % (1 << 63))
+        seed = draw_seed()
     model.fit_seed = seed  # saved in checkpoints: epoch k's order depends only on (seed, k)
     be = model.backend
     train = DeviceData(be, x, y)

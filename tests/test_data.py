@@ -71,10 +71,10 @@ def test_missing_dataset_says_where_it_looked(tmp_path, monkeypatch):
 
 
 def test_explicit_folder(tiny_dataset):
-    (x, y), (xt, yt) = data.load_fashion_mnist(tiny_dataset)
+    (x, y), (xt, yt) = data.load_fashion_mnist(tiny_dataset, scale=True)
     assert x.shape == (240, 28, 28) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
-    (xu, _), _ = data.load_fashion_mnist(tiny_dataset, scale=False)
-    assert xu.dtype == np.uint8
+    (xu, yu), _ = data.load_fashion_mnist(tiny_dataset)  # as Keras' load_data(): uint8 pixels and labels
+    assert xu.dtype == np.uint8 and yu.dtype == np.uint8
     np.testing.assert_allclose(xu / np.float32(255), x)
 
 
@@ -89,7 +89,7 @@ def test_split_validation_takes_the_first_rows():
 
 @pytest.mark.skipif(not FASHION.exists(), reason="Fashion-MNIST not installed (make test installs it)")
 def test_real_fashion_mnist():
-    (x, y), (xt, yt) = data.load_fashion_mnist(FASHION, scale=False)
+    (x, y), (xt, yt) = data.load_fashion_mnist(FASHION)
     assert x.shape == (60000, 28, 28) and xt.shape == (10000, 28, 28)
     assert x.dtype == np.uint8 and set(np.unique(y)) == set(range(10))
     assert np.bincount(yt).tolist() == [1000] * 10

@@ -110,6 +110,7 @@ import keras
 from mlp_gpu.data import load_fashion_mnist
 mode, weights, out = sys.argv[1:4]
 (x, y), (xt, yt) = load_fashion_mnist()
+x, xt = x / 255.0, xt / 255.0  # uint8 pixels, as keras.datasets.fashion_mnist.load_data() gives them
 model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(300, activation="relu"),
                           keras.layers.Dense(100, activation="relu"), keras.layers.Dense(10, activation="softmax")])
 if mode == "load":

@@ -27,7 +27,7 @@ def load_data():
     from ..data import load_fashion_mnist, split_validation
 
     try:
-        (x_full, y_full), (x_test, y_test) = load_fashion_mnist(scale=False)
+        (x_full, y_full), (x_test, y_test) = load_fashion_mnist()
         source = "fashion-mnist"
     except FileNotFoundError:
         rng = np.random.default_rng(0)

@@ -1,0 +1,55 @@
+"""Keras' ``keras.utils`` helpers: ``set_random_seed`` and ``to_categorical``.
+
+Every random choice mlp_gpu makes without an explicit seed (initial weights, the shuffles of
+``fit``, dropout masks) takes its seed from :func:`draw_seed`. After ``set_random_seed(s)`` those
+seeds come from a generator seeded with s, so a script run twice gives the same results, as
+Keras' ``keras.utils.set_random_seed`` promises; explicit seeds (``compile(seed=...)``,
+``fit(seed=...)``, ``HeNormal(seed=...)``) still win.
+"""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from ._checks import check_int
+
+_seeds: np.random.Generator | None = None  # set by set_random_seed; None: fresh entropy
+
+
+def set_random_seed(seed) -> None:
+    """Seed Python's ``random``, NumPy's global generator and every seed mlp_gpu draws itself."""
+    global _seeds
+    seed = check_int(seed, "seed", 0)
+    random.seed(seed)
+    np.random.seed(seed % (1 << 32))
+    _seeds = np.random.default_rng(seed)
+
+
+def draw_seed() -> int:
+    """A seed for a random choice the caller was given no seed for: from the generator that
+    ``set_random_seed`` seeded, or fresh entropy when it was never called."""
+    if _seeds is not None:
+        return int(_seeds.integers(0, 1 << 63))
+    return int(np.random.SeedSequence().entropy % (1 << 63))
+
+
+def to_categorical(x, num_classes=None) -> np.ndarray:
+    """One-hot rows for integer class labels, as Keras: ``to_categorical([0, 2], 3)`` is
+    ``[[1, 0, 0], [0, 0, 1]]`` (float64, the class axis last; a trailing axis of 1 is dropped)."""
+    x = np.asarray(x)
+    if x.dtype.kind == "f" and np.all(np.isfinite(x)) and np.all(x == np.round(x)):
+        x = x.astype(np.int64)
+    if x.dtype.kind not in "iub":
+        raise ValueError(f"x: expected integer class labels, got dtype {x.dtype}")
+    shape = x.shape[:-1] if x.ndim > 1 and x.shape[-1] == 1 else x.shape
+    x = x.reshape(-1).astype(np.int64)
+    if num_classes is None:
+        num_classes = int(x.max()) + 1 if x.size else 0
+    num_classes = check_int(num_classes, "num_classes", 1)
+    if x.size and (x.min() < 0 or x.max() >= num_classes):
+        raise ValueError(f"x: class labels must lie in [0, {num_classes - 1}] for num_classes={num_classes}, "
+                         f"found values from {x.min()} to {x.max()}")
+    out = np.zeros((x.size, num_classes))
+    out[np.arange(x.size), x] = 1
+    return out.reshape(shape + (num_classes,))
