@@ -252,6 +252,10 @@ class ModelCheckpoint(Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
+        if not self.model.weights_finite():  # a diverged run (fit goes on, as Keras) never reaches a file
+            log.warning("ModelCheckpoint: the weights after epoch %d are not finite; not saved, files on disk "
+                        "keep the last finite weights", epoch + 1)
+            return
         if self.save_best_only:
             if self.monitor not in logs:
                 raise KeyError(f"ModelCheckpoint(monitor={self.monitor!r}): not among the logged "
@@ -331,7 +335,7 @@ class LearningRateScheduler(Callback):
         self.schedule, self.verbose = schedule, verbose
 
     def on_epoch_begin(self, epoch, logs=None):
-        lr = float(self.schedule(epoch, self.model.optimizer.learning_rate))
+        lr = float(self.schedule(epoch, float(self.model.optimizer.learning_rate)))
         self.model.optimizer.learning_rate = lr
         if self.verbose:
             print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr}.")

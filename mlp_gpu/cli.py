@@ -61,7 +61,7 @@ def cmd_train(args):
     cbs = [callbacks.ModelCheckpoint(args.checkpoint)] if args.checkpoint else []
     start = time.perf_counter()
     history = model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, validation_data=(x_val, y_val),
-                        seed=seed, verbose=args.verbose, initial_epoch=initial_epoch, callbacks=cbs)
+                        on_nan="raise", seed=seed, verbose=args.verbose, initial_epoch=initial_epoch, callbacks=cbs)
     seconds = time.perf_counter() - start
     model.save(out)
     test_loss, test_acc = model.evaluate(x_test, y_test)

@@ -1,17 +1,88 @@
-"""Losses. Each names the backend op that computes it and checks that the output layer fits.
+"""Losses with Keras' names, classes and functions. Each names the backend op that computes it on
+the device and checks that the output layer fits.
 
-Softmax + cross-entropy (and sigmoid + binary cross-entropy) run as one op on
-the logits: stable, and one kernel instead of three.
+Softmax + cross-entropy (and sigmoid + binary cross-entropy) run as one op on the logits: stable,
+and one kernel instead of three. With ``from_logits=True`` the output layer is linear and the op
+reads its outputs as they are. The functions (``sparse_categorical_crossentropy(y_true, y_pred)``)
+are Keras' host formulas on NumPy arrays, per sample; ``compile`` maps them to their device op.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from ._checks import check_bool
 
+EPSILON = 1e-7  # Keras' backend.epsilon(): probabilities are clipped to [EPSILON, 1 - EPSILON]
+
+
+# ---- Keras' per-sample functions (host, NumPy) --------------------------------------------------
+def _log_probs(y_pred, from_logits):
+    y_pred = np.asarray(y_pred, np.float64)
+    if from_logits:
+        shifted = y_pred - y_pred.max(axis=-1, keepdims=True)
+        return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    y_pred = y_pred / y_pred.sum(axis=-1, keepdims=True)
+    return np.log(np.clip(y_pred, EPSILON, 1 - EPSILON))
+
+
+def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False):
+    """-log p[label] per sample, for integer labels y_true (N,) or (N, 1) and y_pred (N, classes)."""
+    labels = np.asarray(y_true).reshape(-1).astype(np.int64)
+    return -np.take_along_axis(_log_probs(y_pred, from_logits), labels[:, None], axis=-1)[:, 0]
+
+
+def categorical_crossentropy(y_true, y_pred, from_logits=False):
+    """-sum(y_true * log p) per sample, for one-hot (or soft) y_true of y_pred's shape."""
+    return -(np.asarray(y_true, np.float64) * _log_probs(y_pred, from_logits)).sum(axis=-1)
+
+
+def binary_crossentropy(y_true, y_pred, from_logits=False):
+    """Mean over the last axis of -(t log p + (1 - t) log(1 - p))."""
+    t, z = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
+    if from_logits:
+        return (np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))).mean(axis=-1)
+    p = np.clip(z, EPSILON, 1 - EPSILON)
+    return -(t * np.log(p) + (1 - t) * np.log(1 - p)).mean(axis=-1)
+
+
+def mean_squared_error(y_true, y_pred):
+    """Mean over the last axis of (y_pred - y_true)^2."""
+    return ((np.asarray(y_pred, np.float64) - np.asarray(y_true, np.float64)) ** 2).mean(axis=-1)
+
+
+mse = MSE = mean_squared_error
+bce = BCE = binary_crossentropy
+
+
+# ---- the classes compile uses ------------------------------------------------------------------
 class Loss:
+    """A loss computed on the device by ``backend.loss_grad(kind(), ...)``.
+
+    Calling it, ``loss(y_true, y_pred)``, gives Keras' mean over the batch on the host.
+    """
+
     name = "loss"
     sparse = False           # targets are integer class labels
-    fused_activation = None  # output activation folded into the loss op
+    function = None          # Keras' per-sample function
+
+    def __init__(self, from_logits=False, reduction="sum_over_batch_size", name=None):
+        if reduction not in ("sum_over_batch_size", "auto"):
+            raise ValueError(f"{type(self).__name__}(reduction): only 'sum_over_batch_size' (the mean over the "
+                             f"batch) is supported, got {reduction!r}")
+        self.from_logits = check_bool(from_logits, f"{type(self).__name__}(from_logits)")
+        if name is not None:
+            self.name = str(name)
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        if sample_weight is not None:
+            raise ValueError("sample_weight: not supported; mlp_gpu weighs every sample alike")
+        kwargs = {"from_logits": self.from_logits} if self.fused_activation is not None else {}
+        return float(np.mean(type(self).function(y_true, y_pred, **kwargs)))
+
+    @property
+    def fused_activation(self):
+        """The output activation the device op applies to the logits itself (None: it reads outputs)."""
+        return None
 
     def kind(self) -> str:
         raise NotImplementedError
@@ -20,30 +91,45 @@ class Loss:
         """Raise if the output layer cannot feed this loss."""
 
     def accuracy_threshold(self) -> float:
-        """For one-output models: where a prediction turns positive (on logits when fused)."""
-        return 0.0 if self.fused_activation == "sigmoid" else 0.5
+        """For one-output models: where a prediction turns positive (0 on logits, 0.5 on probabilities)."""
+        return 0.0 if self.fused_activation is not None else 0.5
 
-    def get_config(self) -> str:
-        return self.name
+    def get_config(self):
+        """The name alone when the arguments are Keras' defaults (what older files hold), else a dict."""
+        if not self.from_logits and self.name == type(self).name:
+            return self.name
+        config = {"name": self.name, **({"from_logits": True} if self.from_logits else {})}
+        return {"class_name": type(self).__name__, "config": config}
 
 
-class SparseCategoricalCrossentropy(Loss):
+def _logits_note(loss):
+    return " (from_logits=True: the loss applies the activation itself)" if loss.from_logits else ""
+
+
+class _SoftmaxCrossentropy(Loss):
+    def check_output(self, activation, units):
+        want = "linear" if self.from_logits else "softmax"
+        if activation != want or units < 2:
+            raise ValueError(f"loss={self.name!r} needs a {want} output layer with at least 2 units"
+                             f"{_logits_note(self)}, got activation={activation!r} with {units} unit(s)")
+
+    @property
+    def fused_activation(self):
+        return "linear" if self.from_logits else "softmax"
+
+
+class SparseCategoricalCrossentropy(_SoftmaxCrossentropy):
     name = "sparse_categorical_crossentropy"
     sparse = True
-    fused_activation = "softmax"
+    function = staticmethod(sparse_categorical_crossentropy)
 
     def kind(self):
         return "softmax_xent_sparse"
 
-    def check_output(self, activation, units):
-        if activation != "softmax" or units < 2:
-            raise ValueError(f"loss={self.name!r} needs a softmax output layer with at least 2 units, "
-                             f"got activation={activation!r} with {units} unit(s)")
 
-
-class CategoricalCrossentropy(SparseCategoricalCrossentropy):
+class CategoricalCrossentropy(_SoftmaxCrossentropy):
     name = "categorical_crossentropy"
-    sparse = False
+    function = staticmethod(categorical_crossentropy)
 
     def kind(self):
         return "softmax_xent"
@@ -51,38 +137,60 @@ class CategoricalCrossentropy(SparseCategoricalCrossentropy):
 
 class BinaryCrossentropy(Loss):
     name = "binary_crossentropy"
-    fused_activation = "sigmoid"
+    function = staticmethod(binary_crossentropy)
+
+    @property
+    def fused_activation(self):
+        return "linear" if self.from_logits else "sigmoid"
 
     def kind(self):
         return "sigmoid_bce"
 
     def check_output(self, activation, units):
-        if activation != "sigmoid":
-            raise ValueError(f"loss={self.name!r} needs a sigmoid output layer, got activation={activation!r}")
+        want = self.fused_activation
+        if activation != want:
+            raise ValueError(f"loss={self.name!r} needs a {want} output layer{_logits_note(self)}, "
+                             f"got activation={activation!r}")
 
 
 class MeanSquaredError(Loss):
-    name = "mse"
+    name = "mean_squared_error"
+    function = staticmethod(mean_squared_error)
+
+    def __init__(self, reduction="sum_over_batch_size", name=None):
+        super().__init__(False, reduction, name)
 
     def kind(self):
         return "mse"
 
 
-LOSSES = {
-    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
-    "categorical_crossentropy": CategoricalCrossentropy,
-    "binary_crossentropy": BinaryCrossentropy,
-    "mse": MeanSquaredError,
-    "mean_squared_error": MeanSquaredError,
-}
+CLASSES = (SparseCategoricalCrossentropy, CategoricalCrossentropy, BinaryCrossentropy, MeanSquaredError)
+LOSSES = {name: cls for cls in CLASSES for name in (cls.__name__, cls.name)}
+LOSSES.update({"mse": MeanSquaredError, "MSE": MeanSquaredError, "bce": BinaryCrossentropy,
+               "BCE": BinaryCrossentropy})
+FUNCTIONS = {cls.function: cls for cls in CLASSES}
 
 
 def get(loss) -> Loss:
+    """A Loss from an instance, a class, a Keras function (``losses.mean_squared_error``), a name
+    (``"mse"``, ``"MeanSquaredError"``) or a saved config dict."""
     if isinstance(loss, Loss):
         return loss
-    if not isinstance(loss, str) or loss not in LOSSES:
-        raise ValueError(f"loss: expected one of {sorted(LOSSES)} or a Loss, got {loss!r}")
-    return LOSSES[loss]()
+    if isinstance(loss, type) and issubclass(loss, Loss) and loss is not Loss:
+        return loss()
+    if isinstance(loss, dict) and loss.get("class_name") in LOSSES and isinstance(loss.get("config", {}), dict):
+        return LOSSES[loss["class_name"]](**loss.get("config", {}))
+    if isinstance(loss, str) and loss in LOSSES:
+        return LOSSES[loss]()
+    try:
+        if loss in FUNCTIONS:
+            return FUNCTIONS[loss]()
+    except TypeError:  # unhashable
+        pass
+    hint = (" (a custom loss function cannot run: each loss is a fused device op)"
+            if callable(loss) else "")
+    raise ValueError(f"loss: expected one of {sorted(LOSSES)}, a mlp_gpu.losses class or function, "
+                     f"got {loss!r}{hint}")
 
 
 def check_targets(loss: Loss, y, rows: int, units: int, dtype=np.float32) -> np.ndarray:

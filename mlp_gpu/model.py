@@ -195,6 +195,13 @@ class Sequential:
         self._require_built("get_weights")
         return [self.backend.to_host(w) for layer in self.dense_layers for w in (layer.kernel, layer.bias)]
 
+    def weights_finite(self) -> bool:
+        """Whether every weight (and stored statistic) is finite: one reduction on the device."""
+        self._require_built("weights_finite")
+        xp = self.backend.xp
+        buffers = [b for b in (self.params, getattr(self, "state", None)) if b is not None and b.size]
+        return all(bool(xp.isfinite(b).all()) for b in buffers)
+
     def set_weights(self, weights) -> None:
         self._require_built("set_weights")
         targets = [w for layer in self.dense_layers for w in (layer.kernel, layer.bias)]
@@ -251,17 +258,24 @@ class Sequential:
             print_fn(line)
 
     # ---- loops and files (trainer.py, io/) -----------------------------------
-    def fit(self, x, y, **kwargs):
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
+            validation_data=None, shuffle=True, initial_epoch=0, seed=None, on_nan="continue"):
+        """Train on (x, y) as Keras' ``fit`` (same arguments and order; ``batch_size=None`` is 32); return the
+        History. ``seed`` fixes the shuffles; ``on_nan="raise"`` stops a diverging run with TrainingDiverged
+        (by default it goes on, as in Keras, and the History records nan)."""
         from .trainer import fit
-        return fit(self, x, y, **kwargs)
+        return fit(self, x, y, 32 if batch_size is None else batch_size, epochs, verbose, callbacks,
+                   validation_split, validation_data, shuffle, initial_epoch, seed, on_nan)
 
-    def evaluate(self, x, y, **kwargs):
-        from .trainer import evaluate
-        return evaluate(self, x, y, **kwargs)
+    def evaluate(self, x=None, y=None, batch_size=None, verbose=0, return_dict=False):
+        """``[loss, *metrics]`` over (x, y) in compile's order (the loss alone without metrics), or a dict."""
+        from .trainer import EVAL_BATCH, evaluate
+        return evaluate(self, x, y, EVAL_BATCH if batch_size is None else batch_size, verbose, return_dict)
 
-    def predict(self, x, **kwargs):
-        from .trainer import predict
-        return predict(self, x, **kwargs)
+    def predict(self, x, batch_size=None, verbose=0):
+        """The last layer's outputs for x as a host array (rows, units)."""
+        from .trainer import EVAL_BATCH, predict
+        return predict(self, x, EVAL_BATCH if batch_size is None else batch_size, verbose)
 
     def save(self, path) -> None:
         from .io import save_model

@@ -19,6 +19,23 @@ def _fraction(value, arg):
     return check_number(value, arg, 0, 1, high_open=True)
 
 
+class HyperValue(float):
+    """A float read from an optimizer's scalar slot that can also be written back, as Keras'
+    ``Variable``: ``float(v)``, ``v.numpy()``, ``v.assign(x)``, arithmetic and formatting."""
+
+    def __new__(cls, value, optimizer, key):
+        obj = super().__new__(cls, value)
+        obj._optimizer, obj._key = optimizer, key
+        return obj
+
+    def numpy(self):
+        return np.float32(self)
+
+    def assign(self, value) -> "HyperValue":
+        setattr(self._optimizer, {"lr": "learning_rate"}.get(self._key, self._key), value)
+        return HyperValue(self._optimizer._get(self._key), self._optimizer, self._key)
+
+
 class Optimizer:
     name = "optimizer"
     slots = 0  # per-parameter state vectors
@@ -58,8 +75,11 @@ class Optimizer:
         return float(self._host_hyper[HYPER[key]])
 
     @property
-    def learning_rate(self) -> float:
-        return self._get("lr")
+    def learning_rate(self) -> "HyperValue":
+        """The learning rate on the device, used as Keras code uses its variable: ``float(lr)``,
+        ``lr.numpy()``, ``lr.assign(0.001)``; assigning the property (``opt.learning_rate = 0.001``)
+        works too. Either writes the device slot that the next step reads."""
+        return HyperValue(self._get("lr"), self, "lr")
 
     @learning_rate.setter
     def learning_rate(self, value):
@@ -73,7 +93,7 @@ class Optimizer:
         raise NotImplementedError
 
     def get_config(self) -> dict:
-        return {"name": self.name, "learning_rate": self.learning_rate}
+        return {"name": self.name, "learning_rate": float(self.learning_rate)}
 
 
 class SGD(Optimizer):

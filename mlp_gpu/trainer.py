@@ -32,10 +32,12 @@ from .callbacks import CallbackList, History, ProgressBar, TerminateOnNaN
 
 log = logging.getLogger("mlp_gpu")
 EVAL_BATCH = 1024  # rows per forward pass in evaluate/predict: results do not depend on it
+ON_NAN = ("continue", "raise")  # fit(on_nan=...): Keras goes on with a nan loss; "raise" stops
 
 
 class TrainingDiverged(FloatingPointError):
-    """The training loss became NaN or infinite; the message names the epoch and step.
+    """With ``fit(on_nan="raise")``: the training loss became NaN or infinite; the message names the
+    epoch and step. (By default fit goes on, as Keras does, and the History records nan.)
 
     ``history`` holds the epochs completed before it; checkpoints written at their ends keep finite weights.
     """
@@ -263,13 +265,15 @@ def _check_verbose(verbose):
 
 
 def fit(model, x, y, batch_size=32, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
-        validation_data=None, shuffle=True, initial_epoch=0, seed=None):
-    """Train the model; return a History of loss/accuracy (and val_*) per epoch. See Sequential.fit."""
+        validation_data=None, shuffle=True, initial_epoch=0, seed=None, on_nan="continue"):
+    """Train the model; return a History of loss/metrics (and val_*) per epoch. See Sequential.fit."""
     model._require_compiled("fit")
     verbose = _check_verbose(verbose)
+    if on_nan not in ON_NAN:
+        raise ValueError(f"on_nan: expected one of {ON_NAN}, got {on_nan!r}")
     run = prepare_fit(model, x, y, batch_size, epochs, validation_split, validation_data, shuffle,
                       initial_epoch, seed)
-    return run_epochs(model, run, callbacks, verbose)
+    return run_epochs(model, run, callbacks, verbose, on_nan)
 
 
 # ---- fit: the epoch loop ------------------------------------------------------------------------
@@ -297,8 +301,14 @@ def _train_epoch(model, run: FitRun, cbs: CallbackList, epoch: int) -> dict:
     return sums.logs(train.rows)
 
 
-def run_epochs(model, run: FitRun, callbacks=None, verbose=1) -> History:
-    """The epoch loop: train, validate, call the callbacks; return the History."""
+def run_epochs(model, run: FitRun, callbacks=None, verbose=1, on_nan="continue") -> History:
+    """The epoch loop: train, validate, call the callbacks; return the History.
+
+    A non-finite epoch loss is logged once; with ``on_nan="continue"`` (Keras' behaviour) training goes
+    on and the History records ``nan`` (ModelCheckpoint skips non-finite weights); with ``"raise"``
+    the loop stops before any callback sees the epoch and raises TrainingDiverged after
+    ``on_train_end`` (quietly returning the History when a TerminateOnNaN callback is present).
+    """
     history = History()
     cbs = CallbackList(callbacks, model, history)
     if verbose:
@@ -314,10 +324,11 @@ def run_epochs(model, run: FitRun, callbacks=None, verbose=1) -> History:
         for epoch in range(run.initial_epoch, run.epochs):
             cbs.on_epoch_begin(epoch)
             logs = _train_epoch(model, run, cbs, epoch)
-            if not math.isfinite(logs["loss"]):  # stop before callbacks can save non-finite weights
-                diverged = _divergence(model, run, epoch, logs["loss"], history)
-                model.stop_training = True
-                break
+            if not math.isfinite(logs["loss"]) and diverged is None:
+                diverged = _divergence(model, run, epoch, logs["loss"], history, on_nan)
+                if on_nan == "raise":  # stop before callbacks can see the non-finite weights
+                    model.stop_training = True
+                    break
             if run.val is not None:
                 val_logs = evaluate_data(model, run.val, run.val_ws, run.sums)
                 logs.update({"val_" + k: v for k, v in val_logs.items()})
@@ -331,7 +342,7 @@ def run_epochs(model, run: FitRun, callbacks=None, verbose=1) -> History:
         # written at earlier epoch ends stay as they were.
         log.warning("fit interrupted; returning the History of %d completed epochs", len(history.epoch))
     cbs.on_train_end()
-    if diverged is not None and not any(isinstance(cb, TerminateOnNaN) for cb in cbs.callbacks):
+    if diverged is not None and on_nan == "raise" and not any(isinstance(cb, TerminateOnNaN) for cb in cbs.callbacks):
         raise diverged  # TerminateOnNaN asks for a quiet stop instead
     return history
 
@@ -352,12 +363,16 @@ def _interrupt_deferred():
         raise KeyboardInterrupt
 
 
-def _divergence(model, run: FitRun, epoch, loss, history):
+def _divergence(model, run: FitRun, epoch, loss, history, on_nan):
     step = int(run.sums.read()[Sums.FINITE_STEPS]) + 1
     message = (f"training diverged: the loss became {loss} at epoch {epoch + 1}, step {step} of {run.runner.steps} "
                f"(learning rate {model.optimizer.learning_rate:g}); the model's weights are no longer finite. "
                "Lower the learning rate. Checkpoints already on disk keep the last finite weights.")
-    log.error(message)
+    if on_nan == "raise":
+        log.error(message)
+    else:
+        log.warning("%s Training goes on, as in Keras (ModelCheckpoint skips non-finite weights); "
+                    "fit(on_nan='raise') stops with TrainingDiverged instead.", message)
     return TrainingDiverged(message, history)
 
 

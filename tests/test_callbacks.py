@@ -90,7 +90,10 @@ def test_terminate_on_nan_stops_a_diverging_run_quietly():
     x, y = blobs()
     m = model(lr=1e6)
     history = m.fit(x * 1e4, y, epochs=20, verbose=0, callbacks=[TerminateOnNaN()])  # no exception
-    assert history.epoch == [] and m.stop_training
+    assert history.epoch == [0] and np.isnan(history.history["loss"][0]) and m.stop_training  # as in Keras
+    with np.errstate(all="ignore"):
+        strict = model(lr=1e6).fit(x * 1e4, y, epochs=20, verbose=0, callbacks=[TerminateOnNaN()], on_nan="raise")
+    assert strict.epoch == []  # the strict mode stops before any callback sees the diverged epoch
 
 
 def test_learning_rate_scheduler_sets_rate_each_epoch():

@@ -105,7 +105,7 @@ def test_divergence_names_epoch_and_step_and_keeps_checkpoint(tmp_path):
     m.optimizer.learning_rate = 1e6
     with np.errstate(all="ignore"), pytest.raises(TrainingDiverged, match=r"at epoch 3, step \d+ of 10") as info:
         m.fit(np.clip(x * 1e38, -3e38, 3e38), y, batch_size=32, epochs=5, verbose=0, callbacks=[ckpt], seed=0,
-              initial_epoch=2)
+              initial_epoch=2, on_nan="raise")
     assert "Lower the learning rate" in str(info.value) and info.value.history.epoch == []
     for a, b in zip(good, mlp_gpu.load_model(tmp_path / "ckpt.h5").get_weights()):
         np.testing.assert_array_equal(a, b)  # the checkpoint still holds the last finite weights
@@ -119,7 +119,7 @@ def test_divergence_step_is_exact():
     m = Sequential([Input((8,)), Dense(16, "relu"), Dense(3, "softmax")], backend="numpy")
     m.compile(optimizer=SGD(0.01), seed=0)
     with np.errstate(all="ignore"), pytest.raises(TrainingDiverged, match="epoch 1, step 7 of 10"):
-        m.fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=False)
+        m.fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=False, on_nan="raise")
 
 
 CTRL_C = r"""
