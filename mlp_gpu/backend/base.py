@@ -41,6 +41,17 @@ def device_memory_message(shape, dtype, free: int, total: int) -> str:
             "fewer rows or a smaller network")
 
 
+class StepRunner:
+    """Runs ``count`` consecutive training steps per call; ``block`` is the most one call takes."""
+
+    def __init__(self, step, block: int = 1):
+        self.step, self.block = step, block
+
+    def __call__(self, count: int = 1) -> None:
+        for _ in range(count):
+            self.step()
+
+
 class Backend:
     """Array module, memory and fused ops for one device."""
 
@@ -76,9 +87,13 @@ class Backend:
         """Bytes this backend holds on its device (0 on the CPU)."""
         return 0
 
-    def make_runner(self, step, rows: int):
-        """Return a callable that runs ``step()``; GPU backends may capture it as a graph."""
-        return step
+    def make_runner(self, step, rows: int, max_steps: int | None = None, **parts) -> "StepRunner":
+        """Return a StepRunner for ``step()``; GPU backends may capture blocks of steps as graphs.
+
+        ``max_steps`` caps the steps one call may run (1 when callbacks read every step). ``parts``
+        (model, data, acc) let a backend build its own fused step instead of ``step``.
+        """
+        return StepRunner(step)
 
     # ---- dense algebra ------------------------------------------------------
     def matmul(self, a, b, out, trans_a: bool = False, trans_b: bool = False):

@@ -13,7 +13,7 @@ import os
 import numpy as np
 
 from . import kernels
-from .base import BackendUnavailable, DeviceMemoryError, device_memory_message
+from .base import BackendUnavailable, DeviceMemoryError, StepRunner, device_memory_message
 from .cuda_ops import CudaOps
 
 log = logging.getLogger("mlp_gpu")
@@ -59,33 +59,59 @@ def column_major_gemm(a_shape, b_shape, out_shape, trans_a, trans_b):
     return trans_b, trans_a, cols, rows, k, b_shape[1], a_shape[1], cols
 
 
+GEMMS = ("auto", "kernel", "cublas", "lt")
+
+
+def _env_steps(value):
+    value = os.environ.get("MLP_GPU_STEPS_PER_GRAPH", "1") if value is None else value
+    try:
+        steps = int(value)
+    except (TypeError, ValueError):
+        steps = 0
+    if isinstance(value, bool) or steps < 1 or str(steps) != str(value).strip():
+        raise ValueError(f"steps_per_graph (or MLP_GPU_STEPS_PER_GRAPH): expected an int >= 1, got {value!r}")
+    return steps
+
+
 class CupyBackend(CudaOps):
     """Arrays on the current CUDA device; the fused ops are our kernels.
 
-    graph: capture each training step as a CUDA graph and replay it (env MLP_GPU_GRAPH, default on).
+    graph: capture training steps as CUDA graphs and replay them (env MLP_GPU_GRAPH, default on).
     tf32:  let cuBLAS use TF32 tensor cores for float32 GEMMs (env MLP_GPU_TF32, default off).
-    gemm:  "auto" (cuBLAS eagerly; in graphs cuBLAS if it can be captured, else ours), "cublas" or "kernel".
+    gemm:  the GEMM route of a captured step (env MLP_GPU_GEMM, default "auto"):
+           "auto"   cuBLAS eagerly; in graphs CuPy's cuBLAS if it can be captured, else our kernel (today's);
+           "kernel" our sgemm_strided;
+           "cublas" cuBLAS through nvmath-python's bindings, which can be captured;
+           "lt"     the fused cuBLASLt step (step_plan.py) where the model fits it, else "cublas".
+           A route that cannot run falls back and logs why; backend.route says what ran.
+    steps_per_graph: training steps captured in one graph (env MLP_GPU_STEPS_PER_GRAPH, default 1).
     """
 
     name = "cupy"
 
-    def __init__(self, graph: bool | None = None, tf32: bool | None = None, gemm: str = "auto"):
+    def __init__(self, graph: bool | None = None, tf32: bool | None = None, gemm: str | None = None,
+                 steps_per_graph: int | None = None):
         reason = unavailable_reason()
         if reason is not None:
             raise BackendUnavailable(f"backend='cupy' cannot run here: {reason}. "
                                      "Use backend='numpy' or 'auto' to train on the CPU.")
-        if gemm not in ("auto", "cublas", "kernel"):
-            raise ValueError(f"gemm: expected 'auto', 'cublas' or 'kernel', got {gemm!r}")
+        gemm = os.environ.get("MLP_GPU_GEMM", "auto").strip().lower() if gemm is None else gemm
+        if gemm not in GEMMS:
+            raise ValueError(f"gemm (or MLP_GPU_GEMM): expected one of {', '.join(map(repr, GEMMS))}, got {gemm!r}")
         self.xp, _ = _import_cupy()
         self.graph = _env_flag("MLP_GPU_GRAPH", True) if graph is None else bool(graph)
         self.tf32 = _env_flag("MLP_GPU_TF32", False) if tf32 is None else bool(tf32)
+        self.steps_per_graph = _env_steps(steps_per_graph)
         self.gemm_choice = gemm
         self.gemm = "kernel" if gemm == "kernel" else "cublas"
         self._scalars = np.array([1.0, 0.0], np.float32)  # alpha, beta for cuBLAS (host pointer mode)
         self._capture_gemm = None
+        self._vendor = self._lt = None  # nvmath's cuBLAS and cuBLASLt, made on first use
+        self.route = None  # what the last make_runner chose: route, reason, steps per graph, nodes per step
 
     def __repr__(self) -> str:
-        return f"CupyBackend(graph={self.graph}, tf32={self.tf32}, gemm={self.gemm_choice!r})"
+        return (f"CupyBackend(graph={self.graph}, tf32={self.tf32}, gemm={self.gemm_choice!r}, "
+                f"steps_per_graph={self.steps_per_graph})")
 
     # ---- memory -----------------------------------------------------------------
     def _allocating(self, make, shape, dtype):
@@ -124,7 +150,8 @@ class CupyBackend(CudaOps):
         name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
         return {"backend": self.name, "device": name, "cupy": cp.__version__,
                 "cuda_runtime": cp.cuda.runtime.runtimeGetVersion(), "graph": self.graph, "tf32": self.tf32,
-                "gemm": self.gemm_choice, "numpy": np.__version__}
+                "gemm": self.gemm_choice, "steps_per_graph": self.steps_per_graph, "route": self.route,
+                "numpy": np.__version__}
 
     # ---- kernels ----------------------------------------------------------------
     def _function(self, name):
@@ -145,6 +172,9 @@ class CupyBackend(CudaOps):
 
     def cublas_matmul(self, a, b, out, trans_a, trans_b):
         """Row-major out = op(a) @ op(b) as the column-major product out^T = op(b)^T op(a)^T."""
+        if self.gemm == "nvmath":  # inside a capture on the cuBLAS route
+            self._vendor.sgemm(column_major_gemm(a.shape, b.shape, out.shape, trans_a, trans_b), a, b, out)
+            return out
         from cupy_backends.cuda.libs import cublas
 
         handle = self.xp.cuda.device.get_cublas_handle()
@@ -160,9 +190,7 @@ class CupyBackend(CudaOps):
 
     # ---- graphs -----------------------------------------------------------------
     def _choose_capture_gemm(self) -> str:
-        """Can cuBLAS run inside stream capture with this CuPy? Try it once on a tiny product."""
-        if self.gemm_choice != "auto":
-            return self.gemm_choice
+        """Can CuPy's cuBLAS run inside stream capture? Try it once on a tiny product."""
         cp = self.xp
         a = cp.ones((16, 16), cp.float32)
         c = cp.zeros((16, 16), cp.float32)
@@ -186,24 +214,99 @@ class CupyBackend(CudaOps):
         log.info("graph mode GEMM: %s (%s)", "cuBLAS" if ok else "our sgemm_strided kernel", reason)
         return choice
 
-    def make_runner(self, step, rows: int):
-        """Capture step() once as a CUDA graph; return a replay. Eager (step itself) when graphs are off."""
-        if not self.graph:
-            return step
-        cp = self.xp
-        self._load_all()
+    def prepare_lt(self, gemm, arrays):
+        """One cuBLASLt call of the fused step, made ready (descriptors, algorithm) before capture."""
+        from . import vendor_gemm
+
+        if self._lt is None:
+            self._lt = vendor_gemm.LtContext(self.xp, self.tf32)
+        return self._lt.prepare(gemm, arrays)
+
+    def _choose_route(self, step, rows, model, data, acc):
+        """(route, why, the step to capture, the GEMM mode during capture); falls back and says why."""
+        from . import vendor_gemm
+        from .fused_step import FusedStep
+
+        choice, notes = self.gemm_choice, []
+        if choice == "lt":
+            why = vendor_gemm.unavailable_reason()
+            if why is None and model is None:
+                why = "the caller passed no model and data to build the fused step from"
+            if why is None:
+                try:
+                    return "lt", "gemm='lt'", FusedStep(self, model, data, acc, rows), "cublas"
+                except (ValueError, vendor_gemm.LtUnsupported) as exc:
+                    why = str(exc)
+            notes.append(f"cuBLASLt route not taken: {why}")
+            choice = "cublas"
+        if choice == "cublas":
+            why = vendor_gemm.unavailable_reason()
+            if why is None:
+                if self._vendor is None:
+                    self._vendor = vendor_gemm.CublasGemm(self.xp, self.tf32)
+                return "cublas", "; ".join(notes + ["cuBLAS through nvmath-python"]), step, "nvmath"
+            notes.append(f"nvmath cuBLAS route not taken: {why}")
+            choice = "auto"
         if self._capture_gemm is None:
-            self._capture_gemm = self._choose_capture_gemm()
+            self._capture_gemm = "kernel" if choice == "kernel" else self._choose_capture_gemm()
+        route = "kernel" if self._capture_gemm == "kernel" else "cupy-cublas"
+        return route, "; ".join(notes + [f"gemm={self.gemm_choice!r}"]), step, self._capture_gemm
+
+    def make_runner(self, step, rows: int, max_steps: int | None = None, model=None, data=None, acc=None):
+        """Graph mode: capture blocks of steps as CUDA graphs on the chosen route; eager: run step().
+
+        With ``model``, ``data`` (x, y, perm, cursor on the device) and ``acc`` the lt route builds its
+        own fused step; otherwise ``step`` is captured as it is.
+        """
+        if not self.graph:
+            self.route = {"route": "eager", "reason": "graph=False", "steps_per_graph": 1}
+            return StepRunner(step)
+        self._load_all()
+        route, why, body, capture_gemm = self._choose_route(step, rows, model, data, acc)
+        block = self.steps_per_graph if max_steps is None else max(1, min(self.steps_per_graph, max_steps))
+        self.route = {"route": route, "reason": why, "steps_per_graph": block,
+                      "nodes_per_step": self._nodes_per_step(model, rows, route)}
+        log.info("graph route %s, %s nodes per step, %d steps per graph (%s)", route,
+                 self.route["nodes_per_step"] or "?", block, why)
+        return GraphRunner(self, body, block, capture_gemm)
+
+    @staticmethod
+    def _nodes_per_step(model, rows, route):
+        from .fused_step import spec_from_model
+        from .step_plan import nodes_per_step
+
+        spec = spec_from_model(model, rows)[0] if model is not None else None
+        plan_route = {"cupy-cublas": "cublas"}.get(route, route)
+        return nodes_per_step(spec, plan_route) if spec is not None else None
+
+    def capture(self, step, count: int, capture_gemm: str):
+        """One CUDA graph of ``count`` consecutive calls of step(), GEMMs in mode ``capture_gemm``."""
+        cp = self.xp
         stream = cp.cuda.Stream(non_blocking=True)
-        eager_gemm, self.gemm = self.gemm, self._capture_gemm
+        eager_gemm, self.gemm = self.gemm, capture_gemm
         try:
             with stream:
                 stream.begin_capture()
                 try:
-                    step()
+                    for _ in range(count):
+                        step()
                 finally:
                     graph = stream.end_capture()
         finally:
             self.gemm = eager_gemm
-        # Replays go on the current stream, the one every eager op of this backend uses.
-        return graph.launch
+        return graph
+
+
+class GraphRunner(StepRunner):
+    """Replays a graph of ``count`` steps on the current stream: one graph per count, captured at first use
+    (the epoch's last, shorter block gets its own)."""
+
+    def __init__(self, backend, step, block, capture_gemm):
+        super().__init__(step, block)
+        self.backend, self.capture_gemm, self.graphs = backend, capture_gemm, {}
+
+    def __call__(self, count: int = 1) -> None:
+        graph = self.graphs.get(count)
+        if graph is None:
+            graph = self.graphs[count] = self.backend.capture(self.step, count, self.capture_gemm)
+        graph.launch()  # on the current stream, the one every eager op of this backend uses

@@ -5,6 +5,7 @@
 //   __syncthreads()       -> a std::barrier per block
 //   __shfl_down_sync()    -> a write to a per-warp slot array between two waits on a per-warp barrier
 //   atomicAdd()           -> std::atomic_ref
+//   __threadfence()       -> std::atomic_thread_fence
 // A thread that returns drops out of both barriers, so the others never deadlock.
 #pragma once
 #include <atomic>
@@ -64,6 +65,8 @@ template <class T>
 T atomicAdd(T* address, T value) { return std::atomic_ref<T>(*address).fetch_add(value); }
 
 inline float __fmul_rn(float a, float b) { return a * b; }
+
+inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 
 namespace mlp_host {
 // Run kernel() over the grid: blocks in order, each block's threads concurrently.
