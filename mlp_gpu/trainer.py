@@ -162,26 +162,30 @@ def train_step(model, ws, data, sums, comm=None):
 class StepRunner:
     """Runs the training steps of an epoch over one DeviceData; ``run(first, count)`` runs steps
     first .. first + count - 1. ``block`` is the most steps the loop hands over in one call (the
-    loop reads logs and callbacks between calls); here 1, one launch (or graph replay) per step.
+    loop reads logs and callbacks between calls): the backend's choice, 1 on the CPU; a GPU backend
+    may replay one CUDA graph of several steps (CupyBackend(steps_per_graph=...)).
 
-    Each batch shape (the full batch and the shorter last one) gets its own callable from
-    ``backend.make_runner``, which may capture the step as a CUDA graph.
+    Each batch shape (the full batch and the shorter last one) gets its own runner from
+    ``backend.make_runner``; given the model, the data and the sums it may build its own fused step.
     """
-
-    block = 1
 
     def __init__(self, model, data: DeviceData, batch_size: int, sums: Sums, comm=None):
         self.steps = math.ceil(data.rows / batch_size)
         full = model.workspace(min(batch_size, data.rows))
         last = full.view(data.rows - (self.steps - 1) * batch_size)
         make = model.backend.make_runner
-        self._full = make(lambda: train_step(model, full, data, sums.buffer, comm), full.rows)
+        parts = {} if comm is not None else {"model": model, "data": data, "acc": sums.buffer}
+        self._full = make(lambda: train_step(model, full, data, sums.buffer, comm), full.rows, **parts)
         self._last = self._full if last.rows == full.rows else \
-            make(lambda: train_step(model, last, data, sums.buffer, comm), last.rows)
+            make(lambda: train_step(model, last, data, sums.buffer, comm), last.rows, **parts)
+        self.block = self._full.block
 
     def run(self, first: int, count: int = 1) -> None:
-        for step in range(first, first + count):
-            (self._full if step < self.steps - 1 else self._last)()
+        full = min(first + count, self.steps - 1) - first  # full batches among these steps
+        if full > 0:
+            self._full(full)
+        if first + count >= self.steps:  # the epoch's last (possibly shorter) batch
+            self._last(1)
 
 
 def evaluate_data(model, data: DeviceData, ws, sums: Sums) -> dict:

@@ -6,13 +6,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from mlp_gpu import SGD, Adam, Dense, Flatten, Input, Sequential
+from mlp_gpu import SGD, Adam, Callback, Dense, Flatten, Input, Sequential
 from mlp_gpu.backend import NumpyBackend, kernels
 from mlp_gpu.backend.base import HYPER, HYPER_SIZE
 from mlp_gpu.backend.fused_step import FusedStep, spec_from_model
 from mlp_gpu.backend.step_plan import SCALARS, StepSpec, lt_unsupported, nodes_per_step, plan_step
 from mlp_gpu import losses
-from mlp_gpu.trainer import _Batches, _train_step, check_inputs
+from mlp_gpu.trainer import DeviceData, check_inputs, train_step
 
 from .conftest import blobs
 from .harness.host_ops import HostCudaOps, compiler
@@ -83,7 +83,7 @@ def _run_steps(backend, layers, optimizer, x, y, batch, loss, fused):
     """One epoch of steps (the last one shorter) in a fixed shuffled order; weights and accumulators after."""
     model = _model(backend, layers(), optimizer(), loss)
     x = check_inputs(model, x)
-    data = _Batches(model, x, losses.check_targets(model.loss, y, len(x), model.output_units, model.dtype))
+    data = DeviceData(backend, x, losses.check_targets(model.loss, y, len(x), model.output_units, model.dtype))
     data.perm[...] = backend.asarray(np.random.default_rng(3).permutation(len(x)))
     acc = backend.zeros(3, np.float64)
     n = len(x)
@@ -94,7 +94,7 @@ def _run_steps(backend, layers, optimizer, x, y, batch, loss, fused):
             steps[rows] = FusedStep(backend, model, data, acc, rows)
         else:
             ws = model.workspace(rows)
-            steps[rows] = lambda ws=ws: _train_step(model, ws, data, acc)
+            steps[rows] = lambda ws=ws: train_step(model, ws, data, acc)
     for rows in sizes:
         steps[rows]()
     return model, np.array(acc), int(np.array(data.cursor)[0])
@@ -143,7 +143,7 @@ def test_fused_step_launches_its_plan():
     y = np.random.default_rng(2).integers(0, 4, 40).astype(np.int32)
     backend = HostLtOps()
     model = _model(backend, [Input((12,)), Dense(8, "relu"), Dense(6, "relu"), Dense(4, "softmax")], SGD(0.05))
-    data = _Batches(model, x, y)
+    data = DeviceData(backend, x, y)
     step = FusedStep(backend, model, data, backend.zeros(3, np.float64), 16)
     backend.launches.clear()
     step()
@@ -214,3 +214,47 @@ def test_vendor_bindings_have_every_name_the_routes_use():
                "matmul_preference_create"):
         assert callable(getattr(cublasLt, fn))
     assert "algo" in cublasLt.matmul_heuristic_result_dtype.names
+
+
+@needs_gxx
+@pytest.mark.parametrize("steps_per_graph", [1, 4])
+def test_fit_on_the_fused_route_in_blocks_matches_numpy(steps_per_graph):
+    """fit through the trainer's runner seam: blocks of fused steps, the epoch's last partial block and the
+    shorter last batch (45 rows, batch 8: 5 full steps and 5 rows), validation between epochs."""
+    x, y = blobs(n=45, features=6)
+    layers = lambda: [Input((6,)), Dense(9, "relu"), Dense(7, "relu"), Dense(3, "softmax")]  # noqa: E731
+    histories, models = [], []
+    for backend in (NumpyBackend(), HostLtOps(steps_per_graph)):
+        model = _model(backend, layers(), SGD(0.1))
+        histories.append(model.fit(x, y, batch_size=8, epochs=3, seed=4, verbose=0,
+                                   validation_data=(x[:10], y[:10])).history)
+        models.append(model)
+    for a, b in zip(models[0].get_weights(), models[1].get_weights()):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+    for key in histories[0]:
+        np.testing.assert_allclose(histories[1][key], histories[0][key], rtol=1e-4)
+    assert models[1].optimizer.iterations == 18
+    assert models[1].backend.launches.count("gather_step_f32_i32") == 18
+
+
+@needs_gxx
+def test_per_batch_callbacks_see_every_step_of_a_block():
+    """A callback that reads the logs after each batch gets every step, in order, though the backend
+    would run four steps per call; the logs match NumPy's."""
+    class Batches(Callback):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def on_batch_end(self, batch, logs=None):
+            self.seen.append((batch, round(logs["loss"], 4)))
+
+    x, y = blobs(n=45, features=6)
+    seen = []
+    for backend in (NumpyBackend(), HostLtOps(4)):
+        cb = Batches()
+        _model(backend, [Input((6,)), Dense(9, "relu"), Dense(3, "softmax")], SGD(0.1)).fit(
+            x, y, batch_size=8, epochs=1, seed=4, verbose=0, callbacks=[cb])
+        seen.append(cb.seen)
+    assert [b for b, _ in seen[1]] == list(range(6))
+    assert seen[1] == seen[0]

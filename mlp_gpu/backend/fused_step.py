@@ -55,6 +55,12 @@ def spec_from_model(model, rows: int) -> tuple[StepSpec | None, str | None]:
     return spec, None
 
 
+def _resident(data) -> bool:
+    """Whether the whole data set sits on the device, as the fused gather reads it (not streamed)."""
+    parts = [getattr(data, name, None) for name in ("x", "y", "perm", "cursor")]
+    return all(p is not None for p in parts) and parts[0].shape[0] == parts[2].shape[0]
+
+
 class FusedStep:
     """One lt-route training step over a model, its device data set (x, y, perm, cursor) and acc.
 
@@ -65,6 +71,8 @@ class FusedStep:
     def __init__(self, runner, model, data, acc, rows: int):
         spec, reason = spec_from_model(model, rows)
         reason = reason or lt_unsupported(spec)
+        if not reason and not _resident(data):
+            reason = "the training data is not resident on the device (x, y, perm and cursor)"
         if reason:
             raise ValueError(f"the cuBLASLt route cannot run this model: {reason}")
         self.spec = spec = dataclasses.replace(spec, pixels=np.dtype(data.x.dtype) == np.uint8)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mlp_gpu.backend.base import StepRunner
+from mlp_gpu.backend.fused_step import FusedStep
 from mlp_gpu.backend.step_plan import SCALARS
 
 from .host_ops import HostCudaOps
@@ -50,9 +52,20 @@ def lt_matmul(g, arrays) -> None:
 
 
 class HostLtOps(HostCudaOps):
-    """The host harness plus cuBLASLt emulated: runs the lt route's FusedStep on the CPU."""
+    """The host harness plus cuBLASLt emulated: runs the lt route's FusedStep on the CPU.
+
+    ``make_runner`` does what CupyBackend's does on the lt route, minus the graph: a runner of up to
+    ``steps_per_graph`` fused steps per call, where replaying one graph of n steps = n fused steps.
+    """
 
     name = "host-cuda-lt"
+
+    def __init__(self, steps_per_graph: int = 1):
+        super().__init__()
+        self.steps_per_graph = steps_per_graph
+
+    def make_runner(self, step, rows, max_steps=None, model=None, data=None, acc=None):
+        return StepRunner(FusedStep(self, model, data, acc, rows), self.steps_per_graph)
 
     def prepare_lt(self, gemm, arrays):
         def run():
