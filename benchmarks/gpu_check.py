@@ -5,12 +5,15 @@
 2. runs the benchmark suite's GPU matrix (NumPy on the host, CuPy eager and graph, PyTorch eager on
    the same card) and writes bench-gpu-<device>.json/.md/.png;
 3. trains the reference workload for 30 epochs in graph mode with per-epoch validation and
-   measures a RawKernel launch, writing gpu-check-<device>.json/.md.
+   measures a RawKernel launch, writing gpu-check-<device>.json/.md;
+4. measures the graph routes (our GEMM, cuBLAS and fused cuBLASLt through nvmath-python, several steps
+   per graph) against PyTorch eager and PyTorch CUDA graphs (benchmarks/graph_routes.py), writing
+   graph-routes.json/.md. ``--routes-only`` runs this part alone.
 
 Data: Fashion-MNIST from $MLP_GPU_DATA or the usual search path (synthetic pixels otherwise:
 timings hold, accuracies do not).
 
-    PYTHONPATH=. python3 benchmarks/gpu_check.py [--out DIR] [--smoke]
+    PYTHONPATH=. python3 benchmarks/gpu_check.py [--out DIR] [--smoke] [--routes-only]
 """
 from __future__ import annotations
 
@@ -31,6 +34,8 @@ from mlp_gpu import SGD, Dense, Input, Sequential  # noqa: E402
 from mlp_gpu.backend import available_backends, get_backend  # noqa: E402
 from mlp_gpu.bench import load_data, run_suite  # noqa: E402
 from mlp_gpu.bench.report import describe_machine  # noqa: E402
+
+import graph_routes  # noqa: E402  (benchmarks/graph_routes.py, beside this file)
 
 
 def say(*parts):
@@ -77,10 +82,20 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--smoke", action="store_true", help="the CPU smoke matrix, to check this script without a GPU")
+    ap.add_argument("--routes-only", action="store_true", help="only the graph routes against PyTorch")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     gpu = available_backends()["cupy"] is None
+    from mlp_gpu.backend import vendor_gemm
+
+    say("nvmath-python:", vendor_gemm.unavailable_reason() or "importable")
+    if args.routes_only:
+        if not gpu:
+            say("graph routes need a GPU:", available_backends()["cupy"])
+            return 1
+        routes = graph_routes.run(out, quick=args.smoke, log=say)
+        return 0 if all(p["ok"] for p in routes["parity"]) else 1
     result = {"benchmark": "gpu_check", "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "smoke": args.smoke,
               "machine": describe_machine(), "cupy_unavailable": available_backends()["cupy"]}
     say("machine:", result["machine"])
@@ -99,6 +114,8 @@ def main(argv=None) -> int:
         if graph_ref and "median_s" in graph_ref[0]:
             result["graph_us_per_step"] = graph_ref[0]["median_s"] / graph_ref[0]["steps_per_epoch"] * 1e6
         result["full_run"] = full_run(get_backend("cupy", graph=True), data, 30)
+        routes = graph_routes.run(out, quick=args.smoke, log=say)
+        result["graph_routes"] = {"file": "graph-routes.md", "parity_ok": all(p["ok"] for p in routes["parity"])}
     else:
         result["full_run"] = full_run(get_backend("numpy"), data, 2 if args.smoke else 30)
     say("full run:", result["full_run"])

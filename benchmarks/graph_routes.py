@@ -1,0 +1,228 @@
+"""The GEMM routes of graph mode against PyTorch on the same card (issue 19, item 6), in one run.
+
+For the reference net at batch 32 and 1,024 and the wide net: µs per training step (median of timed
+epochs, round-robin over every cell), nodes per step (planned, and counted in the captured graph where
+cuda-bindings can read it), the route each cell really took and why; the 30-epoch time of the
+reference workload on every route; parity of each route's weights with the NumPy backend after one
+epoch. Peers: PyTorch eager and PyTorch with the whole training step captured as one CUDA graph.
+
+    PYTHONPATH=. python3 benchmarks/graph_routes.py [--out DIR] [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from mlp_gpu.bench import load_data  # noqa: E402
+from mlp_gpu.bench.runners import LR, MlpGpuSession, TorchSession  # noqa: E402
+from mlp_gpu.bench.workloads import REFERENCE, WIDE, Workload  # noqa: E402
+
+ROUTES = {  # our cells: CupyBackend options
+    "cupy_eager": {"graph": False},
+    "graph_kernel": {"graph": True, "gemm": "kernel"},
+    "graph_cublas": {"graph": True, "gemm": "cublas"},
+    "graph_lt": {"graph": True, "gemm": "lt"},
+    "graph_lt_x16": {"graph": True, "gemm": "lt", "steps_per_graph": 16},
+}
+WORKLOADS = [Workload("reference-b32", REFERENCE, 32), Workload("reference-b1024", REFERENCE, 1024),
+             Workload("wide-b32", WIDE, 32, rows=8000)]
+
+
+class TorchGraphSession(TorchSession):
+    """PyTorch with the whole step (gather, forward, loss, backward, SGD) captured as one CUDA graph, the
+    batch indices copied into a static tensor before each replay; the shorter last batch runs eagerly."""
+
+    def __init__(self, workload, data):
+        super().__init__(workload, data, "cuda")
+        torch, batch = self.torch, workload.batch
+        self.idx = torch.zeros(batch, dtype=torch.int64, device=self.dev)
+        self.total = torch.zeros((), device=self.dev)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up on a side stream, as PyTorch's graph recipe asks
+            for _ in range(3):
+                self._eager(self.idx)
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        self.opt.zero_grad(set_to_none=True)
+        with torch.cuda.graph(self.graph):
+            loss = self.loss_fn(self.net(self.x[self.idx].float() / 255), self.y[self.idx])
+            loss.backward()
+            self.opt.step()
+            self.total.add_(loss.detach() * batch)
+
+    def _eager(self, idx):
+        self.opt.zero_grad(set_to_none=True)
+        loss = self.loss_fn(self.net(self.x[idx].float() / 255), self.y[idx])
+        loss.backward()
+        self.opt.step()
+        return loss
+
+    def epoch(self) -> float:
+        torch, n, batch = self.torch, self.x.shape[0], self.workload.batch
+        self._sync()
+        t0 = time.perf_counter()
+        perm = torch.randperm(n, device=self.dev)
+        self.total.zero_()
+        full = n - n % batch
+        for start in range(0, full, batch):
+            self.idx.copy_(perm[start:start + batch])
+            self.graph.replay()
+        if full < n:
+            self.total += self._eager(perm[full:]).detach() * (n - full)
+        float(self.total)
+        self._sync()
+        return time.perf_counter() - t0
+
+
+def make_session(impl, workload, data):
+    if impl == "torch_eager":
+        return TorchSession(workload, data, "cuda")
+    if impl == "torch_graph":
+        return TorchGraphSession(workload, data)
+    return MlpGpuSession(workload, data, "cupy", ROUTES[impl])
+
+
+def route_of(session) -> dict:
+    backend = getattr(session, "backend", None)
+    return dict(getattr(backend, "route", None) or {})
+
+
+def time_workload(workload, data, epochs, log) -> list[dict]:
+    """Round-robin epochs over every cell of one workload; the first epoch of each is warm-up."""
+    rows = {**data, "x": data["x"][:workload.rows], "y": data["y"][:workload.rows]}
+    steps = -(-workload.rows // workload.batch)
+    sessions, cells = {}, []
+    for impl in list(ROUTES) + ["torch_eager", "torch_graph"]:
+        try:
+            sessions[impl] = make_session(impl, workload, rows)
+        except Exception as exc:  # Skip, or a route that cannot start: reported, the rest go on
+            cells.append({"workload": workload.name, "impl": impl, "skipped": f"{type(exc).__name__}: {exc}"})
+    times = {impl: [] for impl in sessions}
+    for _ in range(epochs + 1):
+        for impl, session in sessions.items():
+            times[impl].append(session.epoch())
+    for impl, session in sessions.items():
+        median = statistics.median(times[impl][1:])
+        cell = {"workload": workload.name, "impl": impl, "batch": workload.batch, "rows": workload.rows,
+                "steps_per_epoch": steps, "median_epoch_s": median, "us_per_step": median / steps * 1e6,
+                "route": route_of(session)}
+        cells.append(cell)
+        log(f"  {workload.name:16s} {impl:14s} {cell['us_per_step']:9.2f} µs/step  {cell['route']}")
+    return cells
+
+
+def reference_model(backend):
+    from mlp_gpu import SGD, Dense, Input, Sequential
+
+    model = Sequential([Input((784,)), Dense(300, "relu"), Dense(100, "relu"), Dense(10, "softmax")], backend=backend)
+    model.compile(optimizer=SGD(LR), metrics=["accuracy"], seed=1)
+    return model
+
+
+def thirty_epochs(data, impl, epochs, log) -> dict:
+    """The reference workload trained from scratch for `epochs` epochs in one fit (no validation)."""
+    from mlp_gpu import get_backend
+
+    if impl in ROUTES:
+        backend = get_backend("cupy", **ROUTES[impl])
+        model = reference_model(backend)
+        backend.synchronize()
+        t0 = time.perf_counter()
+        model.fit(data["x"], data["y"], batch_size=32, epochs=epochs, verbose=0, seed=2)
+        backend.synchronize()
+        seconds = time.perf_counter() - t0
+        out = {"test_accuracy": model.evaluate(data["x_test"], data["y_test"])[1], "route": backend.route}
+    else:
+        session = make_session(impl, Workload("reference-b32", REFERENCE, 32), data)
+        t0 = time.perf_counter()
+        for _ in range(epochs):
+            session.epoch()
+        seconds = time.perf_counter() - t0
+        out = session.result()
+    log(f"  {epochs} epochs {impl:14s} {seconds:8.2f} s  test accuracy {out.get('test_accuracy')}")
+    return {"impl": impl, "epochs": epochs, "seconds": seconds, **out}
+
+
+def parity(data, impl, rows=3200) -> dict:
+    """Weights after one epoch on `rows` rows, this route against the NumPy backend from the same seed."""
+    from mlp_gpu import get_backend
+
+    weights, losses = [], []
+    for backend in (get_backend("numpy"), get_backend("cupy", **ROUTES[impl])):
+        model = reference_model(backend)
+        history = model.fit(data["x"][:rows], data["y"][:rows], batch_size=32, epochs=1, seed=2, verbose=0)
+        weights.append(model.get_weights())
+        losses.append(history.history["loss"][0])
+    diff = max(float(np.max(np.abs(a - b))) for a, b in zip(*weights))
+    scale = max(float(np.max(np.abs(a))) for a in weights[0])
+    return {"impl": impl, "rows": rows, "max_abs_weight_diff": diff, "max_abs_weight": scale,
+            "loss_numpy": losses[0], "loss_route": losses[1], "ok": diff <= 1e-3 * scale,
+            "route": backend.route}
+
+
+def run(out: Path, quick: bool = False, log=print) -> dict:
+    source, data = load_data()
+    result = {"benchmark": "graph_routes", "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "data": source}
+    log("graph routes: µs per step, round-robin epochs")
+    result["cells"] = [c for w in WORKLOADS for c in time_workload(w, data, 1 if quick else 3, log)]
+    log("graph routes: parity with the NumPy backend")
+    result["parity"] = [parity(data, impl) for impl in ROUTES]
+    for p in result["parity"]:
+        log(f"  {p['impl']:14s} max |Δw| {p['max_abs_weight_diff']:.2e} ({'ok' if p['ok'] else 'DIFFERS'})")
+    log("graph routes: 30-epoch runs of the reference workload")
+    result["thirty_epochs"] = [thirty_epochs(data, impl, 3 if quick else 30, log)
+                               for impl in list(ROUTES) + ["torch_eager", "torch_graph"]]
+    (out / "graph-routes.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    (out / "graph-routes.md").write_text(markdown(result))
+    log("wrote", out / "graph-routes.md")
+    return result
+
+
+def markdown(r) -> str:
+    lines = [f"# Graph routes {r['date']}", "", f"Data: {r['data']}.", "",
+             "| workload | impl | µs/step | vs torch eager | vs torch graph | route taken | nodes/step (plan) | "
+             "graph nodes/step |", "|---|---|---:|---:|---:|---|---:|---:|"]
+    by = {(c["workload"], c["impl"]): c for c in r["cells"]}
+    for c in r["cells"]:
+        if "skipped" in c:
+            lines.append(f"| {c['workload']} | {c['impl']} | skipped: {c['skipped']} | | | | | |")
+            continue
+        ratio = [f"{by[(c['workload'], p)]['us_per_step'] / c['us_per_step']:.2f}×"
+                 if "us_per_step" in by.get((c["workload"], p), {}) else "" for p in ("torch_eager", "torch_graph")]
+        route = c["route"]
+        lines.append(f"| {c['workload']} | {c['impl']} | {c['us_per_step']:.2f} | {ratio[0]} | {ratio[1]} | "
+                     f"{route.get('route', '')} | {route.get('nodes_per_step', '')} | "
+                     f"{route.get('graph_nodes_per_step', '')} |")
+    lines += ["", "Ratios are peer µs/step over this cell's (above 1: this cell is faster).", "",
+              "| 30 epochs, reference b32 | seconds | test accuracy |", "|---|---:|---:|"]
+    lines += [f"| {t['impl']} | {t['seconds']:.2f} | {t.get('test_accuracy', '')} |" for t in r["thirty_epochs"]]
+    lines += ["", "| parity after one epoch (3,200 rows) | max abs weight diff | loss numpy | loss route | ok |",
+              "|---|---:|---:|---:|---|"]
+    lines += [f"| {p['impl']} | {p['max_abs_weight_diff']:.2e} | {p['loss_numpy']:.5f} | {p['loss_route']:.5f} | "
+              f"{p['ok']} |" for p in r["parity"]]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--quick", action="store_true", help="one timed epoch and 3-epoch runs (a quick look)")
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = run(out, args.quick, log=lambda *a: print(*a, flush=True))
+    return 0 if all(p["ok"] for p in result["parity"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
