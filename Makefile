@@ -7,7 +7,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 EPOCHS ?= 30
 BACKEND ?= auto
 
-.PHONY: install peers data train test bench fuzz gpu-data gpu-check lint clean
+.PHONY: install peers data train test bench fuzz gpu-data gpu-wheels gpu-check gpu-routes lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,8 +52,26 @@ GPU_OUT ?= benchmarks/results
 gpu-data: data
 	mkdir -p .data/fashion-mnist && cp $(DATA)/*.gz .data/fashion-mnist/
 
+# nvmath-python (the cuBLAS / cuBLASLt graph routes) is not on the GPU machine: `make gpu-wheels` here
+# downloads its wheel for the device's Python 3.12 into .whl/ (ignored), which the device call carries;
+# gpu-check installs it from there (cuda-bindings, cuda-core, cuda-pathfinder and numpy are there already).
+NVMATH ?= nvmath-python==1.0.0
+GPU_WHEEL_PLATFORMS := $(foreach n,28 27 17,--platform manylinux_2_$(n)_x86_64) --platform manylinux2014_x86_64
+gpu-wheels:
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  $(GPU_WHEEL_PLATFORMS) -d .whl "$(NVMATH)"
+
+GPU_SITE := /tmp/mlp_gpu_site
+GPU_ENV = PYTHONPATH=$$(if ls .whl/nvmath_python-*.whl >/dev/null 2>&1 && python3 -m pip install -q --no-index \
+	--no-deps --no-compile --no-cache-dir --upgrade --target $(GPU_SITE) .whl/nvmath_python-*.whl >&2; \
+	then echo $(GPU_SITE):.; else echo .; fi)
+
 gpu-check:
-	PYTHONPATH=. python3 benchmarks/gpu_check.py --out $(GPU_OUT)
+	$(GPU_ENV) python3 benchmarks/gpu_check.py --out $(GPU_OUT)
+
+# Only the graph routes against PyTorch (a few minutes less than the whole gpu-check).
+gpu-routes:
+	$(GPU_ENV) python3 benchmarks/gpu_check.py --routes-only --out $(GPU_OUT)
 
 # The long fuzzing budget (make test runs a quick one).
 fuzz: install data

@@ -177,7 +177,7 @@ class StepRunner:
         parts = {} if comm is not None else {"model": model, "data": data, "acc": sums.buffer}
         self._full = make(lambda: train_step(model, full, data, sums.buffer, comm), full.rows, **parts)
         self._last = self._full if last.rows == full.rows else \
-            make(lambda: train_step(model, last, data, sums.buffer, comm), last.rows, **parts)
+            make(lambda: train_step(model, last, data, sums.buffer, comm), last.rows, max_steps=1, **parts)
         self.block = self._full.block
 
     def run(self, first: int, count: int = 1) -> None:

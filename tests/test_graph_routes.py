@@ -258,3 +258,14 @@ def test_per_batch_callbacks_see_every_step_of_a_block():
         seen.append(cb.seen)
     assert [b for b, _ in seen[1]] == list(range(6))
     assert seen[1] == seen[0]
+
+
+def test_steps_per_graph_setting_is_checked():
+    """CupyBackend(steps_per_graph=...) and MLP_GPU_STEPS_PER_GRAPH accept ints >= 1 only (checked before any
+    device is needed)."""
+    from mlp_gpu.backend.cupy_backend import _env_steps
+
+    assert _env_steps(16) == 16 and _env_steps("4") == 4
+    for bad in (0, -1, "x", 2.5, True, "1.5"):
+        with pytest.raises(ValueError, match="steps_per_graph"):
+            _env_steps(bad)

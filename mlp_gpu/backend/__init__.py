@@ -25,7 +25,7 @@ def get_backend(name: str | Backend | None = None, **options) -> Backend:
     ``"auto"``). ``"auto"`` takes CuPy when it imports and a device answers,
     otherwise NumPy, logging one line that says why. ``"cupy"`` without a usable
     GPU raises :class:`BackendUnavailable` with the reason. ``options`` go to the
-    CuPy backend (``graph``, ``tf32``, ``gemm``).
+    CuPy backend (``graph``, ``tf32``, ``gemm``, ``steps_per_graph``).
     """
     if isinstance(name, Backend):
         return name
