@@ -14,7 +14,7 @@ from mlp_gpu.backend.step_plan import SCALARS, StepSpec, lt_unsupported, nodes_p
 from mlp_gpu import losses
 from mlp_gpu.trainer import DeviceData, check_inputs, train_step
 
-from .conftest import blobs
+from .conftest import blobs, requires_gpu
 from .harness.host_ops import HostCudaOps, compiler
 from .harness.lt_emulator import HostLtOps
 
@@ -269,3 +269,77 @@ def test_steps_per_graph_setting_is_checked():
     for bad in (0, -1, "x", 2.5, True, "1.5"):
         with pytest.raises(ValueError, match="steps_per_graph"):
             _env_steps(bad)
+
+
+def test_each_cublaslt_call_of_the_plan_against_its_row_major_meaning():
+    """Every GEMM of the lt plan, run alone by the column-major emulation on random buffers, computes what
+    the row-major step means: forward [a, 1] @ [kernel; bias] (+ ReLU and its mask), input gradient
+    (dz @ kernel^T) * mask, and the folded update [kernel; bias] -= lr [a, 1]^T @ dz."""
+    from mlp_gpu.backend.step_plan import lt_buffers, param_offsets
+    from tests.harness.lt_emulator import lt_matmul
+
+    spec = replace(REFERENCE, sizes=(37, 33, 9, 5), rows=31)
+    rng = np.random.default_rng(7)
+    arrays = {name: (rng.normal(size=shape) if dtype == np.float32 else np.zeros(shape)).astype(dtype)
+              for name, (shape, dtype, _) in lt_buffers(spec).items()}
+    for name, (_, _, ones) in lt_buffers(spec).items():
+        if ones is not None:
+            arrays[name][:, ones:] = 0
+            arrays[name][:, ones] = 1
+    arrays["scalars"][:3] = [-0.125, 1, 0]
+    params = rng.normal(size=param_offsets(spec.sizes)[-1]).astype(np.float32)
+    offsets = param_offsets(spec.sizes)
+    for i, (fan_in, units) in enumerate(zip(spec.sizes[:-1], spec.sizes[1:])):
+        arrays[f"w{i}"] = params[offsets[i]:offsets[i + 1]].reshape(fan_in + 1, units)
+    inputs = ["x", "act0", "act1"]
+    for node in plan_step(spec, "lt"):
+        g = node.gemm
+        if g is None:
+            continue
+        before = {k: v.copy() for k, v in arrays.items()}
+        lt_matmul(g, arrays)
+        i = int(node.name[-1])
+        w = before[f"w{i}"].astype(np.float64)
+        if node.name.startswith("forward"):
+            a = before[inputs[i]][:, :spec.sizes[i] + 1]
+            want = a @ w
+            out = arrays[g.d][:, :spec.sizes[i + 1]]
+            if g.epilogue == "relu_aux":
+                bits = np.unpackbits(arrays[g.aux], axis=1, bitorder="little")[:, :spec.sizes[i + 1]]
+                np.testing.assert_array_equal(bits, want > 0)
+                want = np.maximum(want, 0)
+            np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+            if i < 2:
+                assert (arrays[g.d][:, spec.sizes[i + 1]] == 1).all(), "the ones column survives the GEMM"
+        elif node.name.startswith("input_grad"):
+            mask = np.unpackbits(before[g.aux], axis=1, bitorder="little")[:, :spec.sizes[i]]
+            np.testing.assert_allclose(arrays[g.d], (before[f"dz{i}"] @ w[:-1].T) * mask, rtol=1e-5, atol=1e-5)
+        else:
+            a = before[inputs[i]][:, :spec.sizes[i] + 1].astype(np.float64)
+            np.testing.assert_allclose(arrays[g.d], w - 0.125 * a.T @ before[f"dz{i}"], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.gpu
+@requires_gpu
+@pytest.mark.parametrize("gemm,steps", [("kernel", 1), ("cublas", 1), ("cublas", 4), ("lt", 1), ("lt", 4)])
+def test_graph_routes_match_numpy_on_gpu(gemm, steps):
+    """On a GPU: each route, with one or four steps per graph, trains like the NumPy backend, and the route
+    that ran is the one asked for (nvmath-python present) -- or the logged fallback says why."""
+    from mlp_gpu.backend import get_backend, vendor_gemm
+
+    x, y = blobs(n=200, features=12)
+    layers = lambda: [Input((12,)), Dense(33, "relu"), Dense(17, "relu"), Dense(3, "softmax")]  # noqa: E731
+    runs = []
+    for backend in (NumpyBackend(), get_backend("cupy", graph=True, gemm=gemm, steps_per_graph=steps)):
+        model = _model(backend, layers(), SGD(0.1))
+        runs.append((model, model.fit(x, y, batch_size=16, epochs=2, seed=3, verbose=0,
+                                      validation_data=(x[:50], y[:50])).history))
+    (ref, h_ref), (got, h_got) = runs
+    for a, b in zip(ref.get_weights(), got.get_weights()):
+        np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-4)
+    for key in h_ref:
+        np.testing.assert_allclose(h_got[key], h_ref[key], rtol=1e-3)
+    route = got.backend.route
+    expected = gemm if gemm == "kernel" or vendor_gemm.unavailable_reason() is None else "kernel"
+    assert route["route"] == expected, route
+    assert route["steps_per_graph"] == steps

@@ -107,7 +107,7 @@ class CupyBackend(CudaOps):
         self._scalars = np.array([1.0, 0.0], np.float32)  # alpha, beta for cuBLAS (host pointer mode)
         self._capture_gemm = None
         self._vendor = self._lt = None  # nvmath's cuBLAS and cuBLASLt, made on first use
-        self.route = None  # what the last make_runner chose: route, reason, steps per graph, nodes per step
+        self.route = None  # what make_runner chose: route, reason, steps per graph, nodes per step
 
     def __repr__(self) -> str:
         return (f"CupyBackend(graph={self.graph}, tf32={self.tf32}, gemm={self.gemm_choice!r}, "
@@ -264,11 +264,15 @@ class CupyBackend(CudaOps):
         self._load_all()
         route, why, body, capture_gemm = self._choose_route(step, rows, model, data, acc)
         block = self.steps_per_graph if max_steps is None else max(1, min(self.steps_per_graph, max_steps))
-        self.route = {"route": route, "reason": why, "steps_per_graph": block,
-                      "nodes_per_step": self._nodes_per_step(model, rows, route)}
-        log.info("graph route %s, %s nodes per step, %d steps per graph (%s)", route,
-                 self.route["nodes_per_step"] or "?", block, why)
-        return GraphRunner(self, body, block, capture_gemm)
+        info = {"route": route, "reason": why, "steps_per_graph": block, "rows": rows,
+                "nodes_per_step": self._nodes_per_step(model, rows, route)}
+        if max_steps is None or self.route is None:  # backend.route: the last uncapped (full-batch) runner's
+            self.route = info
+        log.info("graph route %s for %d rows, %s nodes per step, %d steps per graph (%s)", route, rows,
+                 info["nodes_per_step"] or "?", block, why)
+        runner = GraphRunner(self, body, block, capture_gemm)
+        info["graph_nodes_per_step"] = runner.nodes_per_step
+        return runner
 
     @staticmethod
     def _nodes_per_step(model, rows, route):
@@ -306,8 +310,7 @@ class GraphRunner(StepRunner):
         super().__init__(step, block)
         self.graphs = {count: backend.capture(step, count, capture_gemm) for count in {block, 1}}
         nodes = _graph_nodes(self.graphs[block])
-        if backend.route is not None and nodes is not None:
-            backend.route["graph_nodes_per_step"] = nodes / block
+        self.nodes_per_step = None if nodes is None else nodes / block  # as captured, where readable
 
     def __call__(self, count: int = 1) -> None:
         blocks, rest = divmod(count, self.block)
