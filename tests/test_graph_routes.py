@@ -343,3 +343,20 @@ def test_graph_routes_match_numpy_on_gpu(gemm, steps):
     expected = gemm if gemm == "kernel" or vendor_gemm.unavailable_reason() is None else "kernel"
     assert route["route"] == expected, route
     assert route["steps_per_graph"] == steps
+
+
+@needs_gxx
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_divergence_names_the_same_step_on_the_fused_route():
+    """The fused route counts finite steps at the start of the next step; a diverging run still reports
+    the step NumPy reports."""
+    from mlp_gpu.trainer import TrainingDiverged
+
+    x, y = blobs(n=200, features=6)
+    messages = []
+    for backend in (NumpyBackend(), HostLtOps(4)):
+        model = _model(backend, [Input((6,)), Dense(9, "relu"), Dense(3, "softmax")], SGD(1e9))
+        with pytest.raises(TrainingDiverged) as info:
+            model.fit(x * 1e3, y, batch_size=8, epochs=1, seed=0, verbose=0, on_nan="raise")
+        messages.append(str(info.value))
+    assert "step" in messages[0] and messages[1] == messages[0]
