@@ -42,25 +42,27 @@ def _model(value, features=784):
     return m
 
 
-def _check_failed(exc, path, code, folder):
-    """The error names path and cause; the previous file (value 1) is whole; no temp file stayed."""
-    assert isinstance(exc, SaveError) and isinstance(exc, OSError), repr(exc)
-    assert exc.errno == code, (exc.errno, str(exc))
-    assert str(path) in str(exc) and os.strerror(code) in str(exc), str(exc)
-    assert "previous file is unchanged" in str(exc), str(exc)
-    assert sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp")) == []
+def _expect_failure(save, path, code):
+    """save() raises SaveError naming path and cause; the file is as before; no temp file stayed."""
+    before = path.read_bytes()
+    try:
+        save(path)
+    except SaveError as exc:
+        assert isinstance(exc, OSError) and exc.errno == code, (exc.errno, str(exc))
+        assert str(path) in str(exc) and os.strerror(code) in str(exc), str(exc)
+        assert "previous file is unchanged" in str(exc), str(exc)
+    else:
+        raise AssertionError(f"a save to {path} succeeded under the fault")
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")) == []
+
+
+def _expect_model_kept(save, path, code):
+    """As _expect_failure, and the model file still loads with the old weights and optimizer state."""
+    _expect_failure(save, path, code)
     loaded = mlp_gpu.load_model(path)
     assert set(np.unique(loaded.params).tolist()) == {1.0}
     assert set(np.unique(loaded.optimizer.state).tolist()) == {0.5}
-
-
-def _expect_failure(save, path, code, folder):
-    try:
-        save()
-    except SaveError as exc:
-        _check_failed(exc, path, code, folder)
-    else:
-        raise AssertionError(f"a save to {path} succeeded under the fault")
 
 
 def _saved_value(path):
@@ -81,15 +83,10 @@ def child_file_size_limit(folder):
     limits = sorted({int(v) for v in np.linspace(0, size - 1, FSIZE_LIMITS)} | {1, 511, 512, 513, size - 1})
     for limit in limits:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
-        _expect_failure(lambda: new.save(path), path, errno.EFBIG, folder)
+        _expect_model_kept(new.save, path, errno.EFBIG)
     resource.setrlimit(resource.RLIMIT_FSIZE, (1024, hard))
-    for target, save in ((weights, new.save_weights), (keras, lambda p: export_keras_weights(new, p))):
-        before = target.read_bytes()
-        try:
-            save(target)
-        except SaveError as exc:
-            assert exc.errno == errno.EFBIG and str(target) in str(exc)
-        assert target.read_bytes() == before
+    _expect_failure(new.save_weights, weights, errno.EFBIG)
+    _expect_failure(lambda p: export_keras_weights(new, p), keras, errno.EFBIG)
     resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))  # exactly the file's size: it fits
     new.save(path)
     assert _saved_value(path) == {2.0}
@@ -155,29 +152,23 @@ def child_full_disk(folder):
     size = path.stat().st_size
     filler = folder / "filler"
     full = _fill(filler)
-    before = weights.read_bytes()
-    with_error = None
-    try:
-        new.save_weights(weights)
-    except SaveError as exc:
-        with_error = exc.errno
-    assert with_error == errno.ENOSPC and weights.read_bytes() == before
+    _expect_failure(new.save_weights, weights, errno.ENOSPC)
     pages = -(-size // PAGE)
     levels = sorted({int(v) for v in np.linspace(0, pages - 1, FULL_DISK_LEVELS)})
     for free in levels:
         os.truncate(filler, full - free * PAGE)
-        _expect_failure(lambda: new.save(path), path, errno.ENOSPC, folder)
+        _expect_model_kept(new.save, path, errno.ENOSPC)
     os.truncate(filler, full - pages * PAGE)  # exactly the room the new file needs
     new.save(path)
     assert _saved_value(path) == {2.0}
     filler.unlink()
     old.save(path)  # and back: with space, saves go on as ever
     subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
-    _expect_failure(lambda: new.save(path), path, errno.EROFS, folder)
+    _expect_model_kept(new.save, path, errno.EROFS)
     subprocess.run(["mount", "-o", "remount,rw", str(folder)], check=True)
     os.seteuid(65534)  # nobody: the tmpfs root (mode 0755, root's) is not writable
     try:
-        _expect_failure(lambda: new.save(path), path, errno.EACCES, folder)
+        _expect_model_kept(new.save, path, errno.EACCES)
     finally:
         os.seteuid(0)
     print("levels", len(levels), "size", size)
