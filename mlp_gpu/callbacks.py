@@ -339,3 +339,6 @@ class LearningRateScheduler(Callback):
         self.model.optimizer.learning_rate = lr
         if self.verbose:
             print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr}.")
+
+
+from .tensorboard import TensorBoard  # noqa: E402,F401  (after Callback, which it extends)

@@ -59,6 +59,8 @@ def cmd_train(args):
     if args.verbose:
         model.summary()
     cbs = [callbacks.ModelCheckpoint(args.checkpoint)] if args.checkpoint else []
+    if args.tensorboard:
+        cbs.append(callbacks.TensorBoard(args.tensorboard))
     start = time.perf_counter()
     history = model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, validation_data=(x_val, y_val),
                         on_nan="raise", seed=seed, verbose=args.verbose, initial_epoch=initial_epoch, callbacks=cbs)
@@ -120,6 +122,10 @@ def cmd_export(args):
     from . import load_model
 
     model = load_model(args.model, backend="numpy")  # export reads the weights on the host
+    if str(args.output).endswith(".keras"):
+        model.save(args.output)
+        print(f"exported {args.model} to {args.output} (Keras 3 .keras)")
+        return
     model.export(args.output, format="onnx", verbose=False, input_dtype=args.input_dtype,
                  opset_version=args.opset)
     print(f"exported {args.model} to {args.output} (ONNX opset {args.opset or 'default'}, "
@@ -174,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--plot", action="store_true", help="save training curves as <output>-history.png")
     t.add_argument("--checkpoint", default=None,
                    help="save a resumable checkpoint after every epoch (may hold {epoch:02d})")
+    t.add_argument("--tensorboard", default=None, metavar="DIR",
+                   help="write TensorBoard logs (loss, accuracy, learning rate per epoch) under DIR")
     t.add_argument("--resume", default=None, help="continue from a checkpoint or saved model")
     t.add_argument("--no-graph", action="store_true", help="cupy: launch each kernel instead of replaying a graph")
     t.add_argument("--tf32", action="store_true", help="cupy: let cuBLAS use TF32 tensor cores (off by default)")
@@ -202,9 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print the ratios as JSON")
     b.set_defaults(func=cmd_bench)
 
-    x = sub.add_parser("export", help="write a saved model as ONNX, for ONNX Runtime")
+    x = sub.add_parser("export", help="write a saved model as ONNX (for ONNX Runtime) or as a Keras .keras file")
     x.add_argument("model", help="a model saved by mlp-gpu train or model.save")
-    x.add_argument("output", help="the .onnx file to write")
+    x.add_argument("output", help="the file to write: name.onnx, or name.keras for Keras 3")
     x.add_argument("--input-dtype", default="float32", choices=["float32", "uint8"],
                    help="uint8: the graph takes raw pixels and scales them by 1/255, as mlp-gpu predict does")
     x.add_argument("--opset", type=int, default=None, help="ONNX opset version (default: mlp_gpu's)")

@@ -63,7 +63,11 @@ def save_weights(model, path) -> None:
 
 
 def save_model(model, path, epoch: int | None = None) -> None:
-    """Write architecture, weights, and (if compiled) loss, optimizer config and state."""
+    """Write architecture, weights, and (if compiled) loss, optimizer config and state.
+    A ``.keras`` path writes Keras 3's zip format instead (io/keras_zip.py)."""
+    if str(path).endswith(".keras"):
+        from .keras_zip import save_keras
+        return save_keras(model, path)
     model._require_built("save")
 
     def write(f):
@@ -165,7 +169,11 @@ def load_weights(model, path) -> None:
 
 
 def load_model(path, backend=None):
-    """Rebuild a saved model: architecture, weights, and compiled state when it was saved."""
+    """Rebuild a saved model: architecture, weights, and compiled state when it was saved.
+    A ``.keras`` path reads Keras 3's zip format (io/keras_zip.py)."""
+    if str(path).endswith(".keras"):
+        from .keras_zip import load_keras
+        return load_keras(path, backend=backend)
     from .. import losses, optimizers
     from ..model import Sequential
 

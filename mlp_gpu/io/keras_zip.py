@@ -1,0 +1,305 @@
+"""Keras 3 ``.keras`` files: a zip (``zipfile``) of config.json, metadata.json and model.weights.h5 (h5py).
+
+The layout is Keras' own (keras/src/saving/saving_lib.py)::
+
+    metadata.json      {"keras_version": ..., "date_saved": ...}
+    config.json        the serialized Sequential: InputLayer, Flatten, Dense configs; compile_config
+    model.weights.h5   /layers/<name>/vars/0 (kernel), /1 (bias); /vars attrs name = model name
+
+Both directions cover the layers both libraries have (Input, Flatten, Dense with our activations and
+initializers), the compile config (loss, metrics, SGD/Adam and their settings) and the optimizer's
+state: Keras keeps ``/optimizer/vars`` as 0 = iterations, 1 = learning rate, then per model variable
+(kernel, bias of each Dense) its momentum (SGD with momentum) or momentum and velocity (Adam),
+interleaved. Both use the same update formulas, so training goes on where it stopped, in either library.
+"""
+from __future__ import annotations
+
+import datetime
+import io
+import json
+import logging
+import re
+import zipfile
+
+import numpy as np
+
+from .files import ModelFileError, atomic_write_bytes, check_save_target
+
+log = logging.getLogger("mlp_gpu")
+CONFIG, METADATA, WEIGHTS = "config.json", "metadata.json", "model.weights.h5"
+KERAS_VERSION = "3.0.0"  # the oldest Keras 3 that reads what we write
+DTYPE = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"}, "registered_name": None}
+# Our optimizer name -> Keras class name and the settings both share.
+OPTIMIZERS = {"sgd": ("SGD", ("learning_rate", "momentum", "nesterov")),
+              "adam": ("Adam", ("learning_rate", "beta_1", "beta_2", "epsilon"))}
+
+
+def _camel(name):
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def _snake(name):
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _serialized(module, class_name, config, **extra):
+    return {"module": module, "class_name": class_name, "config": config, "registered_name": None, **extra}
+
+
+def _initializer(name):
+    name = name if isinstance(name, str) else "glorot_uniform"
+    config = {} if name in ("zeros", "ones") else {"seed": None}
+    return _serialized("keras.initializers", _camel(name), config)
+
+
+def _flatten_config(layer, base):
+    return "Flatten", {**base, "data_format": "channels_last"}
+
+
+def _dense_config(layer, base):
+    return "Dense", {**base, "units": layer.units, "activation": layer.activation, "use_bias": True,
+                     "kernel_initializer": _initializer(layer.kernel_initializer),
+                     "bias_initializer": _initializer(layer.bias_initializer),
+                     "kernel_regularizer": None, "bias_regularizer": None,
+                     "kernel_constraint": None, "bias_constraint": None}
+
+
+# One entry per layer class in each direction: ours -> Keras config, Keras config -> ours.
+TO_KERAS = {"Flatten": _flatten_config, "Dense": _dense_config}
+
+
+def _layer_config(layer, input_shape):
+    kind = type(layer).__name__
+    if kind not in TO_KERAS:
+        raise ValueError(f"save: layer {layer.name!r} ({kind}) has no Keras .keras form here; "
+                         f"supported: Input, {', '.join(TO_KERAS)}")
+    class_name, config = TO_KERAS[kind](layer, {"name": layer.name, "trainable": True, "dtype": DTYPE})
+    return _serialized("keras.layers", class_name, config, build_config={"input_shape": [None, *input_shape]})
+
+
+def _compile_config(model):
+    if model.optimizer is None:
+        return {}
+    opt = model.optimizer.get_config()
+    class_name, keys = OPTIMIZERS[opt["name"]]
+    opt_config = {"name": opt["name"], **{k: opt[k] for k in keys if k in opt}}
+    return {"optimizer": _serialized("keras.optimizers", class_name, opt_config),
+            "loss": model.loss.name, "loss_weights": None, "metrics": list(model.metrics) or None,
+            "weighted_metrics": None, "run_eagerly": False, "steps_per_execution": 1, "jit_compile": False}
+
+
+def model_config(model) -> dict:
+    """The model as Keras serializes a Sequential (also what TensorBoard's graph plugin draws)."""
+    shape = list(model.input_shape)
+    input_name = next((layer.name for layer in model.layers if type(layer).__name__ == "Input"), "input_layer")
+    layers = [_serialized("keras.layers", "InputLayer", {"batch_shape": [None, *shape], "dtype": "float32",
+                                                         "sparse": False, "ragged": False, "name": input_name})]
+    in_shape = tuple(shape)
+    for layer in model.layers:
+        if type(layer).__name__ != "Input":
+            layers.append(_layer_config(layer, in_shape))
+        in_shape = layer.shape_out
+    config = {"name": model.name, "trainable": True, "dtype": DTYPE, "layers": layers,
+              "build_input_shape": [None, *shape]}
+    return _serialized("keras", "Sequential", config, build_config={"input_shape": [None, *shape]},
+                       compile_config=_compile_config(model))
+
+
+def _weights_image(model) -> bytes:
+    import h5py
+
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
+        layers = f.create_group("layers")
+        for layer in model.layers:
+            if type(layer).__name__ == "Input":
+                continue  # Keras stores no state for its InputLayer
+            g = layers.create_group(layer.name).create_group("vars")
+            g.attrs["name"] = layer.name
+            for i, name in enumerate(("kernel", "bias") if hasattr(layer, "kernel") else ()):
+                g.create_dataset(str(i), data=model.backend.to_host(getattr(layer, name)).astype(np.float32))
+        f.create_group("vars").attrs["name"] = model.name
+        if model.optimizer is not None:
+            _write_optimizer(f.create_group("optimizer").create_group("vars"), model)
+    return buffer.getvalue()
+
+
+def _variable_shapes(model):
+    return [shape for layer in model.dense_layers for shape in layer.param_shapes()]
+
+
+def _write_optimizer(group, model):
+    opt = model.optimizer
+    group.attrs["name"] = opt.name
+    group.create_dataset("0", data=np.int64(opt.iterations))
+    group.create_dataset("1", data=np.float32(opt.learning_rate))
+    state = model.backend.to_host(opt.state).astype(np.float32)
+    k, offset = 2, 0
+    for shape in _variable_shapes(model):  # per variable, its slots interleaved, as Keras orders them
+        size = int(np.prod(shape))
+        for slot in state:
+            group.create_dataset(str(k), data=slot[offset:offset + size].reshape(shape))
+            k += 1
+        offset += size
+
+
+def _read_optimizer(f, model):
+    """Restore iterations and the per-variable state when the file holds what our optimizer keeps."""
+    opt = model.optimizer
+    group = f.get("optimizer/vars")
+    shapes = _variable_shapes(model)
+    if group is None or len(group) != 2 + opt.slots * len(shapes):
+        log.warning("keras file: no optimizer state that fits %s; it starts afresh", opt.name)
+        return
+    arrays = [np.asarray(group[str(k)][()], np.float32) for k in range(2, len(group))]
+    if any(a.shape != s for a, s in zip(arrays, (s for s in shapes for _ in range(opt.slots)))):
+        raise ValueError("optimizer state shapes do not match the model's variables")
+    state = np.stack([np.concatenate([a.ravel() for a in arrays[j::opt.slots]]) for j in range(opt.slots)]) \
+        if opt.slots else np.zeros((0, model.count_params()), np.float32)
+    opt.load_state(state, iterations=int(group["0"][()]))
+    opt.learning_rate = float(group["1"][()])  # the current rate, which a callback may have changed
+
+
+def save_keras(model, path) -> None:
+    """Write ``model`` as a Keras 3 ``.keras`` file, safely (temp file, fsync, rename)."""
+    model._require_built("save")
+    check_save_target(path)
+    config = json.dumps(model_config(model))
+    metadata = json.dumps({"keras_version": KERAS_VERSION,
+                           "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")})
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:  # stored, not deflated, as Keras writes it
+        zf.writestr(METADATA, metadata)
+        zf.writestr(CONFIG, config)
+        zf.writestr(WEIGHTS, _weights_image(model))
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+# ---- reading ---------------------------------------------------------------------------------------
+def _input_from_keras(cfg):
+    from ..layers import Input
+
+    shape = cfg.get("batch_shape") or cfg.get("batch_input_shape")
+    if not isinstance(shape, list) or len(shape) < 2:
+        raise ValueError(f"InputLayer batch_shape: expected [null, d1, ...], got {shape!r}")
+    return Input(shape[1:], name=cfg.get("name"))
+
+
+def _flatten_from_keras(cfg):
+    from ..layers import Flatten
+
+    return Flatten(name=cfg.get("name"))
+
+
+def _initializer_name(value):
+    if isinstance(value, dict):
+        value = _snake(str(value.get("class_name", "")))
+    from .. import initializers
+
+    if value not in initializers.INITIALIZERS:  # only fresh weights would use it; the file's are loaded
+        log.warning("keras file: initializer %r is not in mlp_gpu; glorot_uniform stands in", value)
+        return "glorot_uniform"
+    return value
+
+
+def _dense_from_keras(cfg):
+    from ..layers import Dense
+
+    if not cfg.get("use_bias", True):
+        raise ValueError(f"Dense {cfg.get('name')!r}: use_bias=False is not supported (mlp_gpu's Dense has a bias)")
+    extras = [k for k in ("kernel_regularizer", "bias_regularizer", "activity_regularizer",
+                          "kernel_constraint", "bias_constraint") if cfg.get(k) is not None]
+    if extras:
+        raise ValueError(f"Dense {cfg.get('name')!r}: {', '.join(extras)} not supported")
+    return Dense(cfg.get("units"), cfg.get("activation"), name=cfg.get("name"),
+                 kernel_initializer=_initializer_name(cfg.get("kernel_initializer", "glorot_uniform")),
+                 bias_initializer=_initializer_name(cfg.get("bias_initializer", "zeros")))
+
+
+FROM_KERAS = {"InputLayer": _input_from_keras, "Flatten": _flatten_from_keras, "Dense": _dense_from_keras}
+
+
+def _model_from_config(config, backend):
+    from ..model import Sequential
+
+    if not isinstance(config, dict) or config.get("class_name") != "Sequential":
+        raise ValueError(f"expected a Keras Sequential model, got class {config.get('class_name')!r}"
+                         if isinstance(config, dict) else "config.json is not a JSON object")
+    layers = []
+    for entry in config.get("config", {}).get("layers", []):
+        kind = entry.get("class_name")
+        if kind not in FROM_KERAS:
+            raise ValueError(f"layer class {kind!r} is not supported; supported: {', '.join(FROM_KERAS)}")
+        layers.append(FROM_KERAS[kind](entry.get("config", {})))
+    build_shape = config.get("config", {}).get("build_input_shape")
+    if layers and type(layers[0]).__name__ != "Input" and isinstance(build_shape, list):
+        from ..layers import Input
+
+        layers.insert(0, Input(build_shape[1:]))
+    return Sequential(layers, name=config.get("config", {}).get("name"), backend=backend)
+
+
+def _named(value):
+    """A Keras name from a string or a serialized object: "mse", or {"class_name": "MeanSquaredError"}."""
+    return value if isinstance(value, str) else _snake(str(value.get("class_name", "")))
+
+
+def _compile_from_keras(model, cfg):
+    from .. import optimizers
+
+    opt = cfg.get("optimizer") or "sgd"
+    name = (opt if isinstance(opt, str) else str(opt.get("class_name", ""))).lower()
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer {name!r} is not supported; supported: {', '.join(OPTIMIZERS)}")
+    settings = opt.get("config", {}) if isinstance(opt, dict) else {}
+    optimizer = optimizers.get(name)
+    optimizer = type(optimizer)(**{k: settings[k] for k in OPTIMIZERS[name][1] if k in settings})
+    loss = cfg.get("loss")
+    loss = {"mean_squared_error": "mse"}.get(_named(loss), _named(loss))
+    metrics = [_named(m) for m in cfg.get("metrics") or []]
+    model.compile(loss=loss, optimizer=optimizer, metrics=metrics)
+
+
+MAX_MEMBER = 4 << 30  # refuse a zip member that would inflate past 4 GiB
+
+
+def _read_member(zf, name, path):
+    try:
+        info = zf.getinfo(name)
+    except KeyError:
+        raise ModelFileError(f"path: {str(path)!r} is a zip without {name}: not a Keras .keras file") from None
+    if info.file_size > MAX_MEMBER:
+        raise ModelFileError(f"path: {str(path)!r} member {name} would inflate to {info.file_size:,} bytes")
+    return zf.read(name)
+
+
+def load_keras(path, backend=None, compile=True):
+    """A Sequential from a Keras 3 ``.keras`` file: architecture, weights and (if ``compile``) loss,
+    metrics and optimizer settings. Anything outside what both libraries share is a ModelFileError."""
+    import h5py
+
+    from .keras import read_keras_weights
+
+    try:
+        with zipfile.ZipFile(path, "r") as zf:
+            config = json.loads(_read_member(zf, CONFIG, path))
+            weights = _read_member(zf, WEIGHTS, path)
+    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"path: {str(path)!r} is not a valid .keras file ({exc})") from None
+    try:
+        model = _model_from_config(config, backend)
+        model.build()
+        if compile and config.get("compile_config"):
+            _compile_from_keras(model, config["compile_config"])
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ModelFileError(f"path: {str(path)!r}: {exc}") from None
+    try:
+        with h5py.File(io.BytesIO(weights), "r") as f:
+            model.set_weights(read_keras_weights(f, model, path))
+            if model.optimizer is not None:
+                _read_optimizer(f, model)
+    except ModelFileError:
+        raise
+    except (OSError, KeyError, ValueError) as exc:
+        raise ModelFileError(f"path: {str(path)!r} has an unreadable {WEIGHTS} ({exc})") from None
+    return model
