@@ -94,7 +94,7 @@ def main(argv=None) -> int:
         if not gpu:
             say("graph routes need a GPU:", available_backends()["cupy"])
             return 1
-        routes = graph_routes.run(out, quick=args.smoke, log=say)
+        routes = graph_routes.run(out, graph_routes.Setup(epochs=1, long_epochs=3) if args.smoke else None, log=say)
         return 0 if all(p["ok"] for p in routes["parity"]) else 1
     result = {"benchmark": "gpu_check", "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "smoke": args.smoke,
               "machine": describe_machine(), "cupy_unavailable": available_backends()["cupy"]}
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
         if graph_ref and "median_s" in graph_ref[0]:
             result["graph_us_per_step"] = graph_ref[0]["median_s"] / graph_ref[0]["steps_per_epoch"] * 1e6
         result["full_run"] = full_run(get_backend("cupy", graph=True), data, 30)
-        routes = graph_routes.run(out, quick=args.smoke, log=say)
+        routes = graph_routes.run(out, graph_routes.Setup(epochs=1, long_epochs=3) if args.smoke else None, log=say)
         result["graph_routes"] = {"file": "graph-routes.md", "parity_ok": all(p["ok"] for p in routes["parity"])}
     else:
         result["full_run"] = full_run(get_backend("numpy"), data, 2 if args.smoke else 30)

@@ -15,6 +15,7 @@ import json
 import statistics
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,15 +27,27 @@ from mlp_gpu.bench import load_data  # noqa: E402
 from mlp_gpu.bench.runners import LR, MlpGpuSession, TorchSession  # noqa: E402
 from mlp_gpu.bench.workloads import REFERENCE, WIDE, Workload  # noqa: E402
 
-ROUTES = {  # our cells: CupyBackend options
-    "cupy_eager": {"graph": False},
-    "graph_kernel": {"graph": True, "gemm": "kernel"},
-    "graph_cublas": {"graph": True, "gemm": "cublas"},
-    "graph_lt": {"graph": True, "gemm": "lt"},
-    "graph_lt_x16": {"graph": True, "gemm": "lt", "steps_per_graph": 16},
+ROUTES = {  # our cells: backend name and options
+    "cupy_eager": ("cupy", {"graph": False}),
+    "graph_kernel": ("cupy", {"graph": True, "gemm": "kernel"}),
+    "graph_cublas": ("cupy", {"graph": True, "gemm": "cublas"}),
+    "graph_lt": ("cupy", {"graph": True, "gemm": "lt"}),
+    "graph_lt_x16": ("cupy", {"graph": True, "gemm": "lt", "steps_per_graph": 16}),
 }
+PEERS = ("torch_eager", "torch_graph")
 WORKLOADS = [Workload("reference-b32", REFERENCE, 32), Workload("reference-b1024", REFERENCE, 1024),
              Workload("wide-b32", WIDE, 32, rows=8000)]
+
+
+@dataclass
+class Setup:
+    """What one run measures; the defaults are gpu-check's, the CPU test runs a tiny one."""
+    routes: dict = field(default_factory=lambda: dict(ROUTES))
+    peers: tuple = PEERS
+    workloads: list = field(default_factory=lambda: list(WORKLOADS))
+    epochs: int = 3          # timed epochs per cell, after one warm-up epoch
+    long_epochs: int = 30    # the end-to-end run of the reference workload
+    parity_rows: int = 3200
 
 
 class TorchGraphSession(TorchSession):
@@ -84,12 +97,12 @@ class TorchGraphSession(TorchSession):
         return time.perf_counter() - t0
 
 
-def make_session(impl, workload, data):
+def make_session(impl, workload, data, routes):
     if impl == "torch_eager":
         return TorchSession(workload, data, "cuda")
     if impl == "torch_graph":
         return TorchGraphSession(workload, data)
-    return MlpGpuSession(workload, data, "cupy", ROUTES[impl])
+    return MlpGpuSession(workload, data, *routes[impl])
 
 
 def route_of(session) -> dict:
@@ -97,20 +110,25 @@ def route_of(session) -> dict:
     return dict(getattr(backend, "route", None) or {})
 
 
-def time_workload(workload, data, epochs, log) -> list[dict]:
+def time_workload(workload, data, setup, log) -> list[dict]:
     """Round-robin epochs over every cell of one workload; the first epoch of each is warm-up."""
     rows = {**data, "x": data["x"][:workload.rows], "y": data["y"][:workload.rows]}
     steps = -(-workload.rows // workload.batch)
     sessions, cells = {}, []
-    for impl in list(ROUTES) + ["torch_eager", "torch_graph"]:
+    for impl in list(setup.routes) + list(setup.peers):
         try:
-            sessions[impl] = make_session(impl, workload, rows)
+            sessions[impl] = make_session(impl, workload, rows, setup.routes)
         except Exception as exc:  # Skip, or a route that cannot start: reported, the rest go on
             cells.append({"workload": workload.name, "impl": impl, "skipped": f"{type(exc).__name__}: {exc}"})
     times = {impl: [] for impl in sessions}
-    for _ in range(epochs + 1):
-        for impl, session in sessions.items():
-            times[impl].append(session.epoch())
+    for _ in range(setup.epochs + 1):
+        for impl, session in list(sessions.items()):
+            try:
+                times[impl].append(session.epoch())
+            except Exception as exc:  # a route failing on the device: reported, the rest go on
+                del sessions[impl]
+                cells.append({"workload": workload.name, "impl": impl, "skipped": f"{type(exc).__name__}: {exc}"})
+                log(f"  {workload.name:16s} {impl:14s} FAILED {type(exc).__name__}: {exc}")
     for impl, session in sessions.items():
         median = statistics.median(times[impl][1:])
         cell = {"workload": workload.name, "impl": impl, "batch": workload.batch, "rows": workload.rows,
@@ -129,21 +147,24 @@ def reference_model(backend):
     return model
 
 
-def thirty_epochs(data, impl, epochs, log) -> dict:
-    """The reference workload trained from scratch for `epochs` epochs in one fit (no validation)."""
+def thirty_epochs(data, impl, setup, log) -> dict:
+    """The reference workload trained from scratch for `long_epochs` epochs in one fit (no validation)."""
     from mlp_gpu import get_backend
 
-    if impl in ROUTES:
-        backend = get_backend("cupy", **ROUTES[impl])
+    epochs = setup.long_epochs
+    if impl in setup.routes:
+        name, options = setup.routes[impl]
+        backend = get_backend(name, **options)
         model = reference_model(backend)
         backend.synchronize()
         t0 = time.perf_counter()
         model.fit(data["x"], data["y"], batch_size=32, epochs=epochs, verbose=0, seed=2)
         backend.synchronize()
         seconds = time.perf_counter() - t0
-        out = {"test_accuracy": model.evaluate(data["x_test"], data["y_test"])[1], "route": backend.route}
+        out = {"test_accuracy": model.evaluate(data["x_test"], data["y_test"])[1],
+               "route": getattr(backend, "route", None)}
     else:
-        session = make_session(impl, Workload("reference-b32", REFERENCE, 32), data)
+        session = make_session(impl, Workload("reference-b32", REFERENCE, 32), data, setup.routes)
         t0 = time.perf_counter()
         for _ in range(epochs):
             session.epoch()
@@ -153,12 +174,13 @@ def thirty_epochs(data, impl, epochs, log) -> dict:
     return {"impl": impl, "epochs": epochs, "seconds": seconds, **out}
 
 
-def parity(data, impl, rows=3200) -> dict:
-    """Weights after one epoch on `rows` rows, this route against the NumPy backend from the same seed."""
+def parity(data, impl, setup) -> dict:
+    """Weights after one epoch on `parity_rows` rows, this route against the NumPy backend, same seeds."""
     from mlp_gpu import get_backend
 
-    weights, losses = [], []
-    for backend in (get_backend("numpy"), get_backend("cupy", **ROUTES[impl])):
+    weights, losses, rows = [], [], setup.parity_rows
+    name, options = setup.routes[impl]
+    for backend in (get_backend("numpy"), get_backend(name, **options)):
         model = reference_model(backend)
         history = model.fit(data["x"][:rows], data["y"][:rows], batch_size=32, epochs=1, seed=2, verbose=0)
         weights.append(model.get_weights())
@@ -167,21 +189,33 @@ def parity(data, impl, rows=3200) -> dict:
     scale = max(float(np.max(np.abs(a))) for a in weights[0])
     return {"impl": impl, "rows": rows, "max_abs_weight_diff": diff, "max_abs_weight": scale,
             "loss_numpy": losses[0], "loss_route": losses[1], "ok": diff <= 1e-3 * scale,
-            "route": backend.route}
+            "route": getattr(backend, "route", None)}
 
 
-def run(out: Path, quick: bool = False, log=print) -> dict:
-    source, data = load_data()
+def run(out: Path, setup: Setup | None = None, data=None, log=print) -> dict:
+    """Measure everything `setup` names (gpu-check's defaults), write graph-routes.json/.md into out."""
+    setup = setup or Setup()
+    source, data = ("given", data) if data is not None else load_data()
     result = {"benchmark": "graph_routes", "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "data": source}
     log("graph routes: µs per step, round-robin epochs")
-    result["cells"] = [c for w in WORKLOADS for c in time_workload(w, data, 1 if quick else 3, log)]
+    result["cells"] = [c for w in setup.workloads for c in time_workload(w, data, setup, log)]
     log("graph routes: parity with the NumPy backend")
-    result["parity"] = [parity(data, impl) for impl in ROUTES]
-    for p in result["parity"]:
-        log(f"  {p['impl']:14s} max |Δw| {p['max_abs_weight_diff']:.2e} ({'ok' if p['ok'] else 'DIFFERS'})")
-    log("graph routes: 30-epoch runs of the reference workload")
-    result["thirty_epochs"] = [thirty_epochs(data, impl, 3 if quick else 30, log)
-                               for impl in list(ROUTES) + ["torch_eager", "torch_graph"]]
+    result["parity"] = []
+    for impl in setup.routes:
+        try:
+            p = parity(data, impl, setup)
+            log(f"  {p['impl']:14s} max |Δw| {p['max_abs_weight_diff']:.2e} ({'ok' if p['ok'] else 'DIFFERS'})")
+        except Exception as exc:
+            p = {"impl": impl, "error": f"{type(exc).__name__}: {exc}", "ok": False}
+            log(f"  {impl:14s} FAILED {p['error']}")
+        result["parity"].append(p)
+    log(f"graph routes: {setup.long_epochs}-epoch runs of the reference workload")
+    result["thirty_epochs"] = []
+    for impl in list(setup.routes) + list(setup.peers):
+        try:
+            result["thirty_epochs"].append(thirty_epochs(data, impl, setup, log))
+        except Exception as exc:  # Skip (no torch CUDA) or a failure: reported, the rest go on
+            result["thirty_epochs"].append({"impl": impl, "skipped": f"{type(exc).__name__}: {exc}"})
     (out / "graph-routes.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     (out / "graph-routes.md").write_text(markdown(result))
     log("wrote", out / "graph-routes.md")
@@ -204,12 +238,15 @@ def markdown(r) -> str:
                      f"{route.get('route', '')} | {route.get('nodes_per_step', '')} | "
                      f"{route.get('graph_nodes_per_step', '')} |")
     lines += ["", "Ratios are peer µs/step over this cell's (above 1: this cell is faster).", "",
-              "| 30 epochs, reference b32 | seconds | test accuracy |", "|---|---:|---:|"]
-    lines += [f"| {t['impl']} | {t['seconds']:.2f} | {t.get('test_accuracy', '')} |" for t in r["thirty_epochs"]]
-    lines += ["", "| parity after one epoch (3,200 rows) | max abs weight diff | loss numpy | loss route | ok |",
-              "|---|---:|---:|---:|---|"]
-    lines += [f"| {p['impl']} | {p['max_abs_weight_diff']:.2e} | {p['loss_numpy']:.5f} | {p['loss_route']:.5f} | "
-              f"{p['ok']} |" for p in r["parity"]]
+              "| end to end, reference b32 | epochs | seconds | test accuracy |", "|---|---:|---:|---:|"]
+    lines += [f"| {t['impl']} | {t['epochs']} | {t['seconds']:.2f} | {t.get('test_accuracy', '')} |" if "seconds" in t
+              else f"| {t['impl']} | skipped: {t['skipped']} | | |" for t in r["thirty_epochs"]]
+    lines += ["", "| parity after one epoch | rows | max abs weight diff | loss numpy | loss route | ok |",
+              "|---|---:|---:|---:|---:|---|"]
+    for p in r["parity"]:
+        lines.append(f"| {p['impl']} | failed: {p['error']} | | | | |" if "error" in p else
+                     f"| {p['impl']} | {p['rows']} | {p['max_abs_weight_diff']:.2e} | {p['loss_numpy']:.5f} | "
+                     f"{p['loss_route']:.5f} | {p['ok']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -220,7 +257,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    result = run(out, args.quick, log=lambda *a: print(*a, flush=True))
+    setup = Setup(epochs=1, long_epochs=3) if args.quick else Setup()
+    result = run(out, setup, log=lambda *a: print(*a, flush=True))
     return 0 if all(p["ok"] for p in result["parity"]) else 1
 
 

@@ -360,3 +360,28 @@ def test_divergence_names_the_same_step_on_the_fused_route():
             model.fit(x * 1e3, y, batch_size=8, epochs=1, seed=0, verbose=0, on_nan="raise")
         messages.append(str(info.value))
     assert "step" in messages[0] and messages[1] == messages[0]
+
+
+def test_graph_routes_benchmark_runs_end_to_end_on_the_cpu(tmp_path):
+    """benchmarks/graph_routes.py (gpu-check's item) on a tiny setup with NumPy standing in for the GPU
+    routes: every stage runs and reports, the PyTorch CUDA peers are reported as skipped with the reason,
+    so the one GPU run does not find a typo at its end."""
+    import sys
+
+    sys.path.insert(0, str(kernels.kernel_dir().parent / "benchmarks"))
+    import graph_routes
+
+    rng = np.random.default_rng(0)
+    data = {"x": rng.integers(0, 256, (256, 784)).astype(np.uint8), "y": rng.integers(0, 10, 256).astype(np.int32)}
+    data.update(x_test=data["x"][:64], y_test=data["y"][:64])
+    setup = graph_routes.Setup(routes={"numpy": ("numpy", {})}, epochs=1, long_epochs=1, parity_rows=64,
+                               workloads=[graph_routes.Workload("tiny", (784, 16, 10), 32, rows=128)])
+    result = graph_routes.run(tmp_path, setup, data, log=lambda *a: None)
+    cells = {c["impl"]: c for c in result["cells"]}
+    assert cells["numpy"]["us_per_step"] > 0 and cells["numpy"]["steps_per_epoch"] == 4
+    for peer in ("torch_eager", "torch_graph"):
+        assert "skipped" in cells[peer] or "us_per_step" in cells[peer]
+    assert result["parity"][0]["ok"] and result["parity"][0]["max_abs_weight_diff"] == 0
+    assert result["thirty_epochs"][0]["epochs"] == 1
+    text = (tmp_path / "graph-routes.md").read_text()
+    assert "| tiny | numpy |" in text and "parity after one epoch" in text
