@@ -235,15 +235,18 @@ class CupyBackend(CudaOps):
             if why is None:
                 try:
                     return "lt", "gemm='lt'", FusedStep(self, model, data, acc, rows), "cublas"
-                except (ValueError, vendor_gemm.LtUnsupported) as exc:
-                    why = str(exc)
+                except Exception as exc:  # the model does not fit, no algorithm, a library that will not load
+                    why = f"{type(exc).__name__}: {exc}"
             notes.append(f"cuBLASLt route not taken: {why}")
             choice = "cublas"
         if choice == "cublas":
             why = vendor_gemm.unavailable_reason()
-            if why is None:
-                if self._vendor is None:
+            if why is None and self._vendor is None:
+                try:
                     self._vendor = vendor_gemm.CublasGemm(self.xp, self.tf32)
+                except Exception as exc:  # e.g. nvmath imports but libcublas will not load
+                    why = f"{type(exc).__name__}: {exc}"
+            if why is None:
                 return "cublas", "; ".join(notes + ["cuBLAS through nvmath-python"]), step, "nvmath"
             notes.append(f"nvmath cuBLAS route not taken: {why}")
             choice = "auto"
@@ -264,14 +267,21 @@ class CupyBackend(CudaOps):
         self._load_all()
         route, why, body, capture_gemm = self._choose_route(step, rows, model, data, acc)
         block = self.steps_per_graph if max_steps is None else max(1, min(self.steps_per_graph, max_steps))
+        try:
+            runner = GraphRunner(self, body, block, capture_gemm)
+        except Exception as exc:
+            if capture_gemm == "kernel" or route == "cupy-cublas":
+                raise
+            why += f"; its capture failed ({type(exc).__name__}: {exc}): our sgemm_strided kernel instead"
+            route, capture_gemm = "kernel", "kernel"
+            runner = GraphRunner(self, step, block, capture_gemm)
         info = {"route": route, "reason": why, "steps_per_graph": block, "rows": rows,
-                "nodes_per_step": self._nodes_per_step(model, rows, route)}
+                "nodes_per_step": self._nodes_per_step(model, rows, route),
+                "graph_nodes_per_step": runner.nodes_per_step}
         if max_steps is None or self.route is None:  # backend.route: the last uncapped (full-batch) runner's
             self.route = info
         log.info("graph route %s for %d rows, %s nodes per step, %d steps per graph (%s)", route, rows,
                  info["nodes_per_step"] or "?", block, why)
-        runner = GraphRunner(self, body, block, capture_gemm)
-        info["graph_nodes_per_step"] = runner.nodes_per_step
         return runner
 
     @staticmethod

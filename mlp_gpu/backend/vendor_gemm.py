@@ -119,8 +119,8 @@ class LtMatmul:
         scalars = arrays["scalars"]
         self.alpha = scalars.data.ptr + 4 * SCALARS[gemm.alpha]
         self.beta = scalars.data.ptr + 4 * SCALARS[gemm.beta]
-        self.algo = self._heuristic(gemm)
         self._finalizer = weakref.finalize(self, _destroy, lt, self.desc, list(self.layouts.values()))
+        self.algo = self._heuristic(gemm)
 
     def _heuristic(self, gemm) -> np.ndarray:
         lt, ctx = self.ctx.lt, self.ctx
