@@ -201,9 +201,15 @@ INITIALIZERS.update({"normal": RandomNormal, "uniform": RandomUniform, "zero": Z
 def get(identifier):
     """An initializer from a name ("he_normal", "HeNormal"), a class, an instance, or a callable
     ``(shape, rng) -> array`` (passed through)."""
+    if isinstance(identifier, str) and identifier not in INITIALIZERS:
+        from .utils import get_custom_object  # load_model(custom_objects=...) puts names in scope
+
+        identifier = get_custom_object(identifier) or identifier
     if isinstance(identifier, str):
         if identifier not in INITIALIZERS:
-            raise ValueError(f"kernel_initializer: expected one of {sorted(INITIALIZERS)}, got {identifier!r}")
+            raise ValueError(f"kernel_initializer: expected one of {sorted(INITIALIZERS)}, got {identifier!r} "
+                             "(a custom initializer named in a saved model needs load_model(path, "
+                             "custom_objects={name: initializer}))")
         return INITIALIZERS[identifier]()
     if isinstance(identifier, type) and issubclass(identifier, Initializer):
         return identifier()

@@ -25,11 +25,62 @@ def _check_shape(shape, arg):
     return shape
 
 
-class Layer:
-    """A step of the network. Shape-only layers (Input, Flatten) have no parameters."""
+def _first_layer_shape(owner, input_shape, input_dim):
+    """Keras' ``input_shape=``/``input_dim=`` on a first layer: the shape of one sample, or None."""
+    if input_shape is not None and input_dim is not None:
+        raise ValueError(f"{owner}: give input_shape or input_dim, not both")
+    if input_dim is not None:
+        return (check_int(input_dim, f"{owner}(input_dim)", 1),)
+    return None if input_shape is None else _check_shape(input_shape, f"{owner}(input_shape)")
 
-    def __init__(self, name: str | None = None):
+
+def check_weights(targets, weights, what="weights") -> list[np.ndarray]:
+    """Host arrays for ``targets`` (device views), checked all before any is written."""
+    if not isinstance(weights, (list, tuple)) or len(weights) != len(targets):
+        got = len(weights) if isinstance(weights, (list, tuple)) else type(weights).__name__
+        raise ValueError(f"{what}: expected {len(targets)} arrays, got {got}")
+    arrays = []
+    for i, (t, w) in enumerate(zip(targets, weights)):
+        w = np.asarray(w)
+        if w.dtype.kind not in "biuf":  # complex would lose its imaginary part; text is no number
+            raise ValueError(f"{what}[{i}]: expected an array of real numbers, got dtype {w.dtype}")
+        if w.shape != tuple(t.shape):
+            raise ValueError(f"{what}[{i}]: expected shape {tuple(t.shape)}, got {w.shape}")
+        if not np.all(np.isfinite(w)):
+            raise ValueError(f"{what}[{i}]: contains NaN or infinity")
+        arrays.append(w)
+    return arrays
+
+
+class Layer:
+    """A step of the network. Shape-only layers (Input, Flatten) have no parameters.
+
+    As in Keras, the first layer may declare the sample shape: ``Flatten(input_shape=[28, 28])``,
+    ``Dense(4, input_dim=8)``. ``get_weights``/``set_weights`` read and write the layer's share of
+    the model's flat buffers once the model is built.
+    """
+
+    def __init__(self, name: str | None = None, input_shape=None, input_dim=None):
         self.name = name
+        self.input_shape = _first_layer_shape(type(self).__name__, input_shape, input_dim)
+        self.backend = None  # the model's, once built
+
+    @property
+    def weights(self) -> list:
+        """Device views of the layer's weights, Keras' order (empty before the model is built)."""
+        return []
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Host copies of the weights (kernel, bias for Dense), as Keras returns them."""
+        return [self.backend.to_host(w) for w in self.weights]
+
+    def set_weights(self, weights) -> None:
+        """Write host arrays into the layer's weights (shapes and finiteness checked first)."""
+        if self.backend is None:
+            raise RuntimeError(f"layer {self.name!r}: set_weights needs a built model; build or compile it first")
+        targets = self.weights
+        for t, w in zip(targets, check_weights(targets, weights)):
+            t[...] = self.backend.asarray(np.asarray(w, t.dtype))
 
     def param_shapes(self) -> list[tuple[int, ...]]:
         return []
@@ -38,7 +89,10 @@ class Layer:
         return input_shape
 
     def get_config(self) -> dict:
-        return {"name": self.name}
+        cfg = {"name": self.name}
+        if self.input_shape is not None:
+            cfg["input_shape"] = list(self.input_shape)
+        return cfg
 
 
 class Input(Layer):
@@ -49,11 +103,29 @@ class Input(Layer):
         self.shape = _check_shape(shape, "Input(shape)")
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "shape": list(self.shape)}
+        return {"name": self.name, "shape": list(self.shape)}
+
+
+class InputLayer(Input):
+    """Keras' InputLayer: ``InputLayer(shape=[28, 28])`` or the older ``InputLayer(input_shape=[28, 28])``."""
+
+    def __init__(self, shape=None, batch_size=None, dtype=None, name: str | None = None, input_shape=None,
+                 batch_shape=None):
+        if batch_shape is not None and shape is None and input_shape is None:
+            shape = tuple(batch_shape)[1:]
+        if shape is not None and input_shape is not None:
+            raise ValueError("InputLayer: give shape or input_shape, not both")
+        shape = input_shape if shape is None else shape
+        if shape is None:
+            raise ValueError("InputLayer: expected shape=(...) (or input_shape=) for one sample")
+        super().__init__(shape, name)
 
 
 class Flatten(Layer):
     """Flattens each sample to a vector (28×28 → 784). Free: a reshape of the input."""
+
+    def __init__(self, data_format=None, name: str | None = None, input_shape=None, input_dim=None):
+        super().__init__(name, input_shape, input_dim)
 
     def output_shape(self, input_shape):
         return (int(np.prod(input_shape)),)
@@ -63,15 +135,14 @@ class Dense(Layer):
     """``y = activation(x @ kernel + bias)``, kernel stored (inputs, units) as in Keras."""
 
     def __init__(self, units: int, activation=None, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", input_shape=None, name: str | None = None):
-        super().__init__(name)
+                 bias_initializer="zeros", input_shape=None, name: str | None = None, input_dim=None):
+        super().__init__(name, input_shape, input_dim)
         self.units = check_int(units, "Dense(units)", 1)
         self.activation = check_activation(activation)
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
         self._kernel_init = initializers.get(kernel_initializer)
         self._bias_init = initializers.get(bias_initializer)
-        self.input_shape = None if input_shape is None else _check_shape(input_shape, "Dense(input_shape)")
         self.input_dim: int | None = None
         self.kernel = self.bias = self.kernel_grad = self.bias_grad = None
 
@@ -94,6 +165,10 @@ class Dense(Layer):
         self.kernel, self.bias = params
         self.kernel_grad, self.bias_grad = grads
 
+    @property
+    def weights(self):
+        return [] if self.kernel is None else [self.kernel, self.bias]
+
     def forward(self, backend, x, out, activation: str) -> None:
         """out <- activation(x @ kernel + bias)."""
         backend.matmul(x, self.kernel, out=out)
@@ -111,14 +186,12 @@ class Dense(Layer):
         for key in ("kernel_initializer", "bias_initializer"):
             value = getattr(self, key)
             cfg[key] = value if isinstance(value, str) else getattr(value, "__name__", "custom")
-        if self.input_shape is not None:
-            cfg["input_shape"] = list(self.input_shape)
         return cfg
 
 
-LAYER_CLASSES = {cls.__name__: cls for cls in (Input, Flatten, Dense)}
+LAYER_CLASSES = {cls.__name__: cls for cls in (Input, InputLayer, Flatten, Dense)}
 # The schema of a saved layer config: which keys each class takes (constructors check the values).
-CONFIG_KEYS = {"Input": {"name", "shape"}, "Flatten": {"name"},
+CONFIG_KEYS = {"Input": {"name", "shape"}, "InputLayer": {"name", "shape"}, "Flatten": {"name", "input_shape"},
                "Dense": {"name", "units", "activation", "kernel_initializer", "bias_initializer", "input_shape"}}
 
 

@@ -1,18 +1,234 @@
-"""Metrics. Accuracy is counted on the device by ``backend.count_correct``; this module names them."""
+"""Metrics with Keras' names, classes and functions, accumulated on the device with the loss.
+
+Each metric is a sum over rows of a per-row value (Keras' ``Mean`` of its per-sample function),
+added on the device every step into the same float64 buffer as the loss (``trainer.Sums``): the
+accuracy family reads the loss op's correct count, the others own one slot each, filled by
+``backend.metric_sum``. The host reads the buffer once an epoch (or per progress refresh) and
+``result(total, rows)`` turns a sum into the logged value, e.g. sqrt(total / rows) for RMSE.
+
+Names follow ``keras/src/trainers/compile_utils.py``: a metric given as a string is logged under
+that string (``"mae"`` -> ``mae``), an object under its ``name``, a function under its
+``__name__``; ``"accuracy"``/``"acc"`` pick binary, categorical or sparse accuracy from the targets.
+"""
 from __future__ import annotations
 
-METRICS = {"accuracy": "accuracy", "acc": "accuracy"}
+import math
+import re
+
+import numpy as np
+
+from .backend.base import ACC, ACC_SIZE
+from .losses import mean_squared_error
 
 
-def get_list(metrics) -> list[str]:
+# ---- Keras' per-sample functions (host, NumPy) --------------------------------------------------
+def sparse_categorical_accuracy(y_true, y_pred):
+    return (np.asarray(y_true).reshape(-1) == np.argmax(y_pred, axis=-1)).astype(np.float32)
+
+
+def categorical_accuracy(y_true, y_pred):
+    return (np.argmax(y_true, axis=-1) == np.argmax(y_pred, axis=-1)).astype(np.float32)
+
+
+def binary_accuracy(y_true, y_pred, threshold=0.5):
+    hits = np.asarray(y_true, np.float32) == (np.asarray(y_pred) > threshold)
+    return hits.astype(np.float32).mean(axis=-1)
+
+
+def mean_absolute_error(y_true, y_pred):
+    return np.abs(np.asarray(y_pred, np.float64) - np.asarray(y_true, np.float64)).mean(axis=-1)
+
+
+mae = MAE = mean_absolute_error
+mse = MSE = mean_squared_error
+
+
+# ---- the classes compile uses ------------------------------------------------------------------
+class Metric:
+    """A metric summed per row on the device. ``kind`` is the ``backend.metric_sum`` op that adds
+    its rows to an own slot; None means the loss op's correct count (the accuracy family)."""
+
+    name = "metric"
+    kind: str | None = None
+    targets = "any"        # "labels": integer labels only, "dense": (rows, units) targets only
+    function = None        # Keras' per-sample function
+
+    def __init__(self, name=None, dtype=None):
+        if dtype not in (None, "float32", np.float32):
+            raise ValueError(f"{type(self).__name__}(dtype): only float32 is supported, got {dtype!r}")
+        if name is not None:
+            self.name = str(name)
+        self._identifier = None  # the string compile was given, kept for saving
+
+    def check(self, loss, units: int) -> None:
+        """Raise if this metric cannot be computed for the loss's targets."""
+        sparse = loss.sparse
+        if self.targets == "labels" and not sparse:
+            raise ValueError(f"metrics: {self.name!r} needs integer class labels (a sparse loss such as "
+                             f"'sparse_categorical_crossentropy'), but loss={loss.name!r} takes (rows, {units}) "
+                             "targets; use 'categorical_accuracy' or 'accuracy'")
+        if self.targets == "dense" and sparse:
+            raise ValueError(f"metrics: {self.name!r} needs (rows, units) targets, but loss={loss.name!r} takes "
+                             "integer class labels; use 'sparse_categorical_accuracy' or 'accuracy'")
+
+    def result(self, total: float, rows: int) -> float:
+        return float(total / rows)
+
+    def threshold(self) -> float:
+        return 0.5
+
+    def get_config(self):
+        """What a model file stores: the string compile was given, else the class and name."""
+        if self._identifier is not None:
+            return self._identifier
+        return {"class_name": type(self).__name__, "config": {"name": self.name}}
+
+    def __call__(self, y_true, y_pred) -> float:
+        """Keras' value of this metric over one batch, computed on the host."""
+        return self.result(float(np.sum(type(self).function(y_true, y_pred))), len(y_pred))
+
+
+class _Accuracy(Metric):
+    """Read from the loss op's correct count: argmax against the label (or the target's argmax);
+    one output: (output > 0.5) against (target > 0.5)."""
+
+
+class Accuracy(_Accuracy):
+    """``"accuracy"``/``"acc"``: binary, categorical or sparse categorical accuracy, as the targets say."""
+
+    name = "accuracy"
+
+    def __call__(self, y_true, y_pred):
+        y_pred = np.asarray(y_pred)
+        if y_pred.shape[-1] == 1:
+            fn = binary_accuracy
+        elif np.ndim(y_true) < y_pred.ndim or np.shape(y_true)[-1] == 1:
+            fn = sparse_categorical_accuracy
+        else:
+            fn = categorical_accuracy
+        return float(np.mean(fn(y_true, y_pred)))
+
+
+class SparseCategoricalAccuracy(_Accuracy):
+    name = "sparse_categorical_accuracy"
+    targets = "labels"
+    function = staticmethod(sparse_categorical_accuracy)
+
+
+class CategoricalAccuracy(_Accuracy):
+    name = "categorical_accuracy"
+    targets = "dense"
+    function = staticmethod(categorical_accuracy)
+
+    def check(self, loss, units):
+        super().check(loss, units)
+        if units < 2:
+            raise ValueError("metrics: 'categorical_accuracy' needs at least 2 output units; use 'binary_accuracy'")
+
+
+class BinaryAccuracy(Metric):
+    """Per row, the fraction of outputs on the right side of ``threshold`` (probabilities)."""
+
+    name = "binary_accuracy"
+    kind = "binary_hits"
+    targets = "dense"
+    function = staticmethod(binary_accuracy)
+
+    def __init__(self, name=None, dtype=None, threshold=0.5):
+        super().__init__(name, dtype)
+        self._threshold = float(threshold)
+
+    def threshold(self):
+        return self._threshold
+
+    def get_config(self):
+        config = super().get_config()
+        if isinstance(config, dict):
+            config["config"]["threshold"] = self._threshold
+        return config
+
+
+class MeanAbsoluteError(Metric):
+    name = "mean_absolute_error"
+    kind = "abs_error"
+    targets = "dense"
+    function = staticmethod(mean_absolute_error)
+
+
+class MeanSquaredError(Metric):
+    name = "mean_squared_error"
+    kind = "squared_error"
+    targets = "dense"
+    function = staticmethod(mean_squared_error)
+
+
+class RootMeanSquaredError(MeanSquaredError):
+    """sqrt of the mean squared error over all rows seen (not a mean of per-batch roots)."""
+
+    name = "root_mean_squared_error"
+
+    def result(self, total, rows):
+        return math.sqrt(total / rows)
+
+
+CLASSES = (Accuracy, SparseCategoricalAccuracy, CategoricalAccuracy, BinaryAccuracy, MeanAbsoluteError,
+           MeanSquaredError, RootMeanSquaredError)
+METRICS = {name: cls for cls in CLASSES for name in (cls.__name__, cls.name)}
+METRICS.update({"acc": Accuracy, "mae": MeanAbsoluteError, "MAE": MeanAbsoluteError, "mse": MeanSquaredError,
+                "MSE": MeanSquaredError})
+FUNCTIONS = {sparse_categorical_accuracy: SparseCategoricalAccuracy, categorical_accuracy: CategoricalAccuracy,
+             binary_accuracy: BinaryAccuracy, mean_absolute_error: MeanAbsoluteError,
+             mean_squared_error: MeanSquaredError}
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def get(identifier) -> Metric:
+    """A Metric from a name, a class, an instance, a Keras metric function or a saved config."""
+    if isinstance(identifier, Metric):
+        return identifier
+    if isinstance(identifier, str) and identifier in METRICS:
+        metric = METRICS[identifier](name=identifier)  # Keras logs a string metric under that string
+        metric._identifier = identifier
+        return metric
+    if isinstance(identifier, type) and issubclass(identifier, Metric) and identifier not in (Metric, _Accuracy):
+        return identifier()
+    if isinstance(identifier, dict) and identifier.get("class_name") in METRICS:
+        return METRICS[identifier["class_name"]](**dict(identifier.get("config") or {}))
+    try:
+        if identifier in FUNCTIONS:
+            return FUNCTIONS[identifier](name=_snake(identifier.__name__))
+    except TypeError:  # unhashable
+        pass
+    hint = " (custom metric functions cannot run: each metric is summed on the device)" if callable(identifier) else ""
+    raise ValueError(f"metrics: expected names from {sorted(METRICS)}, a mlp_gpu.metrics class, object or function, "
+                     f"got {identifier!r}{hint}")
+
+
+def slots(metrics) -> list[int]:
+    """Each metric's slot in the running sums: the accuracy family shares the loss op's correct
+    count, every other metric gets its own slot after the ACC_SIZE fixed ones."""
+    out, free = [], ACC_SIZE
+    for metric in metrics:
+        if metric.kind is None:
+            out.append(ACC["correct"])
+        else:
+            out.append(free)
+            free += 1
+    return out
+
+
+def get_list(metrics) -> list[Metric]:
+    """compile's ``metrics`` as a list of Metric objects, in order; unique History keys."""
     if metrics is None:
         return []
-    if isinstance(metrics, str):
+    if isinstance(metrics, (str, dict)) or not isinstance(metrics, (list, tuple)):
         metrics = [metrics]
-    out = []
-    for m in metrics:
-        if m not in METRICS:
-            raise ValueError(f"metrics: expected names from {sorted(METRICS)}, got {m!r}")
-        if METRICS[m] not in out:
-            out.append(METRICS[m])
+    out = [get(m) for m in metrics]
+    names = [m.name for m in out]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise ValueError(f"metrics: each metric needs its own name, {duplicated} appear more than once")
     return out

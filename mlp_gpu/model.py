@@ -1,11 +1,13 @@
 """Sequential: build the network, run its forward and backward passes, describe it."""
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 from . import losses, metrics as metrics_mod, optimizers
 from .backend import get_backend
-from .layers import Dense, Flatten, Input, Layer, layer_from_config
+from .layers import Dense, Input, Layer, check_weights, layer_from_config
 from .utils import draw_seed
 
 
@@ -39,12 +41,17 @@ class Sequential:
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype: expected 'float32' or 'float64', got {dtype!r}")
-        self.layers: list[Layer] = []
+        self.layers: list[Layer] = []  # as in Keras, without the Input: model.layers[0] is the first real layer
+        self._input: Input | None = None
+        self._compile_seed = None       # compile's seed, kept for a build that waits for data
+        self._drawn_digest = None       # digest of the initial weights, to tell them from trained ones
         self._backend_request = backend
         self.backend = None
         self.built = False
         self.loss = self.optimizer = None
-        self.metrics: list[str] = []
+        self.metrics: list = []              # compile's metrics as saved: names or {class_name, config}
+        self.compiled_metrics: list = []     # the Metric objects, in compile's order
+        self.metric_slots: list[int] = []    # each one's slot in the running sums (trainer.Sums)
         self.history = None
         self.stop_training = False
         self.epochs_done = 0    # completed epochs, saved with the model for resuming
@@ -58,50 +65,75 @@ class Sequential:
             raise TypeError(f"layer: expected a mlp_gpu layer (Input, Flatten, Dense), got {type(layer).__name__}")
         if self.built:
             raise RuntimeError("cannot add layers to a model that is already built")
+        if isinstance(layer, Input):
+            if self.layers or self._input is not None:
+                raise ValueError("model: an Input/InputLayer must come first, and only once")
+            self._input = layer
+            return
+        names = {other.name for other in self.layers}
+        if layer.name is None:  # Keras' names, counted per model: dense, dense_1, ...
+            base, k = type(layer).__name__.lower(), 0
+            while (name := base if k == 0 else f"{base}_{k}") in names:
+                k += 1
+            layer.name = name
+        elif layer.name in names:
+            raise ValueError(f"layer names must be unique, {layer.name!r} appears twice")
         self.layers.append(layer)
 
+    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
+        """The layer called ``name`` (or at ``index`` of ``model.layers``), as Keras' get_layer."""
+        if (name is None) == (index is None):
+            raise ValueError("get_layer: give name or index, not both")
+        if index is not None:
+            if isinstance(index, bool) or not isinstance(index, (int, np.integer)) \
+                    or not -len(self.layers) <= index < len(self.layers):
+                raise ValueError(f"get_layer(index): expected an int in [0, {len(self.layers) - 1}], got {index!r}")
+            return self.layers[index]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        names = [layer.name for layer in self.layers]
+        raise ValueError(f"get_layer: no layer named {name!r}; the layers are {names}")
     @property
     def dense_layers(self) -> list[Dense]:
         return [layer for layer in self.layers if isinstance(layer, Dense)]
 
     def _input_shape(self, input_shape=None):
+        """The sample shape: declared (Input, or input_shape= on the first layer), else the one given."""
+        if self._input is not None:
+            return self._input.shape
         first = self.layers[0] if self.layers else None
-        if isinstance(first, Input):
-            return first.shape
-        if isinstance(first, Dense) and first.input_shape is not None:
+        if first is not None and first.input_shape is not None:
             return first.input_shape
-        if isinstance(first, Flatten) and input_shape is None:
-            raise ValueError("model: the input shape is unknown; start with Input(shape=...)")
+        if input_shape is not None and len(input_shape) > 1 and input_shape[0] is None:
+            input_shape = input_shape[1:]  # Keras' build((None, 28, 28)) names the batch axis
         return input_shape
 
+    @property
+    def input_known(self) -> bool:
+        """Whether the sample shape is declared, so the model can be built before it sees data."""
+        return self._input_shape() is not None
+
     def build(self, input_shape=None, seed=None) -> "Sequential":
-        """Fix shapes, draw initial weights and lay all parameters out in one flat buffer."""
+        """Fix shapes, draw initial weights and lay all parameters out in one flat buffer.
+
+        ``input_shape`` is one sample's shape (or Keras' batch shape with None first); it is needed
+        only when no Input/input_shape declared it. A compiled model gets its optimizer state here
+        when compile had to wait for the shape (deferred build, as in Keras)."""
         if self.built:
             return self
         if not self.dense_layers:
             raise ValueError("model: needs at least one Dense layer")
         shape = self._input_shape(input_shape)
         if shape is None:
-            raise ValueError("model: the input shape is unknown; start with Input(shape=...) "
-                             "or give the first Dense an input_shape")
+            raise ValueError("model: the input shape is unknown; start with Input(shape=...), give the first "
+                             "layer an input_shape, or let fit/evaluate/predict build it from the data")
         self.input_shape = tuple(int(d) for d in shape)
-        names = set()
-        counts: dict[str, int] = {}
         for layer in self.layers:
-            if layer.name is None:
-                base = type(layer).__name__.lower()
-                k = counts.get(base, 0)
-                counts[base] = k + 1
-                layer.name = base if k == 0 else f"{base}_{k}"
-            if layer.name in names:
-                raise ValueError(f"layer names must be unique, {layer.name!r} appears twice")
-            names.add(layer.name)
             shape = layer.output_shape(shape)
             layer.shape_out = shape
         self.output_units = self.dense_layers[-1].units
         self.in_dim = self.dense_layers[0].input_dim
-        if isinstance(self.layers[0], Dense) and len(self.input_shape) != 1:
-            raise ValueError("model: multi-dimensional inputs need a Flatten() before the first Dense")
 
         self.backend = get_backend(self._backend_request)
         if self.dtype != np.float32 and self.backend.name != "numpy":
@@ -120,8 +152,24 @@ class Sequential:
                 g.append(self.grads[offset:offset + size].reshape(shape_))
                 offset += size
             layer.bind(p, g)
+        for layer in self.layers:
+            layer.backend = self.backend
         self.built = True
+        self._drawn_digest = self._weights_digest()
+        if self.optimizer is not None and self.optimizer.state is None:  # compile waited for the shape
+            self.optimizer.build(self.backend, self.params.size, dtype=self.dtype)
         return self
+
+    def _weights_digest(self) -> str:
+        return hashlib.sha256(self.backend.to_host(self.params).tobytes()).hexdigest()
+
+    def build_for_data(self, x) -> None:
+        """Keras' deferred build: a model without a declared input shape takes it from the first data."""
+        if not self.built:
+            shape = np.shape(x)[1:]
+            if not shape:
+                raise ValueError(f"x: expected an array of samples (rows, ...), got shape {np.shape(x)}")
+            self.build(input_shape=shape, seed=self._compile_seed)
 
     def count_params(self) -> int:
         self._require_built("count_params")
@@ -137,16 +185,36 @@ class Sequential:
 
     # ---- training setup -----------------------------------------------------
     def compile(self, loss="sparse_categorical_crossentropy", optimizer="sgd", metrics=None, seed=None):
-        """Choose the loss, the optimizer (name or object) and the metrics (only "accuracy")."""
+        """Choose the loss, the optimizer and the metrics (each a name, class, object or Keras function)."""
         loss = losses.get(loss)
         optimizer = optimizers.get(optimizer)
-        metric_names = metrics_mod.get_list(metrics)
-        self.build(seed=seed)
+        compiled = metrics_mod.get_list(metrics)
+        if not self.dense_layers:
+            raise ValueError("model: needs at least one Dense layer")
         last = self.dense_layers[-1]
         loss.check_output(last.activation, last.units)
-        self.loss, self.optimizer, self.metrics = loss, optimizer, metric_names
-        self.optimizer.build(self.backend, self.params.size, dtype=self.dtype)
+        for metric in compiled:
+            metric.check(loss, last.units)
+        if seed is not None and self.built:
+            self._redraw(seed)
+        self.loss, self.optimizer = loss, optimizer
+        self.compiled_metrics, self.metric_slots = compiled, metrics_mod.slots(compiled)
+        self.metrics = [metric.get_config() for metric in compiled]
+        self._compile_seed = seed
+        if self.built:
+            self.optimizer.build(self.backend, self.params.size, dtype=self.dtype)
+        elif self.input_known:
+            self.build(seed=seed)  # builds the optimizer too
         return self
+
+    def _redraw(self, seed) -> None:
+        """compile(seed=...) on a built model: draw its initial weights again from that seed, unless
+        they were trained or set since they were drawn (a seed is never ignored silently)."""
+        if self._weights_digest() != self._drawn_digest:
+            raise ValueError(f"compile(seed={seed}): the model already holds trained or set weights; a seed only "
+                             "chooses initial weights. Compile without seed to keep them, or build a new model.")
+        self.built = False
+        self.build(seed=seed)
 
     @property
     def loss_fused(self) -> bool:
@@ -174,10 +242,22 @@ class Sequential:
             a = ws.a[i]
         return a
 
+    @property
+    def metrics_names(self) -> list[str]:
+        """The keys evaluate's list and each epoch's logs use, as Keras names them: loss first."""
+        return ["loss"] + [metric.name for metric in self.compiled_metrics]
+
     def loss_and_count(self, ws: Workspace, y, sums) -> None:
-        """ws.dz[-1] <- dL/d(output); sums[:2] += [summed row losses, correct rows]. Needs forward(logits=True)."""
-        self.backend.loss_grad(self.loss.kind(), ws.a[-1], y, ws.dz[-1], sums,
-                               count=bool(self.metrics), threshold=self.loss.accuracy_threshold())
+        """ws.dz[-1] <- dL/d(output); the running sums get the summed row losses, the correct rows and
+        each metric's rows (see trainer.Sums). Needs forward(logits=True)."""
+        be, last = self.backend, self.dense_layers[-1]
+        count = any(metric.kind is None for metric in self.compiled_metrics)
+        be.loss_grad(self.loss.kind(), ws.a[-1], y, ws.dz[-1], sums, count=count,
+                     threshold=self.loss.accuracy_threshold())
+        output_activation = last.activation if self.loss_fused else "linear"  # ws.a[-1] holds logits when fused
+        for metric, slot in zip(self.compiled_metrics, self.metric_slots):
+            if metric.kind is not None:
+                be.metric_sum(metric.kind, ws.a[-1], y, sums, slot, output_activation, metric.threshold())
 
     def backward(self, x, ws: Workspace) -> None:
         """Fill the flat gradient buffer from ws.dz[-1] (as left by ``loss_and_count``)."""
@@ -193,7 +273,7 @@ class Sequential:
     def get_weights(self) -> list[np.ndarray]:
         """Host copies of every kernel and bias, in layer order."""
         self._require_built("get_weights")
-        return [self.backend.to_host(w) for layer in self.dense_layers for w in (layer.kernel, layer.bias)]
+        return [w for layer in self.layers for w in layer.get_weights()]
 
     def weights_finite(self) -> bool:
         """Whether every weight (and stored statistic) is finite: one reduction on the device."""
@@ -204,25 +284,15 @@ class Sequential:
 
     def set_weights(self, weights) -> None:
         self._require_built("set_weights")
-        targets = [w for layer in self.dense_layers for w in (layer.kernel, layer.bias)]
-        if len(weights) != len(targets):
-            raise ValueError(f"weights: expected {len(targets)} arrays, got {len(weights)}")
-        for i, (t, w) in enumerate(zip(targets, weights)):
-            w = np.asarray(w)
-            if w.dtype.kind not in "biuf":  # complex would lose its imaginary part; text is no number
-                raise ValueError(f"weights[{i}]: expected an array of real numbers, got dtype {w.dtype}")
-            if w.shape != t.shape:
-                raise ValueError(f"weights[{i}]: expected shape {t.shape}, got {w.shape}")
-            if not np.all(np.isfinite(w)):
-                raise ValueError(f"weights[{i}]: contains NaN or infinity")
-        for t, w in zip(targets, weights):
+        targets = [w for layer in self.layers for w in layer.weights]
+        for t, w in zip(targets, check_weights(targets, weights)):  # all checked before any is written
             t[...] = self.backend.asarray(np.asarray(w, self.dtype))
 
     # ---- description ------------------------------------------------------------
     def get_config(self) -> dict:
+        layers = ([self._input] if self._input is not None else []) + self.layers
         return {"name": self.name,
-                "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()}
-                           for layer in self.layers]}
+                "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()} for layer in layers]}
 
     @classmethod
     def from_config(cls, config: dict, backend=None) -> "Sequential":

@@ -105,8 +105,9 @@ class Sums:
     """The running sums of one pass, on the device (float64): what the logs are made of.
 
     ``buffer`` = [sum of row losses, correct rows, steps after which the summed loss was still
-    finite]; the loss op adds to the first two, ``backend.advance`` counts the third (it names the
-    step a run diverged at). The host reads them only through ``read``.
+    finite, then one slot per metric that is not an accuracy]; the loss op adds to the first two,
+    ``backend.advance`` counts the third (it names the step a run diverged at), ``backend.metric_sum``
+    fills the metrics' slots (``model.metric_slots``). The host reads them only through ``read``.
     """
 
     LOSS, CORRECT, FINITE_STEPS = 0, 1, 2
@@ -115,7 +116,7 @@ class Sums:
     def __init__(self, model, comm=None):
         self.model = model
         self.comm = comm
-        self.buffer = model.backend.zeros(self.SIZE, np.float64)
+        self.buffer = model.backend.zeros(max([self.SIZE - 1, *model.metric_slots]) + 1, np.float64)
 
     def reset(self) -> None:
         self.buffer[...] = 0
@@ -129,15 +130,15 @@ class Sums:
 
     def names(self, validation: bool) -> list[str]:
         """The keys of each epoch's logs (Keras 2's ``params["metrics"]``), known before training."""
-        names = ["loss"] + (["accuracy"] if self.model.metrics else [])
+        names = self.model.metrics_names
         return names + ["val_" + name for name in names] if validation else names
 
     def logs(self, rows: int) -> dict:
-        """Mean loss (and accuracy) over the first ``rows`` rows of the pass: one host read."""
+        """Mean loss and each metric over the first ``rows`` rows of the pass: one host read."""
         sums = self.read()
         logs = {"loss": float(sums[self.LOSS] / rows)}
-        if self.model.metrics:
-            logs["accuracy"] = float(sums[self.CORRECT] / rows)
+        for metric, slot in zip(self.model.compiled_metrics, self.model.metric_slots):
+            logs[metric.name] = metric.result(sums[slot], rows)
         return logs
 
 
@@ -247,6 +248,7 @@ def prepare_fit(model, x, y, batch_size=32, epochs=1, validation_split=0.0, vali
     model._require_compiled("fit")
     batch_size = check_int(batch_size, "batch_size", 1)
     epochs = check_int(epochs, "epochs", 0)
+    model.build_for_data(x)
     initial_epoch = check_int(initial_epoch, "initial_epoch", 0)
     x, y, x_val, y_val = checked_fit_data(model, x, y, validation_split, validation_data)
     if seed is None:
@@ -384,6 +386,7 @@ def evaluate(model, x, y, batch_size=EVAL_BATCH, verbose=0, return_dict=False):
     """Mean loss (and accuracy) over (x, y): a float, a [loss, accuracy] list, or a dict."""
     model._require_compiled("evaluate")
     batch_size = check_int(batch_size, "batch_size", 1)
+    model.build_for_data(x)
     x = check_inputs(model, x)
     y = losses.check_targets(model.loss, y, x.shape[0], model.output_units, model.dtype)
     data = DeviceData(model.backend, x, y)
@@ -397,8 +400,8 @@ def evaluate(model, x, y, batch_size=EVAL_BATCH, verbose=0, return_dict=False):
 
 def predict(model, x, batch_size=EVAL_BATCH, verbose=0):
     """Outputs of the last layer (class probabilities for softmax) as a host float32 array."""
-    model._require_built("predict")
     batch_size = check_int(batch_size, "batch_size", 1)
+    model.build_for_data(x)
     x = check_inputs(model, x)
     be = model.backend
     rows = x.shape[0]

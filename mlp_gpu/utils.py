@@ -1,4 +1,4 @@
-"""Keras' ``keras.utils`` helpers: ``set_random_seed`` and ``to_categorical``.
+"""Keras' ``keras.utils`` helpers: ``set_random_seed``, ``to_categorical`` and ``custom_object_scope``.
 
 Every random choice mlp_gpu makes without an explicit seed (initial weights, the shuffles of
 ``fit``, dropout masks) takes its seed from :func:`draw_seed`. After ``set_random_seed(s)`` those
@@ -8,6 +8,7 @@ Keras' ``keras.utils.set_random_seed`` promises; explicit seeds (``compile(seed=
 """
 from __future__ import annotations
 
+import contextlib
 import random
 
 import numpy as np
@@ -53,3 +54,32 @@ def to_categorical(x, num_classes=None) -> np.ndarray:
     out = np.zeros((x.size, num_classes))
     out[np.arange(x.size), x] = 1
     return out.reshape(shape + (num_classes,))
+
+
+_custom_scopes: list[dict] = []  # innermost last; see custom_object_scope
+
+
+@contextlib.contextmanager
+def custom_object_scope(custom_objects):
+    """Within the block, names in ``custom_objects`` ({name: object}) resolve where a config names
+    something by string (e.g. a custom ``kernel_initializer`` in a saved model), as in Keras."""
+    if custom_objects is None:
+        custom_objects = {}
+    if not isinstance(custom_objects, dict) or not all(isinstance(k, str) for k in custom_objects):
+        raise ValueError(f"custom_objects: expected a dict of name -> object, got {custom_objects!r}")
+    _custom_scopes.append(dict(custom_objects))
+    try:
+        yield
+    finally:
+        _custom_scopes.pop()
+
+
+CustomObjectScope = custom_object_scope
+
+
+def get_custom_object(name: str):
+    """The object registered under ``name`` by an enclosing custom_object_scope, or None."""
+    for scope in reversed(_custom_scopes):
+        if name in scope:
+            return scope[name]
+    return None

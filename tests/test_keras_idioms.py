@@ -232,3 +232,189 @@ def test_nan_loss_returns_the_history_and_never_reaches_a_checkpoint(tmp_path, c
     assert not (tmp_path / "best.h5").exists()  # every epoch ended with non-finite weights: nothing saved
     with np.errstate(all="ignore"), pytest.raises(mlp_gpu.TrainingDiverged):
         model.fit(x, y, epochs=1, verbose=0, on_nan="raise")  # the strict switch
+
+
+# ---- item 4: metrics ---------------------------------------------------------------------------
+def _regression_data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 5)).astype(np.float32)
+    y = (X @ rng.normal(size=5) + 0.1 * rng.normal(size=300)).astype(np.float32)
+    return X[:200], y[:200], X[200:], y[200:]
+
+
+def _regressor():
+    model = mlp_gpu.Sequential([mlp_gpu.layers.Input(shape=[5]), mlp_gpu.layers.Dense(30, activation="relu"),
+                                mlp_gpu.layers.Dense(1)], backend="numpy")
+    return model
+
+
+def test_regression_metrics_by_name_class_and_function():
+    X_train, y_train, X_valid, y_valid = _regression_data()
+    model = _regressor()
+    model.compile(loss="mse", optimizer=mlp_gpu.optimizers.SGD(learning_rate=0.01),
+                  metrics=["RootMeanSquaredError", mlp_gpu.metrics.RootMeanSquaredError(), "mae",
+                           mlp_gpu.metrics.mean_absolute_error, "mse"], seed=0)
+    history = model.fit(X_train, y_train, epochs=3, validation_data=(X_valid, y_valid), verbose=0)
+    names = ["RootMeanSquaredError", "root_mean_squared_error", "mae", "mean_absolute_error", "mse"]
+    assert list(history.history) == ["loss"] + names + ["val_loss"] + ["val_" + n for n in names]
+    mse_test, *metrics = model.evaluate(X_valid, y_valid)  # [loss, *metrics] in compile's order
+    assert len(metrics) == 5 and model.metrics_names == ["loss"] + names
+    error = model.predict(X_valid)[:, 0] - y_valid
+    assert mse_test == pytest.approx(np.mean(error ** 2), rel=1e-5)
+    np.testing.assert_allclose(metrics, [np.sqrt(np.mean(error ** 2))] * 2 + [np.mean(np.abs(error))] * 2
+                               + [np.mean(error ** 2)], rtol=1e-5)
+    assert history.history["val_mse"][-1] == pytest.approx(history.history["val_loss"][-1], rel=1e-6)
+
+
+def test_classification_metrics_and_evaluate_order():
+    from .conftest import blobs
+
+    x, y = blobs(n=300)
+    model = _classifier()
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd",
+                  metrics=["sparse_categorical_accuracy", "accuracy"], seed=0)
+    history = model.fit(x, y, epochs=3, verbose=0)
+    assert set(history.history) == {"loss", "sparse_categorical_accuracy", "accuracy"}
+    loss, sca, acc = model.evaluate(x, y)
+    assert sca == acc == pytest.approx(np.mean(model.predict(x).argmax(axis=1) == y))
+    assert model.evaluate(x, y, return_dict=True) == {"loss": loss, "sparse_categorical_accuracy": sca,
+                                                      "accuracy": acc}
+    one_hot = mlp_gpu.utils.to_categorical(y)
+    dense = _classifier()
+    dense.compile(loss="categorical_crossentropy", metrics=[mlp_gpu.metrics.CategoricalAccuracy(),
+                                                            mlp_gpu.metrics.BinaryAccuracy(), "mse"], seed=0)
+    _, cat, binary, mse = dense.evaluate(x, one_hot)
+    probs = dense.predict(x)
+    assert cat == pytest.approx(np.mean(probs.argmax(axis=1) == y))
+    assert binary == pytest.approx(np.mean((probs > 0.5) == one_hot), rel=1e-6)
+    assert mse == pytest.approx(np.mean((probs - one_hot) ** 2), rel=1e-5)  # on probabilities, not logits
+    with pytest.raises(ValueError, match="'categorical_accuracy' needs .*targets.*sparse_categorical_accuracy"):
+        _classifier().compile(loss="sparse_categorical_crossentropy", metrics=["categorical_accuracy"])
+
+
+def test_metrics_match_keras_history(monkeypatch):
+    """The same data, initial weights and plain SGD in Keras and here: same History keys and values."""
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    import keras
+
+    X_train, y_train, X_valid, y_valid = _regression_data()
+    metrics = ["RootMeanSquaredError", "mae"]
+    ours = _regressor()
+    ours.compile(loss="mse", optimizer=mlp_gpu.optimizers.SGD(learning_rate=0.01), metrics=metrics, seed=0)
+    theirs = keras.Sequential([keras.Input(shape=[5]), keras.layers.Dense(30, activation="relu"),
+                               keras.layers.Dense(1)])
+    theirs.set_weights(ours.get_weights())
+    theirs.compile(loss="mse", optimizer=keras.optimizers.SGD(learning_rate=0.01), metrics=metrics)
+    h_ours = ours.fit(X_train, y_train, epochs=2, shuffle=False, validation_data=(X_valid, y_valid), verbose=0)
+    h_theirs = theirs.fit(X_train, y_train, epochs=2, shuffle=False, validation_data=(X_valid, y_valid), verbose=0)
+    assert sorted(h_ours.history) == sorted(h_theirs.history)
+    for key, values in h_theirs.history.items():
+        np.testing.assert_allclose(h_ours.history[key], values, rtol=2e-4, err_msg=key)
+    np.testing.assert_allclose(ours.evaluate(X_valid, y_valid), theirs.evaluate(X_valid, y_valid, verbose=0),
+                               rtol=2e-4)
+
+
+# ---- item 2: the book's model definitions --------------------------------------------------------
+def test_flatten_input_shape_and_layer_access_as_in_the_book():
+    model = mlp_gpu.models.Sequential([
+        mlp_gpu.layers.Flatten(input_shape=[28, 28]),
+        mlp_gpu.layers.Dense(300, activation="relu"),
+        mlp_gpu.layers.Dense(100, activation="relu"),
+        mlp_gpu.layers.Dense(10, activation="softmax"),
+    ], backend="numpy")
+    assert [type(layer).__name__ for layer in model.layers] == ["Flatten", "Dense", "Dense", "Dense"]
+    hidden1 = model.layers[1]
+    assert hidden1.name == "dense" and model.get_layer("dense") is hidden1
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd", metrics=["accuracy"])
+    weights, biases = hidden1.get_weights()
+    assert weights.shape == (784, 300) and biases.shape == (300,) and not biases.any()
+    np.testing.assert_array_equal(weights, model.get_weights()[0])
+    np.testing.assert_array_equal(np.asarray(hidden1.kernel), weights)
+    hidden1.set_weights([np.ones((784, 300)), np.full(300, 0.5)])
+    assert model.get_weights()[0].min() == 1 and model.get_weights()[1].max() == 0.5  # the model's own buffers
+    with pytest.raises(ValueError, match=r"weights\[0\]: expected shape \(784, 300\)"):
+        hidden1.set_weights([np.ones((300, 784)), np.zeros(300)])
+    with pytest.raises(ValueError, match="no layer named 'nope'.*dense_1"):
+        model.get_layer("nope")
+    assert model.get_layer(index=2) is model.layers[2]
+
+
+def test_input_layer_and_input_dim():
+    model = mlp_gpu.Sequential([mlp_gpu.layers.InputLayer(input_shape=[28, 28]), mlp_gpu.layers.Flatten(),
+                                mlp_gpu.layers.Dense(10, activation="softmax")], backend="numpy")
+    assert [type(layer).__name__ for layer in model.layers] == ["Flatten", "Dense"]  # the input is no layer
+    model.summary(print_fn=lambda line: None)
+    assert model.count_params() == 7850
+    by_dim = mlp_gpu.Sequential([mlp_gpu.layers.Dense(4, input_dim=8), mlp_gpu.layers.Dense(1)], backend="numpy")
+    by_dim.compile(loss="mse")
+    assert by_dim.get_weights()[0].shape == (8, 4)
+
+
+# ---- item 3: deferred build -------------------------------------------------------------------
+def test_sequential_add_without_input_shape_builds_on_first_fit():
+    from .conftest import blobs
+
+    x, y = blobs(n=200)
+    mlp_gpu.utils.set_random_seed(42)
+    model = mlp_gpu.Sequential(backend="numpy")
+    model.add(mlp_gpu.layers.Dense(16, activation="relu"))
+    model.add(mlp_gpu.layers.Dense(3, activation="softmax"))
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd", metrics=["accuracy"])
+    assert not model.built
+    history = model.fit(x, y, epochs=10, verbose=0)
+    assert model.built and model.layers[0].get_weights()[0].shape == (8, 16)
+    assert history.history["accuracy"][-1] > 0.9
+    images = mlp_gpu.Sequential([mlp_gpu.layers.Flatten(), mlp_gpu.layers.Dense(10, activation="softmax")],
+                                backend="numpy")
+    probs = images.predict(np.zeros((2, 28, 28), np.uint8))  # predict builds too, as in Keras
+    assert probs.shape == (2, 10) and images.count_params() == 7850
+
+
+# ---- item 6: a seed given to compile is never ignored ------------------------------------------
+def test_compile_seed_after_summary_redraws_and_after_training_refuses():
+    from .conftest import blobs
+
+    def fresh():
+        return mlp_gpu.Sequential([mlp_gpu.layers.Input(shape=[8]), mlp_gpu.layers.Dense(3, activation="softmax")],
+                                  backend="numpy")
+
+    reference = fresh()
+    reference.compile(loss="sparse_categorical_crossentropy", seed=7)
+    model = fresh()
+    model.summary(print_fn=lambda line: None)  # builds the model with unseeded weights
+    model.compile(loss="sparse_categorical_crossentropy", seed=7)
+    for a, b in zip(model.get_weights(), reference.get_weights()):
+        np.testing.assert_array_equal(a, b)  # the seed took effect
+    x, y = blobs(n=64)
+    model.fit(x, y, verbose=0)
+    with pytest.raises(ValueError, match=r"compile\(seed=7\).*trained or set weights"):
+        model.compile(loss="sparse_categorical_crossentropy", seed=7)
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="adam")  # recompiling keeps the weights
+
+
+# ---- item 9: load_model's arguments and the .keras suffix --------------------------------------
+def test_load_model_custom_objects_compile_false_and_keras_suffix(tmp_path):
+    def my_init(shape, dtype=None):
+        return np.full(shape, 0.01)
+
+    model = mlp_gpu.Sequential([mlp_gpu.layers.Input(shape=[4]),
+                                mlp_gpu.layers.Dense(2, kernel_initializer=my_init)], backend="numpy")
+    model.compile(loss="mse", metrics=["mae"])
+    model.save(tmp_path / "my_model.h5")
+    with pytest.raises(ValueError, match="custom_objects"):
+        mlp_gpu.models.load_model(tmp_path / "my_model.h5")
+    loaded = mlp_gpu.models.load_model(tmp_path / "my_model.h5", custom_objects={"my_init": my_init})
+    assert loaded.metrics_names == ["loss", "mae"]
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    bare = mlp_gpu.models.load_model(tmp_path / "my_model.h5", custom_objects={"my_init": my_init}, compile=False)
+    assert bare.loss is None and bare.predict(np.ones((1, 4))).shape == (1, 2)
+
+    plain = mlp_gpu.Sequential([mlp_gpu.layers.Input(shape=[4]), mlp_gpu.layers.Dense(2)], backend="numpy")
+    plain.compile(loss="mse", metrics=["mae"])
+    plain.save(tmp_path / "my_model.keras")
+    again = mlp_gpu.models.load_model(tmp_path / "my_model.keras")
+    for a, b in zip(plain.get_weights(), again.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    x = np.ones((3, 4), np.float32)
+    np.testing.assert_allclose(again.predict(x), plain.predict(x), rtol=1e-6)

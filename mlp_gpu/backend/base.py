@@ -19,6 +19,9 @@ import numpy as np
 
 ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax")
 LOSS_KINDS = ("softmax_xent_sparse", "softmax_xent", "sigmoid_bce", "mse")
+METRIC_KINDS = ("abs_error", "squared_error", "binary_hits")
+ACC = {"loss_sum": 0, "correct": 1, "finite_steps": 2}
+ACC_SIZE = 3
 # Slots of the optimizer's scalar buffer; kept on the device so that a captured
 # step can read a changed learning rate without being captured again.
 HYPER = {"lr": 0, "momentum": 1, "beta_1": 2, "beta_2": 3, "epsilon": 4, "iterations": 5}
@@ -189,6 +192,35 @@ class Backend:
             dz *= 2.0 / (n * k)
         else:
             raise ValueError(f"loss kind: expected one of {LOSS_KINDS}, got {kind!r}")
+
+    def metric_sum(self, kind: str, z, target, acc, slot: int, activation: str = "linear",
+                   threshold: float = 0.5) -> None:
+        """acc[slot] += sum over rows of the row mean of f(p, t), p = activation(z) taken per row.
+
+        ``z`` (N, K) holds the last layer's outputs, or its pre-activation when the loss fused the
+        activation (then ``activation`` is "sigmoid" or "softmax"); ``target`` (N, K) floats. f by
+        ``kind`` (METRIC_KINDS): abs_error |p - t|, squared_error (p - t)^2, binary_hits t == (p > threshold).
+        """
+        xp = self.xp
+        if activation == "sigmoid":
+            p = 1 / (1 + xp.exp(-xp.clip(z, -88.0, 88.0)))
+        elif activation == "softmax":
+            p = xp.exp(z - z.max(axis=1, keepdims=True))
+            p /= p.sum(axis=1, keepdims=True)
+        elif activation == "linear":
+            p = z
+        else:
+            raise ValueError(f"activation: expected 'linear', 'sigmoid' or 'softmax', got {activation!r}")
+        t = target.reshape(z.shape)
+        if kind == "abs_error":
+            values = xp.abs(p - t)
+        elif kind == "squared_error":
+            values = (p - t) ** 2
+        elif kind == "binary_hits":
+            values = (t == (p > threshold)).astype(z.dtype)
+        else:
+            raise ValueError(f"metric kind: expected one of {METRIC_KINDS}, got {kind!r}")
+        acc[slot] += values.mean(axis=1).sum()
 
     def count_correct(self, z, target, acc, threshold: float = 0.0) -> None:
         """acc[1] += rows predicted right.

@@ -45,12 +45,15 @@ def spec_from_model(model, rows: int) -> tuple[StepSpec | None, str | None]:
         dense.append(layer)
     if np.dtype(model.dtype) != np.float32:
         return None, f"dtype {np.dtype(model.dtype).name} (the route runs float32)"
+    metrics = getattr(model, "compiled_metrics", [])
+    if any(metric.kind is not None for metric in metrics):
+        return None, "metrics other than accuracy are summed by the general step (backend.metric_sum)"
     sizes = (dense[0].input_dim,) + tuple(d.units for d in dense)
     if param_offsets(sizes)[-1] != int(model.params.size):
         return None, "the parameter buffer is not the Dense layers' kernels and biases alone"
     spec = StepSpec(sizes=sizes, activations=tuple(d.activation for d in dense), loss=model.loss.kind(),
                     loss_fused=bool(model.loss_fused), optimizer=optimizer_kind(model.optimizer), rows=int(rows),
-                    sparse=bool(model.loss.sparse), count=bool(model.metrics),
+                    sparse=bool(model.loss.sparse), count=any(metric.kind is None for metric in metrics),
                     threshold=float(model.loss.accuracy_threshold()))
     return spec, None
 

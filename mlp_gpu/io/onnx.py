@@ -77,6 +77,9 @@ def _input(layer, graph, x):
     return x  # the graph input already has the declared shape
 
 
+exporter("InputLayer")(_input)
+
+
 @exporter("Flatten")
 def _flatten(layer, graph, x):
     return graph.node("Flatten", [x], f"{layer.name}/flatten", axis=1)
