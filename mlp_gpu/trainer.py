@@ -291,7 +291,7 @@ def _train_epoch(model, run: FitRun, cbs: CallbackList, epoch: int) -> dict:
     per_batch, progress = cbs.wants_batch_end, cbs.wants_progress
     block = 1 if per_batch else runner.block
     next_refresh = time.monotonic() + 0.25
-    done = 0
+    done = seen = 0
     while done < runner.steps:
         count = min(block, runner.steps - done)
         runner.run(done, count)
@@ -304,7 +304,7 @@ def _train_epoch(model, run: FitRun, cbs: CallbackList, epoch: int) -> dict:
             next_refresh = time.monotonic() + 0.25
         if model.stop_training:
             break
-    return sums.logs(train.rows)
+    return sums.logs(seen)  # the rows trained: all of them unless a callback stopped the epoch early
 
 
 def run_epochs(model, run: FitRun, callbacks=None, verbose=1, on_nan="continue") -> History:

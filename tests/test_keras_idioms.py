@@ -418,3 +418,20 @@ def test_load_model_custom_objects_compile_false_and_keras_suffix(tmp_path):
         np.testing.assert_array_equal(a, b)
     x = np.ones((3, 4), np.float32)
     np.testing.assert_allclose(again.predict(x), plain.predict(x), rtol=1e-6)
+
+
+def test_an_epoch_stopped_early_logs_the_mean_over_the_rows_it_trained():
+    from .conftest import blobs
+
+    class StopAfterThree(mlp_gpu.callbacks.Callback):
+        def on_batch_end(self, batch, logs=None):
+            self.last = logs
+            if batch == 2:
+                self.model.stop_training = True
+
+    x, y = blobs(n=320)
+    model = _classifier()
+    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"], seed=0)
+    stop = StopAfterThree()
+    history = model.fit(x, y, batch_size=32, epochs=5, verbose=0, callbacks=[stop])
+    assert history.epoch == [0] and history.history["loss"][0] == stop.last["loss"]  # 96 rows, not 320
