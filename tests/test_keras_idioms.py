@@ -138,7 +138,7 @@ def test_loss_objects_functions_and_names_train_the_same(loss):
                                                                                              rel=1e-5)
 
 
-def test_from_logits_with_a_linear_output_layer():
+def test_from_logits_with_a_linear_output_layer(tmp_path):
     from .conftest import blobs
 
     x, y = blobs(n=200)
@@ -152,6 +152,9 @@ def test_from_logits_with_a_linear_output_layer():
     assert model.evaluate(x, y)[0] == pytest.approx(loss, rel=1e-5)
     with pytest.raises(ValueError, match="needs a linear output layer.*from_logits=True"):
         _classifier().compile(loss=mlp_gpu.losses.SparseCategoricalCrossentropy(from_logits=True))
+    for name in ("logits.keras", "logits.h5"):  # the loss keeps from_logits through both file formats
+        model.save(tmp_path / name)
+        assert mlp_gpu.models.load_model(tmp_path / name).loss.from_logits
 
 
 @pytest.mark.parametrize("loss", [mlp_gpu.losses.MeanSquaredError(), "mean_squared_error", "mse",

@@ -77,6 +77,14 @@ def _layer_config(layer, input_shape):
     return _serialized("keras.layers", class_name, config, build_config={"input_shape": [None, *input_shape]})
 
 
+def _loss_config(loss):
+    """The loss's name, or Keras' serialized object when it carries arguments (from_logits=True)."""
+    config = loss.get_config()
+    if isinstance(config, str):
+        return config
+    return _serialized("keras.losses", config["class_name"], config["config"])
+
+
 def _compile_config(model):
     if model.optimizer is None:
         return {}
@@ -84,7 +92,7 @@ def _compile_config(model):
     class_name, keys = OPTIMIZERS[opt["name"]]
     opt_config = {"name": opt["name"], **{k: opt[k] for k in keys if k in opt}}
     return {"optimizer": _serialized("keras.optimizers", class_name, opt_config),
-            "loss": model.loss.name, "loss_weights": None, "metrics": list(model.metrics) or None,
+            "loss": _loss_config(model.loss), "loss_weights": None, "metrics": list(model.metrics) or None,
             "weighted_metrics": None, "run_eagerly": False, "steps_per_execution": 1, "jit_compile": False}
 
 
@@ -255,7 +263,10 @@ def _compile_from_keras(model, cfg):
     optimizer = optimizers.get(name)
     optimizer = type(optimizer)(**{k: settings[k] for k in OPTIMIZERS[name][1] if k in settings})
     loss = cfg.get("loss")
-    loss = {"mean_squared_error": "mse"}.get(_named(loss), _named(loss))
+    if isinstance(loss, dict) and (loss.get("config") or {}).get("from_logits"):
+        loss = {"class_name": loss.get("class_name"), "config": {"from_logits": True}}
+    else:
+        loss = {"mean_squared_error": "mse"}.get(_named(loss), _named(loss))
     metrics = [_named(m) for m in cfg.get("metrics") or []]
     model.compile(loss=loss, optimizer=optimizer, metrics=metrics)
 
