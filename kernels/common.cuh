@@ -10,6 +10,12 @@
 #define ACT_RELU 1
 #define ACT_SIGMOID 2
 #define ACT_TANH 3
+#define ACT_SOFTMAX 4  // only metric_rows applies it; softmax has its own row kernels
+
+// Per-row metric values (mlp_gpu/backend/cuda_ops.py METRIC_CODES, base.py METRIC_KINDS).
+#define METRIC_ABS_ERROR 0
+#define METRIC_SQUARED_ERROR 1
+#define METRIC_BINARY_HITS 2
 
 // Slots of the optimizer's scalar buffer (mlp_gpu/backend/base.py HYPER).
 #define HYPER_LR 0

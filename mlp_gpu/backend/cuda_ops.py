@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Backend
+from .base import ACC_SIZE, METRIC_KINDS, Backend
 
 BLOCK = 256          # threads per block for element- and row-wise kernels
 MAX_BLOCKS = 4096    # grid-stride kernels need no more to fill an H100
-ACT_CODES = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3}
+ACT_CODES = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "softmax": 4}
+METRIC_CODES = {name: code for code, name in enumerate(METRIC_KINDS)}  # kernels/common.cuh METRIC_*
 GEMM_TILE = 16
 _GATHER = {np.dtype(np.uint8): "gather_rows_u8", np.dtype(np.float32): "gather_rows_f32",
            np.dtype(np.int32): "gather_rows_i32"}
@@ -88,6 +89,18 @@ class CudaOps(Backend):
             args += (np.float32(threshold),)
         # one thread a row, no grid-stride: whole warps reach the warp sums
         self.launch(_LOSS_KERNELS[kind], (-(-n // BLOCK),), (BLOCK,), args)
+
+    def metric_sum(self, kind, z, target, acc, slot, activation="linear", threshold=0.5):
+        n, k = z.shape
+        if activation not in ("linear", "sigmoid", "softmax") or kind not in METRIC_CODES:
+            raise ValueError(f"metric_sum: kind {kind!r} with activation {activation!r} has no kernel")
+        if not ACC_SIZE <= slot < acc.size or tuple(target.shape) != (n, k) or target.dtype != np.float32:
+            raise ValueError(f"metric_sum: slot {slot} of {acc.size}, target {target.dtype}{tuple(target.shape)} "
+                             f"for outputs {tuple(z.shape)}")
+        # the row launch, as loss_grad: one thread a row, whole warps reach the warp sum
+        self.launch("metric_rows", (-(-n // BLOCK),), (BLOCK,),
+                    (z, target, acc, np.int32(n), np.int32(k), np.int32(METRIC_CODES[kind]),
+                     np.int32(ACT_CODES[activation]), np.float32(threshold), np.int32(slot)))
 
     def gather_rows(self, src, perm, cursor, out):
         rows = out.shape[0]
