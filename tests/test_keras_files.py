@@ -173,3 +173,17 @@ def test_cli_export_to_keras(tiny_dataset, tmp_path):
     assert main(["export", str(h5), str(out)]) == 0
     for a, b in zip(load_model(h5).get_weights(), load_model(out).get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_damaged_weights_fail_the_zip_crc_before_hdf5_reads_them(tmp_path):
+    """Keras files carry no mlp_gpu seal, but each zip member has a CRC-32, checked on read."""
+    path = tmp_path / "m.keras"
+    ours().save(path)
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo("model.weights.h5")
+    data = bytearray(path.read_bytes())
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)  # local header, then data
+    data[start + info.compress_size // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="CRC"):
+        load_model(path)
