@@ -89,6 +89,8 @@ def _compile_config(model):
     if model.optimizer is None:
         return {}
     opt = model.optimizer.get_config()
+    if opt["name"] not in OPTIMIZERS:
+        raise ValueError(f"save: optimizer {opt['name']!r} has no .keras form here; supported: {', '.join(OPTIMIZERS)}")
     class_name, keys = OPTIMIZERS[opt["name"]]
     opt_config = {"name": opt["name"], **{k: opt[k] for k in keys if k in opt}}
     return {"optimizer": _serialized("keras.optimizers", class_name, opt_config),
