@@ -438,3 +438,14 @@ def test_an_epoch_stopped_early_logs_the_mean_over_the_rows_it_trained():
     stop = StopAfterThree()
     history = model.fit(x, y, batch_size=32, epochs=5, verbose=0, callbacks=[stop])
     assert history.epoch == [0] and history.history["loss"][0] == stop.last["loss"]  # 96 rows, not 320
+
+
+def test_binary_accuracy_on_logits_thresholds_at_probability_one_half():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 3)).astype(np.float32)
+    y = (x[:, 0] + 0.3 * rng.normal(size=200) > 0).astype(np.float32)
+    model = mlp_gpu.Sequential([mlp_gpu.layers.Input(shape=[3]), mlp_gpu.layers.Dense(1)], backend="numpy")
+    model.compile(loss=mlp_gpu.losses.BinaryCrossentropy(from_logits=True), metrics=["accuracy"], seed=0)
+    model.fit(x, y, epochs=3, verbose=0)
+    logits = model.predict(x)[:, 0]
+    assert model.evaluate(x, y)[1] == pytest.approx(np.mean((logits > 0) == y))
