@@ -1,9 +1,9 @@
-"""Layers. A Dense layer holds views into the model's flat parameter and gradient buffers."""
+"""Layers and the protocol every layer follows; a layer holds views into the model's flat buffers."""
 from __future__ import annotations
 
 import numpy as np
 
-from . import initializers
+from . import initializers, regularizers
 from ._checks import check_int
 from .backend.base import ACTIVATIONS
 
@@ -52,26 +52,69 @@ def check_weights(targets, weights, what="weights") -> list[np.ndarray]:
     return arrays
 
 
-class Layer:
-    """A step of the network. Shape-only layers (Input, Flatten) have no parameters.
+LAYER_CLASSES: dict[str, type] = {}  # every Layer subclass by name, for configs read from files
 
+
+class Layer:
+    """A step of the network, run by the model through one protocol:
+
+    - ``output_shape(input_shape)`` fixes shapes at build time;
+    - ``param_shapes()`` / ``state_shapes()`` list its trainable and non-trainable weights,
+      ``weight_names()`` names both in Keras' order (trainable first);
+    - ``bind(backend, params, grads, state)`` points it at its views of the model's flat parameter,
+      gradient and state buffers (the optimizer touches only the first);
+    - ``buffers()`` asks the workspace for per-batch scratch (``{name: (shape, per_row)}``);
+    - ``forward(backend, x, out, training, aux)`` and ``backward(backend, x, y, dy, dx, aux)``
+      run it on (rows, features) batches; backward may overwrite dy and fills its gradients.
+
+    Shape-only layers (Input, Flatten) set ``computes = False``: every batch is already flat.
     As in Keras, the first layer may declare the sample shape: ``Flatten(input_shape=[28, 28])``,
     ``Dense(4, input_dim=8)``. ``get_weights``/``set_weights`` read and write the layer's share of
     the model's flat buffers once the model is built.
     """
 
+    computes = True
+    config_keys = frozenset({"name", "input_shape"})
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__module__.startswith("mlp_gpu."):  # files name only our own classes
+            LAYER_CLASSES[cls.__name__] = cls
+
     def __init__(self, name: str | None = None, input_shape=None, input_dim=None):
         self.name = name
         self.input_shape = _first_layer_shape(type(self).__name__, input_shape, input_dim)
         self.backend = None  # the model's, once built
+        self.params, self.grads, self.state = [], [], []
+
+    def param_shapes(self) -> list[tuple[int, ...]]:
+        return []
+
+    def state_shapes(self) -> list[tuple[int, ...]]:
+        return []
+
+    def weight_names(self) -> list[str]:
+        return []
+
+    def initial_values(self, rng) -> list[np.ndarray]:
+        return []
+
+    def initial_state(self) -> list[np.ndarray]:
+        return []
+
+    def bind(self, backend, params: list, grads: list, state: list) -> None:
+        """Point the layer at its views of the model's flat buffers."""
+        self.backend = backend
+        self.params, self.grads, self.state = params, grads, state
 
     @property
     def weights(self) -> list:
-        """Device views of the layer's weights, Keras' order (empty before the model is built)."""
-        return []
+        """Device views of the weights named by ``weight_names()``, Keras' order (trainable first);
+        empty before the model is built."""
+        return (self.params + self.state)[:len(self.weight_names())]
 
     def get_weights(self) -> list[np.ndarray]:
-        """Host copies of the weights (kernel, bias for Dense), as Keras returns them."""
+        """Host copies of the weights, as Keras returns them."""
         return [self.backend.to_host(w) for w in self.weights]
 
     def set_weights(self, weights) -> None:
@@ -82,11 +125,21 @@ class Layer:
         for t, w in zip(targets, check_weights(targets, weights)):
             t[...] = self.backend.asarray(np.asarray(w, t.dtype))
 
-    def param_shapes(self) -> list[tuple[int, ...]]:
+    def buffers(self) -> dict:
+        return {}
+
+    def regularized(self) -> list:
+        """(weight view, gradient view, Regularizer) for each regularized weight."""
         return []
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return input_shape
+
+    def forward(self, backend, x, out, training=False, aux=None) -> None:
+        raise NotImplementedError
+
+    def backward(self, backend, x, y, dy, dx, aux=None) -> None:
+        raise NotImplementedError
 
     def get_config(self) -> dict:
         cfg = {"name": self.name}
@@ -95,8 +148,19 @@ class Layer:
         return cfg
 
 
+def flat_features(layer, input_shape) -> int:
+    """The feature count of a flat input, or an error naming the layer."""
+    if len(input_shape) != 1:
+        raise ValueError(f"{type(layer).__name__} layer {layer.name!r} needs flat inputs, got shape "
+                         f"{tuple(input_shape)}; put a Flatten() before it")
+    return int(input_shape[0])
+
+
 class Input(Layer):
     """Declares the shape of one sample, e.g. ``Input(shape=(28, 28))``."""
+
+    computes = False
+    config_keys = frozenset({"name", "shape"})
 
     def __init__(self, shape, name: str | None = None):
         super().__init__(name)
@@ -124,6 +188,8 @@ class InputLayer(Input):
 class Flatten(Layer):
     """Flattens each sample to a vector (28×28 → 784). Free: a reshape of the input."""
 
+    computes = False
+
     def __init__(self, data_format=None, name: str | None = None, input_shape=None, input_dim=None):
         super().__init__(name, input_shape, input_dim)
 
@@ -134,8 +200,12 @@ class Flatten(Layer):
 class Dense(Layer):
     """``y = activation(x @ kernel + bias)``, kernel stored (inputs, units) as in Keras."""
 
+    config_keys = frozenset({"name", "units", "activation", "kernel_initializer", "bias_initializer",
+                             "kernel_regularizer", "bias_regularizer", "input_shape"})
+
     def __init__(self, units: int, activation=None, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", input_shape=None, name: str | None = None, input_dim=None):
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 input_shape=None, name: str | None = None, input_dim=None):
         super().__init__(name, input_shape, input_dim)
         self.units = check_int(units, "Dense(units)", 1)
         self.activation = check_activation(activation)
@@ -143,63 +213,66 @@ class Dense(Layer):
         self.bias_initializer = bias_initializer
         self._kernel_init = initializers.get(kernel_initializer)
         self._bias_init = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
         self.input_dim: int | None = None
         self.kernel = self.bias = self.kernel_grad = self.bias_grad = None
 
     def output_shape(self, input_shape):
-        if len(input_shape) != 1:
-            raise ValueError(f"Dense layer {self.name!r} needs flat inputs, got shape {input_shape}; "
-                             "put a Flatten() before it")
-        self.input_dim = int(input_shape[0])
+        self.input_dim = flat_features(self, input_shape)
         return (self.units,)
 
     def param_shapes(self):
         return [(self.input_dim, self.units), (self.units,)]
 
+    def weight_names(self):
+        return ["kernel", "bias"]
+
     def initial_values(self, rng) -> list[np.ndarray]:
         kernel_shape, bias_shape = self.param_shapes()
         return [self._kernel_init(kernel_shape, rng), self._bias_init(bias_shape, rng)]
 
-    def bind(self, params: list, grads: list) -> None:
-        """Point the layer at its views of the model's flat buffers."""
+    def bind(self, backend, params, grads, state):
+        super().bind(backend, params, grads, state)
         self.kernel, self.bias = params
         self.kernel_grad, self.bias_grad = grads
 
-    @property
-    def weights(self):
-        return [] if self.kernel is None else [self.kernel, self.bias]
+    def regularized(self):
+        pairs = ((self.kernel, self.kernel_grad, self.kernel_regularizer),
+                 (self.bias, self.bias_grad, self.bias_regularizer))
+        return [p for p in pairs if p[2] is not None]
 
-    def forward(self, backend, x, out, activation: str) -> None:
-        """out <- activation(x @ kernel + bias)."""
+    def forward(self, backend, x, out, training=False, aux=None, activation=None) -> None:
+        """out <- activation(x @ kernel + bias); ``activation`` overrides the layer's (a fused loss)."""
         backend.matmul(x, self.kernel, out=out)
-        backend.bias_act(out, self.bias, activation)
+        backend.bias_act(out, self.bias, self.activation if activation is None else activation)
 
-    def backward(self, backend, x, dz, dx) -> None:
-        """Given dz = dL/d(pre-activation): fill the kernel and bias gradients and dx (if not None)."""
-        backend.matmul(x, dz, out=self.kernel_grad, trans_a=True)
-        backend.bias_grad(dz, self.bias_grad)
+    def backward(self, backend, x, y, dy, dx, aux=None, activation=None) -> None:
+        """dy (dL/dy, overwritten) -> kernel and bias gradients and dx (if not None).
+
+        ``activation="linear"`` when dy is already dL/d(pre-activation) (a fused loss)."""
+        backend.act_backward(dy, y, self.activation if activation is None else activation)
+        backend.matmul(x, dy, out=self.kernel_grad, trans_a=True)
+        backend.bias_grad(dy, self.bias_grad)
         if dx is not None:
-            backend.matmul(dz, self.kernel, out=dx, trans_b=True)
+            backend.matmul(dy, self.kernel, out=dx, trans_b=True)
 
     def get_config(self) -> dict:
         cfg = {**super().get_config(), "units": self.units, "activation": self.activation}
         for key in ("kernel_initializer", "bias_initializer"):
             value = getattr(self, key)
             cfg[key] = value if isinstance(value, str) else getattr(value, "__name__", "custom")
+        for key in ("kernel_regularizer", "bias_regularizer"):
+            if getattr(self, key) is not None:
+                cfg[key] = regularizers.serialize(getattr(self, key))
         return cfg
-
-
-LAYER_CLASSES = {cls.__name__: cls for cls in (Input, InputLayer, Flatten, Dense)}
-# The schema of a saved layer config: which keys each class takes (constructors check the values).
-CONFIG_KEYS = {"Input": {"name", "shape"}, "InputLayer": {"name", "shape"}, "Flatten": {"name", "input_shape"},
-               "Dense": {"name", "units", "activation", "kernel_initializer", "bias_initializer", "input_shape"}}
 
 
 def layer_from_config(class_name: str, config: dict) -> Layer:
     """Rebuild a layer from ``get_config()`` output; only known classes and keys are accepted."""
     if class_name not in LAYER_CLASSES:
         raise ValueError(f"layer class: expected one of {sorted(LAYER_CLASSES)}, got {class_name!r}")
-    unknown = set(config) - CONFIG_KEYS[class_name]
+    unknown = set(config) - LAYER_CLASSES[class_name].config_keys
     if unknown:
         raise ValueError(f"layer config for {class_name}: unknown keys {sorted(unknown)}")
     if not isinstance(config.get("name"), (str, type(None))):

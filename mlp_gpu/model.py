@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 import numpy as np
 
@@ -12,23 +13,31 @@ from .utils import draw_seed
 
 
 class Workspace:
-    """Preallocated per-batch buffers: the input, the targets, each layer's output and gradient.
+    """Preallocated per-batch buffers: the input, the targets, each computing layer's output and
+    gradient, and the scratch each layer asks for (``Layer.buffers``).
 
     ``view(n)`` gives the first n rows of the same memory, for the last, shorter batch.
     """
 
-    def __init__(self, backend, rows, in_dim, units, target_shape, target_dtype, dtype=np.float32, _views=None):
+    def __init__(self, backend, rows, in_dim, layers, target_shape, target_dtype, dtype=np.float32, _views=None):
         if _views is not None:
-            self.x, self.y, self.a, self.dz = _views
+            self.x, self.y, self.a, self.dz, self.aux, self._per_row = _views
         else:
             self.x = backend.empty((rows, in_dim), dtype)
             self.y = backend.empty((rows,) + target_shape, target_dtype)
-            self.a = [backend.empty((rows, u), dtype) for u in units]
-            self.dz = [backend.empty((rows, u), dtype) for u in units]
+            self.a = [backend.empty((rows,) + layer.shape_out, dtype) for layer in layers]
+            self.dz = [backend.empty((rows,) + layer.shape_out, dtype) for layer in layers]
+            self.aux, self._per_row = [], []
+            for layer in layers:
+                spec = layer.buffers()
+                self.aux.append({k: backend.empty(((rows,) if per_row else ()) + tuple(shape), dtype)
+                                 for k, (shape, per_row) in spec.items()})
+                self._per_row.append({k for k, (_, per_row) in spec.items() if per_row})
         self.rows = rows
 
     def view(self, n: int) -> "Workspace":
-        views = (self.x[:n], self.y[:n], [a[:n] for a in self.a], [d[:n] for d in self.dz])
+        aux = [{k: (v[:n] if k in rows else v) for k, v in bufs.items()} for bufs, rows in zip(self.aux, self._per_row)]
+        views = (self.x[:n], self.y[:n], [a[:n] for a in self.a], [d[:n] for d in self.dz], aux, self._per_row)
         return Workspace(None, n, None, None, None, None, _views=views)
 
 
@@ -62,7 +71,7 @@ class Sequential:
     # ---- structure ----------------------------------------------------------
     def add(self, layer: Layer) -> None:
         if not isinstance(layer, Layer):
-            raise TypeError(f"layer: expected a mlp_gpu layer (Input, Flatten, Dense), got {type(layer).__name__}")
+            raise TypeError(f"layer: expected a mlp_gpu layer (Input, Flatten, Dense, ...), got {type(layer).__name__}")
         if self.built:
             raise RuntimeError("cannot add layers to a model that is already built")
         if isinstance(layer, Input):
@@ -72,7 +81,7 @@ class Sequential:
             return
         names = {other.name for other in self.layers}
         if layer.name is None:  # Keras' names, counted per model: dense, dense_1, ...
-            base, k = type(layer).__name__.lower(), 0
+            base, k = re.sub(r"(?<!^)(?=[A-Z][a-z])", "_", type(layer).__name__).lower(), 0  # Keras' snake case
             while (name := base if k == 0 else f"{base}_{k}") in names:
                 k += 1
             layer.name = name
@@ -97,6 +106,11 @@ class Sequential:
     @property
     def dense_layers(self) -> list[Dense]:
         return [layer for layer in self.layers if isinstance(layer, Dense)]
+
+    @property
+    def compute_layers(self) -> list[Layer]:
+        """The layers the passes run, in order (Input and Flatten only shape the data)."""
+        return [layer for layer in self.layers if layer.computes]
 
     def _input_shape(self, input_shape=None):
         """The sample shape: declared (Input, or input_shape= on the first layer), else the one given."""
@@ -124,6 +138,8 @@ class Sequential:
             return self
         if not self.dense_layers:
             raise ValueError("model: needs at least one Dense layer")
+        if not self.compute_layers:
+            raise ValueError("model: needs at least one Dense layer")
         shape = self._input_shape(input_shape)
         if shape is None:
             raise ValueError("model: the input shape is unknown; start with Input(shape=...), give the first "
@@ -132,32 +148,43 @@ class Sequential:
         for layer in self.layers:
             shape = layer.output_shape(shape)
             layer.shape_out = shape
-        self.output_units = self.dense_layers[-1].units
-        self.in_dim = self.dense_layers[0].input_dim
+        last = self.compute_layers[-1]
+        if not isinstance(last, Dense):
+            raise ValueError(f"model: the last layer must be a Dense (the output), got {type(last).__name__}")
+        self.output_units = last.units
+        self.in_dim = int(np.prod(self.input_shape))
 
         self.backend = get_backend(self._backend_request)
         if self.dtype != np.float32 and self.backend.name != "numpy":
             raise ValueError(f"dtype={self.dtype.name!r} runs only on the numpy backend, not {self.backend.name!r}")
         rng = np.random.default_rng(draw_seed() if seed is None else seed)
-        host = [v for layer in self.dense_layers for v in layer.initial_values(rng)]
-        flat = np.concatenate([v.astype(self.dtype).ravel() for v in host])
-        self.params = self.backend.asarray(flat)
-        self.grads = self.backend.zeros(flat.size, self.dtype)
-        offset = 0
-        for layer in self.dense_layers:
-            p, g = [], []
+        layers = self.compute_layers
+        self.params = self._flat([v for layer in layers for v in layer.initial_values(rng)])
+        self.grads = self.backend.zeros(self.params.size, self.dtype)
+        self.state = self._flat([v for layer in layers for v in layer.initial_state()])
+        # Dropout's Philox counter: on the device, advanced once per training forward pass.
+        self.rng_counter = self.backend.zeros(1, np.int64)
+        p_off = s_off = 0
+        self.param_segments = [0]  # where each trainable tensor starts and ends in the flat buffers
+        for layer in layers:
+            p, g, st = [], [], []
             for shape_ in layer.param_shapes():
                 size = int(np.prod(shape_))
-                p.append(self.params[offset:offset + size].reshape(shape_))
-                g.append(self.grads[offset:offset + size].reshape(shape_))
-                offset += size
-            layer.bind(p, g)
-        for layer in self.layers:
-            layer.backend = self.backend
+                p.append(self.params[p_off:p_off + size].reshape(shape_))
+                g.append(self.grads[p_off:p_off + size].reshape(shape_))
+                p_off += size
+                self.param_segments.append(p_off)
+            for shape_ in layer.state_shapes():
+                size = int(np.prod(shape_))
+                st.append(self.state[s_off:s_off + size].reshape(shape_))
+                s_off += size
+            layer.bind(self.backend, p, g, st)
+            if getattr(layer, "uses_rng", False):
+                layer.attach_rng(rng, self.rng_counter)
         self.built = True
         self._drawn_digest = self._weights_digest()
         if self.optimizer is not None and self.optimizer.state is None:  # compile waited for the shape
-            self.optimizer.build(self.backend, self.params.size, dtype=self.dtype)
+            self.optimizer.build(self.backend, self.params.size, dtype=self.dtype, segments=self.param_segments)
         return self
 
     def _weights_digest(self) -> str:
@@ -171,9 +198,16 @@ class Sequential:
                 raise ValueError(f"x: expected an array of samples (rows, ...), got shape {np.shape(x)}")
             self.build(input_shape=shape, seed=self._compile_seed)
 
+    def _flat(self, host_arrays):
+        """One device buffer holding the arrays back to back, in the model's dtype."""
+        if not host_arrays:
+            return self.backend.zeros(0, self.dtype)
+        return self.backend.asarray(np.concatenate([np.asarray(v, self.dtype).ravel() for v in host_arrays]))
+
     def count_params(self) -> int:
+        """Trainable and non-trainable parameters, as Keras counts them."""
         self._require_built("count_params")
-        return int(self.params.size)
+        return int(self.params.size + self.state.size)
 
     def _require_built(self, what):
         if not self.built:
@@ -202,7 +236,8 @@ class Sequential:
         self.metrics = [metric.get_config() for metric in compiled]
         self._compile_seed = seed
         if self.built:
-            self.optimizer.build(self.backend, self.params.size, dtype=self.dtype)
+            self.optimizer.build(self.backend, self.params.size, dtype=self.dtype,
+                                 segments=self.param_segments)
         elif self.input_known:
             self.build(seed=seed)  # builds the optimizer too
         return self
@@ -218,28 +253,32 @@ class Sequential:
 
     @property
     def loss_fused(self) -> bool:
-        return self.loss is not None and self.loss.fused_activation == self.dense_layers[-1].activation
+        return self.loss is not None and self.loss.fused_activation == self.compute_layers[-1].activation
 
     def workspace(self, rows: int) -> Workspace:
         sparse = self.loss is None or self.loss.sparse
         target_shape = () if sparse else (self.output_units,)
-        return Workspace(self.backend, rows, self.in_dim, [d.units for d in self.dense_layers],
+        return Workspace(self.backend, rows, self.in_dim, self.compute_layers,
                          target_shape, np.int32 if sparse else self.dtype, self.dtype)
 
     # ---- the passes -----------------------------------------------------------
-    def forward(self, x, ws: Workspace, logits: bool = False):
+    def forward(self, x, ws: Workspace, logits: bool = False, training: bool = False):
         """Run the layers on x (rows, in_dim) into ws; return the output buffer.
 
-        With ``logits`` the output activation is left out when the loss applies it.
+        With ``logits`` the output activation is left out when the loss applies it. With
+        ``training``, Dropout drops and BatchNormalization uses (and moves) batch statistics.
         """
         be = self.backend
-        dense = self.dense_layers
-        skip_last = logits and self.loss_fused
+        layers = self.compute_layers
         a = x
-        for i, layer in enumerate(dense):
-            act = "linear" if (skip_last and i == len(dense) - 1) else layer.activation
-            layer.forward(be, a, ws.a[i], act)
+        for i, layer in enumerate(layers):
+            if i == len(layers) - 1 and logits and self.loss_fused:
+                layer.forward(be, a, ws.a[i], training, ws.aux[i], activation="linear")
+            else:
+                layer.forward(be, a, ws.a[i], training, ws.aux[i])
             a = ws.a[i]
+        if training and any(getattr(layer, "uses_rng", False) for layer in layers):
+            be.advance(self.rng_counter, 1)  # the next pass draws fresh dropout masks
         return a
 
     @property
@@ -258,20 +297,33 @@ class Sequential:
         for metric, slot in zip(self.compiled_metrics, self.metric_slots):
             if metric.kind is not None:
                 be.metric_sum(metric.kind, ws.a[-1], y, sums, slot, output_activation, metric.threshold())
+        for w, _, reg in self._regularized():  # penalties join the summed loss once per row, as in Keras
+            be.regularize(w, None, reg.l1, reg.l2, sums, ws.rows)
+
+    def _regularized(self):
+        return [r for layer in self.compute_layers for r in layer.regularized()]
 
     def backward(self, x, ws: Workspace) -> None:
         """Fill the flat gradient buffer from ws.dz[-1] (as left by ``loss_and_count``)."""
         be = self.backend
-        dense = self.dense_layers
-        for i in range(len(dense) - 1, -1, -1):
-            layer = dense[i]
-            if not (i == len(dense) - 1 and self.loss_fused):
-                be.act_backward(ws.dz[i], ws.a[i], layer.activation)
-            layer.backward(be, ws.a[i - 1] if i else x, ws.dz[i], ws.dz[i - 1] if i else None)
+        layers = self.compute_layers
+        for i in range(len(layers) - 1, -1, -1):
+            layer = layers[i]
+            args = (be, ws.a[i - 1] if i else x, ws.a[i], ws.dz[i], ws.dz[i - 1] if i else None, ws.aux[i])
+            if i == len(layers) - 1 and self.loss_fused:
+                layer.backward(*args, activation="linear")
+            else:
+                layer.backward(*args)
+        for w, g, reg in self._regularized():
+            be.regularize(w, g, reg.l1, reg.l2, None, 0)
 
     # ---- weights ----------------------------------------------------------------
+    def _weight_views(self) -> list:
+        return [w for layer in self.compute_layers for w in layer.weights]
+
     def get_weights(self) -> list[np.ndarray]:
-        """Host copies of every kernel and bias, in layer order."""
+        """Host copies of every layer's weights, in layer order, each layer's in Keras' order
+        (Dense: kernel, bias; BatchNormalization: gamma, beta, moving_mean, moving_variance)."""
         self._require_built("get_weights")
         return [w for layer in self.layers for w in layer.get_weights()]
 
@@ -312,7 +364,7 @@ class Sequential:
         for layer in self.layers:
             if isinstance(layer, Input):  # as in Keras, the input is not a row of its own
                 continue
-            n = sum(int(np.prod(s)) for s in layer.param_shapes())
+            n = sum(int(np.prod(s)) for s in layer.param_shapes() + layer.state_shapes())
             rows.append((f"{layer.name} ({type(layer).__name__})", str((None,) + tuple(layer.shape_out)), f"{n:,}"))
         widths = [max(len(r[i]) for r in rows) + 2 for i in range(3)]
         rule = "=" * sum(widths)
@@ -320,9 +372,11 @@ class Sequential:
         for k, r in enumerate(rows):
             lines.append("".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
             lines.append(rule if k == 0 else "-" * sum(widths))
-        total = self.count_params()
+        total, trainable = self.count_params(), int(self.params.size)
         lines[-1] = rule
-        lines += [f"Total params: {total:,} ({total * 4:,} bytes as float32)",
+        lines += [f"Total params: {total:,} ({_size(total * 4)}; {total * 4:,} bytes as float32)",
+                  f"Trainable params: {trainable:,} ({_size(trainable * 4)})",
+                  f"Non-trainable params: {total - trainable:,} ({_size((total - trainable) * 4)})",
                   f"Backend: {self.backend.name}"]
         for line in lines:
             print_fn(line)
@@ -365,3 +419,11 @@ class Sequential:
     def load_weights(self, path) -> None:
         from .io import load_weights
         load_weights(self, path)
+
+
+def _size(nbytes: int) -> str:
+    """Bytes as Keras' summary writes them: 1.02 MB, 4.69 KB, 0.00 B."""
+    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.2f} {unit}"
+    return f"{nbytes:.2f} B"

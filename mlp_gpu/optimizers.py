@@ -47,7 +47,7 @@ class Optimizer:
         self.hyper = None   # device copy of _host_hyper once built
         self.state = None   # (slots, n_params) device buffer
 
-    def build(self, backend, size: int, dtype=np.float32) -> None:
+    def build(self, backend, size: int, dtype=np.float32, segments=None) -> None:
         """Fresh state (zeros) for ``size`` parameters on ``backend``; ``load_state`` restores a saved one."""
         self.backend = backend
         self._host_hyper[HYPER["iterations"]] = 0

@@ -142,17 +142,17 @@ class Sums:
         return logs
 
 
-def _batch_loss(model, ws, data, sums):
+def _batch_loss(model, ws, data, sums, training=False):
     """Gather the batch at the cursor, run the forward pass and the loss (gradient into ws.dz[-1])."""
     data.gather(ws)
-    model.forward(ws.x, ws, logits=True)
+    model.forward(ws.x, ws, logits=True, training=training)
     model.loss_and_count(ws, ws.y, sums)
 
 
 def train_step(model, ws, data, sums, comm=None):
     """One step on device buffers only (so it can be captured): gather, forward, loss, backward,
     (all-reduce,) update, advance the cursor and the counters."""
-    _batch_loss(model, ws, data, sums)
+    _batch_loss(model, ws, data, sums, training=True)
     model.backward(ws.x, ws)
     if comm is not None:
         comm.allreduce(model.grads, op="mean")

@@ -222,7 +222,7 @@ H5_CASES = [
      "no readable model_config"),
     ("unknown-layer-class", lambda f: f.attrs.__setitem__("model_config", json.dumps(
         {"layers": [{"class_name": "Lambda", "config": {"function": "os.system"}}]})), ModelFileError,
-     "expected one of \\['Dense', 'Flatten', 'Input', 'InputLayer'\\], got 'Lambda'"),
+     "expected one of \\[.*'Dense'.*\\], got 'Lambda'"),
     ("unknown-config-key", lambda f: f.attrs.__setitem__("model_config", json.dumps(
         {"layers": [{"class_name": "Dense", "config": {"units": 2, "code": "x"}}]})), ModelFileError,
      r"unknown keys \['code'\]"),

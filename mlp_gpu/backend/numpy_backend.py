@@ -4,9 +4,10 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Backend
+from .layer_ops import LayerOpsReference
 
 
-class NumpyBackend(Backend):
+class NumpyBackend(LayerOpsReference, Backend):
     """Runs everywhere; its ops are the ones the GPU kernels are tested against."""
 
     name = "numpy"

@@ -4,8 +4,8 @@ Layout (``format_version`` 1)::
 
     /                       attrs: format="mlp_gpu", format_version=1, mlp_gpu_version,
                                    model_config (JSON), training_config (JSON, if compiled)
-    /weights/<layer>/kernel float32 (inputs, units)
-    /weights/<layer>/bias   float32 (units,)
+    /weights/<layer>/<name> float32, each layer's weights by Keras name: kernel (inputs, units),
+                            bias (units,); gamma, beta, moving_mean, moving_variance; mean, variance
     /optimizer/state        float32 (slots, parameters)   -- full saves of compiled models
     /optimizer              attrs: iterations, epoch (completed), seed (of the shuffles)
 
@@ -50,9 +50,11 @@ def _write_weights(f, model):
     f.attrs["mlp_gpu_version"] = __version__
     f.attrs["model_config"] = json.dumps(model.get_config())
     group = f.create_group("weights")
-    for layer in model.dense_layers:
+    for layer in model.compute_layers:
+        if not layer.weight_names():
+            continue
         g = group.create_group(layer.name)
-        for name, array in (("kernel", layer.kernel), ("bias", layer.bias)):
+        for name, array in zip(layer.weight_names(), layer.weights):
             _checked_dataset(g, name, model.backend.to_host(array).astype(np.float32))
 
 
@@ -138,10 +140,10 @@ def _json_attr(f, key, path):
 
 
 def _read_weights(f, model, path):
-    """Read and check every kernel and bias before writing any into the model."""
+    """Read and check every weight before writing any into the model."""
     weights = []
-    for layer in model.dense_layers:
-        for name, shape in zip(("kernel", "bias"), layer.param_shapes()):
+    for layer in model.compute_layers:
+        for name, shape in zip(layer.weight_names(), [w.shape for w in layer.weights]):
             key = f"weights/{layer.name}/{name}"
             if key not in f:
                 raise ModelFileError(f"path: {str(path)!r} lacks dataset {key!r}")
@@ -195,7 +197,7 @@ def load_model(path, backend=None):
                 state = f["optimizer/state"]
                 if not isinstance(state, _h5py().Dataset):
                     raise ModelFileError(f"path: {str(path)!r} 'optimizer/state' is not a dataset")
-                expected = (opt.slots, model.count_params())
+                expected = (opt.slots, int(model.params.size))
                 if tuple(state.shape) != expected:
                     raise ModelFileError(f"path: {str(path)!r} optimizer/state is {tuple(state.shape)}, "
                                          f"expected {expected}")
