@@ -341,4 +341,47 @@ class LearningRateScheduler(Callback):
             print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr}.")
 
 
+class ReduceLROnPlateau(Callback):
+    """Multiply the learning rate by ``factor`` when ``monitor`` has not improved by ``min_delta``
+    for ``patience`` epochs; then wait ``cooldown`` epochs; never below ``min_lr`` (Keras' rules).
+    One host write of the rate per reduction: a captured graph reads it from the device."""
+
+    def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto", min_delta=1e-4,
+                 cooldown=0, min_lr=0.0):
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 <= factor < 1:
+            raise ValueError(f"ReduceLROnPlateau(factor): expected a number in [0, 1), got {factor!r}")
+        for arg, value in (("patience", patience), ("cooldown", cooldown)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"ReduceLROnPlateau({arg}): expected an int >= 0, got {value!r}")
+        self.monitor, self.factor, self.patience, self.verbose = monitor, float(factor), patience, verbose
+        self.min_delta, self.cooldown, self.min_lr = abs(float(min_delta)), cooldown, float(min_lr)
+        self.sign = _monitor_mode(monitor, mode, "ReduceLROnPlateau")
+
+    def on_train_begin(self, logs=None):
+        self.best, self.wait, self.cooldown_counter = None, 0, 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        optimizer = self.model.optimizer
+        logs["learning_rate"] = optimizer.learning_rate
+        if self.monitor not in logs:
+            log.warning("ReduceLROnPlateau: monitor %r is not among the logged metrics %s", self.monitor,
+                        sorted(logs))
+            return
+        value = self.sign * logs[self.monitor]
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self.best is None or value < self.best - self.min_delta:
+            self.best, self.wait = value, 0
+        elif self.cooldown_counter == 0:
+            self.wait += 1
+            if self.wait >= self.patience and optimizer.learning_rate > np.float32(self.min_lr):
+                new_lr = max(optimizer.learning_rate * self.factor, self.min_lr)
+                optimizer.learning_rate = new_lr
+                if self.verbose:
+                    print(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new_lr}.")
+                self.cooldown_counter, self.wait = self.cooldown, 0
+
+
 from .tensorboard import TensorBoard  # noqa: E402,F401  (after Callback, which it extends)

@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import schedules
 from ._checks import check_bool, check_number
 from .backend.base import HYPER, HYPER_SIZE
 
 
 def _positive(value, arg):
     return check_number(value, arg, 0, low_open=True)
+
+
+def _nonnegative(value, arg):
+    return check_number(value, arg, 0)
 
 
 def _fraction(value, arg):
@@ -36,23 +41,72 @@ class HyperValue(float):
         return HyperValue(self._optimizer._get(self._key), self._optimizer, self._key)
 
 
+def _clip_arg(value, arg):
+    return None if value is None else _positive(value, arg)
+
+
 class Optimizer:
+    """Base class with Keras' common arguments.
+
+    learning_rate: a number or a schedule (``mlp_gpu.schedules``), evaluated on the device each step.
+    weight_decay: decoupled decay ``w <- w - w * weight_decay * lr`` before each update.
+    clipnorm (per weight), global_clipnorm (over all weights), clipvalue: gradient clipping, at most one.
+    """
+
     name = "optimizer"
     slots = 0  # per-parameter state vectors
+    nadam = False  # whether each step multiplies Nadam's momentum product on the device
 
-    def __init__(self, learning_rate: float):
+    def __init__(self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None):
+        cls = type(self).__name__
         self._host_hyper = np.zeros(HYPER_SIZE, np.float32)
-        self._host_hyper[HYPER["lr"]] = _positive(learning_rate, f"{type(self).__name__}(learning_rate)")
+        self.schedule = learning_rate if isinstance(learning_rate, schedules.LearningRateSchedule) else None
+        if self.schedule is None:
+            self._host_hyper[HYPER["lr"]] = _positive(learning_rate, f"{cls}(learning_rate)")
+        else:
+            self._host_hyper[HYPER["lr"]] = self.schedule(0)
+        self.weight_decay = None if weight_decay is None else _nonnegative(weight_decay, f"{cls}(weight_decay)")
+        self._host_hyper[HYPER["weight_decay"]] = self.weight_decay or 0.0
+        self._host_hyper[HYPER["u_product"]] = 1.0
+        self.clipnorm = _clip_arg(clipnorm, f"{cls}(clipnorm)")
+        self.clipvalue = _clip_arg(clipvalue, f"{cls}(clipvalue)")
+        self.global_clipnorm = _clip_arg(global_clipnorm, f"{cls}(global_clipnorm)")
+        if sum(v is not None for v in (clipnorm, clipvalue, global_clipnorm)) > 1:
+            raise ValueError(f"{cls}: only one of clipnorm, clipvalue and global_clipnorm can be set; got "
+                             f"clipnorm={clipnorm}, clipvalue={clipvalue}, global_clipnorm={global_clipnorm}")
         self.backend = None
         self.hyper = None   # device copy of _host_hyper once built
         self.state = None   # (slots, n_params) device buffer
 
     def build(self, backend, size: int, dtype=np.float32, segments=None) -> None:
-        """Fresh state (zeros) for ``size`` parameters on ``backend``; ``load_state`` restores a saved one."""
+        """Fresh state for ``size`` parameters on ``backend``; ``load_state`` restores a saved one.
+        ``segments``: where each weight starts and ends in the flat buffer (for clipnorm)."""
         self.backend = backend
         self._host_hyper[HYPER["iterations"]] = 0
+        self._host_hyper[HYPER["u_product"]] = 1.0
         self.hyper = backend.asarray(self._host_hyper.copy())
         self.state = backend.zeros((self.slots, size), dtype)
+        self._init_state()
+        bounds = [0, size] if self.global_clipnorm is not None or segments is None else list(segments)
+        self._segments = backend.asarray(np.asarray(bounds, np.int64))
+        self._table = None if self.schedule is None else backend.asarray(self.schedule.encode())
+
+    def _init_state(self) -> None:
+        """Initial values of the state slots (zeros unless a subclass says otherwise)."""
+
+    def update(self, params, grads) -> None:
+        """One step over the flat buffers: schedule, clipping, then the update (weight decay first)."""
+        be = self.backend
+        if self._table is not None or self.nadam:
+            be.optimizer_prepare(self.hyper, self._table, self.nadam)
+        if self.clipvalue is not None:
+            be.clip_by_value(grads, self.clipvalue)
+        elif self.clipnorm is not None or self.global_clipnorm is not None:
+            be.clip_by_norm(grads, self._segments, self.clipnorm or self.global_clipnorm)
+        self.apply(params, grads)
+
+    def apply(self, params, grads) -> None:
+        raise NotImplementedError
 
     def load_state(self, state, iterations: int = 0) -> None:
         """Restore the per-parameter state and step count of a built optimizer (as saved with the model)."""
@@ -63,6 +117,8 @@ class Optimizer:
             raise ValueError(f"state: expected shape {tuple(self.state.shape)}, got {state.shape}")
         self.state[...] = self.backend.asarray(state, self.state.dtype)
         self._set("iterations", int(iterations))
+        if self.nadam:  # the momentum product after `iterations` steps, in float32 as the device made it
+            self._set("u_product", nadam_u_product(self.beta_1, int(iterations)))
 
     def _set(self, key, value):
         self._host_hyper[HYPER[key]] = value
@@ -78,22 +134,30 @@ class Optimizer:
     def learning_rate(self) -> "HyperValue":
         """The learning rate on the device, used as Keras code uses its variable: ``float(lr)``,
         ``lr.numpy()``, ``lr.assign(0.001)``; assigning the property (``opt.learning_rate = 0.001``)
-        works too. Either writes the device slot that the next step reads."""
+        works too. Either writes the device slot that the next step reads. With a schedule: the
+        schedule's rate for the next step (read-only)."""
+        if self.schedule is not None:
+            return HyperValue(float(np.float32(self.schedule(self.iterations))), self, "lr")
         return HyperValue(self._get("lr"), self, "lr")
 
     @learning_rate.setter
     def learning_rate(self, value):
+        if self.schedule is not None:
+            raise TypeError(f"learning_rate: this optimizer follows a {type(self.schedule).__name__} schedule, "
+                            "so its learning rate cannot be set")
         self._set("lr", _positive(value, "learning_rate"))
 
     @property
     def iterations(self) -> int:
         return int(self._get("iterations"))
 
-    def update(self, params, grads) -> None:
-        raise NotImplementedError
-
     def get_config(self) -> dict:
-        return {"name": self.name, "learning_rate": float(self.learning_rate)}
+        lr = float(self.learning_rate) if self.schedule is None else schedules.serialize(self.schedule)
+        cfg = {"name": self.name, "learning_rate": lr}
+        for key in ("weight_decay", "clipnorm", "clipvalue", "global_clipnorm"):
+            if getattr(self, key) is not None:
+                cfg[key] = getattr(self, key)
+        return cfg
 
 
 class SGD(Optimizer):
@@ -101,14 +165,14 @@ class SGD(Optimizer):
 
     name = "sgd"
 
-    def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0, nesterov: bool = False):
-        super().__init__(learning_rate)
+    def __init__(self, learning_rate=0.01, momentum: float = 0.0, nesterov: bool = False, **kwargs):
+        super().__init__(learning_rate, **kwargs)
         self._host_hyper[HYPER["momentum"]] = _fraction(momentum, "SGD(momentum)")
         self.momentum = float(momentum)
         self.nesterov = check_bool(nesterov, "SGD(nesterov)")
         self.slots = 1 if self.momentum > 0 else 0
 
-    def update(self, params, grads):
+    def apply(self, params, grads):
         velocity = self.state[0] if self.slots else None
         self.backend.sgd_update(params, grads, velocity, self.hyper, self.nesterov)
 
@@ -122,23 +186,105 @@ class Adam(Optimizer):
     name = "adam"
     slots = 2
 
-    def __init__(self, learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
-                 epsilon: float = 1e-7):
-        super().__init__(learning_rate)
+    def __init__(self, learning_rate=0.001, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
         self.beta_1 = _fraction(beta_1, "Adam(beta_1)")
         self.beta_2 = _fraction(beta_2, "Adam(beta_2)")
         self.epsilon = _positive(epsilon, "Adam(epsilon)")
         for key in ("beta_1", "beta_2", "epsilon"):
             self._host_hyper[HYPER[key]] = getattr(self, key)
 
-    def update(self, params, grads):
+    def apply(self, params, grads):
         self.backend.adam_update(params, grads, self.state[0], self.state[1], self.hyper)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
 
 
-OPTIMIZERS = {"sgd": SGD, "adam": Adam}
+class AdamW(Adam):
+    """Keras AdamW: Adam with decoupled weight decay (default 0.004) applied before each update."""
+
+    name = "adamw"
+
+    def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-7, **kwargs):
+        if weight_decay is None:
+            raise ValueError("AdamW(weight_decay): expected a number >= 0, got None")
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, weight_decay=weight_decay, **kwargs)
+
+
+class Nadam(Adam):
+    """Keras Nadam: Adam with Nesterov momentum and the 0.96 momentum schedule."""
+
+    name = "nadam"
+    nadam = True
+
+    def apply(self, params, grads):
+        self.backend.nadam_update(params, grads, self.state[0], self.state[1], self.hyper)
+
+
+class RMSprop(Optimizer):
+    """Keras RMSprop (rho 0.9, epsilon 1e-7), with optional momentum and centering."""
+
+    name = "rmsprop"
+
+    def __init__(self, learning_rate=0.001, rho: float = 0.9, momentum: float = 0.0, epsilon: float = 1e-7,
+                 centered: bool = False, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.rho = _fraction(rho, "RMSprop(rho)")
+        self.momentum = _fraction(momentum, "RMSprop(momentum)")
+        self.epsilon = _positive(epsilon, "RMSprop(epsilon)")
+        self.centered = bool(centered)
+        for key in ("rho", "momentum", "epsilon"):
+            self._host_hyper[HYPER[key]] = getattr(self, key)
+        self.slots = 1 + (self.momentum > 0) + self.centered  # velocity, [momentum], [average gradient]
+
+    def apply(self, params, grads):
+        momentum = self.state[1] if self.momentum > 0 else None
+        average = self.state[self.slots - 1] if self.centered else None
+        self.backend.rmsprop_update(params, grads, self.state[0], momentum, average, self.hyper)
+
+    def get_config(self):
+        return {**super().get_config(), "rho": self.rho, "momentum": self.momentum, "epsilon": self.epsilon,
+                "centered": self.centered}
+
+
+class Adagrad(Optimizer):
+    """Keras Adagrad (accumulators start at 0.1, epsilon 1e-7)."""
+
+    name = "adagrad"
+    slots = 1
+
+    def __init__(self, learning_rate=0.001, initial_accumulator_value: float = 0.1, epsilon: float = 1e-7,
+                 **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.initial_accumulator_value = _nonnegative(initial_accumulator_value,
+                                                      "Adagrad(initial_accumulator_value)")
+        self.epsilon = _positive(epsilon, "Adagrad(epsilon)")
+        self._host_hyper[HYPER["epsilon"]] = self.epsilon
+
+    def _init_state(self):
+        self.state.fill(self.initial_accumulator_value)
+
+    def apply(self, params, grads):
+        self.backend.adagrad_update(params, grads, self.state[0], self.hyper)
+
+    def get_config(self):
+        return {**super().get_config(), "initial_accumulator_value": self.initial_accumulator_value,
+                "epsilon": self.epsilon}
+
+
+def nadam_u_product(beta_1: float, iterations: int) -> np.float32:
+    """Nadam's momentum product after ``iterations`` steps, multiplied in float32 as on the device."""
+    f = np.float32
+    product = f(1.0)
+    for t in range(1, iterations + 1):
+        product = product * (f(beta_1) * (f(1) - f(0.5) * f(0.96 ** t)))
+    return product
+
+
+OPTIMIZERS = {cls.name: cls for cls in (SGD, Adam, AdamW, Nadam, RMSprop, Adagrad)}
 
 
 def get(optimizer) -> Optimizer:
@@ -152,6 +298,8 @@ def get(optimizer) -> Optimizer:
 def from_config(config: dict) -> Optimizer:
     cfg = dict(config)
     name = cfg.pop("name", None)
+    if isinstance(cfg.get("learning_rate"), dict):
+        cfg["learning_rate"] = schedules.deserialize(cfg["learning_rate"])
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer config: expected name in {sorted(OPTIMIZERS)}, got {name!r}")
     return OPTIMIZERS[name](**cfg)

@@ -24,8 +24,9 @@ ACC = {"loss_sum": 0, "correct": 1, "finite_steps": 2}
 ACC_SIZE = 3
 # Slots of the optimizer's scalar buffer; kept on the device so that a captured
 # step can read a changed learning rate without being captured again.
-HYPER = {"lr": 0, "momentum": 1, "beta_1": 2, "beta_2": 3, "epsilon": 4, "iterations": 5}
-HYPER_SIZE = 8
+HYPER = {"lr": 0, "momentum": 1, "beta_1": 2, "beta_2": 3, "epsilon": 4, "iterations": 5,
+         "rho": 6, "weight_decay": 7, "u_product": 8}
+HYPER_SIZE = 16
 
 
 class BackendUnavailable(RuntimeError):
@@ -261,6 +262,8 @@ class Backend:
         v <- m v - lr g;  w <- w + v  (Nesterov: w <- w + m v - lr g).
         ``grads`` is scratch afterwards.
         """
+        from .optimizer_ops import decay_weights
+        decay_weights(params, hyper)
         lr = hyper[HYPER["lr"]]
         grads *= lr
         if velocity is None:
@@ -277,6 +280,8 @@ class Backend:
 
     def adam_update(self, params, grads, m, v, hyper) -> None:
         """Keras Adam over one flat buffer, bias-corrected with t = iterations + 1."""
+        from .optimizer_ops import decay_weights
+        decay_weights(params, hyper)
         xp = self.xp
         h = hyper
         lr, b1, b2, eps = h[HYPER["lr"]], h[HYPER["beta_1"]], h[HYPER["beta_2"]], h[HYPER["epsilon"]]

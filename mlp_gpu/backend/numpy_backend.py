@@ -5,9 +5,10 @@ import numpy as np
 
 from .base import Backend
 from .layer_ops import LayerOpsReference
+from .optimizer_ops import OptimizerOpsReference
 
 
-class NumpyBackend(LayerOpsReference, Backend):
+class NumpyBackend(LayerOpsReference, OptimizerOpsReference, Backend):
     """Runs everywhere; its ops are the ones the GPU kernels are tested against."""
 
     name = "numpy"
