@@ -24,6 +24,9 @@
 #define HYPER_BETA_2 3
 #define HYPER_EPSILON 4
 #define HYPER_ITERATIONS 5
+#define HYPER_RHO 6
+#define HYPER_WEIGHT_DECAY 7
+#define HYPER_U_PRODUCT 8
 
 // Sum over the 32 lanes of a warp; lane 0 holds the result. Every lane must call it.
 __device__ __forceinline__ float warp_sum(float v) {

@@ -3,13 +3,20 @@
 // holds lr, momentum, beta_1, beta_2, epsilon, iterations (slots in common.cuh), read on
 // the device so a captured step sees a new learning rate. g is scratch afterwards.
 // __fmul_rn keeps lr * g a separate rounding, as in the NumPy reference (no FMA contraction).
+// Every update first applies Keras' decoupled weight decay, w <- w - w * weight_decay * lr,
+// when hyper[HYPER_WEIGHT_DECAY] is not 0.
 #include "common.cuh"
+
+__device__ __forceinline__ float decayed(float w, const float* hyper) {
+    float wd = hyper[HYPER_WEIGHT_DECAY];
+    return wd != 0.0f ? w - __fmul_rn(__fmul_rn(w, wd), hyper[HYPER_LR]) : w;
+}
 
 // w <- w - lr g
 extern "C" __global__ void sgd_update(float* __restrict__ w, const float* __restrict__ g,
                                       const float* __restrict__ hyper, long long size) {
     float lr = hyper[HYPER_LR];
-    for (long long i = global_index(); i < size; i += grid_stride()) w[i] -= __fmul_rn(lr, g[i]);
+    for (long long i = global_index(); i < size; i += grid_stride()) w[i] = decayed(w[i], hyper) - __fmul_rn(lr, g[i]);
 }
 
 // v <- m v - lr g; w <- w + v   (Nesterov: w <- w + m v - lr g)
@@ -21,7 +28,8 @@ extern "C" __global__ void sgd_momentum_update(float* __restrict__ w, const floa
         float step = __fmul_rn(lr, g[i]);
         float vi = __fmul_rn(m, v[i]) - step;
         v[i] = vi;
-        w[i] = nesterov ? (w[i] - step) + __fmul_rn(m, vi) : w[i] + vi;
+        float wi = decayed(w[i], hyper);
+        w[i] = nesterov ? (wi - step) + __fmul_rn(m, vi) : wi + vi;
     }
 }
 
@@ -38,6 +46,71 @@ extern "C" __global__ void adam_update(float* __restrict__ w, const float* __res
         float vi = __fmul_rn(b2, v[i]) + __fmul_rn(1.0f - b2, __fmul_rn(gi, gi));
         m[i] = mi;
         v[i] = vi;
-        w[i] -= __fmul_rn(alpha, mi) / (sqrtf(vi) + eps);
+        w[i] = decayed(w[i], hyper) - __fmul_rn(alpha, mi) / (sqrtf(vi) + eps);
+    }
+}
+
+// Keras RMSprop: v <- rho v + (1-rho) g^2; centered: a <- rho a + (1-rho) g, den = v - a^2 + eps, else
+// den = v + eps; inc = lr g / sqrt(den); with momentum: mom <- mu mom + inc, w -= mom; else w -= inc.
+extern "C" __global__ void rmsprop_update(float* __restrict__ w, const float* __restrict__ g,
+                                          float* __restrict__ vel, float* __restrict__ mom, float* __restrict__ avg,
+                                          const float* __restrict__ hyper, long long size, int has_momentum,
+                                          int centered) {
+    float lr = hyper[HYPER_LR], rho = hyper[HYPER_RHO], eps = hyper[HYPER_EPSILON], mu = hyper[HYPER_MOMENTUM];
+    for (long long i = global_index(); i < size; i += grid_stride()) {
+        float gi = g[i];
+        float vi = __fmul_rn(rho, vel[i]) + __fmul_rn(1.0f - rho, __fmul_rn(gi, gi));
+        vel[i] = vi;
+        float den = vi + eps;
+        if (centered) {
+            float ai = __fmul_rn(rho, avg[i]) + __fmul_rn(1.0f - rho, gi);
+            avg[i] = ai;
+            den = vi - __fmul_rn(ai, ai) + eps;
+        }
+        float inc = __fmul_rn(lr, gi) / sqrtf(den);
+        float wi = decayed(w[i], hyper);
+        if (has_momentum) {
+            float mi = __fmul_rn(mu, mom[i]) + inc;
+            mom[i] = mi;
+            w[i] = wi - mi;
+        } else {
+            w[i] = wi - inc;
+        }
+    }
+}
+
+// Keras Adagrad: acc += g^2; w -= lr g / sqrt(acc + eps).
+extern "C" __global__ void adagrad_update(float* __restrict__ w, const float* __restrict__ g,
+                                          float* __restrict__ acc, const float* __restrict__ hyper, long long size) {
+    float lr = hyper[HYPER_LR], eps = hyper[HYPER_EPSILON];
+    for (long long i = global_index(); i < size; i += grid_stride()) {
+        float gi = g[i];
+        float ai = acc[i] + __fmul_rn(gi, gi);
+        acc[i] = ai;
+        w[i] = decayed(w[i], hyper) - __fmul_rn(lr, gi) / sqrtf(ai + eps);
+    }
+}
+
+// Keras Nadam with t = iterations + 1; hyper[HYPER_U_PRODUCT] already holds the product through u_t
+// (optimizer_prepare ran first). u_t = b1 (1 - 0.5 * 0.96^t);
+// m_hat = u_{t+1} m / (1 - prod u_{t+1}) + (1 - u_t) g / (1 - prod); v_hat = v / (1 - b2^t).
+extern "C" __global__ void nadam_update(float* __restrict__ w, const float* __restrict__ g, float* __restrict__ m,
+                                        float* __restrict__ v, const float* __restrict__ hyper, long long size) {
+    float lr = hyper[HYPER_LR], b1 = hyper[HYPER_BETA_1], b2 = hyper[HYPER_BETA_2], eps = hyper[HYPER_EPSILON];
+    double t = (double)hyper[HYPER_ITERATIONS] + 1.0;
+    float u_t = b1 * (1.0f - 0.5f * (float)pow(0.96, t));
+    float u_t1 = b1 * (1.0f - 0.5f * (float)pow(0.96, t + 1.0));
+    float u_prod = hyper[HYPER_U_PRODUCT];
+    float u_prod1 = u_prod * u_t1;
+    float b2_power = (float)pow((double)b2, t);
+    for (long long i = global_index(); i < size; i += grid_stride()) {
+        float gi = g[i];
+        float mi = m[i] + __fmul_rn(gi - m[i], 1.0f - b1);
+        float vi = v[i] + __fmul_rn(__fmul_rn(gi, gi) - v[i], 1.0f - b2);
+        m[i] = mi;
+        v[i] = vi;
+        float m_hat = __fmul_rn(u_t1, mi) / (1.0f - u_prod1) + __fmul_rn(1.0f - u_t, gi) / (1.0f - u_prod);
+        float v_hat = vi / (1.0f - b2_power);
+        w[i] = decayed(w[i], hyper) - __fmul_rn(m_hat, lr) / (sqrtf(v_hat) + eps);
     }
 }

@@ -53,8 +53,9 @@ class OptimizerOpsReference:
         for a, b in zip(segments[:-1], segments[1:]):
             seg = g[int(a):int(b)]
             norm = np.sqrt((seg.astype(np.float64) ** 2).sum())
-            if norm > clipnorm or not np.isfinite(norm):
-                seg *= g.dtype.type(clipnorm / norm) if np.isfinite(norm) else g.dtype.type(np.nan)
+            if not norm <= clipnorm:  # NaN goes on to scale by NaN
+                with np.errstate(invalid="ignore"):
+                    seg *= g.dtype.type(clipnorm / norm + (norm - norm))  # Keras: NaN for an infinite norm
 
     def rmsprop_update(self, w, g, velocity, momentum, average, hyper) -> None:
         """Keras RMSprop: v <- rho v + (1-rho) g^2; centered: a <- rho a + (1-rho) g, denominator

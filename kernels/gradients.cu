@@ -1,0 +1,100 @@
+// Gradient-side ops over the model's flat buffers, reference in mlp_gpu/backend/layer_ops.py
+// (regularize) and optimizer_ops.py (clipping). Layout: w, g are (size,) float32 (a weight's view,
+// or the whole flat buffer); acc is the (ACC_SIZE,) float64 step accumulator; segments (count + 1,)
+// int64 offsets into g. Reductions run in double; blocks of REDUCE_BLOCK threads.
+#include "common.cuh"
+
+// Tree sum over the block (REDUCE_BLOCK threads, a power of two); every thread gets the total.
+__device__ __forceinline__ double block_total(double* part, double v) {
+    part[threadIdx.x] = v;
+    __syncthreads();
+    for (int half = REDUCE_BLOCK / 2; half > 0; half >>= 1) {
+        if ((int)threadIdx.x < half) part[threadIdx.x] += part[threadIdx.x + half];
+        __syncthreads();
+    }
+    double total = part[0];
+    __syncthreads();
+    return total;
+}
+
+// want_grad: g += l1 sign(w) + 2 l2 w.  want_penalty: acc[loss] += rows (l1 sum|w| + l2 sum w^2).
+extern "C" __global__ void regularize(const float* __restrict__ w, float* __restrict__ g, double* __restrict__ acc,
+                                      long long size, float l1, float l2, double rows, int want_grad,
+                                      int want_penalty) {
+    __shared__ double part[REDUCE_BLOCK];
+    double penalty = 0.0;
+    for (long long i = global_index(); i < size; i += grid_stride()) {
+        float wi = w[i];
+        if (want_grad) {
+            float sign = wi > 0.0f ? 1.0f : (wi < 0.0f ? -1.0f : 0.0f);
+            g[i] += __fmul_rn(l1, sign) + __fmul_rn(2.0f * l2, wi);
+        }
+        penalty += (double)l1 * fabs((double)wi) + (double)l2 * (double)wi * (double)wi;
+    }
+    if (!want_penalty) return;  // uniform across the block: no thread waits at a barrier alone
+    double total = block_total(part, penalty);
+    if (threadIdx.x == 0) atomicAdd(acc + ACC_LOSS_SUM, rows * total);
+}
+
+// g <- clip(g, -v, v), NaN stays NaN.
+extern "C" __global__ void clip_by_value(float* __restrict__ g, long long size, float v) {
+    for (long long i = global_index(); i < size; i += grid_stride()) {
+        float gi = g[i];
+        g[i] = gi < -v ? -v : (gi > v ? v : gi);
+    }
+}
+
+// One block per segment: seg <- seg * clipnorm / norm(seg) when the norm exceeds clipnorm (NaN when
+// the norm is not finite, as Keras' clip_by_global_norm). One segment over everything: global_clipnorm.
+extern "C" __global__ void clip_by_norm(float* __restrict__ g, const long long* __restrict__ segments,
+                                        double clipnorm) {
+    __shared__ double part[REDUCE_BLOCK];
+    long long start = segments[blockIdx.x], end = segments[blockIdx.x + 1];
+    double sq = 0.0;
+    for (long long i = start + threadIdx.x; i < end; i += blockDim.x) sq += (double)g[i] * (double)g[i];
+    double norm = sqrt(block_total(part, sq));
+    if (norm <= clipnorm) return;  // NaN compares false: it goes on to scale by NaN
+    float scale = (float)(clipnorm / norm + (norm - norm));  // Keras' trick: NaN for an infinite norm
+    for (long long i = start + threadIdx.x; i < end; i += blockDim.x) g[i] *= scale;
+}
+
+// Start of an update, one thread: hyper[lr] <- the schedule in `table` at hyper[iterations]
+// (has_table), and for Nadam hyper[u_product] *= beta_1 (1 - 0.5 * 0.96^(iterations + 1)).
+// table: SCHEDULE_HEADER doubles [kind, lr, p1..p5, n] then n boundaries and n + 1 values.
+__device__ double schedule_lr(const double* tb, double step) {
+    int kind = (int)tb[0];
+    double lr = tb[1], p1 = tb[2], p2 = tb[3], p3 = tb[4], p4 = tb[5], p5 = tb[6];
+    if (kind == SCHEDULE_EXPONENTIAL || kind == SCHEDULE_INVERSE_TIME) {
+        double p = step / p1;
+        if (p3 != 0.0) p = floor(p);
+        return kind == SCHEDULE_EXPONENTIAL ? lr * pow(p2, p) : lr / (1.0 + p2 * p);
+    }
+    if (kind == SCHEDULE_PIECEWISE) {
+        int n = (int)tb[7];
+        for (int i = 0; i < n; ++i)
+            if (step <= tb[SCHEDULE_HEADER + i]) return tb[SCHEDULE_HEADER + n + i];
+        return tb[SCHEDULE_HEADER + 2 * n];
+    }
+    if (kind == SCHEDULE_COSINE) {
+        const double pi = 3.141592653589793;
+        if (p3 == 0.0) {
+            double f = (step < p1 ? step : p1) / p1;
+            return lr * ((1.0 - p2) * (0.5 * (1.0 + cos(pi * f))) + p2);
+        }
+        if (step > p1 + p5) step = p1 + p5;
+        if (step < p5) return (p4 - lr) * (step / p5) + lr;
+        return p4 * ((1.0 - p2) * (0.5 * (1.0 + cos(pi * ((step - p5) / p1)))) + p2);
+    }
+    return lr;
+}
+
+extern "C" __global__ void optimizer_prepare(float* __restrict__ hyper, const double* __restrict__ table,
+                                             int has_table, int nadam) {
+    if (global_index() != 0) return;
+    double step = (double)hyper[HYPER_ITERATIONS];
+    if (has_table) hyper[HYPER_LR] = (float)schedule_lr(table, step);
+    if (nadam) {
+        float u = hyper[HYPER_BETA_1] * (1.0f - 0.5f * (float)pow(0.96, step + 1.0));
+        hyper[HYPER_U_PRODUCT] = hyper[HYPER_U_PRODUCT] * u;
+    }
+}
