@@ -28,6 +28,20 @@
 #define HYPER_WEIGHT_DECAY 7
 #define HYPER_U_PRODUCT 8
 
+// Toolbox constants (mlp_gpu/backend/layer_ops.py, mlp_gpu/schedules.py, cuda_layer_ops.py).
+#define ACC_LOSS_SUM 0
+#define COLUMN_ROWS 8
+#define REDUCE_BLOCK 256
+#define PHILOX_M0 0xD2511F53u
+#define PHILOX_M1 0xCD9E8D57u
+#define PHILOX_W0 0x9E3779B9u
+#define PHILOX_W1 0xBB67AE85u
+#define SCHEDULE_HEADER 8
+#define SCHEDULE_EXPONENTIAL 1
+#define SCHEDULE_PIECEWISE 2
+#define SCHEDULE_INVERSE_TIME 3
+#define SCHEDULE_COSINE 4
+
 // Sum over the 32 lanes of a warp; lane 0 holds the result. Every lane must call it.
 __device__ __forceinline__ float warp_sum(float v) {
     for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(MLP_FULL_MASK, v, offset);

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import ACC_SIZE, METRIC_KINDS, Backend
+from .cuda_layer_ops import CudaLayerOps
 
 BLOCK = 256          # threads per block for element- and row-wise kernels
 MAX_BLOCKS = 4096    # grid-stride kernels need no more to fill an H100
@@ -27,8 +28,11 @@ def _blocks(count, per_block=BLOCK, cap=MAX_BLOCKS):
     return (max(1, min(-(-count // per_block), cap)),)
 
 
-class CudaOps(Backend):
+class CudaOps(CudaLayerOps, Backend):
     """Backend ops as kernel launches; subclasses define ``xp`` and ``launch``."""
+
+    BLOCK = BLOCK
+    _blocks = staticmethod(_blocks)
 
     gemm = "kernel"  # "kernel": our sgemm_strided; subclasses may offer "cublas"
 
