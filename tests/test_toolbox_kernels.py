@@ -6,7 +6,10 @@ import pytest
 from mlp_gpu import schedules
 from mlp_gpu.backend.base import HYPER, HYPER_SIZE
 
-from .test_kernels import SIZES, _rand, dev, ref  # noqa: F401 -- fixtures
+from . import test_kernels
+from .test_kernels import SIZES, _rand
+
+dev, ref = test_kernels.dev, test_kernels.ref  # the same fixtures: the host harness, and CuPy on a GPU
 
 SHAPES = [(1, 1), (31, 300), (33, 10), (1000, 33)]
 
