@@ -207,7 +207,7 @@ class Sequential:
     def count_params(self) -> int:
         """Trainable and non-trainable parameters, as Keras counts them."""
         self._require_built("count_params")
-        return int(self.params.size + self.state.size)
+        return sum(int(w.size) for w in self._weight_views())
 
     def _require_built(self, what):
         if not self.built:
@@ -364,7 +364,7 @@ class Sequential:
         for layer in self.layers:
             if isinstance(layer, Input):  # as in Keras, the input is not a row of its own
                 continue
-            n = sum(int(np.prod(s)) for s in layer.param_shapes() + layer.state_shapes())
+            n = sum(int(w.size) for w in layer.weights) if layer.computes else 0
             rows.append((f"{layer.name} ({type(layer).__name__})", str((None,) + tuple(layer.shape_out)), f"{n:,}"))
         widths = [max(len(r[i]) for r in rows) + 2 for i in range(3)]
         rule = "=" * sum(widths)

@@ -167,10 +167,11 @@ class Normalization(Layer):
         return (self.units,)
 
     def state_shapes(self):
-        return [(self.units,), (self.units,)]
+        return [(self.units,), (self.units,), ()]
 
     def weight_names(self):
-        return [] if self.input_mean is not None else ["mean", "variance"]
+        """Keras' mean, variance and count (rows adapted on) -- none when given mean= and variance=."""
+        return [] if self.input_mean is not None else ["mean", "variance", "count"]
 
     def initial_state(self):
         if self.input_mean is not None:
@@ -179,11 +180,11 @@ class Normalization(Layer):
             stats = self._adapted
         else:
             stats = (np.zeros(1), np.ones(1))  # Keras' initializers before adapt
-        return [np.broadcast_to(s, (self.units,)).astype(np.float64) for s in stats]
+        return [np.broadcast_to(s, (self.units,)).astype(np.float64) for s in stats] + [np.array(self.count, float)]
 
     def bind(self, backend, params, grads, state):
         super().bind(backend, params, grads, state)
-        self.mean, self.variance = state
+        self.mean, self.variance, self._count = state
 
     def adapt(self, data, batch_size=None) -> None:
         """Mean and variance of ``data`` per feature: an array (rows, features) or an iterable of
@@ -213,6 +214,7 @@ class Normalization(Layer):
         if self.mean is not None:  # built: write into the model's state buffer
             self.mean[...] = self.backend.asarray(self._adapted[0].astype(self.mean.dtype))
             self.variance[...] = self.backend.asarray(self._adapted[1].astype(self.variance.dtype))
+            self._count[...] = count
 
     @staticmethod
     def _batches(data, chunk):

@@ -36,7 +36,7 @@ def _h5py():
 
 def _checked_dataset(group, name, data):
     """A dataset with a Fletcher-32 checksum: flipped bits in stored weights fail the read."""
-    if data.size:
+    if data.size and data.ndim:  # HDF5 filters need chunks, which scalars do not have
         group.create_dataset(name, data=data, chunks=data.shape, fletcher32=True)
     else:
         group.create_dataset(name, data=data)

@@ -21,7 +21,9 @@ from .files import ModelFileError, save_hdf5
 
 def export_keras_weights(model, path) -> None:
     """Write the model's weights so that ``keras.Model.load_weights(path)`` loads them into the
-    same architecture built in Keras (layer names dense, dense_1, ... as Keras gives them)."""
+    same architecture built in Keras (layer names dense, dense_1, ... as Keras gives them); each
+    layer's variables in Keras' order (BatchNormalization: gamma, beta, moving_mean, moving_variance;
+    Normalization: mean, variance, count as int32)."""
     model._require_built("export_keras_weights")
 
     def write(f):
@@ -32,9 +34,9 @@ def export_keras_weights(model, path) -> None:
                 continue  # Keras does not store its InputLayer
             g = layers.create_group(layer.name).create_group("vars")
             g.attrs["name"] = layer.name
-            if hasattr(layer, "kernel"):
-                g.create_dataset("0", data=model.backend.to_host(layer.kernel).astype(np.float32))
-                g.create_dataset("1", data=model.backend.to_host(layer.bias).astype(np.float32))
+            for i, (name, w) in enumerate(zip(layer.weight_names(), layer.weights)):
+                dtype = np.int32 if name == "count" else np.float32
+                g.create_dataset(str(i), data=model.backend.to_host(w).astype(dtype))
 
     save_hdf5(path, write, sealed=False)  # a plain HDF5 file, as Keras writes it
 
@@ -45,20 +47,25 @@ def _natural(name):
     return m.group(1), int(m.group(2) or 0)
 
 
-def _keras3_pairs(f):
-    groups = {name: g["vars"] for name, g in f["layers"].items() if "vars" in g}
-    return {name: (v["0"], v["1"]) for name, v in groups.items() if "0" in v and "1" in v}
+def _keras3_layers(f):
+    """{layer name: [its variables in order]} for the layers that have any."""
+    found = {}
+    for name, g in f["layers"].items():
+        v = g.get("vars") if hasattr(g, "get") else None
+        if v is not None and len(v) and all(str(i) in v for i in range(len(v))):
+            found[name] = [v[str(i)] for i in range(len(v))]
+    return found
 
 
-def _keras2_pairs(f):
+def _keras2_layers(f):
     root = f["model_weights"] if "model_weights" in f else f
-    pairs = {}
+    found = {}
     for raw in root.attrs["layer_names"]:
         name = raw.decode() if isinstance(raw, bytes) else str(raw)
         names = [w.decode() if isinstance(w, bytes) else str(w) for w in root[name].attrs.get("weight_names", [])]
-        if len(names) == 2:
-            pairs[name] = (root[name][names[0]], root[name][names[1]])
-    return pairs
+        if names:
+            found[name] = [root[name][n] for n in names]
+    return found
 
 
 def is_keras_file(f) -> bool:
@@ -66,26 +73,54 @@ def is_keras_file(f) -> bool:
     return "layers" in f or "layer_names" in f.attrs or legacy_full
 
 
-def read_keras_weights(f, model, path) -> list[np.ndarray]:
-    """Kernels and biases for the model's Dense layers from an open Keras file, checked before use.
+def _keras_base(layer) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z][a-z])", "_", type(layer).__name__).lower()
 
-    Layers are matched by name when every Dense name is in the file, else by order.
+
+def _match_by_order(found, ours, keras3, path):
+    """Pair our layers with the file's: the k-th layer of each kind (dense, batch_normalization...)
+    with the file's k-th of that kind, in Keras' creation order (Keras 2 files list it)."""
+    kinds: dict[str, list] = {}
+    for name in (sorted(found, key=_natural) if keras3 else found):
+        kinds.setdefault(_natural(name)[0] if keras3 else None, []).append(name)
+    chosen, used = [], {}
+    for layer in ours:
+        kind = _keras_base(layer) if keras3 else None
+        names = kinds.get(kind, [])
+        k = used.get(kind, 0)
+        if k >= len(names):
+            raise ModelFileError(f"path: {str(path)!r} holds {len(found)} layers with weights ({', '.join(found)}); "
+                                 f"none left for the model's layer {layer.name!r} ({type(layer).__name__})")
+        used[kind] = k + 1
+        chosen.append(found[names[k]])
+    if sum(used.values()) != len(found):
+        raise ModelFileError(f"path: {str(path)!r} holds {len(found)} layers with weights ({', '.join(found)}); "
+                             f"the model has {len(ours)}")
+    return chosen
+
+
+def read_keras_weights(f, model, path) -> list[np.ndarray]:
+    """Every weight of the model's layers from an open Keras file, checked before use.
+
+    Layers are matched by name when every name is in the file, else by kind and order.
     """
-    pairs = _keras3_pairs(f) if "layers" in f else _keras2_pairs(f)
-    dense = model.dense_layers
-    if all(layer.name in pairs for layer in dense):
-        chosen = [pairs[layer.name] for layer in dense]
+    keras3 = "layers" in f
+    found = _keras3_layers(f) if keras3 else _keras2_layers(f)
+    ours = [layer for layer in model.compute_layers if layer.weight_names()]
+    if all(layer.name in found for layer in ours):
+        chosen = [found[layer.name] for layer in ours]
     else:
-        order = sorted(pairs, key=_natural) if "layers" in f else list(pairs)
-        if len(order) != len(dense):
-            raise ModelFileError(f"path: {str(path)!r} holds {len(order)} layers with kernel and bias "
-                                 f"({', '.join(order)}); the model has {len(dense)} Dense layers")
-        chosen = [pairs[name] for name in order]
+        chosen = _match_by_order(found, ours, keras3, path)
     weights = []
-    for layer, (kernel, bias) in zip(dense, chosen):
-        for ds, shape, what in ((kernel, (layer.input_dim, layer.units), "kernel"), (bias, (layer.units,), "bias")):
-            if tuple(ds.shape) != shape or ds.dtype.kind != "f":
-                raise ModelFileError(f"path: {str(path)!r} {what} {ds.name!r} is {ds.dtype}{tuple(ds.shape)}, "
-                                     f"expected float{shape} for layer {layer.name!r}")
+    for layer, datasets in zip(ours, chosen):
+        names = layer.weight_names()
+        if len(datasets) != len(names):
+            raise ModelFileError(f"path: {str(path)!r} has {len(datasets)} variables for layer {layer.name!r}, "
+                                 f"expected {len(names)} ({', '.join(names)})")
+        for ds, name, w in zip(datasets, names, layer.weights):
+            kinds = "fiu" if name == "count" else "f"
+            if tuple(ds.shape) != tuple(w.shape) or ds.dtype.kind not in kinds:
+                raise ModelFileError(f"path: {str(path)!r} {name} {ds.name!r} is {ds.dtype}{tuple(ds.shape)}, "
+                                     f"expected float{tuple(w.shape)} for layer {layer.name!r}")
             weights.append(np.asarray(ds[()], np.float32))
     return weights
