@@ -7,7 +7,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 EPOCHS ?= 30
 BACKEND ?= auto
 
-.PHONY: install peers data train test bench fuzz gpu-data gpu-wheels gpu-check gpu-routes lint clean
+.PHONY: install peers data train test bench bench-toolbox fuzz gpu-data gpu-wheels gpu-check gpu-routes lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ test: install peers data
 
 bench: install peers data
 	$(VENV)/bin/mlp-gpu bench --matrix cpu --out benchmarks/results
+
+# Chapter 11's net (BatchNormalization, Dropout, Nadam) for 10 epochs against Keras 3 and PyTorch.
+bench-toolbox: install peers data
+	$(VENV)/bin/mlp-gpu bench --matrix toolbox --repeats 9 --out benchmarks/results
 
 # On a GPU machine with CuPy preinstalled (no venv, no network). GPU_OUT: where results go.
 # The device has no dataset package: `make gpu-data` here copies Fashion-MNIST into .data/, which the

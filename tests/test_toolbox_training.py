@@ -59,3 +59,21 @@ def test_reduce_lr_on_plateau_in_training():
     cb = ReduceLROnPlateau(monitor="loss", factor=0.5, patience=1, min_delta=1.0)
     model.fit(x, y, epochs=3, verbose=0, callbacks=[cb], seed=0)
     assert model.optimizer.learning_rate == pytest.approx(2.5e-10)  # halved after epochs 2 and 3
+
+
+def test_toolbox_bench_cells_run_and_report_validation_accuracy():
+    """The `--matrix toolbox` cells on 300 rows (Keras' cell runs in `make bench-toolbox` only: importing it
+    here would cost more than the rest of this file): each builds the net and reports val accuracy."""
+    from mlp_gpu.bench import _run_cells, load_data
+    from mlp_gpu.bench.report import one_line
+    from mlp_gpu.bench.workloads import Matrix, Workload
+
+    spec = Matrix("toolbox", [Workload("toolbox", net="toolbox", rows=300, accuracy=True,
+                                       impls=("numpy", "torch_cpu"))])
+    _, data = load_data()
+    cells = _run_cells(spec, data, 1, {"cpu_sgemm_gflops": 1.0, "gpu_sgemm_gflops": None}, lambda *_: None)
+    ran = [c for c in cells if "skipped" not in c]
+    assert ran and ran[0]["impl"] == "numpy"
+    for c in ran:
+        assert 0.0 <= c["val_accuracy"] <= 1.0 and "val acc" in one_line(c)
+    assert ran[0]["val_accuracy"] > 0.3  # 300 rows, 2 epochs: well above chance (0.1)

@@ -91,6 +91,7 @@ def one_line(c) -> str:
     if "skipped" in c:
         return f"  {c['workload']:12s} {c['impl']:18s} skipped: {c['skipped']}"
     acc = f"  acc {c['test_accuracy']:.4f}" if "test_accuracy" in c else ""
+    acc += f"  val acc {c['val_accuracy']:.4f}" if "val_accuracy" in c else ""
     return (f"  {c['workload']:12s} {c['impl']:18s} {c['median_s']:8.4f} s/epoch ({c['rows']} rows)  "
             f"{c['samples_per_s']:10.0f} samples/s  {c['gflops']:8.1f} GFLOP/s{acc}")
 
@@ -111,12 +112,12 @@ def markdown(r) -> str:
              f"Peak measured in this run: CPU SGEMM {r['peaks']['cpu_sgemm_gflops']:.1f} GFLOP/s" +
              (f", GPU SGEMM {r['peaks']['gpu_sgemm_gflops']:.1f} GFLOP/s" if r['peaks']['gpu_sgemm_gflops'] else ""),
              "", "| workload | implementation | rows | median s/epoch | min | max | samples/s | steps/s | "
-             "GFLOP/s | % of peak | host MB | device MB | test acc |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "GFLOP/s | % of peak | host MB | device MB | test acc | val acc |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in r["cells"]:
         if "skipped" in c:
             lines.append(f"| {c['workload']} | {c['impl']} | {c['rows']} | skipped: {c['skipped']} |"
-                         + " |" * 9)
+                         + " |" * 10)
             continue
         dev = c.get("device_bytes")
         lines.append(
@@ -124,12 +125,13 @@ def markdown(r) -> str:
             f"{c['max_s']:.4f} | {c['samples_per_s']:,.0f} | {c['steps_per_s']:,.0f} | {c['gflops']:.1f} | "
             f"{_fmt(c['fraction_of_peak'] and 100 * c['fraction_of_peak'], '.1f')} | "
             f"{_fmt(c['host_mb'], '.0f')} | {_fmt(dev and dev / 2 ** 20, '.1f')} | "
-            f"{_fmt(c.get('test_accuracy'), '.4f')} |")
+            f"{_fmt(c.get('test_accuracy'), '.4f')} | {_fmt(c.get('val_accuracy'), '.4f')} |")
     lines += ["", "Ratios of median epoch times (below 1: the first is faster):", ""]
     lines += [f"- {k}: **{v:.3f}**" for k, v in r["ratios"].items()]
     lines += ["", "Workloads: `reference` 784-300-100-10 batch 32; `batch-N` the same net at batch N; `wide` "
               "784-4096-4096-10 batch 32 (CPU implementations on fewer rows, as the rows column says); "
-              "`rows-N` the reference on N rows. SGD 0.01 everywhere; GFLOP/s counts the forward, "
+              "`rows-N` the reference on N rows; `toolbox` the reference with BatchNormalization and Dropout 0.2 "
+              "after each hidden layer and Nadam (val acc after warm-up + timed epochs). SGD 0.01 elsewhere; GFLOP/s counts the forward, "
               "weight-gradient and input-gradient GEMMs from the layer shapes; host MB is the resident memory a "
               "cell added over its setup and first epoch; device MB is the CuPy pool in use or PyTorch's "
               "allocated bytes after training."]

@@ -32,9 +32,15 @@ class MlpGpuSession:
             raise Skip(available_backends()["cupy"])
         self.backend = backend = get_backend(backend_name, **options)
         sizes = workload.sizes
-        self.model = Sequential([Input((sizes[0],))] + [Dense(u, "relu") for u in sizes[1:-1]]
-                                + [Dense(sizes[-1], "softmax")], backend=backend)
-        self.model.compile(optimizer=SGD(LR), metrics=["accuracy"], seed=0)
+        if workload.net == "toolbox":
+            from .. import BatchNormalization, Dropout, optimizers
+
+            hidden = [layer for u in sizes[1:-1] for layer in (Dense(u, "relu"), BatchNormalization(), Dropout(0.2))]
+            optimizer = optimizers.Nadam()
+        else:
+            hidden, optimizer = [Dense(u, "relu") for u in sizes[1:-1]], SGD(LR)
+        self.model = Sequential([Input((sizes[0],))] + hidden + [Dense(sizes[-1], "softmax")], backend=backend)
+        self.model.compile(optimizer=optimizer, metrics=["accuracy"], seed=0)
         self.workload, self.data = workload, data
 
         class Timer(Callback):  # times the epoch only: fit's input checks and upload stay outside
@@ -58,6 +64,7 @@ class MlpGpuSession:
         out = {"device_bytes": self.backend.memory_bytes() or None}
         if self.workload.accuracy:
             out["test_accuracy"] = self.model.evaluate(self.data["x_test"], self.data["y_test"])[1]
+            out["val_accuracy"] = self.model.evaluate(self.data["x_val"], self.data["y_val"])[1]
         return out
 
 
@@ -99,10 +106,15 @@ class TorchSession:
         self.x = torch.from_numpy(np.array(data["x"])).to(self.dev)
         self.y = torch.from_numpy(data["y"].astype(np.int64)).to(self.dev)
         sizes, layers = workload.sizes, []
+        toolbox = workload.net == "toolbox"
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-            layers += [torch.nn.Linear(a, b)] + ([torch.nn.ReLU()] if i < len(sizes) - 2 else [])
+            layers += [torch.nn.Linear(a, b)]
+            if i < len(sizes) - 2:  # Keras' BatchNormalization defaults in PyTorch's terms
+                layers += [torch.nn.ReLU()] + ([torch.nn.BatchNorm1d(b, eps=1e-3, momentum=0.01),
+                                                torch.nn.Dropout(0.2)] if toolbox else [])
         self.net = torch.nn.Sequential(*layers).to(self.dev)
-        self.opt = torch.optim.SGD(self.net.parameters(), lr=LR)
+        self.opt = torch.optim.NAdam(self.net.parameters(), lr=0.001, eps=1e-7) if toolbox else \
+            torch.optim.SGD(self.net.parameters(), lr=LR)
         self.loss_fn = torch.nn.CrossEntropyLoss()
 
     def _sync(self):
@@ -113,6 +125,7 @@ class TorchSession:
         torch, n, batch = self.torch, self.x.shape[0], self.workload.batch
         self._sync()
         t0 = time.perf_counter()
+        self.net.train()
         perm = torch.randperm(n, device=self.dev)
         total = torch.zeros((), device=self.dev)
         for start in range(0, n, batch):
@@ -132,10 +145,12 @@ class TorchSession:
         if self.device == "cuda":
             out["device_bytes"] = int(torch.cuda.memory_allocated())
         if self.workload.accuracy:
-            with torch.no_grad():
-                xt = torch.from_numpy(np.array(self.data["x_test"])).to(self.dev).float() / 255
-                pred = self.net(xt).argmax(dim=1).cpu().numpy()
-            out["test_accuracy"] = float(np.mean(pred == self.data["y_test"]))
+            self.net.eval()
+            for split in ("test", "val"):
+                with torch.no_grad():
+                    xt = torch.from_numpy(np.array(self.data[f"x_{split}"])).to(self.dev).float() / 255
+                    pred = self.net(xt).argmax(dim=1).cpu().numpy()
+                out[f"{split}_accuracy"] = float(np.mean(pred == self.data[f"y_{split}"]))
         return out
 
 
@@ -150,12 +165,14 @@ class KerasSession:
         except Exception as exc:  # ImportError, or a missing backend raising anything
             raise Skip(f"keras not importable ({type(exc).__name__}: {exc})") from None
         self.keras, self.workload, self.data = keras, workload, data
-        sizes = workload.sizes
-        self.model = keras.Sequential([keras.Input((sizes[0],))]
-                                      + [keras.layers.Dense(u, activation="relu") for u in sizes[1:-1]]
-                                      + [keras.layers.Dense(sizes[-1], activation="softmax")])
-        self.model.compile(optimizer=keras.optimizers.SGD(LR), loss="sparse_categorical_crossentropy",
-                           metrics=["accuracy"])
+        sizes, L = workload.sizes, keras.layers
+        toolbox = workload.net == "toolbox"
+        hidden = [layer for u in sizes[1:-1] for layer in
+                  ([L.Dense(u, activation="relu")] + ([L.BatchNormalization(), L.Dropout(0.2)] if toolbox else []))]
+        self.model = keras.Sequential([keras.Input((sizes[0],))] + hidden
+                                      + [L.Dense(sizes[-1], activation="softmax")])
+        optimizer = keras.optimizers.Nadam() if toolbox else keras.optimizers.SGD(LR)
+        self.model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         self.x = data["x"].astype(np.float32) / np.float32(255)
         times = self.times = []
 
@@ -176,8 +193,9 @@ class KerasSession:
     def result(self) -> dict:
         out = {"keras": self.keras.__version__, "keras_backend": self.keras.backend.backend()}
         if self.workload.accuracy:
-            xt = self.data["x_test"].astype(np.float32) / np.float32(255)
-            out["test_accuracy"] = float(self.model.evaluate(xt, self.data["y_test"], verbose=0)[1])
+            for split in ("test", "val"):
+                xt = self.data[f"x_{split}"].astype(np.float32) / np.float32(255)
+                out[f"{split}_accuracy"] = float(self.model.evaluate(xt, self.data[f"y_{split}"], verbose=0)[1])
         return out
 
 

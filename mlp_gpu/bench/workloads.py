@@ -21,6 +21,7 @@ class Workload:
     cpu_rows: int | None = None   # fewer rows for CPU implementations where a full epoch takes minutes
     impls: tuple = ("numpy",)
     accuracy: bool = False        # report test accuracy after the timed epochs
+    net: str = "mlp"              # "mlp": Dense layers and SGD 0.01; "toolbox": see toolbox_matrix
 
     def rows_for(self, impl: str) -> int:
         return self.rows if on_gpu(impl) or self.cpu_rows is None else min(self.rows, self.cpu_rows)
@@ -74,4 +75,12 @@ def smoke_matrix() -> Matrix:
     ])
 
 
-MATRICES = {"cpu": cpu_matrix, "gpu": gpu_matrix, "smoke": smoke_matrix}
+def toolbox_matrix() -> Matrix:
+    """Chapter 11's net: 784-300-100-10 with BatchNormalization after each hidden layer, Dropout 0.2 and
+    Nadam (Keras' defaults), batch 32, against the same net in Keras 3 and PyTorch. Run it for 10 epochs
+    (``--repeats 9`` after the warm-up epoch) to compare validation accuracy with Keras'."""
+    return Matrix("toolbox", [Workload("toolbox", net="toolbox", accuracy=True,
+                                       impls=("numpy", "keras_cpu", "torch_cpu", "cupy_graph"))])
+
+
+MATRICES = {"cpu": cpu_matrix, "gpu": gpu_matrix, "smoke": smoke_matrix, "toolbox": toolbox_matrix}
