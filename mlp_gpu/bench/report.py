@@ -131,7 +131,8 @@ def markdown(r) -> str:
     lines += ["", "Workloads: `reference` 784-300-100-10 batch 32; `batch-N` the same net at batch N; `wide` "
               "784-4096-4096-10 batch 32 (CPU implementations on fewer rows, as the rows column says); "
               "`rows-N` the reference on N rows; `toolbox` the reference with BatchNormalization and Dropout 0.2 "
-              "after each hidden layer and Nadam (val acc after warm-up + timed epochs). SGD 0.01 elsewhere; GFLOP/s counts the forward, "
+              "after each hidden layer and Nadam (val acc after warm-up + timed epochs). SGD 0.01 elsewhere; "
+              "GFLOP/s counts the forward, "
               "weight-gradient and input-gradient GEMMs from the layer shapes; host MB is the resident memory a "
               "cell added over its setup and first epoch; device MB is the CuPy pool in use or PyTorch's "
               "allocated bytes after training."]
