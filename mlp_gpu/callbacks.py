@@ -363,7 +363,7 @@ class ReduceLROnPlateau(Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
         optimizer = self.model.optimizer
-        logs["learning_rate"] = optimizer.learning_rate
+        logs["learning_rate"] = float(optimizer.learning_rate)
         if self.monitor not in logs:
             log.warning("ReduceLROnPlateau: monitor %r is not among the logged metrics %s", self.monitor,
                         sorted(logs))
