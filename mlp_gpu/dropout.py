@@ -7,8 +7,7 @@ the NumPy reference draws the same one as the kernel.
 """
 from __future__ import annotations
 
-import numpy as np
-
+from ._checks import check_int, check_number
 from .layers import Layer, flat_features
 
 
@@ -20,16 +19,10 @@ class Dropout(Layer):
 
     def __init__(self, rate, noise_shape=None, seed=None, name: str | None = None):
         super().__init__(name)
-        if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)) \
-                or not 0 <= rate <= 1:
-            raise ValueError(f"Dropout(rate): expected a number in [0, 1], got {rate!r}")
+        self.rate = check_number(rate, "Dropout(rate)", 0, 1)
         if noise_shape is not None:
             raise ValueError("Dropout(noise_shape): only None is supported (one mask entry per input)")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
-                                 or not 0 <= seed < 2**64):
-            raise ValueError(f"Dropout(seed): expected None or an int in [0, 2**64), got {seed!r}")
-        self.rate = float(rate)
-        self.seed = None if seed is None else int(seed)
+        self.seed = None if seed is None else check_int(seed, "Dropout(seed)", 0, 2**64 - 1)
         self.key = self.seed      # the Philox key; drawn from the model's seed when seed is None
         self.counter = None       # the model's device-side draw counter, set at build
 

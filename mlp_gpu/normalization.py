@@ -8,17 +8,10 @@ from __future__ import annotations
 import numpy as np
 
 from . import initializers, regularizers
+from ._checks import check_bool, check_number
 from .layers import Layer, flat_features
 
-NORMALIZATION_EPSILON = 1e-7  # keras.backend.epsilon(): the floor of Normalization's standard deviation
 ADAPT_CHUNK = 8192            # rows per step when adapt() streams over one big array
-
-
-def _number(value, arg, low, high):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not low <= value <= high:
-        raise ValueError(f"{arg}: expected a number in [{low}, {high}], got {value!r}")
-    return float(value)
 
 
 def _axis_last(axis, cls):
@@ -44,11 +37,10 @@ class BatchNormalization(Layer):
         super().__init__(name)
         _axis_last(axis, "BatchNormalization")
         self.axis = -1
-        self.momentum = _number(momentum, "BatchNormalization(momentum)", 0.0, 1.0)
-        self.epsilon = _number(epsilon, "BatchNormalization(epsilon)", 0.0, float("inf"))
-        if self.epsilon <= 0:
-            raise ValueError(f"BatchNormalization(epsilon): expected a positive number, got {epsilon!r}")
-        self.center, self.scale = bool(center), bool(scale)
+        self.momentum = check_number(momentum, "BatchNormalization(momentum)", 0, 1)
+        self.epsilon = check_number(epsilon, "BatchNormalization(epsilon)", 0, low_open=True)
+        self.center = check_bool(center, "BatchNormalization(center)")
+        self.scale = check_bool(scale, "BatchNormalization(scale)")
         self.initializer_names = {"beta_initializer": beta_initializer, "gamma_initializer": gamma_initializer,
                                   "moving_mean_initializer": moving_mean_initializer,
                                   "moving_variance_initializer": moving_variance_initializer}
@@ -140,7 +132,7 @@ class Normalization(Layer):
                              f"{np.shape(self.input_mean)} and {np.shape(self.input_variance)}")
         if self.input_variance is not None and (self.input_variance < 0).any():
             raise ValueError("Normalization(variance): expected values >= 0")
-        self.invert = bool(invert)
+        self.invert = check_bool(invert, "Normalization(invert)")
         self.units = None
         self.count = 0
         self._adapted = None   # (mean, variance) in float64 from adapt(), before the model is built

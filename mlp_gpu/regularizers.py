@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._checks import check_number
+
 
 def _factor(value, arg):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(value) or value < 0:
-        raise ValueError(f"{arg}: expected a finite number >= 0, got {value!r}")
-    return float(value)
+    return check_number(value, arg, 0)
 
 
 class Regularizer:

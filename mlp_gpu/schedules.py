@@ -11,16 +11,15 @@ import math
 
 import numpy as np
 
+from ._checks import check_number
+
 # Table layout, shared with kernels/schedule.cu: [kind, initial_lr, p1, p2, p3, p4, p5, n, boundaries..., values...]
 KINDS = {"constant": 0, "ExponentialDecay": 1, "PiecewiseConstantDecay": 2, "InverseTimeDecay": 3, "CosineDecay": 4}
 HEADER = 8
 
 
 def _number(value, arg, positive=False):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(value) or (positive and value <= 0):
-        raise ValueError(f"{arg}: expected a {'positive ' if positive else ''}finite number, got {value!r}")
-    return float(value)
+    return check_number(value, arg, 0 if positive else None, low_open=positive)
 
 
 class LearningRateSchedule:
@@ -100,9 +99,7 @@ class CosineDecay(LearningRateSchedule):
         self.decay_steps = _number(decay_steps, "CosineDecay(decay_steps)", positive=True)
         self.alpha = _number(alpha, "CosineDecay(alpha)")
         self.warmup_target = None if warmup_target is None else _number(warmup_target, "CosineDecay(warmup_target)")
-        self.warmup_steps = _number(warmup_steps, "CosineDecay(warmup_steps)")
-        if self.warmup_steps < 0:
-            raise ValueError(f"CosineDecay(warmup_steps): expected a number >= 0, got {warmup_steps!r}")
+        self.warmup_steps = check_number(warmup_steps, "CosineDecay(warmup_steps)", 0)
         self.name = name
 
     def encode(self):

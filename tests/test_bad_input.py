@@ -119,7 +119,7 @@ BUILD_CASES = [
     ("input-negative-shape", lambda: Input((-1,)), r"Input\(shape\): expected a tuple of positive ints"),
     ("unknown-initializer", lambda: Dense(3, kernel_initializer="orthogonal"), "kernel_initializer: expected one of"),
     ("unknown-loss", lambda: model(loss="hinge"), "loss: expected one of"),
-    ("unknown-optimizer", lambda: model().compile(optimizer="rmsprop"), "optimizer: expected one of"),
+    ("unknown-optimizer", lambda: model().compile(optimizer="lion"), "optimizer: expected one of"),
     ("unknown-metric", lambda: model().compile(metrics=["auc"]), "metrics: expected names from"),
     ("lr-zero", lambda: SGD(0), r"SGD\(learning_rate\): expected a positive finite number, got 0"),
     ("lr-negative", lambda: Adam(-1e-3), "got -0.001"),

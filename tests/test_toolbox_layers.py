@@ -250,3 +250,24 @@ def test_normalization_adapted_state_saves(tmp_path):
     other.load_weights(tmp_path / "w.h5")
     np.testing.assert_array_equal(other.layers[1].mean, norm.mean)
     np.testing.assert_array_equal(other.layers[1].variance, norm.variance)
+
+
+@pytest.mark.parametrize("make,pattern", [
+    (lambda: Dropout(1.5), r"Dropout\(rate\): expected a number in \[0, 1\]"),
+    (lambda: Dropout(0.5, noise_shape=(1, 5)), r"Dropout\(noise_shape\)"),
+    (lambda: Dropout(0.5, seed=-1), r"Dropout\(seed\)"),
+    (lambda: BatchNormalization(momentum=2), r"BatchNormalization\(momentum\)"),
+    (lambda: BatchNormalization(epsilon=0), r"BatchNormalization\(epsilon\): expected a positive"),
+    (lambda: BatchNormalization(axis=1), r"BatchNormalization\(axis\): only -1"),
+    (lambda: Normalization(mean=[1.0, 2.0], variance=[1.0]), "same shape"),
+    (lambda: Normalization(mean=[0.0], variance=[-1.0]), r"variance\): expected values >= 0"),
+    (lambda: Dense(3, kernel_regularizer="l3"), "regularizer: expected None, 'l1', 'l2', 'l1_l2'"),
+    (lambda: regularizers.L2(-0.1), r"L2\(l2\): expected"),
+    (lambda: Sequential([Input((2, 3)), BatchNormalization(), Dense(2)], backend="numpy").build(),
+     "put a Flatten"),
+    (lambda: Sequential([Input((3,)), Dense(2), Dropout(0.1)], backend="numpy").build(),
+     "the last layer must be a Dense"),
+])
+def test_bad_arguments_are_named(make, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        make()
