@@ -57,3 +57,9 @@ extern "C" __global__ void dropout_forward(const float* __restrict__ x, float* _
         }
     }
 }
+
+// dx <- dy * mask, element-wise (the mask holds 0 or 1 / (1 - rate)).
+extern "C" __global__ void dropout_backward(const float* __restrict__ dy, const float* __restrict__ mask,
+                                            float* __restrict__ dx, long long n) {
+    for (long long i = global_index(); i < n; i += grid_stride()) dx[i] = __fmul_rn(dy[i], mask[i]);
+}

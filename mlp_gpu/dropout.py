@@ -40,18 +40,14 @@ class Dropout(Layer):
         return {"mask": ((self.units,), True)}
 
     def forward(self, backend, x, out, training=False, aux=None):
-        if training and self.rate > 0:
+        if training:  # kernels only: this runs inside a captured training step
             backend.dropout(x, out, aux["mask"], self.counter, self.key, self.rate)
         else:
             out[...] = x
 
     def backward(self, backend, x, y, dy, dx, aux=None):
-        if dx is None:
-            return
-        if self.rate > 0:
-            backend.xp.multiply(dy, aux["mask"], out=dx)
-        else:
-            dx[...] = dy
+        if dx is not None:
+            backend.dropout_backward(dy, aux["mask"], dx)
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}

@@ -36,6 +36,11 @@ def test_dropout_same_mask_as_reference(dev, ref, n, rate):
     ref.dropout(x, want[0], want[1], counter, seed, rate)
     np.testing.assert_array_equal(got[1], want[1])
     np.testing.assert_array_equal(got[0], want[0])
+    dy = _rand(rng, n, 37)
+    got_dx, want_dx = np.empty_like(x), np.empty_like(x)
+    dev.dropout_backward(dy, got[1], got_dx)
+    ref.dropout_backward(dy, want[1], want_dx)
+    np.testing.assert_array_equal(got_dx, want_dx)
 
 
 @pytest.mark.parametrize("n,k", SHAPES)

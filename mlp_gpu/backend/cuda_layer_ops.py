@@ -24,6 +24,9 @@ class CudaLayerOps:
                      np.uint32((seed >> 32) & 0xFFFFFFFF), np.uint32(dropout_threshold(rate)),
                      np.float32(dropout_scale(rate))))
 
+    def dropout_backward(self, dy, mask, dx):
+        self.launch("dropout_backward", self._blocks(dy.size), (self.BLOCK,), (dy, mask, dx, np.int64(dy.size)))
+
     def philox_blocks(self, ctr, out, key):
         count = ctr.size // 4
         self.launch("philox_blocks", self._blocks(count), (self.BLOCK,),

@@ -62,6 +62,10 @@ class LayerOpsReference:
         mask[...] = np.where(keep, dropout_scale(rate, mask.dtype), mask.dtype.type(0))
         np.multiply(x, mask, out=out)
 
+    def dropout_backward(self, dy, mask, dx) -> None:
+        """dx <- dy * mask (the mask holds 0 or 1/(1-rate))."""
+        np.multiply(dy, mask, out=dx)
+
     def batchnorm_train(self, x, out, gamma, beta, moving_mean, moving_var, mean, inv_std, momentum, epsilon):
         """Batch statistics (biased variance) into mean and inv_std = 1/sqrt(var + eps); out <- the
         normalized x scaled and shifted; moving <- moving * momentum + batch * (1 - momentum)."""
