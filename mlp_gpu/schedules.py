@@ -13,9 +13,11 @@ import numpy as np
 
 from ._checks import check_number
 
-# Table layout, shared with kernels/schedule.cu: [kind, initial_lr, p1, p2, p3, p4, p5, n, boundaries..., values...]
+# Table layout, shared with kernels/gradients.cu (optimizer_prepare): [kind, initial_lr, p1, p2, p3, p4, p5, n, boundaries..., values...]
 KINDS = {"constant": 0, "ExponentialDecay": 1, "PiecewiseConstantDecay": 2, "InverseTimeDecay": 3, "CosineDecay": 4}
 HEADER = 8
+_EXP, _PIECEWISE, _INV, _COSINE = (KINDS[k] for k in ("ExponentialDecay", "PiecewiseConstantDecay",
+                                                      "InverseTimeDecay", "CosineDecay"))
 
 
 def _number(value, arg, positive=False):
@@ -35,38 +37,36 @@ class LearningRateSchedule:
         raise NotImplementedError
 
 
-class ExponentialDecay(LearningRateSchedule):
-    """``initial_learning_rate * decay_rate ** (step / decay_steps)`` (floored exponent if staircase)."""
+class _StepDecay(LearningRateSchedule):
+    """A decay of ``initial_learning_rate`` in ``p = step / decay_steps`` (floored if staircase)."""
 
-    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False, name="ExponentialDecay"):
-        self.initial_learning_rate = _number(initial_learning_rate, "ExponentialDecay(initial_learning_rate)")
-        self.decay_steps = _number(decay_steps, "ExponentialDecay(decay_steps)", positive=True)
-        self.decay_rate = _number(decay_rate, "ExponentialDecay(decay_rate)")
-        self.staircase, self.name = bool(staircase), name
+    kind = 0
+
+    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False, name=None):
+        cls = type(self).__name__
+        self.initial_learning_rate = _number(initial_learning_rate, f"{cls}(initial_learning_rate)")
+        self.decay_steps = _number(decay_steps, f"{cls}(decay_steps)", positive=True)
+        self.decay_rate = _number(decay_rate, f"{cls}(decay_rate)")
+        self.staircase, self.name = bool(staircase), name or cls
 
     def encode(self):
-        return _table(1, self.initial_learning_rate, self.decay_steps, self.decay_rate, float(self.staircase))
+        return _table(self.kind, self.initial_learning_rate, self.decay_steps, self.decay_rate, float(self.staircase))
 
     def get_config(self):
         return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
                 "decay_rate": self.decay_rate, "staircase": self.staircase, "name": self.name}
 
 
-class InverseTimeDecay(LearningRateSchedule):
-    """``initial_learning_rate / (1 + decay_rate * step / decay_steps)`` (floored ratio if staircase)."""
+class ExponentialDecay(_StepDecay):
+    """``initial_learning_rate * decay_rate ** p``."""
 
-    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False, name="InverseTimeDecay"):
-        self.initial_learning_rate = _number(initial_learning_rate, "InverseTimeDecay(initial_learning_rate)")
-        self.decay_steps = _number(decay_steps, "InverseTimeDecay(decay_steps)", positive=True)
-        self.decay_rate = _number(decay_rate, "InverseTimeDecay(decay_rate)")
-        self.staircase, self.name = bool(staircase), name
+    kind = KINDS["ExponentialDecay"]
 
-    def encode(self):
-        return _table(3, self.initial_learning_rate, self.decay_steps, self.decay_rate, float(self.staircase))
 
-    def get_config(self):
-        return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
-                "decay_rate": self.decay_rate, "staircase": self.staircase, "name": self.name}
+class InverseTimeDecay(_StepDecay):
+    """``initial_learning_rate / (1 + decay_rate * p)``."""
+
+    kind = KINDS["InverseTimeDecay"]
 
 
 class PiecewiseConstantDecay(LearningRateSchedule):
@@ -83,7 +83,8 @@ class PiecewiseConstantDecay(LearningRateSchedule):
         self.name = name
 
     def encode(self):
-        return np.concatenate([_table(2, self.values[0], n=len(self.boundaries)), self.boundaries, self.values])
+        return np.concatenate([_table(KINDS["PiecewiseConstantDecay"], self.values[0], n=len(self.boundaries)),
+                               self.boundaries, self.values])
 
     def get_config(self):
         return {"boundaries": self.boundaries, "values": self.values, "name": self.name}
@@ -104,7 +105,7 @@ class CosineDecay(LearningRateSchedule):
 
     def encode(self):
         warm = self.warmup_target is not None
-        return _table(4, self.initial_learning_rate, self.decay_steps, self.alpha, float(warm),
+        return _table(KINDS["CosineDecay"], self.initial_learning_rate, self.decay_steps, self.alpha, float(warm),
                       self.warmup_target if warm else 0.0, self.warmup_steps)
 
     def get_config(self):
@@ -124,19 +125,19 @@ def constant(lr: float) -> np.ndarray:
 def evaluate(table, step: float) -> float:
     """The learning rate at ``step`` from a schedule table: the reference of kernels/schedule.cu."""
     kind, lr, p1, p2, p3, p4, p5, n = (float(v) for v in table[:HEADER])
-    if kind == 1 or kind == 3:  # exponential / inverse time: p1 decay_steps, p2 decay_rate, p3 staircase
+    if kind in (_EXP, _INV):  # p1 decay_steps, p2 decay_rate, p3 staircase
         p = step / p1
         if p3:
             p = math.floor(p)
-        return lr * p2 ** p if kind == 1 else lr / (1.0 + p2 * p)
-    if kind == 2:  # piecewise constant: n boundaries then n + 1 values
+        return lr * p2 ** p if kind == _EXP else lr / (1.0 + p2 * p)
+    if kind == _PIECEWISE:  # n boundaries then n + 1 values
         n = int(n)
         bounds, values = table[HEADER:HEADER + n], table[HEADER + n:HEADER + 2 * n + 1]
         for b, v in zip(bounds, values):
             if step <= b:
                 return float(v)
         return float(values[n])
-    if kind == 4:  # cosine: p1 decay_steps, p2 alpha, p3 warm-up?, p4 warmup_target, p5 warmup_steps
+    if kind == _COSINE:  # p1 decay_steps, p2 alpha, p3 warm-up?, p4 warmup_target, p5 warmup_steps
         if not p3:
             return lr * _cosine(min(step, p1) / p1, p2)
         step = min(step, p1 + p5)

@@ -154,6 +154,20 @@ def _mean_loss(model, x, y, ws):
     return acc[0] / x.shape[0]
 
 
+def central_differences(f, values):
+    """(f(v + EPS) - f(v - EPS)) / (2 EPS) for each element v of ``values``, changed in place and restored."""
+    numeric = np.empty(values.shape)
+    for idx in np.ndindex(*values.shape):
+        keep = values[idx]
+        values[idx] = keep + EPS
+        up = f()
+        values[idx] = keep - EPS
+        down = f()
+        values[idx] = keep
+        numeric[idx] = (up - down) / (2 * EPS)
+    return numeric
+
+
 @pytest.mark.parametrize("kind", ["batchnorm", "batchnorm_plain", "dropout", "regularized", "normalization"])
 def test_gradients_match_finite_differences(kind):
     rng = np.random.default_rng(2)
@@ -167,15 +181,7 @@ def test_gradients_match_finite_differences(kind):
     model.backward(x, ws)
     analytic = model.grads.copy()
     dx = ws.dz[0].copy()  # dL/d(first layer's input) only where the first layer passes it on
-    numeric = np.empty_like(analytic)
-    for i in range(model.params.size):
-        keep = model.params[i]
-        model.params[i] = keep + EPS
-        up = _mean_loss(model, x, y, ws)
-        model.params[i] = keep - EPS
-        down = _mean_loss(model, x, y, ws)
-        model.params[i] = keep
-        numeric[i] = (up - down) / (2 * EPS)
+    numeric = central_differences(lambda: _mean_loss(model, x, y, ws), model.params)
     np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-8)
     assert np.isfinite(dx).all()
 
@@ -193,15 +199,7 @@ def test_input_gradients_through_each_layer(layer):
     _mean_loss(model, x, y, ws)
     model.backward(x, ws)
     dx = ws.dz[0] @ model.dense_layers[0].kernel.T
-    numeric = np.empty_like(x)
-    for idx in np.ndindex(*x.shape):
-        keep = x[idx]
-        x[idx] = keep + EPS
-        up = _mean_loss(model, x, y, ws)
-        x[idx] = keep - EPS
-        down = _mean_loss(model, x, y, ws)
-        x[idx] = keep
-        numeric[idx] = (up - down) / (2 * EPS)
+    numeric = central_differences(lambda: _mean_loss(model, x, y, ws), x)
     np.testing.assert_allclose(dx, numeric, rtol=1e-5, atol=1e-8)
 
 
