@@ -13,7 +13,8 @@ import numpy as np
 
 from ._checks import check_number
 
-# Table layout, shared with kernels/gradients.cu (optimizer_prepare): [kind, initial_lr, p1, p2, p3, p4, p5, n, boundaries..., values...]
+# Table layout, shared with kernels/gradients.cu (optimizer_prepare):
+# [kind, initial_lr, p1, p2, p3, p4, p5, n, boundaries..., values...]
 KINDS = {"constant": 0, "ExponentialDecay": 1, "PiecewiseConstantDecay": 2, "InverseTimeDecay": 3, "CosineDecay": 4}
 HEADER = 8
 _EXP, _PIECEWISE, _INV, _COSINE = (KINDS[k] for k in ("ExponentialDecay", "PiecewiseConstantDecay",
