@@ -50,4 +50,5 @@ class Dropout(Layer):
             backend.dropout_backward(dy, aux["mask"], dx)
 
     def get_config(self):
-        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+        # the key in use once built, so a saved and reloaded model draws the same masks
+        return {**super().get_config(), "rate": self.rate, "seed": self.key}

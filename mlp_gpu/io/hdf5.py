@@ -7,7 +7,8 @@ Layout (``format_version`` 1)::
     /weights/<layer>/<name> float32, each layer's weights by Keras name: kernel (inputs, units),
                             bias (units,); gamma, beta, moving_mean, moving_variance; mean, variance
     /optimizer/state        float32 (slots, parameters)   -- full saves of compiled models
-    /optimizer              attrs: iterations, epoch (completed), seed (of the shuffles)
+    /optimizer              attrs: iterations, epoch (completed), seed (of the shuffles),
+                                   draws (Dropout's Philox counter, so a resumed run draws fresh masks)
 
 The file opens with a 512-byte user block holding a SHA-256 of the rest, checked before
 the HDF5 library reads anything. The architecture is JSON read back through a fixed set
@@ -82,6 +83,7 @@ def save_model(model, path, epoch: int | None = None) -> None:
             _checked_dataset(g, "state", model.backend.to_host(model.optimizer.state).astype(np.float32))
             g.attrs["iterations"] = model.optimizer.iterations
             g.attrs["epoch"] = int(model.epochs_done if epoch is None else epoch)
+            g.attrs["draws"] = int(model.backend.to_host(model.rng_counter)[0])
             if model.fit_seed is not None:
                 g.attrs["seed"] = np.uint64(model.fit_seed)
 
@@ -204,5 +206,6 @@ def load_model(path, backend=None):
                 g = f["optimizer"]
                 opt.load_state(state[()], iterations=int(g.attrs.get("iterations", 0)))
                 model.epochs_done = int(g.attrs.get("epoch", 0))
+                model.rng_counter[...] = int(g.attrs.get("draws", 0))
                 model.fit_seed = int(g.attrs["seed"]) if "seed" in g.attrs else None
     return model
