@@ -148,7 +148,8 @@ def cmd_info(args):
 def cmd_bench(args):
     from .bench import run_suite
 
-    result = run_suite(args.matrix, repeats=args.repeats, out=args.out, plot=not args.no_plot)
+    result = run_suite(args.matrix, repeats=args.repeats, out=args.out, plot=not args.no_plot,
+                       parallel=args.parallel)
     if args.json:
         print(json.dumps(result["ratios"]))
 
@@ -207,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=int, default=5, help="timed epochs per cell, after one warm-up epoch")
     b.add_argument("--out", default="benchmarks/results", help="folder for the reports")
     b.add_argument("--no-plot", action="store_true")
+    b.add_argument("--parallel", action="store_true",
+                   help="run every cell in its own process at once (a crowded shared host) instead of interleaving")
     b.add_argument("--json", action="store_true", help="print the ratios as JSON")
     b.set_defaults(func=cmd_bench)
 

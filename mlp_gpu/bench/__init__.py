@@ -117,8 +117,33 @@ def ratios(cells):
     return out
 
 
-def run_suite(matrix="auto", repeats=5, out=None, plot=True, log=print) -> dict:
-    """Run a matrix ("cpu", "gpu", "smoke" or "auto": gpu where CuPy has a device); write results to ``out``."""
+def _one_cell(args):
+    """A child process's share of a parallel run: one (workload, impl) cell, its own data and peaks."""
+    workload, impl, repeats, peaks = args
+    from dataclasses import replace
+
+    from .workloads import Matrix
+
+    _, data = load_data()
+    return _run_cells(Matrix("one", [replace(workload, impls=(impl,))]), data, repeats, peaks, lambda *_: None)[0]
+
+
+def _run_parallel(spec, repeats, peaks, log):
+    """Every cell in its own process at once: on a crowded shared host each then gets its own share of
+    the CPU, and they still run side by side under the same conditions."""
+    import multiprocessing
+
+    jobs = [(w, impl, repeats, peaks) for w in spec.workloads for impl in w.impls]
+    with multiprocessing.get_context("spawn").Pool(len(jobs)) as pool:
+        cells = pool.map(_one_cell, jobs)
+    for cell in cells:
+        log(report.one_line(cell))
+    return cells
+
+
+def run_suite(matrix="auto", repeats=5, out=None, plot=True, log=print, parallel=False) -> dict:
+    """Run a matrix ("cpu", "gpu", "smoke", "toolbox" or "auto": gpu where CuPy has a device); write results
+    to ``out``. ``parallel``: each cell in its own process, all at once, instead of interleaved epochs."""
     from ..backend import available_backends
 
     if matrix == "auto":
@@ -131,8 +156,9 @@ def run_suite(matrix="auto", repeats=5, out=None, plot=True, log=print) -> dict:
     started = time.time()
     peaks = report.measure_peaks(gpu=matrix == "gpu")
     log(f"bench {matrix}: data {source}; peaks {peaks}")
-    cells = _run_cells(spec, data, repeats, peaks, log)
+    cells = _run_parallel(spec, repeats, peaks, log) if parallel else _run_cells(spec, data, repeats, peaks, log)
     result = {"benchmark": "mlp_gpu bench", "matrix": matrix, "repeats": repeats, "data": source,
+              "schedule": "parallel processes" if parallel else "interleaved epochs",
               "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "seconds": round(time.time() - started, 1),
               "machine": report.describe_machine(), "peaks": peaks, "cells": cells, "ratios": ratios(cells),
               "host_peak_rss_mb": report.peak_rss_mb()}

@@ -105,7 +105,8 @@ def markdown(r) -> str:
     gpu = m.get("gpu", {}).get("device")
     lines = [f"# mlp_gpu bench: {r['matrix']} matrix", "",
              f"{r['date']}; data: {r['data']}; median of {r['repeats']} epochs after one warm-up epoch, "
-             "interleaved (each round trains one epoch of every cell); "
+             + ("every cell in its own process, all at once; " if r.get("schedule") == "parallel processes" else
+                "interleaved (each round trains one epoch of every cell); ") +
              f"the whole run took {r['seconds']} s; peak host RSS {r['host_peak_rss_mb']:.0f} MB.", "",
              f"Machine: {m['cpu']}, {m['cores']} cores" + (f"; GPU: {gpu}" if gpu else "") +
              f"; Python {m['python']}, NumPy {m['numpy']}, PyTorch {m['torch'] or 'absent'}.", "",
