@@ -98,3 +98,21 @@ def test_parameter_counts_match_keras(peer):
                        backend="numpy").build(seed=0)
     assert model.count_params() == info["total"]
     assert int(model.params.size) == info["trainable"]
+
+
+@pytest.mark.parametrize("invert", [False, True])
+def test_onnx_export_of_the_toolbox_layers_matches_predict(invert, tmp_path):
+    """BatchNormalization folded to Mul/Add, Normalization to Sub/Div (Mul/Add inverted), Dropout the
+    identity: ONNX Runtime gives our inference outputs."""
+    ort = pytest.importorskip("onnxruntime")
+    rng = np.random.default_rng(1)
+    x = (rng.normal(size=(64, 8)) * 3 + 1).astype(np.float32)
+    y = rng.integers(0, 3, 64).astype(np.int32)
+    norm = Normalization(invert=invert)
+    norm.adapt(x)
+    model = small(norm)
+    model.compile(optimizer="adam", seed=0)
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0, seed=0)  # moving statistics off their start
+    model.export(tmp_path / "m.onnx", verbose=False)
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"input": x})[0], model.predict(x), rtol=1e-4, atol=1e-5)

@@ -93,6 +93,37 @@ def _dense(layer, graph, x):
     return graph.activation(z, layer.activation, layer.name)
 
 
+@exporter("Dropout")
+def _dropout(layer, graph, x):
+    return x  # the identity at inference
+
+
+@exporter("BatchNormalization")
+def _batch_normalization(layer, graph, x):
+    """Inference form, folded on the host: x * scale + shift with scale = gamma / sqrt(moving_var + eps)."""
+    host = layer.backend.to_host
+    scale = 1 / np.sqrt(host(layer.moving_variance).astype(np.float64) + layer.epsilon)
+    if layer.gamma is not None:
+        scale = scale * host(layer.gamma)
+    shift = -host(layer.moving_mean) * scale + (host(layer.beta) if layer.beta is not None else 0)
+    y = graph.node("Mul", [x, graph.weight(f"{layer.name}/scale", scale)], f"{layer.name}/mul")
+    return graph.node("Add", [y, graph.weight(f"{layer.name}/shift", shift)], f"{layer.name}/add")
+
+
+@exporter("Normalization")
+def _normalization(layer, graph, x):
+    """(x - mean) / max(sqrt(variance), 1e-7); invert: x * that + mean."""
+    from ..backend.layer_ops import NORMALIZATION_EPSILON
+
+    host = layer.backend.to_host
+    std = np.maximum(np.sqrt(host(layer.variance)), NORMALIZATION_EPSILON)
+    mean = graph.weight(f"{layer.name}/mean", host(layer.mean))
+    std = graph.weight(f"{layer.name}/std", std)
+    if layer.invert:
+        return graph.node("Add", [graph.node("Mul", [x, std], f"{layer.name}/mul"), mean], f"{layer.name}/add")
+    return graph.node("Div", [graph.node("Sub", [x, mean], f"{layer.name}/sub"), std], f"{layer.name}/div")
+
+
 def _input_stage(graph, input_dtype):
     """The graph input and the tensor the first layer reads (scaled to float32 for uint8 pixels)."""
     from onnx import TensorProto
