@@ -5,9 +5,7 @@ from . import callbacks, data, datasets, initializers, losses, optimizers, regul
 from .backend import available_backends, get_backend  # noqa: E402
 from .callbacks import Callback, EarlyStopping, History  # noqa: E402
 from .io import load_model  # noqa: E402
-from .dropout import Dropout  # noqa: E402
-from .layers import Dense, Flatten, Input  # noqa: E402
-from .normalization import BatchNormalization, Normalization  # noqa: E402
+from .layers import Dense, Flatten, Input, Dropout, BatchNormalization, Normalization  # noqa: E402
 from .model import Sequential  # noqa: E402
 from . import models  # noqa: E402
 from .optimizers import SGD, Adam  # noqa: E402

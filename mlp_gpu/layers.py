@@ -286,3 +286,11 @@ def layer_from_config(class_name: str, config: dict) -> Layer:
         return LAYER_CLASSES[class_name](**cfg)
     except TypeError as exc:
         raise ValueError(f"layer config for {class_name}: {exc}") from None
+
+
+# Keras' namespace: mlp_gpu.layers.Dropout, .BatchNormalization, .Normalization (defined in their own
+# modules, which import Layer from here: it exists by now).
+from .dropout import Dropout  # noqa: E402
+from .normalization import BatchNormalization, Normalization  # noqa: E402
+
+__all__ = ["Layer", "Input", "InputLayer", "Flatten", "Dense", "Dropout", "BatchNormalization", "Normalization"]

@@ -229,14 +229,14 @@ def test_save_and_load_keep_state_and_config(tmp_path):
     model = _bn_net()
     model.compile(optimizer="adam", metrics=["accuracy"], seed=0)
     model.fit(x, y, epochs=1, batch_size=16, verbose=0, seed=0)
-    bn = model.layers[3]
+    bn = model.layers[2]  # Keras: model.layers leaves the Input out
     assert np.abs(bn.moving_mean).max() > 0  # training moved the statistics
     model.save(tmp_path / "m.h5")
     loaded = load_model(tmp_path / "m.h5", backend="numpy")
     for a, b in zip(model.get_weights(), loaded.get_weights()):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(model.predict(x), loaded.predict(x))
-    assert loaded.layers[4].rate == 0.2 and loaded.layers[3].momentum == 0.99
+    assert loaded.layers[3].rate == 0.2 and loaded.layers[2].momentum == 0.99
 
 
 def test_normalization_adapted_state_saves(tmp_path):
@@ -246,8 +246,8 @@ def test_normalization_adapted_state_saves(tmp_path):
     model.save_weights(tmp_path / "w.h5")
     other = Sequential([Input((4,)), Normalization(), Dense(2, "softmax")], backend="numpy").build(seed=1)
     other.load_weights(tmp_path / "w.h5")
-    np.testing.assert_array_equal(other.layers[1].mean, norm.mean)
-    np.testing.assert_array_equal(other.layers[1].variance, norm.variance)
+    np.testing.assert_array_equal(other.layers[0].mean, norm.mean)
+    np.testing.assert_array_equal(other.layers[0].variance, norm.variance)
 
 
 @pytest.mark.parametrize("make,pattern", [
