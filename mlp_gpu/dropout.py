@@ -14,11 +14,11 @@ from .layers import Layer, flat_features
 class Dropout(Layer):
     """``Dropout(rate, noise_shape=None, seed=None)`` with Keras' arguments (noise_shape unsupported)."""
 
-    config_keys = frozenset({"name", "rate", "seed"})
+    config_keys = frozenset({"name", "rate", "seed", "input_shape"})
     uses_rng = True
 
-    def __init__(self, rate, noise_shape=None, seed=None, name: str | None = None):
-        super().__init__(name)
+    def __init__(self, rate, noise_shape=None, seed=None, name: str | None = None, input_shape=None, input_dim=None):
+        super().__init__(name, input_shape, input_dim)
         self.rate = check_number(rate, "Dropout(rate)", 0, 1)
         if noise_shape is not None:
             raise ValueError("Dropout(noise_shape): only None is supported (one mask entry per input)")

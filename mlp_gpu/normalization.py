@@ -28,13 +28,13 @@ class BatchNormalization(Layer):
 
     config_keys = frozenset({"name", "axis", "momentum", "epsilon", "center", "scale", "beta_initializer",
                              "gamma_initializer", "moving_mean_initializer", "moving_variance_initializer",
-                             "beta_regularizer", "gamma_regularizer"})
+                             "beta_regularizer", "gamma_regularizer", "input_shape"})
 
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
                  beta_initializer="zeros", gamma_initializer="ones", moving_mean_initializer="zeros",
                  moving_variance_initializer="ones", beta_regularizer=None, gamma_regularizer=None,
-                 name: str | None = None):
-        super().__init__(name)
+                 name: str | None = None, input_shape=None, input_dim=None):
+        super().__init__(name, input_shape, input_dim)
         _axis_last(axis, "BatchNormalization")
         self.axis = -1
         self.momentum = check_number(momentum, "BatchNormalization(momentum)", 0, 1)
@@ -116,10 +116,11 @@ class Normalization(Layer):
     ``mean=`` and ``variance=`` directly. uint8 data are scaled by 1/255, as the model sees them.
     """
 
-    config_keys = frozenset({"name", "axis", "mean", "variance", "invert"})
+    config_keys = frozenset({"name", "axis", "mean", "variance", "invert", "input_shape"})
 
-    def __init__(self, axis=-1, mean=None, variance=None, invert=False, name: str | None = None):
-        super().__init__(name)
+    def __init__(self, axis=-1, mean=None, variance=None, invert=False, name: str | None = None, input_shape=None,
+                 input_dim=None):
+        super().__init__(name, input_shape, input_dim)
         _axis_last(axis, "Normalization")
         self.axis = -1
         if (mean is None) != (variance is None):

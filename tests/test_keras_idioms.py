@@ -449,3 +449,19 @@ def test_binary_accuracy_on_logits_thresholds_at_probability_one_half():
     model.fit(x, y, epochs=3, verbose=0)
     logits = model.predict(x)[:, 0]
     assert model.evaluate(x, y)[1] == pytest.approx(np.mean((logits > 0) == y))
+
+
+def test_normalization_first_layer_as_in_the_book(tmp_path):
+    X_train, y_train, X_valid, y_valid = _regression_data()
+    norm_layer = mlp_gpu.layers.Normalization(input_shape=X_train.shape[1:])
+    model = mlp_gpu.Sequential([norm_layer, mlp_gpu.layers.Dense(30, activation="relu"),
+                                mlp_gpu.layers.Dropout(0.1), mlp_gpu.layers.Dense(1)], backend="numpy")
+    model.compile(loss="mse", optimizer=mlp_gpu.optimizers.Adam(learning_rate=1e-3),
+                  metrics=["RootMeanSquaredError"], seed=0)
+    norm_layer.adapt(X_train)
+    model.fit(X_train, y_train, epochs=2, verbose=0)
+    mse_test, rmse_test = model.evaluate(X_valid, y_valid)
+    assert rmse_test == pytest.approx(np.sqrt(mse_test), rel=1e-5)
+    model.save(tmp_path / "norm.h5")
+    np.testing.assert_allclose(mlp_gpu.models.load_model(tmp_path / "norm.h5").predict(X_valid),
+                               model.predict(X_valid), rtol=1e-6)
