@@ -55,18 +55,18 @@ extern "C" __global__ void softmax_backward(float* __restrict__ dy, const float*
     }
 }
 
-// db[j] <- sum_i dz[i, j]. Block (32, 8): x walks columns (coalesced), y splits the rows;
-// the 8 partial sums meet in shared memory. Grid: ceil(k / 32) blocks.
+// db[j] <- sum_i dz[i, j]. Block (32, BIAS_GRAD_ROWS): x walks columns (coalesced), y splits the
+// rows; the partial sums meet in shared memory. Grid: ceil(k / 32) blocks.
 extern "C" __global__ void bias_grad(const float* __restrict__ dz, float* __restrict__ db, int n, int k) {
-    __shared__ float partial[8][33];
+    __shared__ float partial[BIAS_GRAD_ROWS][33];
     int col = blockIdx.x * 32 + threadIdx.x;
     float s = 0.0f;
     if (col < k)
-        for (int row = threadIdx.y; row < n; row += 8) s += dz[(long long)row * k + col];
+        for (int row = threadIdx.y; row < n; row += BIAS_GRAD_ROWS) s += dz[(long long)row * k + col];
     partial[threadIdx.y][threadIdx.x] = s;
     __syncthreads();
     if (threadIdx.y == 0 && col < k) {
-        for (int r = 1; r < 8; ++r) s += partial[r][threadIdx.x];
+        for (int r = 1; r < BIAS_GRAD_ROWS; ++r) s += partial[r][threadIdx.x];
         db[col] = s;
     }
 }

@@ -5,31 +5,14 @@
 
 #define MLP_FULL_MASK 0xffffffffu
 
-// Activation codes shared with mlp_gpu/backend/cuda_ops.py.
-#define ACT_LINEAR 0
-#define ACT_RELU 1
-#define ACT_SIGMOID 2
-#define ACT_TANH 3
-#define ACT_SOFTMAX 4  // only metric_rows applies it; softmax has its own row kernels
-
-// Per-row metric values (mlp_gpu/backend/cuda_ops.py METRIC_CODES, base.py METRIC_KINDS).
-#define METRIC_ABS_ERROR 0
-#define METRIC_SQUARED_ERROR 1
-#define METRIC_BINARY_HITS 2
-
-// Slots of the optimizer's scalar buffer (mlp_gpu/backend/base.py HYPER).
-#define HYPER_LR 0
-#define HYPER_MOMENTUM 1
-#define HYPER_BETA_1 2
-#define HYPER_BETA_2 3
-#define HYPER_EPSILON 4
-#define HYPER_ITERATIONS 5
-#define HYPER_RHO 6
-#define HYPER_WEIGHT_DECAY 7
-#define HYPER_U_PRODUCT 8
+// The numbers shared with Python (activation codes ACT_*, optimizer scalar slots HYPER_*,
+// accumulator slots ACC_*, block shapes) come from mlp_gpu/backend/shared_constants.py as
+// -D options given to every compiler; they are never typed here.
+#ifndef ACC_SIZE
+#error "compile with the -D options of mlp_gpu.backend.shared_constants.define_options()"
+#endif
 
 // Toolbox constants (mlp_gpu/backend/layer_ops.py, mlp_gpu/schedules.py, cuda_layer_ops.py).
-#define ACC_LOSS_SUM 0
 #define COLUMN_ROWS 8
 #define REDUCE_BLOCK 256
 #define PHILOX_M0 0xD2511F53u

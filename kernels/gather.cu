@@ -35,14 +35,14 @@ extern "C" __global__ void gather_rows_i32(const int* __restrict__ src, const lo
     gather_rows(src, perm, cursor, out, rows, cols, 1);
 }
 
-// End of a step, one thread: cursor += n; with count_iteration hyper[iterations] += 1; with
-// count_finite acc[2] += 1 while the running loss acc[0] is finite (x - x == 0 only for finite x),
-// so acc[2] + 1 names the step at which a run diverged.
+// End of a step, one thread: cursor += n; with count_iteration hyper[HYPER_ITERATIONS] += 1; with
+// count_finite acc[ACC_FINITE_STEPS] += 1 while the running loss acc[ACC_LOSS_SUM] is finite
+// (x - x == 0 only for finite x), so acc[ACC_FINITE_STEPS] + 1 names the step a run diverged at.
 extern "C" __global__ void advance(long long* cursor, float* hyper, double* acc, int n, int count_iteration,
                                    int count_finite) {
     if (global_index() == 0) {
         cursor[0] += n;
         if (count_iteration) hyper[HYPER_ITERATIONS] += 1.0f;
-        if (count_finite && acc[0] - acc[0] == 0.0) acc[2] += 1.0;
+        if (count_finite && acc[ACC_LOSS_SUM] - acc[ACC_LOSS_SUM] == 0.0) acc[ACC_FINITE_STEPS] += 1.0;
     }
 }

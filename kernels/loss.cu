@@ -1,7 +1,8 @@
 // Losses fused with their gradient and, on request, the correct-count.
 // Layout: z (logits, or outputs for mse) and dz are (n, k) row-major float32; labels (n,) int32;
-// t (n, k) float32 targets; acc (2,) float64 = [sum of row losses, correct count], owned by
-// the caller and only added to. dz = d(mean row loss)/dz. One thread per row; each warp
+// t (n, k) float32 targets; acc (ACC_SIZE,) float64, owned by the caller and only added to:
+// acc[ACC_LOSS_SUM] += sum of row losses, acc[ACC_CORRECT] += correct rows (acc[ACC_FINITE_STEPS]
+// belongs to advance in gather.cu). dz = d(mean row loss)/dz. One thread per row; each warp
 // adds its sums with one atomic per accumulator. Launch whole warps: no early return before
 // the warp sums.
 #include "common.cuh"
@@ -23,8 +24,8 @@ __device__ __forceinline__ void add_to_acc(double* acc, float loss, float correc
     loss = warp_sum(loss);
     correct = warp_sum(correct);
     if ((threadIdx.x & 31) == 0) {
-        atomicAdd(acc, (double)loss);
-        if (count) atomicAdd(acc + 1, (double)correct);
+        atomicAdd(acc + ACC_LOSS_SUM, (double)loss);
+        if (count) atomicAdd(acc + ACC_CORRECT, (double)correct);
     }
 }
 

@@ -1,6 +1,6 @@
 // Optimizer updates over one flat parameter buffer: one launch updates every layer.
-// Layout: w, g, v, m are (size,) float32, owned by the model/optimizer; hyper (8,) float32
-// holds lr, momentum, beta_1, beta_2, epsilon, iterations (slots in common.cuh), read on
+// Layout: w, g, v, m are (size,) float32, owned by the model/optimizer; hyper (HYPER_SIZE,) float32
+// holds lr, momentum, beta_1, beta_2, epsilon, iterations (slots HYPER_*, see common.cuh), read on
 // the device so a captured step sees a new learning rate. g is scratch afterwards.
 // __fmul_rn keeps lr * g a separate rounding, as in the NumPy reference (no FMA contraction).
 // Every update first applies Keras' decoupled weight decay, w <- w - w * weight_decay * lr,

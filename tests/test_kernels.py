@@ -9,6 +9,7 @@ import pytest
 
 from mlp_gpu.backend import NumpyBackend, get_backend, kernels
 from mlp_gpu.backend.base import HYPER, HYPER_SIZE
+from mlp_gpu.backend.shared_constants import ACTIVATIONS, define_options
 
 from .conftest import requires_gpu
 from .harness.host_ops import HostCudaOps, compiler
@@ -76,13 +77,13 @@ def test_kernels_are_self_contained():
 def test_nvcc_compiles(path, arch, tmp_path):
     if NVCC is None:
         pytest.skip("nvcc not found: CUDA compile check skipped")
-    ptx = subprocess.run([NVCC, f"-arch={arch}", "-ptx", "-o", str(tmp_path / "k.ptx"), str(path)],
+    ptx = subprocess.run([NVCC, f"-arch={arch}", *define_options(), "-ptx", "-o", str(tmp_path / "k.ptx"), str(path)],
                          capture_output=True, text=True)
     assert ptx.returncode == 0, ptx.stderr
     if arch != "sm_90":
         return
-    cubin = subprocess.run([NVCC, f"-arch={arch}", "-cubin", "--resource-usage", "-o", str(tmp_path / "k.cubin"),
-                            str(path)], capture_output=True, text=True)
+    cubin = subprocess.run([NVCC, f"-arch={arch}", *define_options(), "-cubin", "--resource-usage",
+                            "-o", str(tmp_path / "k.cubin"), str(path)], capture_output=True, text=True)
     assert cubin.returncode == 0, cubin.stderr
     current = None
     for line in cubin.stderr.splitlines():
@@ -108,7 +109,7 @@ def _rand(rng, *shape, scale=1.0):
 
 
 @pytest.mark.parametrize("n", SIZES)
-@pytest.mark.parametrize("act", ["linear", "relu", "sigmoid", "tanh", "softmax"])
+@pytest.mark.parametrize("act", ACTIVATIONS)
 def test_bias_act_and_backward(dev, ref, n, act):
     rng = np.random.default_rng(n)
     k = 10 if act == "softmax" else 37

@@ -8,16 +8,16 @@ Arrays must be C-contiguous float32 (labels int32, permutations int64).
 """
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import numpy as np
 
-from .base import ACC_SIZE, METRIC_KINDS, Backend
+from .base import Backend
 from .cuda_layer_ops import CudaLayerOps
+from .shared_constants import ACC_SIZE, ACT_CODES, BIAS_GRAD_ROWS, GEMM_TILE, METRIC_CODES
 
 BLOCK = 256          # threads per block for element- and row-wise kernels
 MAX_BLOCKS = 4096    # grid-stride kernels need no more to fill an H100
-ACT_CODES = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "softmax": 4}
-METRIC_CODES = {name: code for code, name in enumerate(METRIC_KINDS)}  # kernels/common.cuh METRIC_*
-GEMM_TILE = 16
 _GATHER = {np.dtype(np.uint8): "gather_rows_u8", np.dtype(np.float32): "gather_rows_f32",
            np.dtype(np.int32): "gather_rows_i32"}
 _LOSS_KERNELS = {"softmax_xent_sparse": "softmax_xent_sparse", "softmax_xent": "softmax_xent_dense",
@@ -36,7 +36,9 @@ class CudaOps(CudaLayerOps, Backend):
 
     gemm = "kernel"  # "kernel": our sgemm_strided; subclasses may offer "cublas"
 
+    @abstractmethod
     def launch(self, name: str, grid: tuple, block: tuple, args: tuple) -> None:
+        """Run kernel ``name`` over grid x block threads with args (arrays and typed NumPy scalars)."""
         raise NotImplementedError
 
     def _placeholder(self, dtype):
@@ -84,7 +86,7 @@ class CudaOps(CudaLayerOps, Backend):
 
     def bias_grad(self, dz, db):
         n, k = dz.shape
-        self.launch("bias_grad", (-(-k // 32),), (32, 8), (dz, db, np.int32(n), np.int32(k)))
+        self.launch("bias_grad", (-(-k // 32),), (32, BIAS_GRAD_ROWS), (dz, db, np.int32(n), np.int32(k)))
 
     def loss_grad(self, kind, z, target, dz, acc, count=False, threshold=0.0):
         n, k = z.shape

@@ -159,7 +159,8 @@ class CupyBackend(CudaOps):
         key = (self.xp.cuda.Device().id, path)  # one compiled module per file and device, per process
         module = _MODULES.get(key)
         if module is None:
-            module = _MODULES[key] = self.xp.RawModule(code=kernels.source(path), options=("--std=c++17",))
+            code, options = kernels.nvrtc_program(path)
+            module = _MODULES[key] = self.xp.RawModule(code=code, options=options)
         return module.get_function(name)
 
     def launch(self, name, grid, block, args):
@@ -196,14 +197,8 @@ class CupyBackend(CudaOps):
         c = cp.zeros((16, 16), cp.float32)
         self.cublas_matmul(a, a, c, False, False)  # eagerly first: creates the handle outside capture
         c.fill(0)
-        stream = cp.cuda.Stream(non_blocking=True)
         try:
-            with stream:
-                stream.begin_capture()
-                try:
-                    self.cublas_matmul(a, a, c, False, False)
-                finally:
-                    graph = stream.end_capture()
+            graph, stream = self.capture(lambda: self.cublas_matmul(a, a, c, False, False))
             graph.launch(stream)
             stream.synchronize()
             ok = bool((c == 16).all())
@@ -293,11 +288,13 @@ class CupyBackend(CudaOps):
         plan_route = {"cupy-cublas": "cublas"}.get(route, route)
         return nodes_per_step(spec, plan_route) if spec is not None else None
 
-    def capture(self, step, count: int, capture_gemm: str):
-        """One CUDA graph of ``count`` consecutive calls of step(), GEMMs in mode ``capture_gemm``."""
-        cp = self.xp
-        stream = cp.cuda.Stream(non_blocking=True)
-        eager_gemm, self.gemm = self.gemm, capture_gemm
+    def capture(self, step, count: int = 1, capture_gemm: str | None = None):
+        """The one stream-capture helper: a CUDA graph of ``count`` consecutive calls of step() on a fresh
+        non-blocking stream, GEMMs in mode ``capture_gemm`` meanwhile (unchanged when None). The capture
+        ends even when step() raises, so no stream is left capturing. Returns (graph, stream)."""
+        stream = self.xp.cuda.Stream(non_blocking=True)
+        eager_gemm = self.gemm
+        self.gemm = eager_gemm if capture_gemm is None else capture_gemm
         try:
             with stream:
                 stream.begin_capture()
@@ -308,7 +305,7 @@ class CupyBackend(CudaOps):
                     graph = stream.end_capture()
         finally:
             self.gemm = eager_gemm
-        return graph
+        return graph, stream
 
 
 class GraphRunner(StepRunner):
@@ -318,7 +315,7 @@ class GraphRunner(StepRunner):
 
     def __init__(self, backend, step, block, capture_gemm):
         super().__init__(step, block)
-        self.graphs = {count: backend.capture(step, count, capture_gemm) for count in {block, 1}}
+        self.graphs = {count: backend.capture(step, count, capture_gemm)[0] for count in {block, 1}}
         nodes = _graph_nodes(self.graphs[block])
         self.nodes_per_step = None if nodes is None else nodes / block  # as captured, where readable
 

@@ -1,14 +1,17 @@
 """Finding, reading and describing the CUDA sources in ``kernels/``.
 
 Nothing here compiles anything: the CuPy backend compiles a file the first
-time one of its kernels is launched, and the test harness compiles the same
-text with g++.
+time one of its kernels is launched (with :func:`nvrtc_program`'s source and
+options, which the NVRTC test compiles too), and the test harness compiles the
+same text with g++, given the same ``-D`` options.
 """
 from __future__ import annotations
 
 import functools
 import re
 from pathlib import Path
+
+from .shared_constants import define_options
 
 _ENTRY = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(([^)]*)\)', re.S)
 _INCLUDE = re.compile(r'^#include\s+"([^"]+)"\s*$', re.M)
@@ -31,6 +34,14 @@ def source(path: Path) -> str:
     """The file's text with local #include "..." lines expanded (NVRTC then needs no include path)."""
     text = path.read_text()
     return _INCLUDE.sub(lambda m: (path.parent / m.group(1)).read_text().replace("#pragma once", ""), text)
+
+
+NVRTC_STD = "--std=c++17"
+
+
+def nvrtc_program(path: Path) -> tuple[str, tuple[str, ...]]:
+    """(source, options) exactly as the CuPy backend hands one kernel file to NVRTC."""
+    return source(path), (NVRTC_STD, *define_options())
 
 
 def signatures(text: str) -> dict[str, list[tuple[str, str]]]:

@@ -1,11 +1,65 @@
-"""The CPU backend: the reference implementation of every op, on NumPy."""
+"""The CPU backend: the reference implementation of every op, on NumPy.
+
+These bodies are the CPU fallback and the oracle the kernels are tested against;
+the contract of each op is documented once, on the interface in ``base.py``.
+"""
 from __future__ import annotations
 
 import numpy as np
 
-from .base import Backend
+from .base import ACC, ACTIVATIONS, HYPER, LOSS_KINDS, METRIC_KINDS, Backend
 from .layer_ops import LayerOpsReference
-from .optimizer_ops import OptimizerOpsReference
+from .optimizer_ops import OptimizerOpsReference, decay_weights
+
+_LOSS, _CORRECT, _FINITE = ACC["loss_sum"], ACC["correct"], ACC["finite_steps"]
+
+
+def sigmoid(z, out, xp=np):
+    """out <- 1 / (1 + exp(-z)), z clipped to +-88 so exp never overflows (as the kernels' sigmoidf_stable)."""
+    xp.negative(z, out=out)
+    xp.clip(out, -88.0, 88.0, out=out)
+    xp.exp(out, out=out)
+    out += 1
+    xp.reciprocal(out, out=out)
+    return out
+
+
+def count_correct(z, target, acc, threshold: float = 0.0) -> None:
+    """acc[correct] += rows predicted right (the rule is in ``Backend.loss_grad``)."""
+    if z.shape[1] == 1:
+        hits = (z[:, 0] > threshold) == (target.reshape(-1) > 0.5)
+    elif target.ndim == 1:
+        hits = z.argmax(axis=1) == target
+    else:
+        hits = z.argmax(axis=1) == target.argmax(axis=1)
+    acc[_CORRECT] += hits.sum()
+
+
+def metric_sum(xp, kind, z, target, acc, slot, activation="linear", threshold=0.5) -> None:
+    """Backend.metric_sum written against the array module xp (NumPy here; CupyBackend calls it with CuPy)."""
+    if activation == "sigmoid":
+        p = sigmoid(z, xp.empty_like(z), xp)
+    elif activation == "softmax":
+        p = xp.exp(z - z.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+    elif activation == "linear":
+        p = z
+    else:
+        raise ValueError(f"activation: expected 'linear', 'sigmoid' or 'softmax', got {activation!r}")
+    t = target.reshape(z.shape)
+    if kind == "abs_error":
+        values = xp.abs(p - t)
+    elif kind == "squared_error":
+        values = (p - t) ** 2
+    elif kind == "binary_hits":
+        values = (t == (p > threshold)).astype(z.dtype)
+    else:
+        raise ValueError(f"metric kind: expected one of {METRIC_KINDS}, got {kind!r}")
+    acc[slot] += values.mean(axis=1).sum()
+
+
+def _unknown_activation(act):
+    return ValueError(f"activation: expected one of {ACTIVATIONS}, got {act!r}")
 
 
 class NumpyBackend(LayerOpsReference, OptimizerOpsReference, Backend):
@@ -16,3 +70,123 @@ class NumpyBackend(LayerOpsReference, OptimizerOpsReference, Backend):
 
     def __repr__(self) -> str:
         return "NumpyBackend()"
+
+    def matmul(self, a, b, out, trans_a=False, trans_b=False):
+        return np.matmul(a.T if trans_a else a, b.T if trans_b else b, out=out)
+
+    def bias_act(self, z, b, act):
+        z += b
+        if act == "relu":
+            np.maximum(z, 0, out=z)
+        elif act == "sigmoid":
+            sigmoid(z, out=z)
+        elif act == "tanh":
+            np.tanh(z, out=z)
+        elif act == "softmax":
+            z -= z.max(axis=1, keepdims=True)
+            np.exp(z, out=z)
+            z /= z.sum(axis=1, keepdims=True)
+        elif act != "linear":
+            raise _unknown_activation(act)
+
+    def act_backward(self, dy, y, act):
+        if act == "relu":
+            np.multiply(dy, y > 0, out=dy)
+        elif act == "sigmoid":
+            dy *= y * (1 - y)
+        elif act == "tanh":
+            dy *= 1 - y * y
+        elif act == "softmax":
+            s = (dy * y).sum(axis=1, keepdims=True)
+            dy -= s
+            dy *= y
+        elif act != "linear":
+            raise _unknown_activation(act)
+
+    def bias_grad(self, dz, db):
+        dz.sum(axis=0, out=db)
+
+    def loss_grad(self, kind, z, target, dz, acc, count=False, threshold=0.0):
+        if count:
+            count_correct(z, target, acc, threshold)
+        n, k = z.shape
+        if kind in ("softmax_xent_sparse", "softmax_xent"):
+            np.subtract(z, z.max(axis=1, keepdims=True), out=dz)  # shifted logits
+            # row loss = log(sum exp(shifted)) - shifted[label]
+            if kind == "softmax_xent_sparse":
+                rows = np.arange(n)
+                picked = dz[rows, target]
+            else:
+                picked = (dz * target).sum(axis=1)
+            np.exp(dz, out=dz)
+            total = dz.sum(axis=1, keepdims=True)
+            dz /= total
+            if kind == "softmax_xent_sparse":
+                acc[_LOSS] += (np.log(total[:, 0]) - picked).sum()
+                dz[rows, target] -= 1
+            else:
+                acc[_LOSS] += (np.log(total[:, 0]) * target.sum(axis=1) - picked).sum()
+                dz -= target
+            dz /= n
+        elif kind == "sigmoid_bce":
+            # max(z,0) - z t + log(1 + exp(-|z|)), averaged over the outputs of a row
+            elem = np.maximum(z, 0) - z * target + np.log1p(np.exp(-np.abs(z)))
+            acc[_LOSS] += elem.sum() / k
+            sigmoid(z, out=dz)
+            dz -= target
+            dz /= n * k
+        elif kind == "mse":
+            np.subtract(z, target, out=dz)
+            acc[_LOSS] += (dz * dz).sum() / k
+            dz *= 2.0 / (n * k)
+        else:
+            raise ValueError(f"loss kind: expected one of {LOSS_KINDS}, got {kind!r}")
+
+    def metric_sum(self, kind, z, target, acc, slot, activation="linear", threshold=0.5):
+        metric_sum(np, kind, z, target, acc, slot, activation, threshold)
+
+    def gather_rows(self, src, perm, cursor, out):
+        n = out.shape[0]
+        start = int(cursor[0])
+        idx = perm[start:start + n]
+        if src.dtype == np.uint8:
+            np.multiply(src[idx], np.float32(1 / 255), out=out)
+        else:
+            np.take(src, idx, axis=0, out=out)
+
+    def advance(self, cursor, n, hyper=None, acc=None):
+        cursor += n
+        if hyper is not None:
+            hyper[HYPER["iterations"]] += 1
+        if acc is not None and np.isfinite(acc[_LOSS]):
+            acc[_FINITE] += 1
+
+    def sgd_update(self, params, grads, velocity, hyper, nesterov=False):
+        decay_weights(params, hyper)
+        lr = hyper[HYPER["lr"]]
+        grads *= lr
+        if velocity is None:
+            params -= grads
+            return
+        m = hyper[HYPER["momentum"]]
+        velocity *= m
+        velocity -= grads
+        if nesterov:
+            params -= grads
+            params += m * velocity
+        else:
+            params += velocity
+
+    def adam_update(self, params, grads, m, v, hyper):
+        decay_weights(params, hyper)
+        h = hyper
+        lr, b1, b2, eps = h[HYPER["lr"]], h[HYPER["beta_1"]], h[HYPER["beta_2"]], h[HYPER["epsilon"]]
+        t = h[HYPER["iterations"]] + 1
+        alpha = lr * np.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+        m *= b1
+        m += (1 - b1) * grads
+        v *= b2
+        grads *= grads
+        grads *= 1 - b2
+        v += grads
+        params -= alpha * m / (np.sqrt(v) + eps)

@@ -18,6 +18,7 @@ import numpy as np
 
 from mlp_gpu.backend import kernels
 from mlp_gpu.backend.cuda_ops import CudaOps
+from mlp_gpu.backend.shared_constants import define_options
 
 HEADER = Path(__file__).resolve().parent / "cuda_host.h"
 _BUILD = Path(tempfile.gettempdir()) / "mlp_gpu_host_kernels"
@@ -51,7 +52,9 @@ def library(path: Path) -> ctypes.CDLL:
     code = _wrapper(path)
     # -Bsymbolic: a kernel named like a symbol already in the process (say "advance")
     # must still call its own definition.
-    digest = hashlib.sha256(("Bsymbolic" + code + HEADER.read_text() + kernels.source(path)).encode()).hexdigest()[:16]
+    defines = list(define_options())  # the constants shared with Python, as NVRTC gets them
+    key = "Bsymbolic" + " ".join(defines) + code + HEADER.read_text() + kernels.source(path)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     _BUILD.mkdir(exist_ok=True)
     so = _BUILD / f"{path.stem}-{digest}.so"
     if not so.exists():
@@ -59,7 +62,7 @@ def library(path: Path) -> ctypes.CDLL:
         cpp.write_text(code)
         tmp = so.with_suffix(".tmp.so")
         cmd = [compiler(), "-std=c++20", "-O1", "-shared", "-fPIC", "-pthread", "-Wl,-Bsymbolic",
-               "-include", str(HEADER), f"-I{path.parent}", "-o", str(tmp), str(cpp)]
+               *defines, "-include", str(HEADER), f"-I{path.parent}", "-o", str(tmp), str(cpp)]
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode:
             raise RuntimeError(f"g++ failed on {path.name}:\n{result.stderr}")

@@ -1,0 +1,50 @@
+"""The one source of every number Python and the CUDA kernels share.
+
+The kernels never spell these numbers: every compiler that builds them (NVRTC in the
+CuPy backend, nvcc and the g++ host harness in the tests) gets them as ``-D`` options
+from :func:`defines`, and ``kernels/common.cuh`` refuses to compile without them.
+Adding an activation: append its name to ``ACTIVATIONS`` (its code is its position),
+then give it a NumPy body and a case in ``kernels/activation.cu``.
+"""
+from __future__ import annotations
+
+# Activations by name; the kernels see ACT_<NAME> = position. softmax is a row op with its
+# own kernels, so its code is never passed to the element-wise ones.
+ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax")
+ACT_CODES = {name: code for code, name in enumerate(ACTIVATIONS)}
+
+# Metrics summed per row on the device (kernels/metrics.cu); the kernels see METRIC_<KIND> = position.
+METRIC_KINDS = ("abs_error", "squared_error", "binary_hits")
+METRIC_CODES = {name: code for code, name in enumerate(METRIC_KINDS)}
+
+# Slots of the optimizer's scalar buffer (float32), kept on the device so that a captured
+# step reads a changed learning rate without being captured again.
+HYPER = {"lr": 0, "momentum": 1, "beta_1": 2, "beta_2": 3, "epsilon": 4, "iterations": 5,
+         "rho": 6, "weight_decay": 7, "u_product": 8}
+HYPER_SIZE = 16
+
+# Slots of the step accumulator (float64): the summed row losses, the correct count, and the
+# steps after which the running loss was still finite (the step a run diverged at is that + 1).
+ACC = {"loss_sum": 0, "correct": 1, "finite_steps": 2}
+ACC_SIZE = 3
+
+# Block shapes the kernels are written for (see their launch contracts).
+GEMM_TILE = 16         # sgemm_strided: (GEMM_TILE, GEMM_TILE) threads, one output element each
+BIAS_GRAD_ROWS = 8     # bias_grad: (32, BIAS_GRAD_ROWS) threads, the rows split BIAS_GRAD_ROWS ways
+
+
+def defines() -> dict[str, int]:
+    """Every shared constant under its C name."""
+    out = {f"ACT_{name.upper()}": code for name, code in ACT_CODES.items()}
+    out.update({f"METRIC_{name.upper()}": code for name, code in METRIC_CODES.items()})
+    out.update({f"HYPER_{key.upper()}": slot for key, slot in HYPER.items()})
+    out["HYPER_SIZE"] = HYPER_SIZE
+    out.update({f"ACC_{key.upper()}": slot for key, slot in ACC.items()})
+    out["ACC_SIZE"] = ACC_SIZE
+    out.update(GEMM_TILE=GEMM_TILE, BIAS_GRAD_ROWS=BIAS_GRAD_ROWS)
+    return out
+
+
+def define_options() -> tuple[str, ...]:
+    """The defines as ``-DNAME=value`` options, which NVRTC, nvcc and g++ all read alike."""
+    return tuple(f"-D{name}={value}" for name, value in defines().items())
