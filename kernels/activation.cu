@@ -12,7 +12,9 @@ __device__ __forceinline__ float activate(float x, int act) {
     }
 }
 
-// z[i, j] <- act(z[i, j] + b[j]). One thread per element, grid-stride.
+// z[i, j] <- act(z[i, j] + b[j]).
+// Launch: 1-D grid of any size, 1-D block of any size; grid-stride, so any n * k.
+// One thread: the elements idx, idx + grid_stride(), ...  Pre: act is not ACT_SOFTMAX.
 extern "C" __global__ void bias_act_forward(float* __restrict__ z, const float* __restrict__ b,
                                             int n, int k, int act) {
     long long total = (long long)n * k;
@@ -20,7 +22,9 @@ extern "C" __global__ void bias_act_forward(float* __restrict__ z, const float* 
         z[idx] = activate(z[idx] + b[idx % k], act);
 }
 
-// z[i, :] <- softmax(z[i, :] + b). One thread per row (output layers are narrow).
+// z[i, :] <- softmax(z[i, :] + b).
+// Launch: 1-D grid and block of any size; grid-stride over rows. One thread: one whole row
+// (output layers are narrow). Pre: k >= 1.
 extern "C" __global__ void bias_softmax_forward(float* __restrict__ z, const float* __restrict__ b, int n, int k) {
     for (long long row = global_index(); row < n; row += grid_stride()) {
         float* r = z + row * k;
@@ -33,7 +37,10 @@ extern "C" __global__ void bias_softmax_forward(float* __restrict__ z, const flo
     }
 }
 
-// dy <- dy * act'(.), written through the activation's output y. One thread per element.
+// dy <- dy * act'(.), written through the activation's output y.
+// Launch: 1-D grid and block of any size; grid-stride over the total = n * k elements.
+// One thread: the elements idx, idx + grid_stride(), ...  Pre: act is neither ACT_SOFTMAX nor needed
+// for ACT_LINEAR (the caller skips it).
 extern "C" __global__ void act_backward(float* __restrict__ dy, const float* __restrict__ y, long long total, int act) {
     for (long long idx = global_index(); idx < total; idx += grid_stride()) {
         float out = y[idx];
@@ -44,7 +51,8 @@ extern "C" __global__ void act_backward(float* __restrict__ dy, const float* __r
     }
 }
 
-// dy[i, :] <- y[i, :] * (dy[i, :] - <dy[i, :], y[i, :]>). One thread per row.
+// dy[i, :] <- y[i, :] * (dy[i, :] - <dy[i, :], y[i, :]>).
+// Launch: 1-D grid and block of any size; grid-stride over rows. One thread: one whole row.
 extern "C" __global__ void softmax_backward(float* __restrict__ dy, const float* __restrict__ y, int n, int k) {
     for (long long row = global_index(); row < n; row += grid_stride()) {
         float* d = dy + row * k;
@@ -55,8 +63,11 @@ extern "C" __global__ void softmax_backward(float* __restrict__ dy, const float*
     }
 }
 
-// db[j] <- sum_i dz[i, j]. Block (32, BIAS_GRAD_ROWS): x walks columns (coalesced), y splits the
-// rows; the partial sums meet in shared memory. Grid: ceil(k / 32) blocks.
+// db[j] <- sum_i dz[i, j].
+// Launch: grid (ceil(k / 32),), block exactly (32, BIAS_GRAD_ROWS) (the shared array is sized by it).
+// One thread: column blockIdx.x * 32 + threadIdx.x over the rows threadIdx.y, + BIAS_GRAD_ROWS, ...;
+// x walks columns (coalesced), y splits the rows, the partial sums meet in shared memory.
+// Every thread reaches __syncthreads (no early return).
 extern "C" __global__ void bias_grad(const float* __restrict__ dz, float* __restrict__ db, int n, int k) {
     __shared__ float partial[BIAS_GRAD_ROWS][33];
     int col = blockIdx.x * 32 + threadIdx.x;

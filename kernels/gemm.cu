@@ -2,10 +2,12 @@
 // into a CUDA graph. C (m, n) row-major with leading dimension ldc <- op(A) @ op(B).
 // op(A)[i, p] = a[i * sa0 + p * sa1] and op(B)[p, j] = b[p * sb0 + j * sb1], so one kernel
 // serves NN (x @ W), NT (dz @ W^T) and TN (x^T @ dz) by its strides.
-// Block (GEMM_TILE, GEMM_TILE), grid (ceil(n / GEMM_TILE), ceil(m / GEMM_TILE)); each thread
-// computes one element of C.
 #include "common.cuh"
 
+// Launch: block exactly (GEMM_TILE, GEMM_TILE); grid (ceil(n / GEMM_TILE), ceil(m / GEMM_TILE)), so
+// ceil(m / GEMM_TILE) <= 65535 (the grid's y limit). One thread: one element C[row, col], the tile
+// loads shared by the block. Every thread reaches both __syncthreads (no early return).
+// Pre: c does not overlap a or b.
 extern "C" __global__ void sgemm_strided(int m, int n, int k,
                                          const float* __restrict__ a, long long sa0, long long sa1,
                                          const float* __restrict__ b, long long sb0, long long sb1,

@@ -2,9 +2,12 @@
 // Layout: z (logits, or outputs for mse) and dz are (n, k) row-major float32; labels (n,) int32;
 // t (n, k) float32 targets; acc (ACC_SIZE,) float64, owned by the caller and only added to:
 // acc[ACC_LOSS_SUM] += sum of row losses, acc[ACC_CORRECT] += correct rows (acc[ACC_FINITE_STEPS]
-// belongs to advance in gather.cu). dz = d(mean row loss)/dz. One thread per row; each warp
-// adds its sums with one atomic per accumulator. Launch whole warps: no early return before
-// the warp sums.
+// belongs to advance in gather.cu). dz = d(mean row loss)/dz.
+// Every entry point here has the same launch contract, the ROW LAUNCH: 1-D grid with
+// grid * block >= n (no grid stride), 1-D block of whole warps (a multiple of 32: warp_sum shuffles
+// all 32 lanes). One thread: row global_index() if it is < n, else nothing but its share of the
+// warp sums; each warp adds its sums with one atomic per accumulator, so no thread may return
+// before add_to_acc.
 #include "common.cuh"
 
 // 1 when the row is predicted right: argmax (first maximum) for several columns,
@@ -54,6 +57,7 @@ __device__ __forceinline__ void softmax_xent_row(const float* z, const int* labe
     if (count) *correct = row_correct(r, tr, label, k, 0.0f);
 }
 
+// Launch: the ROW LAUNCH above. Pre: 0 <= labels[i] < k.
 extern "C" __global__ void softmax_xent_sparse(const float* __restrict__ z, const int* __restrict__ labels,
                                                float* __restrict__ dz, double* acc, int n, int k, int count) {
     long long row = global_index();
@@ -62,6 +66,7 @@ extern "C" __global__ void softmax_xent_sparse(const float* __restrict__ z, cons
     add_to_acc(acc, loss, correct, count);
 }
 
+// Launch: the ROW LAUNCH above.
 extern "C" __global__ void softmax_xent_dense(const float* __restrict__ z, const float* __restrict__ t,
                                               float* __restrict__ dz, double* acc, int n, int k, int count) {
     long long row = global_index();
@@ -105,12 +110,14 @@ __device__ __forceinline__ void elementwise_loss(const float* z, const float* t,
 }
 
 // Sigmoid + binary cross-entropy on logits (a prediction is positive where the logit is).
+// Launch: the ROW LAUNCH above.
 extern "C" __global__ void sigmoid_bce(const float* __restrict__ z, const float* __restrict__ t,
                                        float* __restrict__ dz, double* acc, int n, int k, int count) {
     elementwise_loss<BinaryCrossentropyOnLogits>(z, t, dz, acc, n, k, count, 0.0f);
 }
 
 // Mean squared error on outputs y.
+// Launch: the ROW LAUNCH above.
 extern "C" __global__ void mse(const float* __restrict__ y, const float* __restrict__ t,
                                float* __restrict__ dz, double* acc, int n, int k, int count, float threshold) {
     elementwise_loss<SquaredError>(y, t, dz, acc, n, k, count, threshold);

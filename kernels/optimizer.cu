@@ -12,6 +12,8 @@ __device__ __forceinline__ float decayed(float w, const float* hyper) {
     return wd != 0.0f ? w - __fmul_rn(__fmul_rn(w, wd), hyper[HYPER_LR]) : w;
 }
 
+// Launch (every update here): 1-D grid and block of any size; grid-stride over size. One thread:
+// the elements i, i + grid_stride(), ... of every buffer. Pre: all buffers hold size floats.
 // w <- w - lr g
 extern "C" __global__ void sgd_update(float* __restrict__ w, const float* __restrict__ g,
                                       const float* __restrict__ hyper, long long size) {
@@ -19,7 +21,7 @@ extern "C" __global__ void sgd_update(float* __restrict__ w, const float* __rest
     for (long long i = global_index(); i < size; i += grid_stride()) w[i] = decayed(w[i], hyper) - __fmul_rn(lr, g[i]);
 }
 
-// v <- m v - lr g; w <- w + v   (Nesterov: w <- w + m v - lr g)
+// v <- m v - lr g; w <- w + v   (Nesterov: w <- w + m v - lr g). Launch: as sgd_update.
 extern "C" __global__ void sgd_momentum_update(float* __restrict__ w, const float* __restrict__ g,
                                                float* __restrict__ v, const float* __restrict__ hyper,
                                                long long size, int nesterov) {
@@ -35,6 +37,7 @@ extern "C" __global__ void sgd_momentum_update(float* __restrict__ w, const floa
 
 // Keras Adam with t = iterations + 1:
 // m <- b1 m + (1-b1) g; v <- b2 v + (1-b2) g^2; w <- w - lr sqrt(1-b2^t)/(1-b1^t) m / (sqrt(v) + eps)
+// Launch: as sgd_update.
 extern "C" __global__ void adam_update(float* __restrict__ w, const float* __restrict__ g, float* __restrict__ m,
                                        float* __restrict__ v, const float* __restrict__ hyper, long long size) {
     float lr = hyper[HYPER_LR], b1 = hyper[HYPER_BETA_1], b2 = hyper[HYPER_BETA_2], eps = hyper[HYPER_EPSILON];

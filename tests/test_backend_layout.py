@@ -8,10 +8,10 @@ import pytest
 
 from mlp_gpu.backend import NumpyBackend, kernels
 from mlp_gpu.backend.base import FUSED_OPS, Backend
-from mlp_gpu.backend.cuda_ops import CudaOps
+from mlp_gpu.backend.cuda_ops import GEMM_TILE, GRID_Y_MAX, CudaOps, LaunchContractError
 from mlp_gpu.backend.shared_constants import ACC, ACT_CODES, ACTIVATIONS, HYPER, define_options, defines
 
-from .harness.host_ops import HEADER, compiler
+from .harness.host_ops import HEADER, HostCudaOps, compiler
 
 SHARED_PREFIXES = ("ACT_", "HYPER_", "ACC_")
 
@@ -82,3 +82,56 @@ def test_nvrtc_program_carries_the_defines():
     code, options = kernels.nvrtc_program(kernels.kernel_index()["adam_update"])
     assert "#include" not in code and set(define_options()) <= set(options)
     assert np.all([opt.startswith(("-D", "--std")) for opt in options])
+
+
+@pytest.mark.parametrize("path", kernels.kernel_files(), ids=lambda p: p.name)
+def test_every_entry_point_states_its_launch_contract(path):
+    """The comment right above each extern "C" kernel says how to launch it."""
+    lines = path.read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith('extern "C" __global__'):
+            above = []
+            for prev in reversed(lines[:i]):
+                if not prev.startswith("//"):
+                    break
+                above.append(prev)
+            assert any("Launch" in c for c in above), f"{path.name}: no launch contract above line {i + 1}"
+
+
+class Refused(HostCudaOps):
+    """Harness ops that record a launch instead of running it: the checks come before the launch."""
+
+    def launch(self, name, grid, block, args):
+        self.launches.append((name, grid, block))
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda be: be.bias_act(np.zeros((4, 6), np.float32)[:, ::2], np.zeros(3, np.float32), "relu"),
+     "z must be a C-contiguous float32 array"),
+    (lambda be: be.bias_act(np.zeros((4, 3), np.float32), np.zeros(4, np.float32), "relu"), r"b .*shape \(3,\)"),
+    (lambda be: be.bias_grad(np.zeros((4, 3), np.float64), np.zeros(3, np.float32)), "dz must be .* float32"),
+    (lambda be: be.loss_grad("softmax_xent_sparse", np.zeros((4, 3), np.float32), np.zeros(4, np.int32),
+                             np.zeros((4, 3), np.float32), np.zeros(2)), r"acc .*shape \(3,\)"),
+    (lambda be: be.loss_grad("softmax_xent_sparse", np.zeros((4, 3), np.float32), np.zeros(4, np.int64),
+                             np.zeros((4, 3), np.float32), np.zeros(3)), "target must be .* int32"),
+    (lambda be: be.sgd_update(np.zeros(5, np.float32), np.zeros(4, np.float32), None, np.zeros(8, np.float32)),
+     r"grads .*shape \(5,\)"),
+    (lambda be: be.matmul(np.zeros((GEMM_TILE * GRID_Y_MAX + 1, 1), np.float32), np.zeros((1, 1), np.float32),
+                          np.zeros((GEMM_TILE * GRID_Y_MAX + 1, 1), np.float32)), "gridDim.y"),
+    (lambda be: be.gather_rows(np.zeros((5, 2), np.uint8), np.arange(5), np.zeros(1, np.int64),
+                               np.zeros((6, 2), np.float32)), "batch of 6 rows"),
+])
+def test_launches_check_their_contract(call, message):
+    be = Refused()
+    with pytest.raises(LaunchContractError, match=message):
+        call(be)
+    assert be.launches == []
+
+
+def test_loss_launch_is_whole_warps_covering_every_row():
+    be = Refused()
+    for n in (1, 31, 33, 1000):
+        z = np.zeros((n, 3), np.float32)
+        be.loss_grad("mse", z, z.copy(), z.copy(), np.zeros(3))
+        name, grid, block = be.launches[-1]
+        assert block[0] % 32 == 0 and grid[0] * block[0] >= n and len(grid) == 1

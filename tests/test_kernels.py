@@ -151,7 +151,7 @@ def test_loss_grad_and_count(dev, ref, kind, k, n):
     z, t = _rand(rng, n, k, scale=3), _targets(rng, kind, n, k)
     threshold = 0.5 if kind == "mse" else 0.0
     got_dz, want_dz = np.empty_like(z), np.empty_like(z)
-    got_acc, want_acc = np.array([1.5, 2.0]), np.array([1.5, 2.0])  # kernels add, never overwrite
+    got_acc, want_acc = np.array([1.5, 2.0, 4.0]), np.array([1.5, 2.0, 4.0])  # kernels add, never overwrite
     dev.loss_grad(kind, z, t, got_dz, got_acc, count=True, threshold=threshold)
     ref.loss_grad(kind, z, t, want_dz, want_acc, count=True, threshold=threshold)
     np.testing.assert_allclose(got_dz, want_dz, rtol=1e-5, atol=1e-7)
@@ -161,9 +161,9 @@ def test_loss_grad_and_count(dev, ref, kind, k, n):
 
 def test_loss_without_count_leaves_correct_untouched(dev):
     z = np.zeros((5, 3), np.float32)
-    acc = np.array([0.0, 9.0])
+    acc = np.array([0.0, 9.0, 0.0])
     dev.loss_grad("softmax_xent_sparse", z, np.zeros(5, np.int32), np.empty_like(z), acc)
-    assert acc[1] == 9.0 and acc[0] == pytest.approx(5 * np.log(3), rel=1e-6)
+    assert acc[1] == 9.0 and acc[2] == 0.0 and acc[0] == pytest.approx(5 * np.log(3), rel=1e-6)
 
 
 @pytest.mark.parametrize("n", SIZES)

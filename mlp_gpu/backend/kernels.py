@@ -37,10 +37,13 @@ def source(path: Path) -> str:
 
 
 NVRTC_STD = "--std=c++17"
+# What cupy.RawModule adds to our options before NVRTC sees them (CuPy 13/14, cupy/cuda/compiler.py:
+# _compile_with_cache_cuda and compile_using_nvrtc), besides -arch=sm_XX; the NVRTC test adds them too.
+CUPY_NVRTC_OPTIONS = ("-ftz=true", "--device-as-default-execution-space")
 
 
 def nvrtc_program(path: Path) -> tuple[str, tuple[str, ...]]:
-    """(source, options) exactly as the CuPy backend hands one kernel file to NVRTC."""
+    """(source, options) exactly as the CuPy backend hands one kernel file to NVRTC (via cupy.RawModule)."""
     return source(path), (NVRTC_STD, *define_options())
 
 
