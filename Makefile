@@ -7,7 +7,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 EPOCHS ?= 30
 BACKEND ?= auto
 
-.PHONY: install peers data train test bench bench-toolbox fuzz gpu-data gpu-wheels gpu-check gpu-routes lint clean
+.PHONY: install peers data cupy-api train test bench bench-toolbox fuzz gpu-data gpu-wheels gpu-check gpu-routes lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,17 @@ data:
 train: install data
 	$(VENV)/bin/mlp-gpu train --epochs $(EPOCHS) --backend $(BACKEND) --output model.h5 --plot
 
-test: install peers data
+# Each CuPy release the gpu and cuda13 extras support, pip-installed into a folder of its own (they all
+# install as `cupy`), for the API conformance test; CuPy imports without a GPU.
+CUPY_API := .cupy-api
+$(CUPY_API)/.installed: pyproject.toml tests/cupy_api.py $(VENV)/.installed
+	rm -rf $(CUPY_API)
+	$(PY) tests/cupy_api.py install $(CUPY_API) pyproject.toml
+	touch $@
+
+cupy-api: $(CUPY_API)/.installed
+
+test: install peers data cupy-api
 	$(PY) -m pytest -q
 
 bench: install peers data
@@ -85,4 +95,4 @@ lint: install
 	$(VENV)/bin/ruff check mlp_gpu tests benchmarks
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache
+	rm -rf $(VENV) $(CUPY_API) build dist *.egg-info .pytest_cache
