@@ -4,9 +4,11 @@
    graph replay, every kernel through NVRTC);
 2. runs the benchmark suite's GPU matrix (NumPy on the host, CuPy eager and graph, PyTorch eager on
    the same card) and writes bench-gpu-<device>.json/.md/.png;
-3. trains the reference workload for 30 epochs in graph mode with per-epoch validation and
+3. runs every kernel against its NumPy reference and times it (benchmarks/kernels: GB/s, GFLOP/s,
+   % of the card's peak), writing kernels-<device>.json/.md;
+4. trains the reference workload for 30 epochs in graph mode with per-epoch validation and
    measures a RawKernel launch, writing gpu-check-<device>.json/.md;
-4. measures the graph routes (our GEMM, cuBLAS and fused cuBLASLt through nvmath-python, several steps
+5. measures the graph routes (our GEMM, cuBLAS and fused cuBLASLt through nvmath-python, several steps
    per graph) against PyTorch eager and PyTorch CUDA graphs (benchmarks/graph_routes.py), writing
    graph-routes.json/.md. ``--routes-only`` runs this part alone.
 
@@ -34,6 +36,7 @@ from mlp_gpu import SGD, Dense, Input, Sequential  # noqa: E402
 from mlp_gpu.backend import available_backends, get_backend  # noqa: E402
 from mlp_gpu.bench import load_data, run_suite  # noqa: E402
 from mlp_gpu.bench.report import describe_machine  # noqa: E402
+from benchmarks.kernels import bench as kernel_bench  # noqa: E402
 
 import graph_routes  # noqa: E402  (benchmarks/graph_routes.py, beside this file)
 
@@ -108,6 +111,9 @@ def main(argv=None) -> int:
     result["bench_files"] = suite.get("files", [])
     result["ratios"] = suite["ratios"]
     if gpu:
+        kernels = kernel_bench.run(validate_only=False, log=say)
+        result["kernels"] = {"all_valid": kernels["all_valid"],
+                             "files": [str(p) for p in kernel_bench.write(kernels, out)]}
         eager = get_backend("cupy", graph=False)
         result["launch_overhead_us"] = launch_overhead_us(eager)
         graph_ref = [c for c in suite["cells"] if c["workload"] == "reference" and c["impl"] == "cupy_graph"]
@@ -123,7 +129,8 @@ def main(argv=None) -> int:
     (out / f"gpu-check-{name}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     (out / f"gpu-check-{name}.md").write_text(markdown(result))
     say("wrote", out / f"gpu-check-{name}.md")
-    return 0 if result.get("tests", {}).get("exit_code", 0) == 0 else 1
+    ok = result.get("tests", {}).get("exit_code", 0) == 0 and result.get("kernels", {}).get("all_valid", True)
+    return 0 if ok else 1
 
 
 def markdown(r) -> str:
@@ -132,6 +139,9 @@ def markdown(r) -> str:
     lines = [f"# gpu-check {r['date']}", "", f"Device: {gpu}; data: {r['data']}.", ""]
     if "tests" in r:
         lines += [f"GPU tests: {r['tests']['summary']} (exit {r['tests']['exit_code']}); log in gpu-tests.log.", ""]
+    if "kernels" in r:
+        lines += [f"Kernels against NumPy: {'all valid' if r['kernels']['all_valid'] else 'SOME INVALID'}; "
+                  "times and % of peak in the kernels-* files.", ""]
     if "launch_overhead_us" in r:
         lines += [f"CuPy RawKernel launch: {r['launch_overhead_us']:.2f} µs host-side per launch."]
     if "graph_us_per_step" in r:

@@ -1,4 +1,5 @@
-"""Every CuPy name mlp_gpu's backend uses, in one list, and the means to check it against a CuPy install.
+"""Every CuPy name mlp_gpu's backend and GPU benchmarks use, in one list, and the means to check
+it against a CuPy install.
 
 ``USES`` is what tests/test_cupy_api.py finds in the backend's source (attribute chains on
 ``self.xp``, ``cupy``, CuPy modules imported by name, and on what their calls return), written as
@@ -20,6 +21,7 @@ from pathlib import Path
 # exists without a GPU where the attribute is set per instance (a Stream's ptr).
 RETURNS = {
     "cupy.cuda.Device()": "cupy.cuda.Device",
+    "cupy.cuda.Event()": "cupy.cuda.Event",
     "cupy.cuda.get_current_stream()": "cupy.cuda.Stream.null",
     "cupy.cuda.Stream()": "cupy.cuda.Stream.null",
     "cupy.cuda.Stream().end_capture()": "cupy.cuda.graph.Graph",
@@ -38,14 +40,20 @@ USES = (
     "cupy.asnumpy",
     "cupy.cuda.Device",
     "cupy.cuda.Device().id",
+    "cupy.cuda.Event",
+    "cupy.cuda.Event().record",
+    "cupy.cuda.Event().synchronize",
     "cupy.cuda.Stream",
     "cupy.cuda.Stream().begin_capture",
     "cupy.cuda.Stream().end_capture",
     "cupy.cuda.device.get_cublas_handle",
     "cupy.cuda.get_current_stream",
+    "cupy.cuda.get_elapsed_time",
     "cupy.cuda.get_current_stream().ptr",
     "cupy.cuda.get_current_stream().synchronize",
     "cupy.cuda.memory.OutOfMemoryError",
+    "cupy.cuda.runtime",
+    "cupy.cuda.runtime.deviceGetAttribute",
     "cupy.cuda.runtime.getDeviceProperties",
     "cupy.cuda.runtime.memGetInfo",
     "cupy.cuda.runtime.runtimeGetVersion",
@@ -56,6 +64,7 @@ USES = (
     "cupy.get_default_memory_pool().used_bytes",
     "cupy.is_available",
     "cupy.ones",
+    "cupy.random.random",
     "cupy.zeros",
     "cupy.zeros().fill",
     "cupy_backends.cuda.libs.cublas.CUBLAS_OP_N",

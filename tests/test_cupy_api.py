@@ -13,7 +13,8 @@ import pytest
 from . import cupy_api
 
 ROOT = Path(__file__).resolve().parent.parent
-BACKEND = ROOT / "mlp_gpu" / "backend"
+# Where CuPy is used: the backend, and the GPU benchmarks that `make gpu-check` runs
+SCANNED = ("mlp_gpu/backend/*.py", "mlp_gpu/bench/*.py", "benchmarks/*.py", "benchmarks/kernels/*.py")
 INSTALLS = ROOT / ".cupy-api"
 
 
@@ -22,7 +23,7 @@ def _spelled(node, names):
     if isinstance(node, ast.Name):
         return names.get(node.id)
     if isinstance(node, ast.Attribute):
-        if isinstance(node.value, ast.Name) and node.value.id == "self" and node.attr == "xp":
+        if isinstance(node.value, ast.Name) and node.attr == "xp":  # a backend's array module: CuPy's there
             return "cupy"
         base = _spelled(node.value, names)
         return base and f"{base}.{node.attr}"
@@ -40,8 +41,13 @@ def _uses_in(scope, names):
         elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in ("cupy", "cupy_backends"):
             names.update({a.asname or a.name: f"{node.module}.{a.name}" for a in node.names})
     for node in ast.walk(scope):
-        if isinstance(node, ast.Assign) and _spelled(node.value, names):
-            names.update({t.id: _spelled(node.value, names) for t in node.targets if isinstance(t, ast.Name)})
+        if not isinstance(node, ast.Assign):
+            continue
+        for target in node.targets:  # x = cupy...  and  a, b = cupy..., cupy...
+            pairs = zip(target.elts, node.value.elts) if isinstance(target, ast.Tuple) and \
+                isinstance(node.value, ast.Tuple) else [(target, node.value)]
+            names.update({t.id: _spelled(v, names) for t, v in pairs
+                          if isinstance(t, ast.Name) and _spelled(v, names)})
     found, inner = set(), set()
     for node in ast.walk(scope):
         if isinstance(node, ast.Attribute):
@@ -69,7 +75,7 @@ def used_names(paths) -> set[str]:
 
 
 def test_every_cupy_name_the_backend_uses_is_listed():
-    found = used_names(sorted(BACKEND.glob("*.py")))
+    found = used_names(sorted(p for pattern in SCANNED for p in ROOT.glob(pattern)))
     unlisted, stale = found - set(cupy_api.USES), set(cupy_api.USES) - found
     assert not unlisted, f"add these CuPy uses to USES in tests/cupy_api.py (and RETURNS if needed): {sorted(unlisted)}"
     assert not stale, f"tests/cupy_api.py lists uses the backend no longer has: {sorted(stale)}"

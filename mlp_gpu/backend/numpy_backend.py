@@ -5,7 +5,10 @@ the contract of each op is documented once, on the interface in ``base.py``.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
+from scipy.linalg import blas
 
 from .base import ACC, ACTIVATIONS, HYPER, LOSS_KINDS, METRIC_KINDS, Backend
 from .layer_ops import LayerOpsReference
@@ -161,32 +164,47 @@ class NumpyBackend(LayerOpsReference, OptimizerOpsReference, Backend):
         if acc is not None and np.isfinite(acc[_LOSS]):
             acc[_FINITE] += 1
 
+    # The optimizers make as few passes over the flat buffers as BLAS allows: axpy updates in place
+    # (y <- a x + y, one pass, no temporary), where NumPy would need a scaled copy and a subtraction.
     def sgd_update(self, params, grads, velocity, hyper, nesterov=False):
         decay_weights(params, hyper)
-        lr = hyper[HYPER["lr"]]
-        grads *= lr
+        lr = float(hyper[HYPER["lr"]])
         if velocity is None:
-            params -= grads
+            axpy(grads, params, a=-lr)
             return
-        m = hyper[HYPER["momentum"]]
+        m = float(hyper[HYPER["momentum"]])
         velocity *= m
-        velocity -= grads
+        axpy(grads, velocity, a=-lr)          # v <- m v - lr g
         if nesterov:
-            params -= grads
-            params += m * velocity
+            axpy(grads, params, a=-lr)        # w <- w + m v - lr g
+            axpy(velocity, params, a=m)
         else:
-            params += velocity
+            axpy(velocity, params, a=1.0)     # w <- w + v
 
     def adam_update(self, params, grads, m, v, hyper):
         decay_weights(params, hyper)
         h = hyper
-        lr, b1, b2, eps = h[HYPER["lr"]], h[HYPER["beta_1"]], h[HYPER["beta_2"]], h[HYPER["epsilon"]]
-        t = h[HYPER["iterations"]] + 1
+        lr, b1, b2, eps = (float(h[HYPER[k]]) for k in ("lr", "beta_1", "beta_2", "epsilon"))
+        t = float(h[HYPER["iterations"]]) + 1
         alpha = lr * np.sqrt(1 - b2 ** t) / (1 - b1 ** t)
         m *= b1
-        m += (1 - b1) * grads
-        v *= b2
+        axpy(grads, m, a=1 - b1)              # m <- b1 m + (1 - b1) g
         grads *= grads
-        grads *= 1 - b2
-        v += grads
-        params -= alpha * m / (np.sqrt(v) + eps)
+        v *= b2
+        axpy(grads, v, a=1 - b2)              # v <- b2 v + (1 - b2) g^2
+        np.sqrt(v, out=grads)                 # grads is scratch from here on
+        grads += eps
+        np.divide(m, grads, out=grads)
+        axpy(grads, params, a=-alpha)         # w <- w - alpha m / (sqrt(v) + eps)
+
+
+@functools.lru_cache(maxsize=None)
+def _axpy_for(dtype):
+    return blas.get_blas_funcs("axpy", dtype=dtype)  # saxpy for float32, daxpy for float64
+
+
+def axpy(x, y, a: float) -> None:
+    """y <- a x + y in place, one pass (BLAS axpy)."""
+    out = _axpy_for(y.dtype)(x, y, a=a)
+    if out is not y:  # f2py copied (y not contiguous, or of another dtype): write the result back
+        y[...] = out

@@ -1,0 +1,257 @@
+"""Per-kernel development loop, in the manner of llm.c's dev/cuda: each kernel against its NumPy
+reference (validation), then timed on the GPU as GB/s or GFLOP/s and % of the card's peak, so a GPU
+run says which kernel is slow, not only which epoch.
+
+    PYTHONPATH=. python3 benchmarks/kernels/bench.py [--out DIR] [--validate-only]
+
+Every case runs at the reference workload's shapes (batch 32: launch-bound) and at batch 4096
+(bandwidth-bound). Without a GPU, ``--validate-only`` runs every case through the host harness
+(tests/harness: the kernels compiled by g++ and run on the CPU) at small sizes, and times nothing.
+To try a kernel variant: add its entry point to kernels/, a case here that launches it, compare.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from mlp_gpu.backend import NumpyBackend, available_backends, get_backend  # noqa: E402
+from mlp_gpu.backend.shared_constants import ACC_SIZE, HYPER, HYPER_SIZE  # noqa: E402
+
+PARAMS = 266_610  # the reference net's parameter count
+F32 = 4
+
+
+@dataclass(frozen=True)
+class Case:
+    """One op at one size: make(rng) gives its arguments; cost is (bytes moved, flops); the arguments
+    at positions ``scratch`` hold nothing defined afterwards (an optimizer's gradients)."""
+    name: str
+    op: str
+    make: object
+    bytes: int
+    flops: int = 0
+    kwargs: tuple = ()
+    scratch: tuple = ()
+
+
+def _hyper():
+    h = np.zeros(HYPER_SIZE, np.float32)
+    for key, value in dict(lr=0.01, momentum=0.9, beta_1=0.9, beta_2=0.999, epsilon=1e-7, iterations=4).items():
+        h[HYPER[key]] = value
+    return h
+
+
+def cases(n: int, small: bool = False) -> list[Case]:
+    """Every kernel at batch n; ``small`` shrinks the flat buffers and the GEMM for the host harness."""
+    size, wide, inp = (1000, 37, 50) if small else (PARAMS, 300, 784)
+    f = np.float32
+
+    def act(k, scale=4):
+        return lambda r: [(r.normal(size=(n, k)) * scale).astype(f), r.normal(size=k).astype(f)]
+
+    def back(k):
+        return lambda r: [r.normal(size=(n, k)).astype(f), r.random((n, k), dtype=f)]
+
+    def gemm(m, k, cols, **t):
+        a_shape = (k, m) if t.get("trans_a") else (m, k)
+        b_shape = (cols, k) if t.get("trans_b") else (k, cols)
+        return lambda r: [r.normal(size=a_shape).astype(f), r.normal(size=b_shape).astype(f), np.zeros((m, cols), f)]
+
+    def flat(slots):
+        return lambda r: [r.normal(size=size).astype(f) for _ in range(2)] + \
+            [np.abs(r.normal(size=size)).astype(f) * 0.1 for _ in range(slots)] + [_hyper()]
+
+    def loss(kind, k):
+        def make(r):
+            target = {"softmax_xent_sparse": lambda: r.integers(0, k, n).astype(np.int32),
+                      "softmax_xent": lambda: r.dirichlet(np.ones(k), n).astype(f),
+                      "sigmoid_bce": lambda: r.integers(0, 2, (n, k)).astype(f),
+                      "mse": lambda: r.normal(size=(n, k)).astype(f)}[kind]()
+            return [(r.normal(size=(n, k)) * 3).astype(f), target, np.zeros((n, k), f), np.zeros(ACC_SIZE)]
+        target_floats = n if kind == "softmax_xent_sparse" else n * k
+        return Case(f"loss_grad {kind} ({n}x{k})", "loss_grad", make, (2 * n * k + target_floats) * F32,
+                    kwargs=(("kind", kind), ("count", True)))
+
+    def gather(dtype, cols):
+        def make(r):
+            total = 2 * n + 7
+            src = r.integers(0, 256, (total, cols) if cols else total).astype(dtype)
+            return [src, r.permutation(total).astype(np.int64), np.array([3], np.int64),
+                    np.zeros((n, cols) if cols else n, np.int32 if dtype == np.int32 else f)]
+        item = np.dtype(dtype).itemsize
+        return Case(f"gather_rows {np.dtype(dtype).name} ({n}x{cols or 1})", "gather_rows", make,
+                    n * max(cols, 1) * (item + F32) + 8 * n)
+
+    return [
+        Case(f"bias_act relu ({n}x{wide})", "bias_act", act(wide), 2 * n * wide * F32, kwargs=(("act", "relu"),)),
+        Case(f"bias_act sigmoid ({n}x{wide})", "bias_act", act(wide), 2 * n * wide * F32,
+             kwargs=(("act", "sigmoid"),)),
+        Case(f"bias_act softmax ({n}x10)", "bias_act", act(10), 2 * n * 10 * F32, kwargs=(("act", "softmax"),)),
+        Case(f"act_backward relu ({n}x{wide})", "act_backward", back(wide), 3 * n * wide * F32,
+             kwargs=(("act", "relu"),)),
+        Case(f"act_backward softmax ({n}x10)", "act_backward", back(10), 3 * n * 10 * F32,
+             kwargs=(("act", "softmax"),)),
+        Case(f"bias_grad ({n}x{wide})", "bias_grad", lambda r: [r.normal(size=(n, wide)).astype(f), np.zeros(wide, f)],
+             n * wide * F32),
+        loss("softmax_xent_sparse", 10), loss("softmax_xent", 10), loss("sigmoid_bce", 1), loss("mse", 10),
+        gather(np.uint8, inp), gather(np.float32, inp), gather(np.int32, 0),
+        Case("advance", "advance", lambda r: [np.zeros(1, np.int64), n, _hyper(), np.zeros(ACC_SIZE)], 32),
+        Case(f"sgd_update ({size})", "sgd_update", lambda r: flat(0)(r)[:2] + [None, _hyper()], 3 * size * F32,
+             scratch=(1,)),
+        Case(f"sgd momentum ({size})", "sgd_update", lambda r: flat(1)(r)[:3] + [_hyper()], 5 * size * F32,
+             scratch=(1,)),
+        Case(f"adam_update ({size})", "adam_update", flat(2), 7 * size * F32, scratch=(1,)),
+        Case(f"sgemm_strided NN ({n}x{inp} @ {inp}x{wide})", "matmul", gemm(n, inp, wide),
+             (n * inp + inp * wide + n * wide) * F32, 2 * n * inp * wide),
+        Case(f"sgemm_strided TN ({inp}x{n} @ {n}x{wide})", "matmul", gemm(inp, n, wide, trans_a=True),
+             (n * inp + n * wide + inp * wide) * F32, 2 * n * inp * wide, (("trans_a", True),)),
+        Case(f"sgemm_strided NT ({n}x{wide} @ {wide}x{inp})", "matmul", gemm(n, wide, inp, trans_b=True),
+             (n * wide + inp * wide + n * inp) * F32, 2 * n * inp * wide, (("trans_b", True),)),
+    ]
+
+
+def _call(backend, case, args):
+    loss_kind = dict(case.kwargs).get("kind")
+    kwargs = {k: v for k, v in case.kwargs if k != "kind"}
+    if case.op == "loss_grad":
+        z, target, dz, acc = args
+        return backend.loss_grad(loss_kind, z, target, dz, acc, **kwargs)
+    if case.op in ("bias_act", "act_backward"):
+        return getattr(backend, case.op)(*args, kwargs["act"])
+    return getattr(backend, case.op)(*args, **kwargs)
+
+
+def validate(backend, case, seed=0) -> float:
+    """Run the case on the backend and on the NumPy reference; return the largest relative error."""
+    host = case.make(np.random.default_rng(seed))
+    want = [a.copy() if isinstance(a, np.ndarray) else a for a in host]
+    _call(NumpyBackend(), case, want)
+    placed = [backend.asarray(a) if isinstance(a, np.ndarray) else a for a in host]
+    _call(backend, case, placed)
+    worst = 0.0
+    for i, (got, ref) in enumerate(zip(placed, want)):
+        if isinstance(ref, np.ndarray) and ref.dtype.kind == "f" and i not in case.scratch:
+            got = backend.to_host(got)
+            worst = max(worst, float(np.max(np.abs(got - ref) / (np.abs(ref) + 1e-3), initial=0.0)))
+    return worst
+
+
+def time_on_gpu(backend, case, repeats=200, rounds=5) -> float:
+    """Median seconds per launch over ``rounds`` event-timed runs of ``repeats`` launches."""
+    cp = backend.xp
+    args = [backend.asarray(a) if isinstance(a, np.ndarray) else a for a in case.make(np.random.default_rng(0))]
+    _call(backend, case, args)  # compile and load outside the timing
+    start, end = cp.cuda.Event(), cp.cuda.Event()
+    times = []
+    for _ in range(rounds):
+        start.record()
+        for _ in range(repeats):
+            _call(backend, case, args)
+        end.record()
+        end.synchronize()
+        times.append(cp.cuda.get_elapsed_time(start, end) / 1e3 / repeats)
+    return float(np.median(times))
+
+
+# cudaDeviceAttr codes (driver_types.h); the clock attributes outlive cudaDeviceProp's removed clock fields
+_ATTRIBUTES = (("clock_khz", 13), ("sms", 16), ("mem_clock_khz", 36), ("bus_bits", 37), ("major", 75), ("minor", 76))
+
+
+def peaks(backend, log=print) -> dict | None:
+    """The card's memory bandwidth (B/s) and FP32 rate (FLOP/s) from its attributes; None if unreadable."""
+    rt = backend.xp.cuda.runtime
+    try:
+        dev = backend.xp.cuda.Device().id
+        attr = {name: rt.deviceGetAttribute(code, dev) for name, code in _ATTRIBUTES}
+    except Exception as exc:  # a CUDA release without one of them: time without percentages
+        log(f"peaks unknown ({type(exc).__name__}: {exc}); reporting times and rates only")
+        return None
+    lanes = 64 if (attr["major"], attr["minor"]) == (8, 0) else 128  # FP32 lanes per SM (A100: 64)
+    return {"bandwidth": attr["mem_clock_khz"] * 1e3 * 2 * attr["bus_bits"] / 8,
+            "fp32": attr["sms"] * lanes * 2 * attr["clock_khz"] * 1e3}
+
+
+def run(validate_only: bool, log=print) -> dict:
+    if validate_only:
+        from tests.harness.host_ops import HostCudaOps
+
+        backend, sizes, small = HostCudaOps(), (1, 33), True
+    else:
+        backend, sizes, small = get_backend("cupy", graph=False, gemm="kernel"), (32, 4096), False
+    peak = None if validate_only else peaks(backend, log)
+    rows = []
+    for n in sizes:
+        for case in cases(n, small):
+            row = {"case": case.name, "max_rel_error": validate(backend, case)}
+            row["valid"] = row["max_rel_error"] < 1e-3
+            if not validate_only:
+                s = time_on_gpu(backend, case)
+                row.update(us=s * 1e6, gb_s=case.bytes / s / 1e9)
+                if case.flops:
+                    row["gflop_s"] = case.flops / s / 1e9
+                if peak:
+                    row["pct_bandwidth"] = 100 * case.bytes / s / peak["bandwidth"]
+                    if case.flops:
+                        row["pct_fp32"] = 100 * case.flops / s / peak["fp32"]
+            rows.append(row)
+            log(_line(row))
+    return {"benchmark": "kernels", "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "backend": backend.describe(),
+            "validate_only": validate_only, "peaks": peak, "rows": rows, "all_valid": all(r["valid"] for r in rows),
+            "launched": sorted(set(getattr(backend, "launches", ())))}  # the harness records its launches
+
+
+def _line(r) -> str:
+    timing = ""
+    if "us" in r:
+        timing = f"{r['us']:9.2f} us {r['gb_s']:9.1f} GB/s {r.get('pct_bandwidth', float('nan')):5.1f}% bw"
+        if "gflop_s" in r:
+            timing += f" {r['gflop_s']:9.1f} GFLOP/s {r.get('pct_fp32', float('nan')):5.1f}% fp32"
+    return f"{'ok ' if r['valid'] else 'BAD'} {r['case']:44s} err {r['max_rel_error']:.1e} {timing}"
+
+
+def markdown(result) -> str:
+    lines = [f"# kernels {result['date']}", "", f"Backend: {result['backend']}; peaks: {result['peaks']}.", "",
+             "| case | max rel. error | µs | GB/s | % of bandwidth | GFLOP/s | % of FP32 |",
+             "|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        cells = [f"{r.get(k):.2f}" if isinstance(r.get(k), float) else "" for k in
+                 ("us", "gb_s", "pct_bandwidth", "gflop_s", "pct_fp32")]
+        lines.append(f"| {r['case']} | {r['max_rel_error']:.1e} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=None, help="folder for kernels-<device>.json/.md")
+    ap.add_argument("--validate-only", action="store_true", help="no GPU: validate through the host harness")
+    args = ap.parse_args(argv)
+    gpu = available_backends()["cupy"] is None
+    if not gpu and not args.validate_only:
+        print(f"no GPU ({available_backends()['cupy']}): validating through the host harness only", flush=True)
+    result = run(args.validate_only or not gpu)
+    if args.out:
+        write(result, Path(args.out))
+    return 0 if result["all_valid"] else 1
+
+
+def write(result, out: Path) -> list[Path]:
+    """kernels-<device>.json and .md in out."""
+    out.mkdir(parents=True, exist_ok=True)
+    name = "host-harness" if result["validate_only"] else result["backend"]["device"].replace(" ", "-")
+    paths = [out / f"kernels-{name}.json", out / f"kernels-{name}.md"]
+    paths[0].write_text(json.dumps(result, indent=2) + "\n")
+    paths[1].write_text(markdown(result))
+    return paths
+
+
+if __name__ == "__main__":
+    sys.exit(main())
