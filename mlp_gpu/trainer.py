@@ -27,6 +27,7 @@ import numpy as np
 
 from . import losses
 from ._checks import check_int, check_number
+from .backend.base import ACC, ACC_SIZE
 from .utils import draw_seed
 from .callbacks import CallbackList, History, ProgressBar, TerminateOnNaN
 
@@ -110,8 +111,8 @@ class Sums:
     fills the metrics' slots (``model.metric_slots``). The host reads them only through ``read``.
     """
 
-    LOSS, CORRECT, FINITE_STEPS = 0, 1, 2
-    SIZE = 3
+    LOSS, CORRECT, FINITE_STEPS = ACC["loss_sum"], ACC["correct"], ACC["finite_steps"]  # shared with the kernels
+    SIZE = ACC_SIZE
 
     def __init__(self, model, comm=None):
         self.model = model
