@@ -28,8 +28,8 @@ import numpy as np
 from . import losses
 from ._checks import check_int, check_number
 from .backend.base import ACC, ACC_SIZE
-from .utils import draw_seed
 from .callbacks import CallbackList, History, ProgressBar, TerminateOnNaN
+from .utils import draw_seed
 
 log = logging.getLogger("mlp_gpu")
 EVAL_BATCH = 1024  # rows per forward pass in evaluate/predict: results do not depend on it
