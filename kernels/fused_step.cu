@@ -4,12 +4,10 @@
 // labels or float32 targets; perm (rows_total,) int64; cursor (1,) int64, the batch's first position in
 // perm; x (rows, ld) float32 row-major, the layer input whose column `cols` holds the constant 1 that
 // carries the bias through the GEMM (set once by the host, never written here); y (rows, y_cols);
-// ticket (1,) uint32, zero between launches; hyper (8,) float32 optimizer scalars; acc (3,) float64;
-// scalars (4,) float32 read by the GEMMs in pointer mode DEVICE. The caller owns every buffer.
+// ticket (1,) uint32, zero between launches; hyper (HYPER_SIZE,) float32 optimizer scalars; acc (ACC_SIZE,)
+// float64; scalars (4,) float32 read by the GEMMs in pointer mode DEVICE, slots LT_SCALAR_* (shared_constants).
+// The caller owns every buffer.
 #include "common.cuh"
-
-// Slot of -learning_rate in `scalars` (step_plan.SCALARS["neg_lr"]).
-#define LT_SCALAR_NEG_LR 0
 
 // x[i, j] <- src_x[perm[cursor + i], j] * scale for j < cols; y[i, :] <- src_y[perm[cursor + i], :].
 // Then the last block to finish (every block has read the cursor by then) ends the previous step's
@@ -17,6 +15,9 @@
 // cursor was past the epoch's start, acc[2] += 1 while the running loss acc[0] is still finite (so the
 // count is that of the steps before this one, as `advance` leaves it after them); scalars[NEG_LR] <-
 // -hyper[lr], which the weight-gradient GEMMs read as alpha.
+// Launch (every gather_step_*): 1-D grid of any size, 1-D block of any size (grid-stride over the rows);
+// one thread: elements idx, idx + grid_stride(), ... of x and y, and thread 0 of each block takes a
+// ticket. Pre: ticket[0] == 0; ld > cols; every block reaches __syncthreads (no early return).
 template <class In, class T>
 __device__ __forceinline__ void gather_step(const In* __restrict__ src_x, const T* __restrict__ src_y,
                                             const long long* __restrict__ perm, long long* cursor,
@@ -38,14 +39,14 @@ __device__ __forceinline__ void gather_step(const In* __restrict__ src_x, const 
         if (atomicAdd(ticket, 1u) == gridDim.x - 1) {
             cursor[0] = start + rows;
             if (count_iteration) hyper[HYPER_ITERATIONS] += 1.0f;
-            if (start > 0 && acc[0] - acc[0] == 0.0) acc[2] += 1.0;
+            if (start > 0 && acc[ACC_LOSS_SUM] - acc[ACC_LOSS_SUM] == 0.0) acc[ACC_FINITE_STEPS] += 1.0;
             scalars[LT_SCALAR_NEG_LR] = -hyper[HYPER_LR];
             ticket[0] = 0u;
         }
     }
 }
 
-// uint8 pixels -> float32 in [0, 1], int32 labels
+// uint8 pixels -> float32 in [0, 1], int32 labels. Launch: as above (every gather_step_*).
 extern "C" __global__ void gather_step_u8_i32(const unsigned char* __restrict__ src_x, const int* __restrict__ src_y,
         const long long* __restrict__ perm, long long* cursor, float* __restrict__ x, int* __restrict__ y,
         int rows, int cols, int ld, int y_cols, unsigned* ticket, float* hyper, double* acc, float* scalars,
@@ -54,7 +55,7 @@ extern "C" __global__ void gather_step_u8_i32(const unsigned char* __restrict__ 
                 count_iteration, 1.0f / 255.0f);
 }
 
-// float32 features, int32 labels
+// float32 features, int32 labels. Launch: as above.
 extern "C" __global__ void gather_step_f32_i32(const float* __restrict__ src_x, const int* __restrict__ src_y,
         const long long* __restrict__ perm, long long* cursor, float* __restrict__ x, int* __restrict__ y,
         int rows, int cols, int ld, int y_cols, unsigned* ticket, float* hyper, double* acc, float* scalars,
@@ -63,7 +64,7 @@ extern "C" __global__ void gather_step_f32_i32(const float* __restrict__ src_x, 
                 count_iteration, 1.0f);
 }
 
-// uint8 pixels, float32 targets
+// uint8 pixels, float32 targets. Launch: as above.
 extern "C" __global__ void gather_step_u8_f32(const unsigned char* __restrict__ src_x, const float* __restrict__ src_y,
         const long long* __restrict__ perm, long long* cursor, float* __restrict__ x, float* __restrict__ y,
         int rows, int cols, int ld, int y_cols, unsigned* ticket, float* hyper, double* acc, float* scalars,
@@ -72,7 +73,7 @@ extern "C" __global__ void gather_step_u8_f32(const unsigned char* __restrict__ 
                 count_iteration, 1.0f / 255.0f);
 }
 
-// float32 features and targets
+// float32 features and targets. Launch: as above.
 extern "C" __global__ void gather_step_f32_f32(const float* __restrict__ src_x, const float* __restrict__ src_y,
         const long long* __restrict__ perm, long long* cursor, float* __restrict__ x, float* __restrict__ y,
         int rows, int cols, int ld, int y_cols, unsigned* ticket, float* hyper, double* acc, float* scalars,

@@ -185,8 +185,10 @@ def test_gather_step_kernel(rows, pixels):
 
 
 def test_scalar_slot_is_shared_with_the_kernel():
+    from mlp_gpu.backend.shared_constants import defines
+
     text = (kernels.kernel_dir() / "fused_step.cu").read_text()
-    assert f"#define LT_SCALAR_NEG_LR {SCALARS['neg_lr']}" in text
+    assert "scalars[LT_SCALAR_NEG_LR]" in text and defines()["LT_SCALAR_NEG_LR"] == SCALARS["neg_lr"]
 
 
 def test_vendor_bindings_have_every_name_the_routes_use():

@@ -18,7 +18,9 @@ def test_validate_only_covers_every_kernel(tmp_path):
     assert bench.main(["--validate-only", "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "kernels-host-harness.json").read_text())
     assert result["all_valid"] and result["validate_only"] and "us" not in result["rows"][0]
-    missing = set(kernels.kernel_index()) - set(result["launched"])
+    # gather_step_* belong to the fused cuBLASLt step, not to a backend op: tests/test_graph_routes.py
+    # checks them through the harness against NumPy
+    missing = {k for k in kernels.kernel_index() if not k.startswith("gather_step_")} - set(result["launched"])
     assert not missing, f"benchmarks/kernels/bench.py has no case for {sorted(missing)}"
     assert (tmp_path / "kernels-host-harness.md").read_text().count("\n| ") == len(result["rows"]) + 1  # and the header
 

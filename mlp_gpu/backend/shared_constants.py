@@ -28,6 +28,9 @@ HYPER_SIZE = 16
 ACC = {"loss_sum": 0, "correct": 1, "finite_steps": 2}
 ACC_SIZE = 3
 
+# Slots of the device scalars the cuBLASLt route's GEMMs read in pointer mode DEVICE (step_plan.py).
+LT_SCALARS = {"neg_lr": 0, "one": 1, "zero": 2}
+
 # Block shapes the kernels are written for (see their launch contracts).
 GEMM_TILE = 16         # sgemm_strided: (GEMM_TILE, GEMM_TILE) threads, one output element each
 BIAS_GRAD_ROWS = 8     # bias_grad: (32, BIAS_GRAD_ROWS) threads, the rows split BIAS_GRAD_ROWS ways
@@ -41,6 +44,7 @@ def defines() -> dict[str, int]:
     out["HYPER_SIZE"] = HYPER_SIZE
     out.update({f"ACC_{key.upper()}": slot for key, slot in ACC.items()})
     out["ACC_SIZE"] = ACC_SIZE
+    out.update({f"LT_SCALAR_{key.upper()}": slot for key, slot in LT_SCALARS.items()})
     out.update(GEMM_TILE=GEMM_TILE, BIAS_GRAD_ROWS=BIAS_GRAD_ROWS)
     return out
 

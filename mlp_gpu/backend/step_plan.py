@@ -27,12 +27,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from .cuda_ops import BLOCK, _LOSS_KERNELS
+from .shared_constants import LT_SCALARS
 
 ROUTES = ("kernel", "cublas", "lt")
 UPDATE_KERNELS = {"sgd": "sgd_update", "sgd_momentum": "sgd_momentum_update", "adam": "adam_update"}
 FUSED_ACTIVATIONS = ("relu", "linear")  # hidden activations with a cuBLASLt epilogue and its derivative
 # Scalar slots read by the lt GEMMs in pointer mode DEVICE (kernels/fused_step.cu writes NEG_LR).
-SCALARS = {"neg_lr": 0, "one": 1, "zero": 2}
+SCALARS = LT_SCALARS  # slots shared with kernels/fused_step.cu (shared_constants)
 
 
 @dataclass(frozen=True)
