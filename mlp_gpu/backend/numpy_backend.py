@@ -74,8 +74,18 @@ class NumpyBackend(LayerOpsReference, OptimizerOpsReference, Backend):
     def __repr__(self) -> str:
         return "NumpyBackend()"
 
+    # Every GEMM goes through SciPy's BLAS, as the optimizers' axpy does: two OpenBLAS thread pools
+    # (NumPy's and SciPy's) taking turns within one step cost more than the in-place update saves.
     def matmul(self, a, b, out, trans_a=False, trans_b=False):
-        return np.matmul(a.T if trans_a else a, b.T if trans_b else b, out=out)
+        if not (a.flags.c_contiguous and b.flags.c_contiguous and out.flags.c_contiguous):
+            return np.matmul(a.T if trans_a else a, b.T if trans_b else b, out=out)
+        # row-major out = op(a) op(b) is column-major out.T = op(b).T op(a).T, over the same memory
+        c = out.T
+        got = _blas_for("gemm", out.dtype)(1.0, b.T, a.T, beta=0.0, c=c, trans_a=int(trans_b), trans_b=int(trans_a),
+                                            overwrite_c=1)
+        if got is not c:
+            out[...] = got.T
+        return out
 
     def bias_act(self, z, b, act):
         z += b
@@ -199,12 +209,12 @@ class NumpyBackend(LayerOpsReference, OptimizerOpsReference, Backend):
 
 
 @functools.lru_cache(maxsize=None)
-def _axpy_for(dtype):
-    return blas.get_blas_funcs("axpy", dtype=dtype)  # saxpy for float32, daxpy for float64
+def _blas_for(name, dtype):
+    return blas.get_blas_funcs(name, dtype=dtype)  # s... for float32, d... for float64
 
 
 def axpy(x, y, a: float) -> None:
     """y <- a x + y in place, one pass (BLAS axpy)."""
-    out = _axpy_for(y.dtype)(x, y, a=a)
+    out = _blas_for("axpy", y.dtype)(x, y, a=a)
     if out is not y:  # f2py copied (y not contiguous, or of another dtype): write the result back
         y[...] = out
