@@ -139,7 +139,8 @@ class CudaOps(CudaLayerOps, Backend):
         _array(name, "dz", dz, (n, k))
         _array(name, "target", target, (n,) if kind == "softmax_xent_sparse" else (n, k),
                np.int32 if kind == "softmax_xent_sparse" else np.float32)
-        _array(name, "acc", acc, (ACC_SIZE,), np.float64)
+        _array(name, "acc", acc, None, np.float64)
+        _require(acc.ndim == 1 and acc.size >= ACC_SIZE, name, f"acc needs at least {ACC_SIZE} slots, got {acc.shape}")
         _int32(name, n=n, k=k)
         grid = (-(-n // BLOCK),)
         # the row launch: one thread a row, no grid stride, whole warps (every lane reaches the warp sums)
