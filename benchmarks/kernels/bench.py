@@ -103,6 +103,9 @@ def cases(n: int, small: bool = False) -> list[Case]:
         Case(f"bias_grad ({n}x{wide})", "bias_grad", lambda r: [r.normal(size=(n, wide)).astype(f), np.zeros(wide, f)],
              n * wide * F32),
         loss("softmax_xent_sparse", 10), loss("softmax_xent", 10), loss("sigmoid_bce", 1), loss("mse", 10),
+        Case(f"metric_sum abs_error softmax ({n}x10)", "metric_sum",
+             lambda r: [(r.normal(size=(n, 10)) * 3).astype(f), r.random((n, 10), dtype=f), np.zeros(ACC_SIZE + 1)],
+             2 * n * 10 * F32, kwargs=(("kind", "abs_error"), ("slot", ACC_SIZE), ("activation", "softmax"))),
         gather(np.uint8, inp), gather(np.float32, inp), gather(np.int32, 0),
         Case("advance", "advance", lambda r: [np.zeros(1, np.int64), n, _hyper(), np.zeros(ACC_SIZE)], 32),
         Case(f"sgd_update ({size})", "sgd_update", lambda r: flat(0)(r)[:2] + [None, _hyper()], 3 * size * F32,
@@ -125,6 +128,8 @@ def _call(backend, case, args):
     if case.op == "loss_grad":
         z, target, dz, acc = args
         return backend.loss_grad(loss_kind, z, target, dz, acc, **kwargs)
+    if case.op == "metric_sum":
+        return backend.metric_sum(loss_kind, *args, **kwargs)
     if case.op in ("bias_act", "act_backward"):
         return getattr(backend, case.op)(*args, kwargs["act"])
     return getattr(backend, case.op)(*args, **kwargs)
