@@ -4,7 +4,7 @@
 // activation (act says which to apply: ACT_LINEAR, ACT_SIGMOID or ACT_SOFTMAX) or its outputs
 // (ACT_LINEAR); t (n, k) float32 targets; acc float64, owned by the caller and only added to:
 // acc[slot] += sum over rows of mean_j f(p[j], t[j]), p = act(z row).
-// The value f is chosen by kind (METRIC_* in common.cuh, METRIC_KINDS in mlp_gpu/backend/base.py):
+// The value f is chosen by kind (METRIC_*, from the metric kinds in mlp_gpu/backend/shared_constants.py):
 // METRIC_ABS_ERROR |p - t|, METRIC_SQUARED_ERROR (p - t)^2, METRIC_BINARY_HITS t == (p > threshold).
 #include "common.cuh"
 
