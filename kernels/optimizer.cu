@@ -55,6 +55,7 @@ extern "C" __global__ void adam_update(float* __restrict__ w, const float* __res
 
 // Keras RMSprop: v <- rho v + (1-rho) g^2; centered: a <- rho a + (1-rho) g, den = v - a^2 + eps, else
 // den = v + eps; inc = lr g / sqrt(den); with momentum: mom <- mu mom + inc, w -= mom; else w -= inc.
+// Launch: as sgd_update.
 extern "C" __global__ void rmsprop_update(float* __restrict__ w, const float* __restrict__ g,
                                           float* __restrict__ vel, float* __restrict__ mom, float* __restrict__ avg,
                                           const float* __restrict__ hyper, long long size, int has_momentum,
@@ -83,6 +84,7 @@ extern "C" __global__ void rmsprop_update(float* __restrict__ w, const float* __
 }
 
 // Keras Adagrad: acc += g^2; w -= lr g / sqrt(acc + eps).
+// Launch: as sgd_update.
 extern "C" __global__ void adagrad_update(float* __restrict__ w, const float* __restrict__ g,
                                           float* __restrict__ acc, const float* __restrict__ hyper, long long size) {
     float lr = hyper[HYPER_LR], eps = hyper[HYPER_EPSILON];
@@ -97,6 +99,7 @@ extern "C" __global__ void adagrad_update(float* __restrict__ w, const float* __
 // Keras Nadam with t = iterations + 1; hyper[HYPER_U_PRODUCT] already holds the product through u_t
 // (optimizer_prepare ran first). u_t = b1 (1 - 0.5 * 0.96^t);
 // m_hat = u_{t+1} m / (1 - prod u_{t+1}) + (1 - u_t) g / (1 - prod); v_hat = v / (1 - b2^t).
+// Launch: as sgd_update.
 extern "C" __global__ void nadam_update(float* __restrict__ w, const float* __restrict__ g, float* __restrict__ m,
                                         float* __restrict__ v, const float* __restrict__ hyper, long long size) {
     float lr = hyper[HYPER_LR], b1 = hyper[HYPER_BETA_1], b2 = hyper[HYPER_BETA_2], eps = hyper[HYPER_EPSILON];
