@@ -128,9 +128,9 @@ class TensorBoard(Callback):
     def _weights(self):
         """(Keras variable path, host array) for every weight, e.g. ("sequential/dense/kernel", ...)."""
         be = self.model.backend
-        for layer in self.model.dense_layers:
-            for name in ("kernel", "bias"):
-                yield f"{self.model.name}/{layer.name}/{name}", be.to_host(getattr(layer, name))
+        for layer in self.model.layers:
+            for name, w in zip(layer.weight_names(), layer.weights):
+                yield f"{self.model.name}/{layer.name}/{name}", be.to_host(w)
 
     def _log_weights(self, epoch):
         writer = self._writer("train")

@@ -187,3 +187,64 @@ def test_damaged_weights_fail_the_zip_crc_before_hdf5_reads_them(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(ModelFileError, match="CRC"):
         load_model(path)
+
+
+TOOLBOX_KERAS_SIDE = r"""
+import sys
+import numpy as np
+import keras
+folder = sys.argv[1]
+x = np.load(f"{folder}/x.npy")
+y = np.load(f"{folder}/y.npy")
+np.save(f"{folder}/keras_on_ours.npy", keras.models.load_model(f"{folder}/ours.keras").predict(x, verbose=0))
+norm = keras.layers.Normalization()
+norm.adapt(x)
+model = keras.Sequential([keras.Input((6,)), norm, keras.layers.Dense(8, activation="relu"),
+                          keras.layers.BatchNormalization(), keras.layers.Dropout(0.25),
+                          keras.layers.Dense(3, activation="softmax")])
+model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+model.fit(x, y, epochs=2, batch_size=32, verbose=0)
+model.save(f"{folder}/theirs.keras")
+np.save(f"{folder}/keras_own.npy", model.predict(x, verbose=0))
+"""
+
+
+def test_normalization_batchnorm_dropout_both_ways(tmp_path):
+    """The toolbox layers' configs and variables (moving and adapted statistics) travel in .keras files."""
+    if not (_importable("keras") and _importable("torch")):
+        pytest.skip("Keras with its PyTorch backend is needed (make peers installs it)")
+    from mlp_gpu import BatchNormalization, Dropout, Normalization
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(3, 2, (240, 6)).astype(np.float32)
+    y = (x[:, 0] > 3).astype(np.int32) + (x[:, 1] > 3)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    norm = Normalization()
+    norm.adapt(x)
+    model = Sequential([Input((6,)), norm, Dense(8, "relu"), BatchNormalization(momentum=0.9), Dropout(0.25),
+                        Dense(3, "softmax")], backend="numpy")
+    model.compile(optimizer="adam", seed=0)
+    model.fit(x, y, epochs=2, verbose=0, seed=0)
+    model.save(tmp_path / "ours.keras")
+    back = load_model(tmp_path / "ours.keras", backend="numpy")
+    np.testing.assert_array_equal(back.predict(x), model.predict(x))
+    script = tmp_path / "keras_side.py"
+    script.write_text(TOOLBOX_KERAS_SIDE)
+    env = {**os.environ, "KERAS_BACKEND": "torch", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    np.testing.assert_allclose(np.load(tmp_path / "keras_on_ours.npy"), model.predict(x), atol=TOL, rtol=0)
+    theirs = load_model(tmp_path / "theirs.keras", backend="numpy")
+    assert [type(layer).__name__ for layer in theirs.layers] == ["Normalization", "Dense", "BatchNormalization",
+                                                                 "Dropout", "Dense"]
+    np.testing.assert_allclose(theirs.predict(x), np.load(tmp_path / "keras_own.npy"), atol=TOL, rtol=0)
+
+
+def test_an_optimizer_without_a_keras_form_is_a_clear_error(tmp_path):
+    model = Sequential([Input((3,)), Dense(2, "softmax")], backend="numpy")
+    model.compile(optimizer="rmsprop", seed=0)
+    with pytest.raises(ValueError, match="optimizer 'rmsprop' has no .keras form here"):
+        model.save(tmp_path / "m.keras")
+    assert not (tmp_path / "m.keras").exists()

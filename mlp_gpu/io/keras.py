@@ -19,26 +19,27 @@ import numpy as np
 from .files import ModelFileError, save_hdf5
 
 
+def write_keras3_weights(f, model) -> None:
+    """Fill an open HDF5 file with the model's weights in Keras 3's layout (layer names dense, dense_1,
+    ... as Keras gives them); each layer's variables in Keras' order (BatchNormalization: gamma, beta,
+    moving_mean, moving_variance; Normalization: mean, variance, count as int32)."""
+    f.create_group("vars").attrs["name"] = model.name
+    layers = f.create_group("layers")
+    for layer in model.layers:
+        if type(layer).__name__ == "Input":
+            continue  # Keras does not store its InputLayer
+        g = layers.create_group(layer.name).create_group("vars")
+        g.attrs["name"] = layer.name
+        for i, (name, w) in enumerate(zip(layer.weight_names(), layer.weights)):
+            dtype = np.int32 if name == "count" else np.float32
+            g.create_dataset(str(i), data=model.backend.to_host(w).astype(dtype))
+
+
 def export_keras_weights(model, path) -> None:
     """Write the model's weights so that ``keras.Model.load_weights(path)`` loads them into the
-    same architecture built in Keras (layer names dense, dense_1, ... as Keras gives them); each
-    layer's variables in Keras' order (BatchNormalization: gamma, beta, moving_mean, moving_variance;
-    Normalization: mean, variance, count as int32)."""
+    same architecture built in Keras."""
     model._require_built("export_keras_weights")
-
-    def write(f):
-        f.create_group("vars").attrs["name"] = model.name
-        layers = f.create_group("layers")
-        for layer in model.layers:
-            if type(layer).__name__ == "Input":
-                continue  # Keras does not store its InputLayer
-            g = layers.create_group(layer.name).create_group("vars")
-            g.attrs["name"] = layer.name
-            for i, (name, w) in enumerate(zip(layer.weight_names(), layer.weights)):
-                dtype = np.int32 if name == "count" else np.float32
-                g.create_dataset(str(i), data=model.backend.to_host(w).astype(dtype))
-
-    save_hdf5(path, write, sealed=False)  # a plain HDF5 file, as Keras writes it
+    save_hdf5(path, lambda f: write_keras3_weights(f, model), sealed=False)  # plain HDF5, as Keras writes it
 
 
 def _natural(name):

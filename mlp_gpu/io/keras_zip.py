@@ -64,8 +64,35 @@ def _dense_config(layer, base):
                      "kernel_constraint": None, "bias_constraint": None}
 
 
+def _dropout_config(layer, base):
+    return "Dropout", {**base, "rate": layer.rate, "seed": layer.seed, "noise_shape": None}
+
+
+def _no_regularizers(layer, names):
+    used = [n for n in names if getattr(layer, n, None) is not None]
+    if used:
+        raise ValueError(f"save: layer {layer.name!r} has {', '.join(used)}, which .keras files here do not carry")
+
+
+def _batch_normalization_config(layer, base):
+    _no_regularizers(layer, ("beta_regularizer", "gamma_regularizer"))
+    return "BatchNormalization", {**base, "axis": -1, "momentum": layer.momentum, "epsilon": layer.epsilon,
+                                  "center": layer.center, "scale": layer.scale,
+                                  **{k: _initializer(v) for k, v in layer.initializer_names.items()},
+                                  "beta_regularizer": None, "gamma_regularizer": None,
+                                  "beta_constraint": None, "gamma_constraint": None, "synchronized": False}
+
+
+def _normalization_config(layer, base):
+    given = layer.input_mean is not None
+    return "Normalization", {**base, "axis": [-1], "invert": layer.invert,
+                             "mean": layer.input_mean.tolist() if given else None,
+                             "variance": layer.input_variance.tolist() if given else None}
+
+
 # One entry per layer class in each direction: ours -> Keras config, Keras config -> ours.
-TO_KERAS = {"Flatten": _flatten_config, "Dense": _dense_config}
+TO_KERAS = {"Flatten": _flatten_config, "Dense": _dense_config, "Dropout": _dropout_config,
+            "BatchNormalization": _batch_normalization_config, "Normalization": _normalization_config}
 
 
 def _layer_config(layer, input_shape):
@@ -118,24 +145,19 @@ def model_config(model) -> dict:
 def _weights_image(model) -> bytes:
     import h5py
 
+    from .keras import write_keras3_weights
+
     buffer = io.BytesIO()
     with h5py.File(buffer, "w") as f:
-        layers = f.create_group("layers")
-        for layer in model.layers:
-            if type(layer).__name__ == "Input":
-                continue  # Keras stores no state for its InputLayer
-            g = layers.create_group(layer.name).create_group("vars")
-            g.attrs["name"] = layer.name
-            for i, name in enumerate(("kernel", "bias") if hasattr(layer, "kernel") else ()):
-                g.create_dataset(str(i), data=model.backend.to_host(getattr(layer, name)).astype(np.float32))
-        f.create_group("vars").attrs["name"] = model.name
+        write_keras3_weights(f, model)
         if model.optimizer is not None:
             _write_optimizer(f.create_group("optimizer").create_group("vars"), model)
     return buffer.getvalue()
 
 
 def _variable_shapes(model):
-    return [shape for layer in model.dense_layers for shape in layer.param_shapes()]
+    """The trainable variables in Keras' order, which is also their order in our flat buffer."""
+    return [shape for layer in model.layers for shape in layer.param_shapes()]
 
 
 def _write_optimizer(group, model):
@@ -226,7 +248,38 @@ def _dense_from_keras(cfg):
                  bias_initializer=_initializer_name(cfg.get("bias_initializer", "zeros")))
 
 
-FROM_KERAS = {"InputLayer": _input_from_keras, "Flatten": _flatten_from_keras, "Dense": _dense_from_keras}
+def _dropout_from_keras(cfg):
+    from ..dropout import Dropout
+
+    return Dropout(cfg.get("rate"), noise_shape=cfg.get("noise_shape"), seed=cfg.get("seed"), name=cfg.get("name"))
+
+
+def _batch_normalization_from_keras(cfg):
+    from ..normalization import BatchNormalization
+
+    inits = {k: _initializer_name(cfg[k]) for k in ("beta_initializer", "gamma_initializer",
+                                                    "moving_mean_initializer", "moving_variance_initializer")
+             if k in cfg}
+    extras = [k for k in ("beta_regularizer", "gamma_regularizer", "beta_constraint", "gamma_constraint")
+              if cfg.get(k) is not None]
+    if extras or cfg.get("synchronized") or cfg.get("renorm"):
+        raise ValueError(f"BatchNormalization {cfg.get('name')!r}: "
+                         f"{', '.join(extras) or 'synchronized/renorm'} not supported")
+    return BatchNormalization(axis=cfg.get("axis", -1), momentum=cfg.get("momentum", 0.99),
+                              epsilon=cfg.get("epsilon", 1e-3), center=cfg.get("center", True),
+                              scale=cfg.get("scale", True), name=cfg.get("name"), **inits)
+
+
+def _normalization_from_keras(cfg):
+    from ..normalization import Normalization
+
+    return Normalization(axis=cfg.get("axis", -1), mean=cfg.get("mean"), variance=cfg.get("variance"),
+                         invert=cfg.get("invert", False), name=cfg.get("name"))
+
+
+FROM_KERAS = {"InputLayer": _input_from_keras, "Flatten": _flatten_from_keras, "Dense": _dense_from_keras,
+              "Dropout": _dropout_from_keras, "BatchNormalization": _batch_normalization_from_keras,
+              "Normalization": _normalization_from_keras}
 
 
 def _model_from_config(config, backend):
