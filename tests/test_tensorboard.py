@@ -90,3 +90,17 @@ def test_cli_train_tensorboard(tiny_dataset, tmp_path):
                  "--validation-size", "40", "--verbose", "0", "--output", str(tmp_path / "m.h5"),
                  "--tensorboard", str(tmp_path / "tb")]) == 0
     assert [s for s, _ in scalars(read(tmp_path / "tb" / "validation"), "epoch_accuracy")] == [0, 1]
+
+
+def test_histograms_cover_every_weight_of_every_layer(tmp_path):
+    from mlp_gpu import BatchNormalization, Dropout
+
+    x, y = blobs(n=100)
+    model = Sequential([Input((8,)), Dense(6, "relu"), BatchNormalization(), Dropout(0.2), Dense(3, "softmax")],
+                       backend="numpy")
+    model.compile(seed=0)
+    model.fit(x, y, epochs=1, verbose=0, seed=0, callbacks=[TensorBoard(tmp_path / "logs", histogram_freq=1)])
+    tags = read(tmp_path / "logs" / "train").Tags()["histograms"]
+    expected = [f"sequential/batch_normalization/{w}/histogram" for w in ("gamma", "beta", "moving_mean",
+                                                                          "moving_variance")]
+    assert set(expected) <= set(tags) and len(tags) == 8
