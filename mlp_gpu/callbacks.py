@@ -23,6 +23,7 @@ log = logging.getLogger("mlp_gpu")
 
 class Callback:
     wants_progress = False
+    chief_only = False  # True: prints or writes files, so a distributed fit runs it on rank 0 alone
 
     def set_model(self, model):
         self.model = model
@@ -124,6 +125,8 @@ def _fmt(logs):
 class ProgressBar(Callback):
     """verbose=1: a tqdm bar per epoch with ETA, samples/s and running metrics; verbose=2: a line per epoch."""
 
+    chief_only = True
+
     def __init__(self, verbose=1, file=None):
         self.verbose = verbose
         self.file = file or sys.stdout
@@ -219,6 +222,8 @@ class ModelCheckpoint(Callback):
     A full save records the completed epoch and the seed, so ``--resume`` continues exactly.
     """
 
+    chief_only = True
+
     def __init__(self, filepath, monitor="val_loss", save_best_only=False, save_weights_only=False, mode="auto"):
         self.filepath = str(filepath)
         try:
@@ -274,6 +279,8 @@ class ModelCheckpoint(Callback):
 
 class CSVLogger(Callback):
     """Append one row per epoch (epoch, then each logged metric) to a CSV file, flushed each epoch."""
+
+    chief_only = True
 
     def __init__(self, filename, separator=",", append=False):
         self.filename, self.separator, self.append = Path(filename), separator, append

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import sys
 import time
@@ -40,10 +41,11 @@ def _new_model(args, classes, input_shape, backend):
 
 
 def cmd_train(args):
-    from . import callbacks, data, get_backend, load_model
+    from . import callbacks, data, distributed, get_backend, load_model
 
     out = Path(args.output)
     _check_output_path(out)  # before an hour of training, not after
+    chief = distributed.init().is_chief  # under mpiexec: the engine, and each rank's GPU, before any model
     backend = get_backend(args.backend, graph=not args.no_graph, tf32=args.tf32)
     (x_full, y_full), (x_test, y_test) = _load_data(args)
     (x, y), (x_val, y_val) = data.split_validation(x_full, y_full, args.validation_size)
@@ -52,11 +54,12 @@ def cmd_train(args):
         if model.optimizer is None:
             raise ValueError(f"--resume {args.resume!r}: the file holds weights only, not a training state")
         initial_epoch, seed = model.epochs_done, model.fit_seed if model.fit_seed is not None else args.seed
-        print(f"resuming {args.resume} after epoch {initial_epoch}")
+        if chief:
+            print(f"resuming {args.resume} after epoch {initial_epoch}")
     else:
         model = _new_model(args, int(y_full.max()) + 1, x.shape[1:], backend)
         initial_epoch, seed = 0, args.seed
-    if args.verbose:
+    if args.verbose and chief:
         model.summary()
     cbs = [callbacks.ModelCheckpoint(args.checkpoint)] if args.checkpoint else []
     if args.tensorboard:
@@ -65,6 +68,8 @@ def cmd_train(args):
     history = model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, validation_data=(x_val, y_val),
                         on_nan="raise", seed=seed, verbose=args.verbose, initial_epoch=initial_epoch, callbacks=cbs)
     seconds = time.perf_counter() - start
+    if not chief:  # rank 0 alone saves, evaluates and reports
+        return
     model.save(out)
     test_loss, test_acc = model.evaluate(x_test, y_test)
     result = {"backend": model.backend.name, "epochs": model.epochs_done, "train_seconds": round(seconds, 2),
@@ -186,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", default=None, help="continue from a checkpoint or saved model")
     t.add_argument("--no-graph", action="store_true", help="cupy: launch each kernel instead of replaying a graph")
     t.add_argument("--tf32", action="store_true", help="cupy: let cuBLAS use TF32 tensor cores (off by default)")
+    t.add_argument("--workers", type=_positive_int, default=1,
+                   help="train data-parallel on N processes of this machine, started through mpiexec "
+                        "(the global batch stays --batch-size); or start this command with mpiexec -n N")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="loss and accuracy of a saved model on the test set")
@@ -227,15 +235,62 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {text}")
+    return value
+
+
+def _without_workers(argv):
+    """argv less its --workers N (or --workers=N), for the ranks that --workers starts."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--workers":
+            skip = True
+        elif not arg.startswith("--workers="):
+            out.append(arg)
+    return out
+
+
+def _configure_logging(level_name):
+    from .distributed import launcher_variable
+
+    level = logging.getLevelName(level_name.upper())
+    variable = launcher_variable()
+    rank = os.environ.get(variable) if variable else None
+    if rank not in (None, "0") and isinstance(level, int):  # under mpiexec the other ranks log warnings only
+        level = max(level, logging.WARNING)
+    prefix = "%(name)s" if rank is None else f"%(name)s[rank {rank}]"
+    logging.basicConfig(level=level, format=prefix + ": %(message)s")
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(name)s: %(message)s")
+    _configure_logging(args.log_level)
+    if getattr(args, "workers", 1) > 1:
+        from .distributed import spawn_workers
+
+        return spawn_workers(args.workers, _without_workers(argv))
     try:
         args.func(args)
     except (ValueError, FileNotFoundError, IsADirectoryError, RuntimeError) as exc:
+        _end_all_ranks(f"mlp-gpu: error: {exc}")
         print(f"mlp-gpu: error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _end_all_ranks(message):
+    """With several ranks, a rank that returned would leave the others waiting: end them all."""
+    from . import distributed
+
+    comm = distributed.current()
+    if comm is not None and comm.size > 1:
+        comm.abort(message, 2)
 
 
 if __name__ == "__main__":

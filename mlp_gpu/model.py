@@ -383,13 +383,14 @@ class Sequential:
 
     # ---- loops and files (trainer.py, io/) -----------------------------------
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
-            validation_data=None, shuffle=True, initial_epoch=0, seed=None, on_nan="continue"):
+            validation_data=None, shuffle=True, initial_epoch=0, seed=None, on_nan="continue", distribute=None):
         """Train on (x, y) as Keras' ``fit`` (same arguments and order; ``batch_size=None`` is 32); return the
         History. ``seed`` fixes the shuffles; ``on_nan="raise"`` stops a diverging run with TrainingDiverged
-        (by default it goes on, as in Keras, and the History records nan)."""
+        (by default it goes on, as in Keras, and the History records nan). ``distribute``: data-parallel
+        training over several processes (see ``mlp_gpu.distributed``; default: as the program was started)."""
         from .trainer import fit
         return fit(self, x, y, 32 if batch_size is None else batch_size, epochs, verbose, callbacks,
-                   validation_split, validation_data, shuffle, initial_epoch, seed, on_nan)
+                   validation_split, validation_data, shuffle, initial_epoch, seed, on_nan, distribute)
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose=0, return_dict=False):
         """``[loss, *metrics]`` over (x, y) in compile's order (the loss alone without metrics), or a dict."""

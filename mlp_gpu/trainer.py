@@ -6,8 +6,9 @@ callbacks). The loop talks to three objects, the places to extend it:
 
 - ``DeviceData``: a data set the step gathers its batches from (rows, begin_epoch, gather, cursor);
 - ``StepRunner``: runs training steps, ``run(first, count)``; ``block`` is how many it takes per call;
-- ``FitRun.comm``: a communicator, None on one process; when set, the step all-reduces the gradients
-  after backward and ``Sums.read`` reduces the running sums before the host uses them.
+- ``FitRun.plan``: the data-parallel plan (``distributed.parallel.FitPlan``): which rows this rank
+  takes, the gradient all-reduce between backward and update, the sums reduced at epoch ends, who
+  prints and writes. With one process (the single engine) every hook is a no-op.
 
 One training step is gather → forward → loss → backward → update → advance, all on preallocated
 buffers; the host reads the running sums (``Sums``) only at the end of an epoch, when the progress
@@ -29,6 +30,7 @@ from . import losses
 from ._checks import check_int, check_number
 from .backend.base import ACC, ACC_SIZE
 from .callbacks import CallbackList, History, ProgressBar, TerminateOnNaN
+from .distributed.parallel import FitPlan
 from .utils import draw_seed
 
 log = logging.getLogger("mlp_gpu")
@@ -91,8 +93,8 @@ class DeviceData:
 
     def begin_epoch(self, order=None) -> None:
         """Rewind to the first batch; with ``order`` (a host permutation of the rows) visit rows in that order."""
-        if order is not None:
-            self.backend.copy_from_host(self.perm, order)
+        if order is not None:  # a rank of a distributed fit visits only its share: a prefix of perm
+            self.backend.copy_from_host(self.perm[:len(order)], order)
         self.cursor[...] = 0
 
     def gather(self, ws) -> None:
@@ -114,19 +116,19 @@ class Sums:
     LOSS, CORRECT, FINITE_STEPS = ACC["loss_sum"], ACC["correct"], ACC["finite_steps"]  # shared with the kernels
     SIZE = ACC_SIZE
 
-    def __init__(self, model, comm=None):
+    def __init__(self, model, plan=None):
         self.model = model
-        self.comm = comm
+        self.plan = plan
         self.buffer = model.backend.zeros(max([self.SIZE - 1, *model.metric_slots]) + 1, np.float64)
 
     def reset(self) -> None:
         self.buffer[...] = 0
 
-    def read(self) -> np.ndarray:
-        """A host copy (summed over all workers when there is a communicator)."""
+    def read(self, local: bool = False) -> np.ndarray:
+        """A host copy; in a distributed fit reduced over the ranks (a collective) unless ``local``."""
         host = self.model.backend.to_host(self.buffer)
-        if self.comm is not None:
-            self.comm.allreduce(host, op="sum")
+        if self.plan is not None and not local:
+            host = self.plan.reduce_sums(host, least=(self.FINITE_STEPS,))
         return host
 
     def names(self, validation: bool) -> list[str]:
@@ -134,9 +136,9 @@ class Sums:
         names = self.model.metrics_names
         return names + ["val_" + name for name in names] if validation else names
 
-    def logs(self, rows: int) -> dict:
-        """Mean loss and each metric over the first ``rows`` rows of the pass: one host read."""
-        sums = self.read()
+    def logs(self, rows: int, local: bool = False) -> dict:
+        """Mean loss and each metric over ``rows`` rows (all ranks' unless ``local``): one host read."""
+        sums = self.read(local)
         logs = {"loss": float(sums[self.LOSS] / rows)}
         for metric, slot in zip(self.model.compiled_metrics, self.model.metric_slots):
             logs[metric.name] = metric.result(sums[slot], rows)
@@ -150,15 +152,37 @@ def _batch_loss(model, ws, data, sums, training=False):
     model.loss_and_count(ws, ws.y, sums)
 
 
-def train_step(model, ws, data, sums, comm=None):
-    """One step on device buffers only (so it can be captured): gather, forward, loss, backward,
-    (all-reduce,) update, advance the cursor and the counters."""
+def _compute_gradients(model, ws, data, sums):
+    if ws.rows == 0:  # a rank without rows in a distributed epoch's last step contributes zeros
+        model.grads.fill(0)
+        return
     _batch_loss(model, ws, data, sums, training=True)
     model.backward(ws.x, ws)
-    if comm is not None:
-        comm.allreduce(model.grads, op="mean")
+
+
+def _apply_gradients(model, ws, data, sums):
     model.optimizer.update(model.params, model.grads)
     model.backend.advance(data.cursor, ws.rows, model.optimizer.hyper, sums)
+
+
+def train_step(model, ws, data, sums, sync=None):
+    """One step on device buffers only (so it can be captured): gather, forward, loss, backward,
+    (the gradient all-reduce ``sync``,) update, advance the cursor and the counters."""
+    _compute_gradients(model, ws, data, sums)
+    if sync is not None:
+        sync()
+    _apply_gradients(model, ws, data, sums)
+
+
+def _step_runner(model, ws, data, sums, sync, max_steps=None):
+    """backend.make_runner of one step; with ``sync`` (several ranks) the backend gets the step's parts
+    around the all-reduce, otherwise what it needs to build its own fused step."""
+    make = model.backend.make_runner
+    if sync is None:
+        return make(lambda: train_step(model, ws, data, sums), ws.rows, max_steps, model=model, data=data, acc=sums)
+    before = lambda: _compute_gradients(model, ws, data, sums)  # noqa: E731
+    after = lambda: _apply_gradients(model, ws, data, sums)  # noqa: E731
+    return make(lambda: train_step(model, ws, data, sums, sync), ws.rows, max_steps, split=(before, sync, after))
 
 
 class StepRunner:
@@ -169,17 +193,20 @@ class StepRunner:
 
     Each batch shape (the full batch and the shorter last one) gets its own runner from
     ``backend.make_runner``; given the model, the data and the sums it may build its own fused step.
+    In a distributed fit the ``plan`` gives this rank's share of each step's rows and the all-reduce
+    between backward and update.
     """
 
-    def __init__(self, model, data: DeviceData, batch_size: int, sums: Sums, comm=None):
-        self.steps = math.ceil(data.rows / batch_size)
-        full = model.workspace(min(batch_size, data.rows))
-        last = full.view(data.rows - (self.steps - 1) * batch_size)
-        make = model.backend.make_runner
-        parts = {} if comm is not None else {"model": model, "data": data, "acc": sums.buffer}
-        self._full = make(lambda: train_step(model, full, data, sums.buffer, comm), full.rows, **parts)
-        self._last = self._full if last.rows == full.rows else \
-            make(lambda: train_step(model, last, data, sums.buffer, comm), last.rows, max_steps=1, **parts)
+    def __init__(self, model, data: DeviceData, batch_size: int, sums: Sums, plan=None):
+        plan = plan or FitPlan("single", batch_size, data.rows)
+        self.steps = plan.steps
+        self.rows = plan.local_rows  # this rank's rows per epoch
+        full = model.workspace(plan.full_share[1])
+        last = full.view(plan.last_share[1])
+        self.rows_per_step = full.rows
+        self._full = _step_runner(model, full, data, sums.buffer, plan.gradient_sync(model, last=False))
+        self._last = self._full if last.rows == full.rows and plan.last_weight == plan.full_weight else \
+            _step_runner(model, last, data, sums.buffer, plan.gradient_sync(model, last=True), max_steps=1)
         self.block = self._full.block
 
     def run(self, first: int, count: int = 1) -> None:
@@ -190,15 +217,18 @@ class StepRunner:
             self._last(1)
 
 
-def evaluate_data(model, data: DeviceData, ws, sums: Sums) -> dict:
-    """Loss and metrics over a whole DeviceData, in order; one host read at the end."""
+def evaluate_data(model, data: DeviceData, ws, sums: Sums, rows=None) -> dict:
+    """Loss and metrics over a whole DeviceData, in order; one host read at the end.
+
+    ``rows``: the rows over all ranks when each evaluates its share (``sums`` then reduces them).
+    """
     sums.reset()
     data.begin_epoch()
     for start in range(0, data.rows, ws.rows):
         n = min(ws.rows, data.rows - start)
         _batch_loss(model, ws.view(n) if n < ws.rows else ws, data, sums.buffer)
         model.backend.advance(data.cursor, n)
-    return sums.logs(data.rows)
+    return sums.logs(data.rows if rows is None else rows)
 
 
 # ---- fit: preparation ---------------------------------------------------------------------------
@@ -209,6 +239,7 @@ class FitRun:
     train: DeviceData
     val: DeviceData | None
     val_ws: object            # the validation Workspace, or None
+    val_rows: int             # validation rows over all ranks (each rank holds its share in val)
     sums: Sums
     runner: StepRunner
     batch_size: int
@@ -216,11 +247,15 @@ class FitRun:
     initial_epoch: int
     shuffle: bool
     seed: int                 # epoch k visits rows in an order that depends only on (seed, k)
-    comm: object = None       # a communicator (see the module docstring), None on one process
+    plan: FitPlan             # the data-parallel plan (see the module docstring)
 
     def epoch_order(self, epoch: int):
-        """The host permutation of the training rows for this epoch, or None to keep the order."""
-        return np.random.default_rng([self.seed, epoch]).permutation(self.train.rows) if self.shuffle else None
+        """This rank's host permutation of the training rows for this epoch, or None to keep the order."""
+        if not self.shuffle and self.plan.single:
+            return None
+        rows = self.train.rows
+        order = np.random.default_rng([self.seed, epoch]).permutation(rows) if self.shuffle else np.arange(rows)
+        return self.plan.local_order(order)
 
 
 def checked_fit_data(model, x, y, validation_split=0.0, validation_data=None):
@@ -244,24 +279,37 @@ def checked_fit_data(model, x, y, validation_split=0.0, validation_data=None):
 
 
 def prepare_fit(model, x, y, batch_size=32, epochs=1, validation_split=0.0, validation_data=None,
-                shuffle=True, initial_epoch=0, seed=None, comm=None) -> FitRun:
-    """Check the arguments, split off validation rows, put the data on the device, make the workspaces."""
+                shuffle=True, initial_epoch=0, seed=None, distribute=None) -> FitRun:
+    """Check the arguments, split off validation rows, put the data on the device, make the workspaces.
+
+    With several ranks: check they agree, take rank 0's seed, weights and optimizer state.
+    """
     model._require_compiled("fit")
     batch_size = check_int(batch_size, "batch_size", 1)
     epochs = check_int(epochs, "epochs", 0)
     model.build_for_data(x)
     initial_epoch = check_int(initial_epoch, "initial_epoch", 0)
     x, y, x_val, y_val = checked_fit_data(model, x, y, validation_split, validation_data)
+    val_rows = 0 if x_val is None else x_val.shape[0]
+    plan = FitPlan(distribute, batch_size, x.shape[0])
+    plan.check_same_everywhere(rows=x.shape[0], validation_rows=val_rows, batch_size=batch_size, epochs=epochs,
+                               initial_epoch=initial_epoch, parameters=model.params.size)
     if seed is None:
         seed = draw_seed()
+    seed = plan.agree_seed(seed)
+    plan.broadcast_state(model)
     model.fit_seed = seed  # saved in checkpoints: epoch k's order depends only on (seed, k)
     be = model.backend
     train = DeviceData(be, x, y)
+    if x_val is not None:  # each rank evaluates its share of the validation rows; the sums are reduced
+        share = plan.validation_share(val_rows)
+        x_val, y_val = x_val[share], y_val[share]
     val = DeviceData(be, x_val, y_val) if x_val is not None else None
-    sums = Sums(model, comm)
-    runner = StepRunner(model, train, batch_size, sums, comm)
-    val_ws = model.workspace(min(EVAL_BATCH, val.rows)) if val is not None else None
-    return FitRun(train, val, val_ws, sums, runner, batch_size, epochs, initial_epoch, bool(shuffle), seed, comm)
+    sums = Sums(model, None if plan.single else plan)
+    runner = StepRunner(model, train, batch_size, sums, plan)
+    val_ws = model.workspace(max(1, min(EVAL_BATCH, val.rows))) if val is not None else None
+    return FitRun(train, val, val_ws, val_rows, sums, runner, batch_size, epochs, initial_epoch, bool(shuffle),
+                  seed, plan)
 
 
 def _check_verbose(verbose):
@@ -272,21 +320,27 @@ def _check_verbose(verbose):
 
 
 def fit(model, x, y, batch_size=32, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
-        validation_data=None, shuffle=True, initial_epoch=0, seed=None, on_nan="continue"):
-    """Train the model; return a History of loss/metrics (and val_*) per epoch. See Sequential.fit."""
+        validation_data=None, shuffle=True, initial_epoch=0, seed=None, on_nan="continue", distribute=None):
+    """Train the model; return a History of loss/metrics (and val_*) per epoch. See Sequential.fit.
+
+    ``distribute``: data-parallel training over the ranks of ``mlp_gpu.distributed`` (None: the engine
+    chosen from how the program was started, one process by default; an engine name, a Communicator
+    or a ``distributed.DataParallel``).
+    """
     model._require_compiled("fit")
     verbose = _check_verbose(verbose)
     if on_nan not in ON_NAN:
         raise ValueError(f"on_nan: expected one of {ON_NAN}, got {on_nan!r}")
     run = prepare_fit(model, x, y, batch_size, epochs, validation_split, validation_data, shuffle,
-                      initial_epoch, seed)
-    return run_epochs(model, run, callbacks, verbose, on_nan)
+                      initial_epoch, seed, distribute)
+    with run.plan.fail_together():  # several ranks: an exception on one ends them all, never a hang
+        return run_epochs(model, run, callbacks, verbose, on_nan)
 
 
 # ---- fit: the epoch loop ------------------------------------------------------------------------
 def _train_epoch(model, run: FitRun, cbs: CallbackList, epoch: int) -> dict:
     """One pass over the training rows; return its logs. Host reads only where callbacks ask."""
-    train, runner, sums = run.train, run.runner, run.sums
+    train, runner, sums, plan = run.train, run.runner, run.sums, run.plan
     train.begin_epoch(run.epoch_order(epoch))
     sums.reset()
     per_batch, progress = cbs.wants_batch_end, cbs.wants_progress
@@ -295,17 +349,20 @@ def _train_epoch(model, run: FitRun, cbs: CallbackList, epoch: int) -> dict:
     done = seen = 0
     while done < runner.steps:
         count = min(block, runner.steps - done)
+        if plan.warming_up(epoch * runner.steps + done):
+            plan.warm_up(model.optimizer, epoch * runner.steps + done)
         runner.run(done, count)
         done += count
-        seen = min(done * run.batch_size, train.rows)
+        seen = min(done * runner.rows_per_step, runner.rows)  # this rank's rows: logs without a collective
         if per_batch:  # a host read every step: only when a callback asked for it
-            cbs.on_batch_end(done - 1, sums.logs(seen))
+            cbs.on_batch_end(done - 1, sums.logs(seen, local=True))
         if progress and done // 16 > (done - count) // 16 and time.monotonic() >= next_refresh:
-            cbs.on_progress(done, sums.logs(seen))
+            cbs.on_progress(done, sums.logs(seen, local=True))
             next_refresh = time.monotonic() + 0.25
-        if model.stop_training:
+        if plan.stop_mid_epoch(model.stop_training):
             break
-    return sums.logs(seen)  # the rows trained: all of them unless a callback stopped the epoch early
+    return sums.logs(plan.rows_trained(seen))  # the rows trained: all of them unless a callback stopped the epoch
+
 
 
 def run_epochs(model, run: FitRun, callbacks=None, verbose=1, on_nan="continue") -> History:
@@ -316,6 +373,10 @@ def run_epochs(model, run: FitRun, callbacks=None, verbose=1, on_nan="continue")
     the loop stops before any callback sees the epoch and raises TrainingDiverged after
     ``on_train_end`` (quietly returning the History when a TerminateOnNaN callback is present).
     """
+    plan = run.plan
+    if not plan.is_chief:  # rank 0 alone prints and writes files
+        verbose = 0
+        callbacks = [cb for cb in callbacks or [] if not cb.chief_only]
     history = History()
     cbs = CallbackList(callbacks, model, history)
     if verbose:
@@ -327,6 +388,7 @@ def run_epochs(model, run: FitRun, callbacks=None, verbose=1, on_nan="continue")
     model.history = history
     diverged = None
     cbs.on_train_begin()
+    plan.start_learning_rate(model.optimizer)
     try:
         for epoch in range(run.initial_epoch, run.epochs):
             cbs.on_epoch_begin(epoch)
@@ -337,17 +399,21 @@ def run_epochs(model, run: FitRun, callbacks=None, verbose=1, on_nan="continue")
                     model.stop_training = True
                     break
             if run.val is not None:
-                val_logs = evaluate_data(model, run.val, run.val_ws, run.sums)
+                val_logs = evaluate_data(model, run.val, run.val_ws, run.sums, run.val_rows)
                 logs.update({"val_" + k: v for k, v in val_logs.items()})
             with _interrupt_deferred():  # a Ctrl-C here must not cut a checkpoint save short
                 model.epochs_done = epoch + 1
                 cbs.on_epoch_end(epoch, logs)
+            model.stop_training = plan.agree_stop(model.stop_training)
             if model.stop_training:
                 break
     except KeyboardInterrupt:
+        if not plan.single:  # the other ranks wait in a collective: fit's fail_together ends them all
+            raise
         # Ctrl-C: keep what finished. The epoch in flight is dropped from the History; checkpoints
         # written at earlier epoch ends stay as they were.
         log.warning("fit interrupted; returning the History of %d completed epochs", len(history.epoch))
+    plan.end_learning_rate(model.optimizer)
     cbs.on_train_end()
     if diverged is not None and on_nan == "raise" and not any(isinstance(cb, TerminateOnNaN) for cb in cbs.callbacks):
         raise diverged  # TerminateOnNaN asks for a quiet stop instead
@@ -371,7 +437,7 @@ def _interrupt_deferred():
 
 
 def _divergence(model, run: FitRun, epoch, loss, history, on_nan):
-    step = int(run.sums.read()[Sums.FINITE_STEPS]) + 1
+    step = int(run.sums.read(local=True)[Sums.FINITE_STEPS]) + 1
     message = (f"training diverged: the loss became {loss} at epoch {epoch + 1}, step {step} of {run.runner.steps} "
                f"(learning rate {model.optimizer.learning_rate:g}); the model's weights are no longer finite. "
                "Lower the learning rate. Checkpoints already on disk keep the last finite weights.")

@@ -13,7 +13,7 @@ from .numpy_backend import NumpyBackend
 
 log = logging.getLogger("mlp_gpu")
 
-__all__ = ["Backend", "BackendUnavailable", "NumpyBackend", "get_backend", "available_backends"]
+__all__ = ["Backend", "BackendUnavailable", "NumpyBackend", "get_backend", "available_backends", "use_local_device"]
 
 _NAMES = ("auto", "numpy", "cupy")
 
@@ -52,3 +52,14 @@ def available_backends() -> dict[str, str | None]:
     from . import cupy_backend
 
     return {"numpy": None, "cupy": cupy_backend.unavailable_reason()}
+
+
+def use_local_device(local_rank: int) -> None:
+    """One process per GPU: make GPU (local_rank mod count) this process's device, where CuPy has GPUs.
+
+    Called by ``mlp_gpu.distributed.init`` before any model allocates; a no-op without a GPU.
+    """
+    from . import cupy_backend
+
+    if cupy_backend.unavailable_reason() is None:
+        cupy_backend.use_device_for_rank(local_rank)

@@ -94,13 +94,30 @@ class Backend(ABC):
         """Bytes this backend holds on its device (0 on the CPU)."""
         return 0
 
-    def make_runner(self, step, rows: int, max_steps: int | None = None, **parts) -> "StepRunner":
+    def make_runner(self, step, rows: int, max_steps: int | None = None, split=None, **parts) -> "StepRunner":
         """Return a StepRunner for ``step()``; GPU backends may capture blocks of steps as graphs.
 
         ``max_steps`` caps the steps one call may run (1 when callbacks read every step). ``parts``
-        (model, data, acc) let a backend build its own fused step instead of ``step``.
+        (model, data, acc) let a backend build its own fused step instead of ``step``. ``split``:
+        ``(before, collective, after)``, the same step in three parts around a gradient all-reduce that
+        a graph may not be able to hold; a GPU backend then replays two graphs around it.
         """
         return StepRunner(step)
+
+    # ---- collectives (mlp_gpu.distributed) --------------------------------------------
+    def allreduce(self, comm, buf, op: str = "sum", scale=None) -> None:
+        """buf <- op over the ranks of (scale * buf), in place, through the communicator ``comm``."""
+        if scale is not None:
+            buf *= buf.dtype.type(scale)
+        comm.allreduce(buf, op)
+
+    def broadcast(self, comm, buf, root: int = 0) -> None:
+        """buf <- rank root's buf, in place."""
+        comm.broadcast(buf, root)
+
+    def collective_in_graph(self, comm) -> bool:
+        """Whether a captured step may hold ``comm``'s all-reduce (no graphs here)."""
+        return False
 
     # ---- dense algebra ------------------------------------------------------
     @abstractmethod

@@ -43,6 +43,14 @@ def unavailable_reason() -> str | None:
     return None
 
 
+def use_device_for_rank(local_rank: int) -> None:
+    """Make GPU (local_rank mod the device count) current: one process per GPU on a machine."""
+    cupy, _ = _import_cupy()
+    device = local_rank % cupy.cuda.runtime.getDeviceCount()
+    cupy.cuda.Device(device).use()
+    log.info("distributed: local rank %d uses GPU %d", local_rank, device)
+
+
 def _env_flag(name, default):
     value = os.environ.get(name)
     return default if value is None else value.strip().lower() not in ("0", "false", "no", "off", "")
@@ -250,15 +258,59 @@ class CupyBackend(CudaOps):
         route = "kernel" if self._capture_gemm == "kernel" else "cupy-cublas"
         return route, "; ".join(notes + [f"gemm={self.gemm_choice!r}"]), step, self._capture_gemm
 
-    def make_runner(self, step, rows: int, max_steps: int | None = None, model=None, data=None, acc=None):
+    # ---- collectives -------------------------------------------------------------------
+    def allreduce(self, comm, buf, op="sum", scale=None):
+        """On the current stream: NCCL takes the device buffer; a host engine (MPI) gets a host copy."""
+        if scale is not None:
+            buf *= buf.dtype.type(scale)
+        if comm.device_buffers:
+            comm.allreduce(buf, op)
+            return
+        host = self.to_host(buf)
+        comm.allreduce(host, op)
+        self.copy_from_host(buf, host)
+
+    def broadcast(self, comm, buf, root=0):
+        if comm.device_buffers:
+            comm.broadcast(buf, root)
+            return
+        host = self.to_host(buf)
+        comm.broadcast(host, root)
+        self.copy_from_host(buf, host)
+
+    def collective_in_graph(self, comm) -> bool:
+        """NCCL (2.9 and later) can be captured in a CUDA graph; a host round trip cannot."""
+        return bool(comm.device_buffers and getattr(comm, "capturable", False))
+
+    def _runner_around(self, step, rows, max_steps, split):
+        """A distributed step: its all-reduce inside the graphs where it can be captured (NCCL), else one
+        graph before and one after it, replayed around the all-reduce run eagerly on the same stream."""
+        before, collective, after = split
+        if getattr(collective, "in_graph", False):
+            try:
+                return self.make_runner(step, rows, max_steps)
+            except Exception as exc:  # an NCCL that refuses capture
+                log.warning("graph mode: the all-reduce could not be captured (%s: %s); replaying two graphs "
+                            "around it", type(exc).__name__, exc)
+        self._load_all()
+        route, why, _, capture_gemm = self._choose_route(step, rows, None, None, None)
+        first, second = self.capture(before, 1, capture_gemm), self.capture(after, 1, capture_gemm)
+        self.route = {"route": route + ", two graphs around the all-reduce", "reason": why, "steps_per_graph": 1,
+                      "rows": rows}
+        return StepRunner(lambda: (first.launch(), collective(), second.launch()))
+
+    def make_runner(self, step, rows: int, max_steps: int | None = None, model=None, data=None, acc=None,
+                    split=None):
         """Graph mode: capture blocks of steps as CUDA graphs on the chosen route; eager: run step().
 
         With ``model``, ``data`` (x, y, perm, cursor on the device) and ``acc`` the lt route builds its
-        own fused step; otherwise ``step`` is captured as it is.
+        own fused step; otherwise ``step`` is captured as it is. ``split``: see ``_runner_around``.
         """
         if not self.graph:
             self.route = {"route": "eager", "reason": "graph=False", "steps_per_graph": 1}
             return StepRunner(step)
+        if split is not None:
+            return self._runner_around(step, rows, max_steps, split)
         self._load_all()
         route, why, body, capture_gemm = self._choose_route(step, rows, model, data, acc)
         block = self.steps_per_graph if max_steps is None else max(1, min(self.steps_per_graph, max_steps))
