@@ -10,7 +10,9 @@
    measures a RawKernel launch, writing gpu-check-<device>.json/.md;
 5. measures the graph routes (our GEMM, cuBLAS and fused cuBLASLt through nvmath-python, several steps
    per graph) against PyTorch eager and PyTorch CUDA graphs (benchmarks/graph_routes.py), writing
-   graph-routes.json/.md. ``--routes-only`` runs this part alone.
+   graph-routes.json/.md. ``--routes-only`` runs this part alone;
+5. trains the reference workload with the NCCL engine on one rank (its all-reduce inside the captured
+   step) against the same fit without it: equal weights, and the cost of the all-reduce per step.
 
 Data: Fashion-MNIST from $MLP_GPU_DATA or the usual search path (synthetic pixels otherwise:
 timings hold, accuracies do not).
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -81,6 +84,48 @@ def full_run(backend, data, epochs) -> dict:
             "test_accuracy": model.evaluate(data["x_test"], data["y_test"])[1]}
 
 
+def nccl_one_rank(data, epochs=1) -> dict:
+    """The NCCL engine on this one GPU: the reference workload in graph mode with its all-reduce in the
+    captured step, against the same fit without it (same weights; time per step with and without)."""
+    import logging
+
+    from mlp_gpu.backend import BackendUnavailable
+    from mlp_gpu.backend.nccl_engine import NcclCommunicator
+    from mlp_gpu.distributed import SingleProcess
+
+    try:
+        comm = NcclCommunicator(SingleProcess())
+    except BackendUnavailable as exc:
+        return {"skipped": str(exc)}
+    warnings = []
+    handler = logging.Handler()
+    handler.emit = lambda record: warnings.append(record.getMessage())
+    logging.getLogger("mlp_gpu").addHandler(handler)
+    out = {"nccl_version": comm.version, "capturable": comm.capturable}
+    weights = {}
+    try:
+        for name, distribute in (("plain", "single"), ("nccl", comm)):
+            backend = get_backend("cupy", graph=True)
+            model = Sequential([Input((784,)), Dense(300, "relu"), Dense(100, "relu"), Dense(10, "softmax")],
+                               backend=backend)
+            model.compile(optimizer=SGD(0.01), metrics=["accuracy"], seed=42)
+            model.fit(data["x"], data["y"], batch_size=32, epochs=1, verbose=0, seed=42, distribute=distribute)
+            backend.synchronize()
+            t0 = time.perf_counter()
+            model.fit(data["x"], data["y"], batch_size=32, epochs=1 + epochs, initial_epoch=1, verbose=0, seed=42,
+                      distribute=distribute)
+            backend.synchronize()
+            out[f"{name}_us_per_step"] = (time.perf_counter() - t0) / (epochs * math.ceil(len(data["x"]) / 32)) * 1e6
+            weights[name] = model.get_weights()
+    finally:
+        logging.getLogger("mlp_gpu").removeHandler(handler)
+    pairs = zip(weights["plain"], weights["nccl"])
+    out["max_abs_weight_difference"] = max(float(np.abs(a - b).max()) for a, b in pairs)
+    out["all_reduce_in_graph"] = not any("could not be captured" in w for w in warnings)
+    say("nccl, one rank:", out)
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
@@ -122,6 +167,7 @@ def main(argv=None) -> int:
         result["full_run"] = full_run(get_backend("cupy", graph=True), data, 30)
         routes = graph_routes.run(out, graph_routes.Setup(epochs=1, long_epochs=3) if args.smoke else None, log=say)
         result["graph_routes"] = {"file": "graph-routes.md", "parity_ok": all(p["ok"] for p in routes["parity"])}
+        result["nccl_one_rank"] = nccl_one_rank(data)
     else:
         result["full_run"] = full_run(get_backend("numpy"), data, 2 if args.smoke else 30)
     say("full run:", result["full_run"])
@@ -150,6 +196,9 @@ def markdown(r) -> str:
               f"validation in {fr['train_seconds_with_validation']:.2f} s; val accuracy {fr['val_accuracy']:.4f}, "
               f"test accuracy {fr['test_accuracy']:.4f}.", "", "Ratios from the suite (see the bench-* files):", ""]
     lines += [f"- {k}: {v:.3f}" for k, v in r["ratios"].items()]
+    if "nccl_one_rank" in r:
+        lines += ["", "NCCL engine on one rank (all-reduce in the step, graph mode): "
+                  + ", ".join(f"{k} {v}" for k, v in r["nccl_one_rank"].items()) + "."]
     return "\n".join(lines) + "\n"
 
 

@@ -211,8 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(func=cmd_predict)
 
     b = sub.add_parser("bench", help="time workloads x backends x peers; write JSON, Markdown and a PNG")
-    b.add_argument("--matrix", default="auto", choices=["auto", "cpu", "gpu", "smoke", "toolbox"],
-                   help="auto: the gpu matrix where CuPy has a device, else the cpu one")
+    b.add_argument("--matrix", default="auto", choices=["auto", "cpu", "gpu", "smoke", "toolbox", "dist"],
+                   help="auto: the gpu matrix where CuPy has a device, else the cpu one; dist: 1 against 2 MPI "
+                        "ranks on the CPU")
     b.add_argument("--repeats", type=int, default=5, help="timed epochs per cell, after one warm-up epoch")
     b.add_argument("--out", default="benchmarks/results", help="folder for the reports")
     b.add_argument("--no-plot", action="store_true")

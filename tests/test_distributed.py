@@ -19,6 +19,8 @@ from mlp_gpu.backend import BackendUnavailable
 from mlp_gpu.distributed.launch import find_mpiexec
 from mlp_gpu.distributed.parallel import DataParallel, FitPlan, share
 
+from .conftest import requires_gpu
+
 WORKER = str(Path(__file__).with_name("dist_worker.py"))
 LIMIT = 60  # seconds for one job; a hang fails the test instead of the suite
 
@@ -67,18 +69,14 @@ def test_share_splits_rows_contiguously_and_completely():
 
 
 def test_plan_shards_each_step_and_weights_by_real_rows():
-    comm = distributed.SingleProcess()
-    comm.rank, comm.size = 1, 3  # the plan only reads rank and size here
-    plan = FitPlan(comm, batch_size=8, rows=21)  # steps of 8, 8, 5 rows
+    plan = FitPlan(distributed.Communicator(rank=1, size=3), batch_size=8, rows=21)  # steps of 8, 8, 5 rows
     assert plan.steps == 3 and plan.full_share == (3, 3) and plan.last_share == (2, 2)
     assert plan.local_order(np.arange(21)).tolist() == [3, 4, 5, 11, 12, 13, 18, 19]
     assert plan.full_weight == 3 / 8 and plan.last_weight == 2 / 5
 
 
 def test_per_rank_batches_make_the_global_batch_larger():
-    comm = distributed.SingleProcess()
-    comm.rank, comm.size = 0, 4
-    plan = FitPlan(DataParallel(comm, batch="per_rank"), batch_size=8, rows=100)
+    plan = FitPlan(DataParallel(distributed.Communicator(rank=0, size=4), batch="per_rank"), batch_size=8, rows=100)
     assert plan.global_batch == 32 and plan.full_share == (0, 8) and plan.steps == 4
 
 
@@ -98,8 +96,7 @@ def test_bad_distribute_arguments_are_clear_errors():
         FitPlan(3, batch_size=8, rows=10)
     with pytest.raises(ValueError, match="DataParallel\\(batch\\): expected one of global, per_rank"):
         DataParallel(batch="local")
-    comm = distributed.SingleProcess()
-    comm.rank, comm.size = 2, 3
+    comm = distributed.Communicator(rank=2, size=3)
     with pytest.raises(ValueError, match="batch_size: 2 rows per step across 3 ranks leave rank 2 without rows"):
         FitPlan(comm, batch_size=2, rows=10)
 
@@ -182,3 +179,53 @@ def test_cli_trains_under_mpiexec_and_with_workers(tiny_dataset, tmp_path):
         results[name] = json.loads(lines[0])
         assert out.exists() and results[name]["epochs"] == 2
     assert results["mpiexec"]["test_accuracy"] == results["workers"]["test_accuracy"]
+
+
+def test_bench_dist_job_reports_its_all_reduce_time():
+    from mlp_gpu.bench.dist import _job
+
+    result = _job(ranks=2, threads=1, batch=256, rows=1024, epochs=2, timeout=LIMIT)
+    assert result["ranks"] == 2 and result["steps"] == 4 and len(result["epoch_seconds"]) == 2
+    assert 0 < result["allreduce_seconds"][-1] < result["epoch_seconds"][-1] and result["allreduce_alone_s"] > 0
+
+
+def _nccl_or_skip():
+    from mlp_gpu.backend import nccl_engine
+
+    try:
+        return nccl_engine.import_nccl()[1]
+    except BackendUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.mark.gpu
+@requires_gpu
+def test_nccl_names_the_engine_uses_exist_in_the_installed_cupy():
+    from mlp_gpu.backend import nccl_engine
+
+    nccl = _nccl_or_skip()
+    missing = [n for n in nccl_engine.NCCL_FUNCTIONS + nccl_engine.NCCL_CONSTANTS if not hasattr(nccl, n)]
+    missing += [m for m in nccl_engine.NCCL_METHODS if not hasattr(nccl.NcclCommunicator, m)]
+    assert missing == []
+
+
+@pytest.mark.gpu
+@requires_gpu
+@pytest.mark.parametrize("graph", [False, True])
+def test_nccl_on_one_rank_trains_like_one_process(graph):
+    from mlp_gpu import SGD, Dense, Input, Sequential, get_backend
+    from mlp_gpu.backend.nccl_engine import NcclCommunicator
+
+    _nccl_or_skip()
+    comm = NcclCommunicator(distributed.SingleProcess())
+    x, y = np.random.default_rng(0).normal(size=(500, 20)).astype(np.float32), np.arange(500) % 3
+    weights = []
+    for distribute in ("single", comm):
+        backend = get_backend("cupy", graph=graph)
+        model = Sequential([Input((20,)), Dense(16, "relu"), Dense(3, "softmax")], backend=backend)
+        model.compile(optimizer=SGD(0.05, momentum=0.9), metrics=["accuracy"], seed=0)
+        model.fit(x, y, batch_size=32, epochs=2, verbose=0, seed=1, distribute=distribute)
+        weights.append(model.get_weights())
+    for a, b in zip(*weights):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert comm.allreduce_calls >= 2 * 16

@@ -142,12 +142,16 @@ def _run_parallel(spec, repeats, peaks, log):
 
 
 def run_suite(matrix="auto", repeats=5, out=None, plot=True, log=print, parallel=False) -> dict:
-    """Run a matrix ("cpu", "gpu", "smoke", "toolbox" or "auto": gpu where CuPy has a device); write results
+    """Run a matrix ("cpu", "gpu", "smoke", "toolbox", "dist" or "auto": gpu where CuPy has a device); write results
     to ``out``. ``parallel``: each cell in its own process, all at once, instead of interleaved epochs."""
     from ..backend import available_backends
 
     if matrix == "auto":
         matrix = "gpu" if available_backends()["cupy"] is None else "cpu"
+    if matrix == "dist":  # several processes: its own runner
+        from .dist import run_dist
+
+        return run_dist(repeats, out, log)
     if matrix not in MATRICES:
         raise ValueError(f"matrix: expected one of {sorted(MATRICES)} or 'auto', got {matrix!r}")
     check_int(repeats, "repeats", 1)

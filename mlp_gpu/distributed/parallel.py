@@ -67,13 +67,13 @@ def share(rows: int, rank: int, size: int) -> tuple[int, int]:
 
 
 class FitPlan:
-    """One fit's data-parallel plan for this rank. With one rank every hook is a no-op."""
+    """One fit's data-parallel plan for this rank. With the single-process engine every hook is a no-op."""
 
     def __init__(self, distribute, batch_size: int, rows: int):
         strategy = resolve(distribute)
         self.comm = comm = strategy.communicator()
         self.rank, self.size = comm.rank, comm.size
-        self.single = comm.size == 1
+        self.single = comm.engine == "single"  # an MPI or NCCL engine runs its collectives even on one rank
         self.per_rank = strategy.batch == "per_rank" and not self.single
         self.warmup_epochs = strategy.warmup_epochs
         self.global_batch = batch_size * (self.size if self.per_rank else 1)
@@ -208,7 +208,7 @@ class GradientSync:
 
     def __init__(self, comm, backend, grads, weight: float):
         self.comm, self.backend, self.grads = comm, backend, grads
-        self.weight = weight
+        self.weight = None if weight == 1.0 else weight
         self.in_graph = backend.collective_in_graph(comm)
 
     def __call__(self):
