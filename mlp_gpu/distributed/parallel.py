@@ -184,7 +184,7 @@ class FitPlan:
     # ---- per-rank batches: the learning rate ----------------------------------------------------
     def start_learning_rate(self, optimizer) -> None:
         if self.per_rank:
-            self.base_lr = optimizer.learning_rate
+            self.base_lr = float(optimizer.learning_rate)
 
     def warm_up(self, optimizer, step: int) -> None:
         """Per-rank batches: lr = base * (1 + (size - 1) * min(1, step / warm-up steps)), step counted from epoch 0."""
