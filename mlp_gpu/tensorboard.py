@@ -36,6 +36,8 @@ def _frequency(value, arg, allow_words=()):
 class TensorBoard(Callback):
     """Log losses, metrics, the learning rate, weight histograms and the model to TensorBoard."""
 
+    chief_only = True  # writes files: rank 0 alone in a distributed fit
+
     def __init__(self, log_dir="logs", histogram_freq=0, write_graph=True, write_images=False,
                  write_steps_per_second=False, update_freq="epoch", profile_batch=0, embeddings_freq=0,
                  embeddings_metadata=None):
