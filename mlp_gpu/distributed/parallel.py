@@ -82,9 +82,9 @@ class FitPlan:
         last = rows - (self.steps - 1) * self.global_batch
         self.full_share = share(min(self.global_batch, rows), self.rank, self.size)
         self.last_share = share(last, self.rank, self.size)
-        if self.full_share[1] == 0:
-            raise ValueError(f"batch_size: {min(self.global_batch, rows)} rows per step across {self.size} ranks "
-                             f"leave rank {self.rank} without rows; use at least {self.size} rows per step")
+        if min(self.global_batch, rows) < self.size:  # the same on every rank: all raise, none waits
+            raise ValueError(f"batch_size: {min(self.global_batch, rows)} rows per step leave some of the {self.size} "
+                             f"ranks without rows; use at least {self.size} rows per step")
         self.local_rows = (self.steps - 1) * self.full_share[1] + self.last_share[1]
         # weight of this rank's mean gradient in the global mean: its share of the step's rows
         self.full_weight = self.full_share[1] / min(self.global_batch, rows)
