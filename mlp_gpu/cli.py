@@ -13,11 +13,28 @@ from pathlib import Path
 import numpy as np
 
 
-def _load_data(args):
+def _hdf5_data(args) -> bool:
+    return args.data is not None and Path(args.data).is_file()
+
+
+def _load_data(args, need_test=True):
+    """((x, y), (x_test, y_test)): IDX arrays from a folder, or h5py datasets (read as they are used) from
+    an HDF5 file in the layout ``mlp-gpu convert`` writes; the test pair is None if the file has none."""
     from . import data
 
+    if _hdf5_data(args):
+        from .data_sources import open_hdf5
+
+        train = open_hdf5(args.data)
+        test = open_hdf5(args.data, "test") if need_test or "test" in train[0].file else None
+        return train, test
     loader = data.load_fashion_mnist if args.dataset == "fashion-mnist" else data.load_mnist
     return loader(args.data)  # uint8 pixels; fit scales them on the device
+
+
+def _classes(y) -> int:
+    attr = getattr(y, "attrs", {}).get("classes") if hasattr(y, "attrs") else None
+    return int(attr) if attr is not None else int(np.max(y[:])) + 1
 
 
 def _check_output_path(path: Path):
@@ -47,8 +64,13 @@ def cmd_train(args):
     _check_output_path(out)  # before an hour of training, not after
     chief = distributed.init().is_chief  # under mpiexec: the engine, and each rank's GPU, before any model
     backend = get_backend(args.backend, graph=not args.no_graph, tf32=args.tf32)
-    (x_full, y_full), (x_test, y_test) = _load_data(args)
-    (x, y), (x_val, y_val) = data.split_validation(x_full, y_full, args.validation_size)
+    (x_full, y_full), test = _load_data(args, need_test=False)
+    if _hdf5_data(args):  # row ranges of the file's datasets: nothing is read before fit streams it
+        from .data_sources import split_rows
+
+        (x, y), (x_val, y_val) = split_rows(x_full, y_full, args.validation_size)
+    else:
+        (x, y), (x_val, y_val) = data.split_validation(x_full, y_full, args.validation_size)
     if args.resume:  # weights, optimizer state, completed epochs and the shuffle seed
         model = load_model(args.resume, backend=backend)
         if model.optimizer is None:
@@ -57,7 +79,7 @@ def cmd_train(args):
         if chief:
             print(f"resuming {args.resume} after epoch {initial_epoch}")
     else:
-        model = _new_model(args, int(y_full.max()) + 1, x.shape[1:], backend)
+        model = _new_model(args, _classes(y_full), tuple(x.shape[1:]), backend)
         initial_epoch, seed = 0, args.seed
     if args.verbose and chief:
         model.summary()
@@ -71,7 +93,7 @@ def cmd_train(args):
     if not chief:  # rank 0 alone saves, evaluates and reports
         return
     model.save(out)
-    test_loss, test_acc = model.evaluate(x_test, y_test)
+    test_loss, test_acc = model.evaluate(*test) if test is not None else (None, None)
     result = {"backend": model.backend.name, "epochs": model.epochs_done, "train_seconds": round(seconds, 2),
               "val_accuracy": history.history.get("val_accuracy", [None])[-1],
               "test_loss": test_loss, "test_accuracy": test_acc, "model": str(out)}
@@ -80,7 +102,7 @@ def cmd_train(args):
     val = "n/a" if result["val_accuracy"] is None else f"{result['val_accuracy']:.4f}"
     print(json.dumps(result) if args.json else
           f"trained to epoch {result['epochs']} on {result['backend']} in {seconds:.1f} s; "
-          f"val accuracy {val}; test accuracy {test_acc:.4f}; saved {out}"
+          f"val accuracy {val}; test accuracy {'n/a' if test_acc is None else f'{test_acc:.4f}'}; saved {out}"
           + (f" and {result['plot']}" if "plot" in result else ""))
 
 
@@ -137,6 +159,18 @@ def cmd_export(args):
           f"{args.input_dtype} input)")
 
 
+def cmd_convert(args):
+    from .data import find_dataset
+    from .data_sources import write_hdf5
+
+    (x, y), test = _load_data(args)
+    source = find_dataset(args.dataset, args.data)["train_images"].parent
+    write_hdf5(args.output, x, y, test=test, attrs={"dataset": args.dataset, "classes": int(y.max()) + 1,
+                                                     "source": str(source)})
+    print(f"wrote {args.output}: {len(x):,} training rows {x.dtype}{tuple(x.shape[1:])} in x, y and "
+          f"{len(test[0]):,} test rows in test/x, test/y")
+
+
 def cmd_info(args):
     import h5py
 
@@ -167,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     def common(sp):
         sp.add_argument("--backend", default="auto", choices=["auto", "numpy", "cupy"])
         sp.add_argument("--dataset", default="fashion-mnist", choices=["fashion-mnist", "mnist"])
-        sp.add_argument("--data", default=None, help="folder with the four IDX files (default: search)")
+        sp.add_argument("--data", default=None, help="folder with the four IDX files (default: search), or an "
+                        "HDF5 file with x, y (and test/x, test/y) as `mlp-gpu convert` writes")
         sp.add_argument("--json", action="store_true", help="print the result as JSON")
 
     t = sub.add_parser("train", help="train an MLP (defaults: the reference Fashion-MNIST workload)")
@@ -229,6 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="uint8: the graph takes raw pixels and scales them by 1/255, as mlp-gpu predict does")
     x.add_argument("--opset", type=int, default=None, help="ONNX opset version (default: mlp_gpu's)")
     x.set_defaults(func=cmd_export)
+
+    c = sub.add_parser("convert", help="write the IDX data set to one HDF5 file for `train --data FILE.h5`")
+    c.add_argument("--dataset", default="fashion-mnist", choices=["fashion-mnist", "mnist"])
+    c.add_argument("--data", default=None, help="folder with the four IDX files (default: search)")
+    c.add_argument("--output", required=True, help="the HDF5 file to write")
+    c.set_defaults(func=cmd_convert)
 
     i = sub.add_parser("info", help="versions, backends and the device")
     i.add_argument("--backend", default="auto", choices=["auto", "numpy", "cupy"])

@@ -22,9 +22,13 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from . import staging
 from .shared_constants import ACC, ACC_SIZE, ACTIVATIONS, HYPER, HYPER_SIZE, METRIC_KINDS  # noqa: F401 -- re-exported
 
 LOSS_KINDS = ("softmax_xent_sparse", "softmax_xent", "sigmoid_bce", "mse")
+# A data set stays resident on the device while it takes at most this share of the free memory
+# (``Backend.free_memory``); a larger one is streamed in chunks.
+RESIDENT_SHARE = 0.5
 
 
 class BackendUnavailable(RuntimeError):
@@ -93,6 +97,23 @@ class Backend(ABC):
     def memory_bytes(self) -> int:
         """Bytes this backend holds on its device (0 on the CPU)."""
         return 0
+
+    # ---- data placement -------------------------------------------------------
+    device_is_host = True  # the CPU computes on host memory: an array already in RAM is resident
+
+    def free_memory(self) -> int:
+        """Bytes a data set could still take where this backend computes."""
+        return staging.host_free_bytes()
+
+    def keeps_resident(self, nbytes: int, in_host_memory: bool) -> bool:
+        """Whether a data set of ``nbytes`` stays resident (else it is streamed in chunks)."""
+        if in_host_memory and self.device_is_host:
+            return True
+        return nbytes <= RESIDENT_SHARE * self.free_memory()
+
+    def make_stage(self, rows, cols, x_dtype, y_shape, y_dtype):
+        """Buffers for one part of a streamed data set (see ``staging``); y_dtype None: no targets."""
+        return staging.HostStage(self, rows, cols, x_dtype, y_shape, y_dtype)
 
     def make_runner(self, step, rows: int, max_steps: int | None = None, split=None, **parts) -> "StepRunner":
         """Return a StepRunner for ``step()``; GPU backends may capture blocks of steps as graphs.
