@@ -36,11 +36,44 @@ class Callback:
     def on_epoch_begin(self, epoch, logs=None): ...
     def on_epoch_end(self, epoch, logs=None): ...
     def on_progress(self, step, logs): ...
+    def on_batch_begin(self, batch, logs=None): ...
     def on_batch_end(self, batch, logs=None): ...
+    def on_test_begin(self, logs=None): ...
+    def on_test_end(self, logs=None): ...
+
+    # Keras 3's names; as in Keras, the train-batch hooks call the older on_batch_* by default.
+    def on_train_batch_begin(self, batch, logs=None):
+        self.on_batch_begin(batch, logs=logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.on_batch_end(batch, logs=logs)
+
+    def _overrides(self, *hooks) -> bool:
+        return any(getattr(type(self), h) is not getattr(Callback, h) for h in hooks)
+
+    @property
+    def wants_batch_begin(self) -> bool:
+        return self._overrides("on_batch_begin", "on_train_batch_begin")
 
     @property
     def wants_batch_end(self) -> bool:
-        return type(self).on_batch_end is not Callback.on_batch_end
+        return self._overrides("on_batch_end", "on_train_batch_end")
+
+
+# Keras hooks fit never calls here: validation and predict run on the device without per-batch host
+# reads. A callback that overrides one is refused rather than silently never called.
+UNCALLED_HOOKS = ("on_test_batch_begin", "on_test_batch_end", "on_predict_begin", "on_predict_end",
+                  "on_predict_batch_begin", "on_predict_batch_end")
+
+
+def _check_callback(cb):
+    if not isinstance(cb, Callback):
+        raise TypeError(f"callbacks: expected mlp_gpu Callback objects, got {type(cb).__name__}")
+    for hook in UNCALLED_HOOKS:
+        if hasattr(type(cb), hook) and getattr(type(cb), hook) is not getattr(Callback, hook, None):
+            raise ValueError(f"callbacks: {type(cb).__name__}.{hook} would never be called: mlp_gpu's fit "
+                             "calls on_(train_)batch_begin/end, on_epoch_*, on_train_* and on_test_begin/end "
+                             f"(once per validation pass), not {hook}")
 
 
 class History(Callback):
@@ -63,14 +96,18 @@ class History(Callback):
 
 
 class CallbackList:
-    """Calls each hook on every callback, History first."""
+    """Calls each hook on every callback, in order: the user's, then History (then the progress bar)."""
 
     def __init__(self, callbacks, model, history):
+        if isinstance(callbacks, Callback):  # Keras accepts a single callback too
+            callbacks = [callbacks]
+        elif callbacks is not None and not isinstance(callbacks, (list, tuple)):
+            raise TypeError(f"callbacks: expected a list of Callback objects, got {type(callbacks).__name__}")
         callbacks = list(callbacks or [])
         for cb in callbacks:
-            if not isinstance(cb, Callback):
-                raise TypeError(f"callbacks: expected mlp_gpu Callback objects, got {type(cb).__name__}")
-        self.callbacks = [history] + callbacks
+            _check_callback(cb)
+        # History after the user's callbacks, as in Keras: keys they add to the logs (learning_rate) are kept.
+        self.callbacks = callbacks + [history]
         self.model = model
         for cb in self.callbacks:
             cb.set_model(model)
@@ -84,13 +121,30 @@ class CallbackList:
         return any(cb.wants_progress for cb in self.callbacks)
 
     @property
+    def wants_batch_begin(self):
+        return any(cb.wants_batch_begin for cb in self.callbacks)
+
+    @property
     def wants_batch_end(self):
         return any(cb.wants_batch_end for cb in self.callbacks)
+
+    def on_batch_begin(self, batch):
+        for cb in self.callbacks:
+            if cb.wants_batch_begin:
+                cb.on_train_batch_begin(batch, {})
 
     def on_batch_end(self, batch, logs):
         for cb in self.callbacks:
             if cb.wants_batch_end:
-                cb.on_batch_end(batch, logs)
+                cb.on_train_batch_end(batch, logs)
+
+    def on_test_begin(self):
+        for cb in self.callbacks:
+            cb.on_test_begin({})
+
+    def on_test_end(self, logs):
+        for cb in self.callbacks:
+            cb.on_test_end(logs)
 
     def set_params(self, params):
         for cb in self.callbacks:
@@ -340,6 +394,10 @@ class LearningRateScheduler(Callback):
         if not callable(schedule):
             raise TypeError(f"LearningRateScheduler(schedule): expected a callable, got {type(schedule).__name__}")
         self.schedule, self.verbose = schedule, verbose
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:  # as Keras: the History gets a "learning_rate" column
+            logs["learning_rate"] = float(self.model.optimizer.learning_rate)
 
     def on_epoch_begin(self, epoch, logs=None):
         lr = float(self.schedule(epoch, float(self.model.optimizer.learning_rate)))

@@ -344,13 +344,16 @@ def _train_epoch(model, run: FitRun, cbs: CallbackList, epoch: int) -> dict:
     train.begin_epoch(run.epoch_order(epoch))
     sums.reset()
     per_batch, progress = cbs.wants_batch_end, cbs.wants_progress
-    block = 1 if per_batch else runner.block
+    batch_begin = cbs.wants_batch_begin
+    block = 1 if per_batch or batch_begin else runner.block
     next_refresh = time.monotonic() + 0.25
     done = seen = 0
     while done < runner.steps:
         count = min(block, runner.steps - done)
         if plan.warming_up(epoch * runner.steps + done):
             plan.warm_up(model.optimizer, epoch * runner.steps + done)
+        if batch_begin:
+            cbs.on_batch_begin(done)
         runner.run(done, count)
         done += count
         seen = min(done * runner.rows_per_step, runner.rows)  # this rank's rows: logs without a collective
@@ -399,7 +402,9 @@ def run_epochs(model, run: FitRun, callbacks=None, verbose=1, on_nan="continue")
                     model.stop_training = True
                     break
             if run.val is not None:
+                cbs.on_test_begin()
                 val_logs = evaluate_data(model, run.val, run.val_ws, run.sums, run.val_rows)
+                cbs.on_test_end(dict(val_logs))
                 logs.update({"val_" + k: v for k, v in val_logs.items()})
             with _interrupt_deferred():  # a Ctrl-C here must not cut a checkpoint save short
                 model.epochs_done = epoch + 1

@@ -104,13 +104,21 @@ def _damaged_as_model_file_error(path):
                              f"({type(exc).__name__}: {exc})") from None
 
 
-def _open(path, allow_keras=False):
-    h5py = _h5py()
+def _check_file(path) -> Path:
+    """The path as a Path to an existing file, or the error a user can act on (for .h5 and .keras alike)."""
+    if not isinstance(path, (str, Path)) and not hasattr(path, "__fspath__"):
+        raise TypeError(f"path: expected a file path (str or os.PathLike), got {type(path).__name__}")
     path = Path(path)
     if path.is_dir():
-        raise IsADirectoryError(f"path: {str(path)!r} is a directory, expected an mlp_gpu .h5 file")
+        raise IsADirectoryError(f"path: {str(path)!r} is a directory, expected a model file")
     if not path.exists():
         raise FileNotFoundError(f"path: {str(path)!r} does not exist")
+    return path
+
+
+def _open(path, allow_keras=False):
+    h5py = _h5py()
+    path = _check_file(path)
     verify_seal(path)
     try:
         f = h5py.File(path, "r")
@@ -175,6 +183,7 @@ def load_weights(model, path) -> None:
 def load_model(path, backend=None):
     """Rebuild a saved model: architecture, weights, and compiled state when it was saved.
     A ``.keras`` path reads Keras 3's zip format (io/keras_zip.py)."""
+    path = _check_file(path)
     if str(path).endswith(".keras"):
         from .keras_zip import load_keras
         return load_keras(path, backend=backend)
