@@ -16,13 +16,13 @@ def check_activation(activation) -> str:
 
 
 def _check_shape(shape, arg):
-    try:
-        shape = tuple(int(d) for d in shape)
-    except TypeError:
-        raise TypeError(f"{arg}: expected a tuple of positive ints, got {shape!r}") from None
-    if not shape or any(d <= 0 for d in shape):
+    if isinstance(shape, (str, bytes)) or not hasattr(shape, "__iter__"):
+        raise TypeError(f"{arg}: expected a tuple of positive ints, got {shape!r}")
+    dims = tuple(shape)  # no int() on each: it would read "28" or truncate 28.5 without a word
+    if not dims or any(isinstance(d, (bool, np.bool_)) or not isinstance(d, (int, np.integer)) or d <= 0
+                       for d in dims):
         raise ValueError(f"{arg}: expected a tuple of positive ints, got {shape!r}")
-    return shape
+    return tuple(int(d) for d in dims)
 
 
 def _first_layer_shape(owner, input_shape, input_dim):

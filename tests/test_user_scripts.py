@@ -215,3 +215,60 @@ def test_load_model_of_a_missing_file_names_the_path(tmp_path, name):
         mlp_gpu.models.load_model(tmp_path / "folder.keras")
     with pytest.raises(TypeError, match="path: expected a file path"):
         mlp_gpu.models.load_model(None)
+
+
+# (base class, where Keras users import its subclasses from): keras.layers.Dropout, keras.optimizers.Nadam,
+# keras.optimizers.schedules.ExponentialDecay, ... A row whose base does not exist yet is not checked.
+KERAS_HOMES = [("layers", "Layer", "layers"), ("optimizers", "Optimizer", "optimizers"),
+               ("callbacks", "Callback", "callbacks"), ("losses", "Loss", "losses"),
+               ("initializers", "Initializer", "initializers"), ("regularizers", "Regularizer", "regularizers"),
+               ("schedules", "LearningRateSchedule", "optimizers.schedules"), ("metrics", "Metric", "metrics")]
+
+
+def _public_subclasses(base):
+    todo, found = [base], []
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            todo.append(sub)
+            if sub.__module__.startswith("mlp_gpu") and not sub.__name__.startswith("_"):
+                found.append(sub)
+    return found
+
+
+def test_every_public_class_is_importable_from_its_keras_module():
+    import importlib
+    import pkgutil
+
+    for info in pkgutil.iter_modules(mlp_gpu.__path__):
+        if not info.name.startswith("_"):
+            try:
+                importlib.import_module(f"mlp_gpu.{info.name}")
+            except ImportError:  # an optional dependency (e.g. a GPU-only one): its classes are not checked
+                pass
+    missing = []
+    for module, base_name, home in KERAS_HOMES:
+        base = getattr(importlib.import_module(f"mlp_gpu.{module}"), base_name, None) \
+            if importlib.util.find_spec(f"mlp_gpu.{module}") else None
+        if base is None:
+            continue
+        target = mlp_gpu
+        for part in home.split("."):
+            target = getattr(target, part, None)
+        for cls in _public_subclasses(base):
+            if getattr(target, cls.__name__, None) is not cls:
+                missing.append(f"mlp_gpu.{home}.{cls.__name__} (defined in {cls.__module__})")
+    assert not missing, "Keras users import these from the Keras module of their kind: " + ", ".join(missing)
+
+
+@pytest.mark.parametrize("shape, error", [("abc", TypeError), (28, TypeError), ((28.5,), ValueError),
+                                          (("28", "28"), ValueError), ((28, None), ValueError), ((), ValueError),
+                                          ((True, 3), ValueError)])
+def test_a_bad_input_shape_is_named_never_converted_silently(shape, error):
+    with pytest.raises(error, match=r"Input\(shape\): expected a tuple of positive ints, got "):
+        mlp_gpu.layers.Input(shape=shape)
+
+
+def test_input_shapes_users_write_are_accepted():
+    assert mlp_gpu.layers.Input(shape=[28, 28]).shape == (28, 28)
+    assert mlp_gpu.layers.Input(shape=np.array([8])).shape == (8,)
+    assert mlp_gpu.layers.Input(shape=np.zeros((5, 8)).shape[1:]).shape == (8,)
