@@ -224,4 +224,8 @@ def check_targets(loss: Loss, y, rows: int, units: int, dtype=np.float32) -> np.
     y = y.astype(dtype)
     if not np.all(np.isfinite(y)):
         raise ValueError("y: targets contain NaN or infinity")
+    if isinstance(loss, BinaryCrossentropy) and rows and (y.min() < 0 or y.max() > 1):
+        # Keras computes a meaningless (even negative) loss here without a word
+        raise ValueError(f"y: loss={loss.name!r} expects targets in [0, 1] (probabilities or 0/1 labels), "
+                         f"found values from {y.min():g} to {y.max():g}")
     return y

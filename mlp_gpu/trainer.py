@@ -278,6 +278,16 @@ def checked_fit_data(model, x, y, validation_split=0.0, validation_data=None):
     return x, y, None, None
 
 
+def _check_optimizer_fits(model) -> None:
+    """One optimizer object compiled into two models holds the state of the last one compiled: say so
+    instead of failing inside the update with NumPy's broadcast message."""
+    state = getattr(model.optimizer, "state", None)
+    if state is not None and state.shape[-1] != model.params.size:
+        raise ValueError(f"optimizer: this {type(model.optimizer).__name__} holds state for {state.shape[-1]:,} "
+                         f"parameters, but model {model.name!r} has {model.params.size:,}: it was compiled into "
+                         "another model since; give each model its own optimizer object, or compile this model again")
+
+
 def prepare_fit(model, x, y, batch_size=32, epochs=1, validation_split=0.0, validation_data=None,
                 shuffle=True, initial_epoch=0, seed=None, distribute=None) -> FitRun:
     """Check the arguments, split off validation rows, put the data on the device, make the workspaces.
@@ -285,6 +295,7 @@ def prepare_fit(model, x, y, batch_size=32, epochs=1, validation_split=0.0, vali
     With several ranks: check they agree, take rank 0's seed, weights and optimizer state.
     """
     model._require_compiled("fit")
+    _check_optimizer_fits(model)
     batch_size = check_int(batch_size, "batch_size", 1)
     epochs = check_int(epochs, "epochs", 0)
     model.build_for_data(x)

@@ -272,3 +272,30 @@ def test_input_shapes_users_write_are_accepted():
     assert mlp_gpu.layers.Input(shape=[28, 28]).shape == (28, 28)
     assert mlp_gpu.layers.Input(shape=np.array([8])).shape == (8,)
     assert mlp_gpu.layers.Input(shape=np.zeros((5, 8)).shape[1:]).shape == (8,)
+
+
+def test_binary_targets_outside_0_1_are_refused(housing):
+    X_train = housing[0]
+    model = mlp_gpu.Sequential([mlp_gpu.layers.Input(shape=[8]), mlp_gpu.layers.Dense(1, activation="sigmoid")])
+    model.compile(loss="binary_crossentropy", optimizer="adam", metrics=["accuracy"])
+    labels = np.arange(len(X_train)) % 3  # a 3-class label vector passed to a binary model by mistake
+    with pytest.raises(ValueError, match=r"y: loss='binary_crossentropy' expects targets in \[0, 1\].* 0 to 2"):
+        model.fit(X_train, labels, verbose=0)
+    model.fit(X_train, labels == 1, verbose=0)  # 0/1 labels (bool too) and probabilities are fine
+    model.fit(X_train, np.full(len(X_train), 0.25), verbose=0)
+
+
+def test_one_optimizer_compiled_into_two_models_is_named_not_a_broadcast_error(housing):
+    X_train, y_train = housing[:2]
+    optimizer = mlp_gpu.optimizers.Adam(learning_rate=1e-3)
+    model_a = mlp_gpu.Sequential([mlp_gpu.layers.Input(shape=[8]), mlp_gpu.layers.Dense(1)])
+    model_a.compile(loss="mse", optimizer=optimizer)
+    model_b = mlp_gpu.Sequential([mlp_gpu.layers.Input(shape=[8]), mlp_gpu.layers.Dense(4, activation="relu"),
+                                  mlp_gpu.layers.Dense(1)])
+    model_b.compile(loss="mse", optimizer=optimizer)
+    model_b.fit(X_train, y_train, verbose=0)  # the model compiled last trains
+    with pytest.raises(ValueError, match="optimizer: this Adam holds state for 41 parameters, but model "
+                                         "'sequential' has 9: it was compiled into another model"):
+        model_a.fit(X_train, y_train, verbose=0)
+    model_a.compile(loss="mse", optimizer=optimizer)  # compiling again takes it back, as the message says
+    model_a.fit(X_train, y_train, verbose=0)
