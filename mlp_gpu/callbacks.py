@@ -8,6 +8,7 @@ no callback wants it.
 from __future__ import annotations
 
 import csv
+import inspect
 import logging
 import math
 import string
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._checks import check_int
+from ._checks import check_int, check_number
 
 log = logging.getLogger("mlp_gpu")
 
@@ -387,21 +388,35 @@ class TerminateOnNaN(Callback):
         self._check(logs, f"at the end of epoch {epoch + 1}")
 
 
+def _positional_count(fn) -> int | None:
+    """How many positional arguments ``fn`` takes (None: unknown, or any number)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind == p.VAR_POSITIONAL for p in params):
+        return None
+    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+
+
 class LearningRateScheduler(Callback):
-    """Set the learning rate at each epoch's start from ``schedule(epoch, lr) -> new lr``."""
+    """Set the learning rate at each epoch's start from ``schedule(epoch, lr) -> new lr``, or from
+    ``schedule(epoch)`` as Keras also accepts (the book's ``exponential_decay_fn(epoch)``)."""
 
     def __init__(self, schedule, verbose=0):
         if not callable(schedule):
             raise TypeError(f"LearningRateScheduler(schedule): expected a callable, got {type(schedule).__name__}")
         self.schedule, self.verbose = schedule, verbose
+        self._takes_lr = _positional_count(schedule) != 1
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:  # as Keras: the History gets a "learning_rate" column
             logs["learning_rate"] = float(self.model.optimizer.learning_rate)
 
     def on_epoch_begin(self, epoch, logs=None):
-        lr = float(self.schedule(epoch, float(self.model.optimizer.learning_rate)))
-        self.model.optimizer.learning_rate = lr
+        lr = self.schedule(epoch, float(self.model.optimizer.learning_rate)) if self._takes_lr else self.schedule(epoch)
+        self.model.optimizer.learning_rate = check_number(lr, "LearningRateScheduler: the schedule's result", 0,
+                                                          low_open=True)
         if self.verbose:
             print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr}.")
 

@@ -299,3 +299,26 @@ def test_one_optimizer_compiled_into_two_models_is_named_not_a_broadcast_error(h
         model_a.fit(X_train, y_train, verbose=0)
     model_a.compile(loss="mse", optimizer=optimizer)  # compiling again takes it back, as the message says
     model_a.fit(X_train, y_train, verbose=0)
+
+
+def test_chapter11_learning_rate_scheduler_with_the_books_one_argument_schedule(housing):
+    X_train, y_train = housing[:2]
+
+    def exponential_decay(lr0, s):
+        def exponential_decay_fn(epoch):
+            return lr0 * 0.1 ** (epoch / s)
+        return exponential_decay_fn
+
+    exponential_decay_fn = exponential_decay(lr0=0.01, s=20)
+    model = mlp_gpu.Sequential([mlp_gpu.layers.Input(shape=[8]), mlp_gpu.layers.Dense(1)])
+    model.compile(loss="mse", optimizer="sgd")
+    lr_scheduler = mlp_gpu.callbacks.LearningRateScheduler(exponential_decay_fn)
+    history = model.fit(X_train, y_train, epochs=3, callbacks=[lr_scheduler], verbose=0)
+    np.testing.assert_allclose(history.history["learning_rate"], [exponential_decay_fn(e) for e in range(3)],
+                               rtol=1e-6)
+    two_args = mlp_gpu.callbacks.LearningRateScheduler(lambda epoch, lr: lr * 0.5)
+    history = model.fit(X_train, y_train, epochs=1, callbacks=[two_args], verbose=0)
+    np.testing.assert_allclose(history.history["learning_rate"], [exponential_decay_fn(2) * 0.5], rtol=1e-6)
+    with pytest.raises(ValueError, match="LearningRateScheduler: the schedule's result: expected a positive "
+                                         "finite number, got 'fast'"):
+        model.fit(X_train, y_train, callbacks=[mlp_gpu.callbacks.LearningRateScheduler(lambda e: "fast")], verbose=0)
