@@ -183,7 +183,7 @@ class Sequential:
                 layer.attach_rng(rng, self.rng_counter)
         self.built = True
         self._drawn_digest = self._weights_digest()
-        if self.optimizer is not None and self.optimizer.state is None:  # compile waited for the shape
+        if self.optimizer is not None:  # compile waited for the shape (its optimizer may hold another model's state)
             self.optimizer.build(self.backend, self.params.size, dtype=self.dtype, segments=self.param_segments)
         return self
 
@@ -210,8 +210,11 @@ class Sequential:
         return sum(int(w.size) for w in self._weight_views())
 
     def _require_built(self, what):
+        if not self.built and self.input_known:  # as in Keras, a declared input shape is enough to build
+            self.build(seed=self._compile_seed)
         if not self.built:
-            raise RuntimeError(f"{what}: the model is not built yet; call build(), compile() or fit() first")
+            raise RuntimeError(f"{what}: the model is not built yet: its input shape is unknown; start with "
+                               "Input(shape=...), call build(input_shape), or fit/evaluate/predict on data first")
 
     def _require_compiled(self, what):
         if self.loss is None:
@@ -357,8 +360,11 @@ class Sequential:
             layers.append(layer_from_config(entry.get("class_name"), entry["config"]))
         return cls(layers, name=config.get("name"), backend=backend)
 
-    def summary(self, print_fn=print) -> None:
-        """Print each layer's output shape and parameter count, and the float32 size."""
+    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False, show_trainable=False,
+                layer_range=None) -> None:
+        """Print each layer's output shape and parameter count, and the float32 size. Keras' arguments;
+        only ``print_fn`` changes what is printed (no nested models to expand; columns fit their text)."""
+        print_fn = print if print_fn is None else print_fn
         self.build()
         rows = [("Layer (type)", "Output Shape", "Param #")]
         for layer in self.layers:

@@ -322,3 +322,18 @@ def test_chapter11_learning_rate_scheduler_with_the_books_one_argument_schedule(
     with pytest.raises(ValueError, match="LearningRateScheduler: the schedule's result: expected a positive "
                                          "finite number, got 'fast'"):
         model.fit(X_train, y_train, callbacks=[mlp_gpu.callbacks.LearningRateScheduler(lambda e: "fast")], verbose=0)
+
+
+def test_a_model_with_a_declared_input_is_usable_before_compile(tmp_path):
+    model = mlp_gpu.models.Sequential([mlp_gpu.layers.InputLayer(shape=(28, 28)), mlp_gpu.layers.Flatten(),
+                                       mlp_gpu.layers.Dense(10, activation="softmax")])
+    assert model.count_params() == 7850  # Keras builds a Sequential as soon as its input shape is known
+    weights, biases = model.layers[-1].get_weights()
+    assert weights.shape == (784, 10) and not biases.any()
+    model.save(tmp_path / "untrained.keras")
+    lines = []
+    model.summary(line_length=80, expand_nested=True, show_trainable=True, print_fn=lines.append)
+    assert any("7,850" in line for line in lines)
+    deferred = mlp_gpu.Sequential([mlp_gpu.layers.Dense(10)])
+    with pytest.raises(RuntimeError, match="count_params: the model is not built yet: its input shape is unknown"):
+        deferred.count_params()
