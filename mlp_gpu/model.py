@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import weakref
 
 import numpy as np
 
@@ -140,6 +141,7 @@ class Sequential:
             raise ValueError("model: needs at least one Dense layer")
         if not self.compute_layers:
             raise ValueError("model: needs at least one Dense layer")
+        self._check_layers_are_own()
         shape = self._input_shape(input_shape)
         if shape is None:
             raise ValueError("model: the input shape is unknown; start with Input(shape=...), give the first "
@@ -181,11 +183,24 @@ class Sequential:
             layer.bind(self.backend, p, g, st)
             if getattr(layer, "uses_rng", False):
                 layer.attach_rng(rng, self.rng_counter)
+        for layer in self.layers:
+            layer._owner = weakref.ref(self)
         self.built = True
         self._drawn_digest = self._weights_digest()
         if self.optimizer is not None:  # compile waited for the shape (its optimizer may hold another model's state)
             self.optimizer.build(self.backend, self.params.size, dtype=self.dtype, segments=self.param_segments)
         return self
+
+    def _check_layers_are_own(self) -> None:
+        """A layer holds views into one model's flat buffers: building it into a second model would
+        silently point the first one at the second's weights."""
+        for layer in self.layers:
+            owner = layer._owner() if getattr(layer, "_owner", None) is not None else None
+            if owner is not None and owner is not self:
+                raise ValueError(f"layer {layer.name!r} already belongs to model {owner.name!r}; Keras would share its "
+                                 "weights between both models, mlp_gpu keeps one weight buffer per model. Use new "
+                                 "layers (e.g. mlp_gpu.models.clone_model(model)) and copy weights with "
+                                 "set_weights(old.get_weights())")
 
     def _weights_digest(self) -> str:
         return hashlib.sha256(self.backend.to_host(self.params).tobytes()).hexdigest()

@@ -337,3 +337,23 @@ def test_a_model_with_a_declared_input_is_usable_before_compile(tmp_path):
     deferred = mlp_gpu.Sequential([mlp_gpu.layers.Dense(10)])
     with pytest.raises(RuntimeError, match="count_params: the model is not built yet: its input shape is unknown"):
         deferred.count_params()
+
+
+def test_chapter11_reusing_layers_clone_model_and_set_weights(housing):
+    X_train, y_train = housing[:2]
+    model_A = mlp_gpu.Sequential([mlp_gpu.layers.Input(shape=[8]), mlp_gpu.layers.Dense(16, activation="relu"),
+                                  mlp_gpu.layers.Dense(1)])
+    model_A.compile(loss="mse", optimizer="sgd")
+    model_A.fit(X_train, y_train, epochs=1, verbose=0)
+    before = model_A.predict(X_train[:5], verbose=0)
+    model_A_clone = mlp_gpu.models.clone_model(model_A)
+    assert [layer.name for layer in model_A_clone.layers] == [layer.name for layer in model_A.layers]
+    model_A_clone.set_weights(model_A.get_weights())
+    np.testing.assert_allclose(model_A_clone.predict(X_train[:5], verbose=0), before)
+    # Keras shares the layers' weights between the two models here; we refuse rather than silently
+    # pointing model_A at the new model's weights.
+    model_B_on_A = mlp_gpu.Sequential(model_A.layers[:-1])
+    model_B_on_A.add(mlp_gpu.layers.Dense(1, activation="sigmoid"))
+    with pytest.raises(ValueError, match="layer 'dense' already belongs to model 'sequential'"):
+        model_B_on_A.compile(loss="binary_crossentropy", optimizer="sgd")
+    np.testing.assert_allclose(model_A.predict(X_train[:5], verbose=0), before)
