@@ -354,6 +354,7 @@ def test_chapter11_reusing_layers_clone_model_and_set_weights(housing):
     # pointing model_A at the new model's weights.
     model_B_on_A = mlp_gpu.Sequential(model_A.layers[:-1])
     model_B_on_A.add(mlp_gpu.layers.Dense(1, activation="sigmoid"))
+    model_B_on_A.compile(loss="binary_crossentropy", optimizer="sgd")
     with pytest.raises(ValueError, match="layer 'dense' already belongs to model 'sequential'"):
-        model_B_on_A.compile(loss="binary_crossentropy", optimizer="sgd")
+        model_B_on_A.fit(X_train, y_train > 0, verbose=0)
     np.testing.assert_allclose(model_A.predict(X_train[:5], verbose=0), before)
