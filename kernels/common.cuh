@@ -7,9 +7,10 @@
 
 // The numbers shared with Python (activation codes ACT_*, optimizer scalar slots HYPER_*,
 // accumulator slots ACC_*, block shapes) come from mlp_gpu/backend/shared_constants.py as
-// -D options given to every compiler; they are never typed here.
+// -D options given by the backend, NVRTC test and harness, or, for a plain nvcc, from the header
+// generated from the same source (tests/test_shared_constants keeps it equal); never typed here.
 #ifndef ACC_SIZE
-#error "compile with the -D options of mlp_gpu.backend.shared_constants.define_options()"
+#include "shared_constants.cuh"
 #endif
 
 // Toolbox constants (mlp_gpu/backend/layer_ops.py, mlp_gpu/schedules.py, cuda_layer_ops.py).

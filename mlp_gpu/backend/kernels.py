@@ -31,9 +31,10 @@ def kernel_files() -> list[Path]:
 
 
 def source(path: Path) -> str:
-    """The file's text with local #include "..." lines expanded (NVRTC then needs no include path)."""
+    """The file's text with local #include "..." lines expanded, nested ones too (NVRTC then needs no
+    include path)."""
     text = path.read_text()
-    return _INCLUDE.sub(lambda m: (path.parent / m.group(1)).read_text().replace("#pragma once", ""), text)
+    return _INCLUDE.sub(lambda m: source(path.parent / m.group(1)).replace("#pragma once", ""), text)
 
 
 NVRTC_STD = "--std=c++17"

@@ -52,3 +52,12 @@ def defines() -> dict[str, int]:
 def define_options() -> tuple[str, ...]:
     """The defines as ``-DNAME=value`` options, which NVRTC, nvcc and g++ all read alike."""
     return tuple(f"-D{name}={value}" for name, value in defines().items())
+
+
+def header_text() -> str:
+    """The same defines as a header, ``kernels/shared_constants.cuh``, so a plain ``nvcc file.cu``
+    compiles too; the backend still passes the options, and a test keeps the file equal to this."""
+    lines = ["// Generated from mlp_gpu/backend/shared_constants.py by header_text(); do not edit.",
+             "#pragma once"]
+    lines += [f"#define {name} {value}" for name, value in defines().items()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,29 @@
+// Generated from mlp_gpu/backend/shared_constants.py by header_text(); do not edit.
+#pragma once
+#define ACT_LINEAR 0
+#define ACT_RELU 1
+#define ACT_SIGMOID 2
+#define ACT_TANH 3
+#define ACT_SOFTMAX 4
+#define METRIC_ABS_ERROR 0
+#define METRIC_SQUARED_ERROR 1
+#define METRIC_BINARY_HITS 2
+#define HYPER_LR 0
+#define HYPER_MOMENTUM 1
+#define HYPER_BETA_1 2
+#define HYPER_BETA_2 3
+#define HYPER_EPSILON 4
+#define HYPER_ITERATIONS 5
+#define HYPER_RHO 6
+#define HYPER_WEIGHT_DECAY 7
+#define HYPER_U_PRODUCT 8
+#define HYPER_SIZE 16
+#define ACC_LOSS_SUM 0
+#define ACC_CORRECT 1
+#define ACC_FINITE_STEPS 2
+#define ACC_SIZE 3
+#define LT_SCALAR_NEG_LR 0
+#define LT_SCALAR_ONE 1
+#define LT_SCALAR_ZERO 2
+#define GEMM_TILE 16
+#define BIAS_GRAD_ROWS 8
