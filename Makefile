@@ -80,8 +80,9 @@ GPU_ENV = PYTHONPATH=$$(if ls .whl/nvmath_python-*.whl >/dev/null 2>&1 && python
 	--no-deps --no-compile --no-cache-dir --upgrade --target $(GPU_SITE) .whl/nvmath_python-*.whl >&2; \
 	then echo $(GPU_SITE):.; else echo .; fi)
 
+GPU_BUDGET ?= 300
 gpu-check:
-	$(GPU_ENV) python3 benchmarks/gpu_check.py --out $(GPU_OUT)
+	$(GPU_ENV) python3 benchmarks/gpu_check.py --budget $(GPU_BUDGET) --out $(GPU_OUT)
 
 # Only the graph routes against PyTorch (a few minutes less than the whole gpu-check).
 gpu-routes:

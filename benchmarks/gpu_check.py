@@ -28,6 +28,7 @@ import os
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -48,13 +49,29 @@ def say(*parts):
     print(*parts, flush=True)
 
 
-def run_gpu_tests(out: Path) -> dict:
-    cmd = [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", str(ROOT / "tests")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    (out / "gpu-tests.log").write_text(proc.stdout + proc.stderr)
-    summary = (proc.stdout.strip().splitlines() or ["(no output)"])[-1]
+def run_gpu_tests(out: Path, timeout_s: float) -> dict:
+    """pytest -m gpu, spread over 8 processes where pytest-xdist is installed (the GPU machine has it),
+    each test limited to 120 s where pytest-timeout is, the whole run to timeout_s."""
+    import importlib.util
+
+    cmd = [sys.executable, "-m", "pytest", "-v", "-rfE", "--tb=short", "-m", "gpu", "-p", "no:cacheprovider"]
+    if importlib.util.find_spec("xdist"):
+        cmd += ["-n", "8"]
+    if importlib.util.find_spec("pytest_timeout"):
+        cmd += ["--timeout", "120"]
+    path = [str(ROOT)] + os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+    try:
+        proc = subprocess.run(cmd + [str(ROOT / "tests")], capture_output=True, text=True, cwd=ROOT, env=env,
+                              timeout=timeout_s)
+        text, code = proc.stdout + proc.stderr, proc.returncode
+    except subprocess.TimeoutExpired as exc:
+        text = "".join(part.decode() if isinstance(part, bytes) else (part or "") for part in (exc.stdout, exc.stderr))
+        text, code = text + f"\n(stopped after {timeout_s:.0f} s)", "timeout"
+    (out / "gpu-tests.log").write_text(text)
+    summary = (text.strip().splitlines() or ["(no output)"])[-1]
     say("gpu tests:", summary)
-    return {"exit_code": proc.returncode, "summary": summary}
+    return {"exit_code": code, "summary": summary, "command": " ".join(cmd)}
 
 
 def launch_overhead_us(backend, count=20000) -> float:
@@ -126,11 +143,47 @@ def nccl_one_rank(data, epochs=1) -> dict:
     return out
 
 
+class Stages:
+    """gpu-check's stages in order under one time budget: a stage runs only while the budget leaves it
+    `needs` seconds, a stage that raises is recorded (its traceback) and the rest go on, and the results
+    are written after every stage, so a run cut short or failing half-way still reports what it measured."""
+
+    def __init__(self, result: dict, budget_s: float, write):
+        self.result, self.write = result, write
+        self.deadline = time.monotonic() + budget_s
+        result["stages"] = {}
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def run(self, name: str, needs: float, fn):
+        record = self.result["stages"]
+        if self.left() < needs:
+            record[name] = f"skipped: {self.left():.0f} s of the budget left, it needs {needs:.0f}"
+            say(name, record[name])
+            self.write()
+            return None
+        t0 = time.monotonic()
+        try:
+            value = fn()
+            record[name] = f"ok in {time.monotonic() - t0:.1f} s"
+        except Exception as exc:
+            value = None
+            record[name] = f"FAILED after {time.monotonic() - t0:.1f} s: {type(exc).__name__}: {exc}"
+            self.result.setdefault("tracebacks", {})[name] = traceback.format_exc()
+            say(traceback.format_exc())
+        say(f"stage {name}: {record[name]}")
+        self.write()
+        return value
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--smoke", action="store_true", help="the CPU smoke matrix, to check this script without a GPU")
     ap.add_argument("--routes-only", action="store_true", help="only the graph routes against PyTorch")
+    ap.add_argument("--budget", type=float, default=300.0, help="seconds the whole run may take (stages that "
+                    "would not fit are skipped and reported)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -145,60 +198,83 @@ def main(argv=None) -> int:
         routes = graph_routes.run(out, graph_routes.Setup(epochs=1, long_epochs=3) if args.smoke else None, log=say)
         return 0 if all(p["ok"] for p in routes["parity"]) else 1
     result = {"benchmark": "gpu_check", "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "smoke": args.smoke,
-              "machine": describe_machine(), "cupy_unavailable": available_backends()["cupy"]}
+              "budget_s": args.budget, "machine": describe_machine(), "cupy_unavailable": available_backends()["cupy"],
+              "nvmath": vendor_gemm.unavailable_reason() or "importable"}
     say("machine:", result["machine"])
-    if gpu:
-        result["tests"] = run_gpu_tests(out)
+    name = "smoke" if args.smoke else result["machine"].get("gpu", {}).get("device", "cpu").replace(" ", "-")
+
+    def write():
+        (out / f"gpu-check-{name}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+        (out / f"gpu-check-{name}.md").write_text(markdown(result))
+
+    stages = Stages(result, args.budget, write)
     source, data = load_data()
     result["data"] = source
-    suite = run_suite("smoke" if args.smoke or not gpu else "gpu", repeats=1 if args.smoke else 5, out=out,
-                      log=say)
-    result["bench_files"] = suite.get("files", [])
-    result["ratios"] = suite["ratios"]
     if gpu:
-        kernels = kernel_bench.run(validate_only=False, log=say)
-        result["kernels"] = {"all_valid": kernels["all_valid"],
-                             "files": [str(p) for p in kernel_bench.write(kernels, out)]}
-        eager = get_backend("cupy", graph=False)
-        result["launch_overhead_us"] = launch_overhead_us(eager)
+        # The headline numbers first, so that a run cut short still has them.
+        result["tests"] = stages.run("gpu tests", 60, lambda: run_gpu_tests(out, max(30.0, stages.left() - 150)))
+        result["full_run"] = stages.run("30-epoch graph run", 40,
+                                        lambda: full_run(get_backend("cupy", graph=True), data, 30))
+        suite = stages.run("bench matrix", 40, lambda: run_suite("gpu", repeats=3, out=out, log=say))
+        kernels = stages.run("kernel bench", 15, lambda: kernel_bench.run(validate_only=False, log=say))
+        if kernels is not None:
+            result["kernels"] = {"all_valid": kernels["all_valid"],
+                                 "files": [str(p) for p in kernel_bench.write(kernels, out)]}
+        result["launch_overhead_us"] = stages.run("launch overhead", 5,
+                                                  lambda: launch_overhead_us(get_backend("cupy", graph=False)))
+        quick = graph_routes.Setup(epochs=2, long_epochs=5)
+        routes = stages.run("graph routes", 60, lambda: graph_routes.run(
+            out, None if stages.left() > 200 else quick, data=data, log=say))
+        if routes is not None:
+            result["graph_routes"] = {"file": "graph-routes.md", "parity_ok": all(p["ok"] for p in routes["parity"])}
+        result["nccl_one_rank"] = stages.run("nccl one rank", 20, lambda: nccl_one_rank(data))
+    else:
+        suite = stages.run("bench matrix", 0, lambda: run_suite("smoke" if args.smoke else "cpu",
+                                                               repeats=1 if args.smoke else 5, out=out, log=say))
+        result["full_run"] = stages.run("full run", 0, lambda: full_run(get_backend("numpy"), data,
+                                                                         2 if args.smoke else 30))
+    if suite is not None:
+        result["bench_files"] = suite.get("files", [])
+        result["ratios"] = suite["ratios"]
         graph_ref = [c for c in suite["cells"] if c["workload"] == "reference" and c["impl"] == "cupy_graph"]
         if graph_ref and "median_s" in graph_ref[0]:
             result["graph_us_per_step"] = graph_ref[0]["median_s"] / graph_ref[0]["steps_per_epoch"] * 1e6
-        result["full_run"] = full_run(get_backend("cupy", graph=True), data, 30)
-        routes = graph_routes.run(out, graph_routes.Setup(epochs=1, long_epochs=3) if args.smoke else None, log=say)
-        result["graph_routes"] = {"file": "graph-routes.md", "parity_ok": all(p["ok"] for p in routes["parity"])}
-        result["nccl_one_rank"] = nccl_one_rank(data)
-    else:
-        result["full_run"] = full_run(get_backend("numpy"), data, 2 if args.smoke else 30)
     say("full run:", result["full_run"])
-    name = "smoke" if args.smoke else result["machine"].get("gpu", {}).get("device", "cpu").replace(" ", "-")
-    (out / f"gpu-check-{name}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    (out / f"gpu-check-{name}.md").write_text(markdown(result))
+    write()
     say("wrote", out / f"gpu-check-{name}.md")
-    ok = result.get("tests", {}).get("exit_code", 0) == 0 and result.get("kernels", {}).get("all_valid", True)
+    ok = (all(s.startswith("ok") for s in result["stages"].values())
+          and (result.get("tests") or {}).get("exit_code", 0) == 0
+          and result.get("kernels", {}).get("all_valid", True))
     return 0 if ok else 1
 
 
 def markdown(r) -> str:
     gpu = r["machine"].get("gpu", {}).get("device") or f"none ({r['cupy_unavailable']})"
-    fr = r["full_run"]
-    lines = [f"# gpu-check {r['date']}", "", f"Device: {gpu}; data: {r['data']}.", ""]
-    if "tests" in r:
+    lines = [f"# gpu-check {r['date']}", "", f"Device: {gpu}; data: {r.get('data')}; nvmath-python: {r['nvmath']}; "
+             f"budget {r['budget_s']:.0f} s.", "", "Stages:", ""]
+    lines += [f"- {k}: {v}" for k, v in r["stages"].items()] + [""]
+    if r.get("tests"):
         lines += [f"GPU tests: {r['tests']['summary']} (exit {r['tests']['exit_code']}); log in gpu-tests.log.", ""]
     if "kernels" in r:
         lines += [f"Kernels against NumPy: {'all valid' if r['kernels']['all_valid'] else 'SOME INVALID'}; "
                   "times and % of peak in the kernels-* files.", ""]
-    if "launch_overhead_us" in r:
+    if r.get("launch_overhead_us"):
         lines += [f"CuPy RawKernel launch: {r['launch_overhead_us']:.2f} µs host-side per launch."]
     if "graph_us_per_step" in r:
         lines += [f"Graph replay, reference workload: {r['graph_us_per_step']:.2f} µs per training step."]
-    lines += ["", f"Full run ({fr['backend']}): {fr['epochs']} epochs of the reference workload with per-epoch "
-              f"validation in {fr['train_seconds_with_validation']:.2f} s; val accuracy {fr['val_accuracy']:.4f}, "
-              f"test accuracy {fr['test_accuracy']:.4f}.", "", "Ratios from the suite (see the bench-* files):", ""]
-    lines += [f"- {k}: {v:.3f}" for k, v in r["ratios"].items()]
-    if "nccl_one_rank" in r:
+    fr = r.get("full_run")
+    if fr:
+        lines += ["", f"Full run ({fr['backend']}): {fr['epochs']} epochs of the reference workload with per-epoch "
+                  f"validation in {fr['train_seconds_with_validation']:.2f} s; val accuracy {fr['val_accuracy']:.4f}, "
+                  f"test accuracy {fr['test_accuracy']:.4f}."]
+    if r.get("ratios"):
+        lines += ["", "Ratios from the suite (see the bench-* files):", ""]
+        lines += [f"- {k}: {v:.3f}" for k, v in r["ratios"].items()]
+    if r.get("nccl_one_rank"):
         lines += ["", "NCCL engine on one rank (all-reduce in the step, graph mode): "
                   + ", ".join(f"{k} {v}" for k, v in r["nccl_one_rank"].items()) + "."]
+    for stage, tb in r.get("tracebacks", {}).items():
+        lines += ["", f"Traceback of {stage}:", "", "```", tb.rstrip(), "```"]
     return "\n".join(lines) + "\n"
 
 

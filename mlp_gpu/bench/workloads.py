@@ -61,8 +61,7 @@ def gpu_matrix() -> Matrix:
         Workload("batch-1024", batch=1024, impls=("numpy",) + GPU_PEERS),
         Workload("batch-4096", batch=4096, impls=("numpy",) + GPU_PEERS),
         Workload("wide", sizes=WIDE, cpu_rows=2000, impls=("numpy",) + GPU_PEERS),
-        *[Workload(f"rows-{n}", rows=n, impls=("numpy", "cupy_graph"))
-          for n in (5000, 15000, 30000)],
+        *[Workload(f"rows-{n}", rows=n, impls=("cupy_graph",)) for n in (5000, 15000, 30000)],
     ])
 
 
