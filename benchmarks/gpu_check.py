@@ -69,7 +69,10 @@ def run_gpu_tests(out: Path, timeout_s: float) -> dict:
         text = "".join(part.decode() if isinstance(part, bytes) else (part or "") for part in (exc.stdout, exc.stderr))
         text, code = text + f"\n(stopped after {timeout_s:.0f} s)", "timeout"
     (out / "gpu-tests.log").write_text(text)
-    summary = (text.strip().splitlines() or ["(no output)"])[-1]
+    import re
+
+    finals = [line for line in text.splitlines() if re.match(r"=+ .* in [\d.]+s.* =+$", line)]
+    summary = finals[-1].strip("= ") if finals else "(no summary line: see gpu-tests.log)"
     say("gpu tests:", summary)
     return {"exit_code": code, "summary": summary, "command": " ".join(cmd)}
 

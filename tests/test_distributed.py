@@ -228,4 +228,8 @@ def test_nccl_on_one_rank_trains_like_one_process(graph):
         weights.append(model.get_weights())
     for a, b in zip(*weights):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
-    assert comm.allreduce_calls >= 2 * 16
+    if graph:  # captured once and replayed: Python sees the captures and the eager last batches only
+        assert "two graphs" not in backend.route["route"]
+        assert 1 <= comm.allreduce_calls < 2 * 16
+    else:
+        assert comm.allreduce_calls >= 2 * 16

@@ -88,7 +88,9 @@ class CupyBackend(CudaOps):
     graph: capture training steps as CUDA graphs and replay them (env MLP_GPU_GRAPH, default on).
     tf32:  let cuBLAS use TF32 tensor cores for float32 GEMMs (env MLP_GPU_TF32, default off).
     gemm:  the GEMM route of a captured step (env MLP_GPU_GEMM, default "auto"):
-           "auto"   cuBLAS eagerly; in graphs CuPy's cuBLAS if it can be captured, else our kernel (today's);
+           "auto"   cuBLAS eagerly; in graphs "lt" where nvmath-python imports (fastest at every shape
+                    measured on an H200, benchmarks/results/graph-routes.md), else CuPy's cuBLAS if it
+                    can be captured, else our kernel;
            "kernel" our sgemm_strided;
            "cublas" cuBLAS through nvmath-python's bindings, which can be captured;
            "lt"     the fused cuBLASLt step (step_plan.py) where the model fits it, else "cublas".
@@ -242,6 +244,8 @@ class CupyBackend(CudaOps):
         from .fused_step import FusedStep
 
         choice, notes = self.gemm_choice, []
+        if choice == "auto" and vendor_gemm.unavailable_reason() is None:
+            choice = "lt"
         if choice == "lt":
             why = vendor_gemm.unavailable_reason()
             if why is None and model is None:
