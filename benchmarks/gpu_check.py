@@ -125,7 +125,9 @@ def nccl_one_rank(data, epochs=1) -> dict:
     weights = {}
     try:
         for name, distribute in (("plain", "single"), ("nccl", comm)):
-            backend = get_backend("cupy", graph=True)
+            # one GEMM route for both (the fused cuBLASLt step has no all-reduce in it), so that their
+            # weights can agree bit for bit
+            backend = get_backend("cupy", graph=True, gemm="cublas")
             model = Sequential([Input((784,)), Dense(300, "relu"), Dense(100, "relu"), Dense(10, "softmax")],
                                backend=backend)
             model.compile(optimizer=SGD(0.01), metrics=["accuracy"], seed=42)
@@ -137,6 +139,7 @@ def nccl_one_rank(data, epochs=1) -> dict:
             backend.synchronize()
             out[f"{name}_us_per_step"] = (time.perf_counter() - t0) / (epochs * math.ceil(len(data["x"]) / 32)) * 1e6
             weights[name] = model.get_weights()
+            out[f"{name}_route"] = (backend.route or {}).get("route")
     finally:
         logging.getLogger("mlp_gpu").removeHandler(handler)
     pairs = zip(weights["plain"], weights["nccl"])
