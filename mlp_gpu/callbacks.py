@@ -11,6 +11,7 @@ import csv
 import inspect
 import logging
 import math
+import os
 import string
 import sys
 from pathlib import Path
@@ -151,17 +152,18 @@ class CallbackList:
         for cb in self.callbacks:
             cb.set_params(params)
 
+    # Every hook gets a logs dict, as in Keras: a user's hook may take ``logs`` without a default.
     def on_train_begin(self):
         for cb in self.callbacks:
-            cb.on_train_begin()
+            cb.on_train_begin({})
 
-    def on_train_end(self):
+    def on_train_end(self, logs=None):
         for cb in self.callbacks:
-            cb.on_train_end()
+            cb.on_train_end(dict(logs or {}))
 
     def on_epoch_begin(self, epoch):
         for cb in self.callbacks:
-            cb.on_epoch_begin(epoch)
+            cb.on_epoch_begin(epoch, {})
 
     def on_epoch_end(self, epoch, logs):
         for cb in self.callbacks:
@@ -211,44 +213,59 @@ class ProgressBar(Callback):
 
 
 class EarlyStopping(Callback):
-    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs (Keras 3's rules).
 
-    With ``restore_best_weights`` the best epoch's weights are put back at the end
-    of training, whether or not it stopped early.
+    ``baseline``: an improvement resets the patience only when it also beats the baseline.
+    ``start_from_epoch``: epochs before it are not monitored (a warm-up). With ``restore_best_weights``
+    the best epoch's weights are put back at the end of training, whether or not it stopped early.
     """
 
-    def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, mode="auto", restore_best_weights=False):
+    def __init__(self, monitor="val_loss", min_delta=0, patience=0, verbose=0, mode="auto", baseline=None,
+                 restore_best_weights=False, start_from_epoch=0):
         self.monitor, self.patience = monitor, check_int(patience, "EarlyStopping(patience)", 0)
-        self.min_delta = abs(float(min_delta))
+        self.min_delta = abs(check_number(min_delta, "EarlyStopping(min_delta)"))
+        self.verbose = check_int(verbose, "EarlyStopping(verbose)", 0)
         self.sign = _monitor_mode(monitor, mode, "EarlyStopping")
-        self.restore_best_weights = restore_best_weights
-        self.stopped_epoch = None
+        self.baseline = None if baseline is None else check_number(baseline, "EarlyStopping(baseline)")
+        self.restore_best_weights = bool(restore_best_weights)
+        self.start_from_epoch = check_int(start_from_epoch, "EarlyStopping(start_from_epoch)", 0)
+        self.stopped_epoch = 0
+
+    def _improves(self, value, reference):
+        return reference is None or self.sign * (value - reference) + self.min_delta < 0
 
     def on_train_begin(self, logs=None):
         _check_monitor(self, "EarlyStopping")
-        self.best = np.inf
-        self.best_epoch = None
-        self.best_weights = None
-        self.wait = 0
-        self.stopped_epoch = None
+        self.best, self.best_epoch, self.best_weights = None, 0, None
+        self.wait, self.stopped_epoch = 0, 0
 
     def on_epoch_end(self, epoch, logs=None):
         if self.monitor not in (logs or {}):
             raise KeyError(f"EarlyStopping(monitor={self.monitor!r}): not among the logged "
                            f"metrics {sorted(logs or {})}")
-        value = self.sign * logs[self.monitor]
-        if value < self.best - self.min_delta:
-            self.best, self.best_epoch, self.wait = value, epoch, 0
+        current = float(logs[self.monitor])
+        if epoch < self.start_from_epoch:
+            return
+        if self.restore_best_weights and self.best_weights is None:
+            self.best_weights, self.best_epoch = self.model.get_weights(), epoch
+        self.wait += 1
+        if self._improves(current, self.best):
+            self.best, self.best_epoch = current, epoch
             if self.restore_best_weights:
                 self.best_weights = self.model.get_weights()
+            if self.baseline is None or self._improves(current, self.baseline):
+                self.wait = 0
             return
-        self.wait += 1
-        if self.wait >= self.patience:
-            self.model.stop_training = True
+        if self.wait >= self.patience and epoch > 0:
             self.stopped_epoch = epoch
+            self.model.stop_training = True
 
     def on_train_end(self, logs=None):
+        if self.stopped_epoch > 0 and self.verbose > 0:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
         if self.restore_best_weights and self.best_weights is not None:
+            if self.verbose > 0:
+                print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
             self.model.set_weights(self.best_weights)
 
 
@@ -262,6 +279,9 @@ def _check_monitor(callback, who):
 
 
 def _monitor_mode(monitor, mode, who):
+    if not isinstance(monitor, str):
+        raise TypeError(f"{who}(monitor): expected the name of a logged metric, such as 'val_loss', "
+                        f"got {type(monitor).__name__} {monitor!r}")
     if mode not in ("auto", "min", "max"):
         raise ValueError(f"{who}(mode): expected 'auto', 'min' or 'max', got {mode!r}")
     if mode == "auto":
@@ -270,30 +290,43 @@ def _monitor_mode(monitor, mode, who):
 
 
 class ModelCheckpoint(Callback):
-    """Save the model (or only its weights) after each epoch, atomically.
+    """Save the model (or only its weights) after each epoch or every ``save_freq`` batches, atomically.
 
-    ``filepath`` may hold format fields: ``"ckpt-{epoch:02d}-{val_loss:.3f}.h5"``.
-    With ``save_best_only`` a file is written only when ``monitor`` improves.
-    A full save records the completed epoch and the seed, so ``--resume`` continues exactly.
+    Keras 3's arguments. ``filepath`` may hold format fields: ``"ckpt-{epoch:02d}-{val_loss:.3f}.h5"``
+    (and ``{batch}`` with an integer ``save_freq``); its folder is created when first needed. With
+    ``save_best_only`` a file is written only when ``monitor`` beats the best so far (at first
+    ``initial_value_threshold``, if given). A full save records the completed epochs and the seed, so
+    ``--resume`` continues exactly. An integer ``save_freq`` reads the device every batch (slower).
     """
 
     chief_only = True
 
-    def __init__(self, filepath, monitor="val_loss", save_best_only=False, save_weights_only=False, mode="auto"):
-        self.filepath = str(filepath)
+    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=False,
+                 mode="auto", save_freq="epoch", initial_value_threshold=None):
+        self.filepath = os.fspath(filepath) if isinstance(filepath, (str, os.PathLike)) else filepath
+        if not isinstance(self.filepath, str):
+            raise TypeError(f"ModelCheckpoint(filepath): expected a str or path, got {type(filepath).__name__}")
         try:
             fields = [name for _, name, _, _ in string.Formatter().parse(self.filepath) if name is not None]
         except ValueError as exc:
             raise ValueError(f"ModelCheckpoint(filepath={self.filepath!r}): not a valid template ({exc})") from None
         if any(not name or name[0].isdigit() for name in fields):
             raise ValueError(f"ModelCheckpoint(filepath={self.filepath!r}): fields need names, such as {{epoch:02d}}")
-        folder = Path(self.filepath).parent
-        if not folder.is_dir():
-            raise FileNotFoundError(f"ModelCheckpoint(filepath): folder {str(folder)!r} does not exist")
+        if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1):
+            raise ValueError(f"ModelCheckpoint(save_freq): expected 'epoch' or an int >= 1 (batches), "
+                             f"got {save_freq!r}")
         self.monitor, self.save_best_only, self.save_weights_only = monitor, save_best_only, save_weights_only
+        self.verbose = check_int(verbose, "ModelCheckpoint(verbose)", 0)
         self.sign = _monitor_mode(monitor, mode, "ModelCheckpoint")
-        self.best = np.inf
+        self.save_freq = save_freq
+        self.best = (None if initial_value_threshold is None
+                     else check_number(initial_value_threshold, "ModelCheckpoint(initial_value_threshold)"))
         self.saved: list[str] = []
+        self._batches_since_save, self._epoch = 0, 0
+
+    @property
+    def wants_batch_end(self) -> bool:
+        return self.save_freq != "epoch"
 
     def on_train_begin(self, logs=None):
         """Fail before training, not after the first epoch, on a template or monitor fit will never fill."""
@@ -303,33 +336,62 @@ class ModelCheckpoint(Callback):
         if self.save_best_only:
             _check_monitor(self, "ModelCheckpoint")
         try:
-            self.filepath.format(epoch=1, **{name: 0.5 for name in logged})
+            self.filepath.format(epoch=1, batch=1, **{name: 0.5 for name in logged})
         except KeyError as exc:
             raise ValueError(f"ModelCheckpoint(filepath={self.filepath!r}): field {{{exc.args[0]}}} is never "
                              f"logged by this fit; it logs epoch and {', '.join(logged)}") from None
         except (ValueError, TypeError, AttributeError, IndexError) as exc:
             raise ValueError(f"ModelCheckpoint(filepath={self.filepath!r}): {exc}") from None
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.save_freq == "epoch":
+            return
+        self._batches_since_save += 1
+        if self._batches_since_save >= self.save_freq:
+            self._batches_since_save = 0
+            self._save(self._epoch, batch, logs or {})
+
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
+        if self.save_freq == "epoch":
+            self._save(epoch, None, logs or {})
+
+    def _save(self, epoch, batch, logs):
         if not self.model.weights_finite():  # a diverged run (fit goes on, as Keras) never reaches a file
             log.warning("ModelCheckpoint: the weights after epoch %d are not finite; not saved, files on disk "
                         "keep the last finite weights", epoch + 1)
             return
-        if self.save_best_only:
-            if self.monitor not in logs:
-                raise KeyError(f"ModelCheckpoint(monitor={self.monitor!r}): not among the logged "
-                               f"metrics {sorted(logs)}")
-            value = self.sign * logs[self.monitor]
-            if not value < self.best:
-                return
-            self.best = value
-        path = self.filepath.format(epoch=epoch + 1, **logs)
+        fields = dict(logs, epoch=epoch + 1) if batch is None else dict(logs, epoch=epoch + 1, batch=batch + 1)
+        path = self.filepath.format(**fields)
+        if self.save_best_only and not self._improved(epoch, logs, batch is None):
+            return
+        if self.verbose > 0:
+            print(f"\nEpoch {epoch + 1}: saving model to {path}")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         if self.save_weights_only:
             self.model.save_weights(path)
         else:
-            self.model.save(path)  # records model.epochs_done, which fit sets before this hook
+            self.model.save(path)  # records model.epochs_done, which fit sets before the epoch-end hooks
         self.saved.append(path)
+
+    def _improved(self, epoch, logs, epoch_end) -> bool:
+        if self.monitor not in logs:
+            if epoch_end:
+                raise KeyError(f"ModelCheckpoint(monitor={self.monitor!r}): not among the logged "
+                               f"metrics {sorted(logs)}")
+            return True  # batch logs hold no validation metrics: Keras saves then too
+        current = float(logs[self.monitor])
+        if self.best is not None and not self.sign * (current - self.best) < 0:
+            if self.verbose > 0:
+                print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {self.best:.5f}")
+            return False
+        if self.verbose > 0:
+            best = "None" if self.best is None else f"{self.best:.5f}"
+            print(f"\nEpoch {epoch + 1}: {self.monitor} improved from {best} to {current:.5f}")
+        self.best = current
+        return True
 
 
 class CSVLogger(Callback):
@@ -465,3 +527,35 @@ class ReduceLROnPlateau(Callback):
 
 
 from .tensorboard import TensorBoard  # noqa: E402,F401  (after Callback, which it extends)
+
+
+class LambdaCallback(Callback):
+    """Keras' callback made of functions: ``LambdaCallback(on_epoch_end=lambda epoch, logs: ...)``.
+
+    Each function takes the arguments of the hook it replaces (``epoch, logs``; ``batch, logs``; ``logs``).
+    """
+
+    HOOKS = ("on_epoch_begin", "on_epoch_end", "on_train_begin", "on_train_end", "on_train_batch_begin",
+             "on_train_batch_end")
+
+    def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_train_begin=None, on_train_end=None,
+                 on_train_batch_begin=None, on_train_batch_end=None, **kwargs):
+        given = dict(on_epoch_begin=on_epoch_begin, on_epoch_end=on_epoch_end, on_train_begin=on_train_begin,
+                     on_train_end=on_train_end, on_train_batch_begin=on_train_batch_begin,
+                     on_train_batch_end=on_train_batch_end)
+        for hook, fn in given.items():
+            if fn is not None and not callable(fn):
+                raise TypeError(f"LambdaCallback({hook}): expected a function, got {type(fn).__name__}")
+        self.__dict__.update(kwargs)
+        for hook, fn in given.items():
+            if fn is not None:
+                setattr(self, hook, fn)
+
+    # Given as functions (or as Keras' older on_batch_* names through kwargs), on the instance.
+    @property
+    def wants_batch_begin(self) -> bool:
+        return bool({"on_train_batch_begin", "on_batch_begin"} & self.__dict__.keys())
+
+    @property
+    def wants_batch_end(self) -> bool:
+        return bool({"on_train_batch_end", "on_batch_end"} & self.__dict__.keys())

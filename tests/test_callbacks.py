@@ -7,8 +7,8 @@ import pytest
 
 import mlp_gpu
 from mlp_gpu import SGD, Dense, Input, Sequential
-from mlp_gpu.callbacks import (Callback, CSVLogger, EarlyStopping, LearningRateScheduler, ModelCheckpoint,
-                               TerminateOnNaN)
+from mlp_gpu.callbacks import (Callback, CSVLogger, EarlyStopping, LambdaCallback, LearningRateScheduler,
+                               ModelCheckpoint, TerminateOnNaN)
 from mlp_gpu.cli import main
 from mlp_gpu.plots import confusion_matrix
 
@@ -73,8 +73,9 @@ def test_model_checkpoint_weights_only_and_bad_folder(tmp_path):
     drive(cb, m, [1.0])
     with h5py.File(tmp_path / "w.h5", "r") as f:
         assert "optimizer" not in f and "weights" in f
-    with pytest.raises(FileNotFoundError, match="ModelCheckpoint"):
-        ModelCheckpoint(tmp_path / "missing" / "w.h5")
+    cb = ModelCheckpoint(tmp_path / "missing" / "deeper" / "w.h5")  # Keras creates the folder when saving
+    drive(cb, m, [1.0])
+    assert (tmp_path / "missing" / "deeper" / "w.h5").is_file()
 
 
 def test_csv_logger_writes_one_row_per_epoch(tmp_path):
@@ -185,3 +186,120 @@ def test_cli_plot_checkpoint_resume(tiny_dataset, tmp_path, capsys):
     assert mlp_gpu.load_model(tmp_path / "m2.h5").epochs_done == 4
     assert main(["evaluate", str(out), "--data", str(tiny_dataset), "--plot", str(tmp_path / "cm.png")]) == 0
     assert (tmp_path / "cm.png").read_bytes()[:8] == PNG
+
+
+class _KerasModelStandIn:
+    """What Keras' EarlyStopping touches on a model: stop_training and the weights."""
+    stop_training = False
+    epoch = 0
+
+    def get_weights(self):
+        return [self.epoch]
+
+
+@pytest.mark.parametrize("kwargs,values", [
+    (dict(patience=2), [1.0, 0.9, 0.95, 0.91, 0.5]),
+    (dict(patience=2, min_delta=0.05), [1.0, 0.97, 0.96, 0.5]),
+    (dict(patience=0), [1.0, 1.1, 1.2]),
+    (dict(patience=1, baseline=0.5), [1.0, 0.9, 0.8, 0.7, 0.4, 0.45, 0.46]),
+    (dict(patience=0, start_from_epoch=2), [1.0, 1.1, 1.2, 1.3, 1.4]),
+    (dict(monitor="val_accuracy", mode="max", patience=1, restore_best_weights=True), [0.5, 0.6, 0.6, 0.55, 0.7]),
+    (dict(patience=3, restore_best_weights=True, start_from_epoch=1), [0.2, 1.0, 0.9, 0.95, 0.97, 0.99]),
+])
+def test_early_stopping_stops_and_restores_where_keras_does(kwargs, values, monkeypatch):
+    monkeypatch.setenv("KERAS_BACKEND", "torch")  # Keras 3 on PyTorch CPU, a dev dependency
+    from keras.callbacks import EarlyStopping as KerasEarlyStopping
+
+    monitor = kwargs.get("monitor", "val_loss")
+    theirs, stand_in = KerasEarlyStopping(**kwargs), _KerasModelStandIn()
+    theirs.set_model(stand_in)
+    theirs.on_train_begin()
+    keras_stop = None
+    for epoch, v in enumerate(values):
+        stand_in.epoch = epoch
+        theirs.on_epoch_end(epoch, {monitor: v})
+        if stand_in.stop_training:
+            keras_stop = epoch
+            break
+    m = model().build()
+    m.stop_training = False
+    ours = EarlyStopping(**kwargs)
+    assert drive(ours, m, values, monitor) == keras_stop
+    assert ours.best_epoch == theirs.best_epoch and ours.wait == theirs.wait
+    if kwargs.get("restore_best_weights"):
+        ours.on_train_end()
+        assert np.all(m.params == theirs.best_weights[0])  # drive() writes the epoch into the weights
+
+
+def test_callbacks_take_keras_positional_arguments_and_verbose(capsys):
+    es = EarlyStopping("val_loss", 0.1, 3, 1, "min", None, True, 2)
+    assert (es.min_delta, es.patience, es.verbose, es.restore_best_weights, es.start_from_epoch) == (0.1, 3, 1, True, 2)
+    ck = ModelCheckpoint("c.h5", "val_accuracy", 1, True, True, "max", 5, 0.9)
+    assert (ck.verbose, ck.save_best_only, ck.save_weights_only, ck.save_freq, ck.best) == (1, True, True, 5, 0.9)
+    m = model().build()
+    m.stop_training = False
+    assert drive(EarlyStopping(patience=0, verbose=1), m, [1.0, 2.0]) == 1
+    with pytest.raises(TypeError, match=r"EarlyStopping\(monitor\)"):
+        EarlyStopping(monitor=5)
+    with pytest.raises(ValueError, match=r"save_freq"):
+        ModelCheckpoint("c.h5", save_freq="batch")
+    with pytest.raises(ValueError, match=r"save_freq"):
+        ModelCheckpoint("c.h5", save_freq=0)
+
+
+def test_early_stopping_verbose_prints_as_keras():
+    import contextlib
+    import io
+
+    m = model().build()
+    m.stop_training = False
+    cb = EarlyStopping(patience=0, verbose=1, restore_best_weights=True)
+    drive(cb, m, [1.0, 2.0])
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        cb.on_train_end()
+    assert out.getvalue() == ("Epoch 2: early stopping\n"
+                              "Restoring model weights from the end of the best epoch: 1.\n")
+
+
+def test_model_checkpoint_save_freq_counts_batches_across_epochs_as_keras(tmp_path):
+    x, y = blobs(320, 8, 3)
+    m = model()
+    cb = ModelCheckpoint(str(tmp_path / "c-{epoch}-{batch}.h5"), save_freq=4)
+    m.fit(x, y, batch_size=32, epochs=2, verbose=0, seed=0, callbacks=[cb])  # 10 batches an epoch
+    assert [p.split("/")[-1] for p in cb.saved] == ["c-1-4.h5", "c-1-8.h5", "c-2-2.h5", "c-2-6.h5", "c-2-10.h5"]
+    assert mlp_gpu.load_model(cb.saved[-1]).count_params() == m.count_params()
+
+
+def test_model_checkpoint_initial_value_threshold(tmp_path):
+    m = model().build()
+    cb = ModelCheckpoint(tmp_path / "best-{epoch}.h5", save_best_only=True, initial_value_threshold=0.7)
+    drive(cb, m, [1.0, 0.8, 0.5, 0.6])
+    assert [p.split("/")[-1] for p in cb.saved] == ["best-3.h5"]
+
+
+def test_lambda_callback_and_hooks_without_logs_defaults():
+    x, y = blobs(320, 8, 3)
+    seen = {"epochs": [], "batches": 0, "begin": 0, "end": 0, "older": 0}
+
+    def batch_end(batch, logs):
+        seen["batches"] += 1
+
+    class KerasStyle(Callback):  # Keras passes logs to every hook; user code may not give it a default
+        def on_epoch_begin(self, epoch, logs):
+            assert logs == {}
+
+        def on_train_begin(self, logs):
+            seen["begin"] += 1
+
+        def on_train_end(self, logs):
+            seen["end"] += 1
+
+    cb = LambdaCallback(on_epoch_end=lambda epoch, logs: seen["epochs"].append((epoch, sorted(logs))),
+                        on_train_batch_end=batch_end)
+    older = LambdaCallback(on_batch_end=lambda batch, logs: seen.__setitem__("older", seen["older"] + 1))
+    model().fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[cb, older, KerasStyle()])
+    assert seen == {"epochs": [(0, ["accuracy", "loss"]), (1, ["accuracy", "loss"])], "batches": 20, "begin": 1,
+                    "end": 1, "older": 20}
+    with pytest.raises(TypeError, match=r"LambdaCallback\(on_epoch_end\)"):
+        LambdaCallback(on_epoch_end="print")
