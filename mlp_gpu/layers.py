@@ -55,6 +55,47 @@ def check_weights(targets, weights, what="weights") -> list[np.ndarray]:
 LAYER_CLASSES: dict[str, type] = {}  # every Layer subclass by name, for configs read from files
 
 
+class Variable:
+    """One weight of a built layer as Keras shows it (``model.weights``, ``layer.trainable_weights``):
+    ``numpy()`` a host copy, ``assign(value)`` writes it, ``value`` the device view, ``shape``, ``dtype``,
+    ``name`` ("kernel") and ``path`` ("dense/kernel"). It reads the layer's view at each use."""
+
+    def __init__(self, layer: "Layer", index: int, trainable: bool):
+        self._layer, self._index, self.trainable = layer, index, trainable
+        self.name = layer.weight_names()[index]
+        self.path = f"{layer.name}/{self.name}"
+
+    @property
+    def value(self):
+        return self._layer.weight_views[self._index]
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(self.value.shape)
+
+    @property
+    def dtype(self) -> str:
+        return np.dtype(self.value.dtype).name
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def numpy(self) -> np.ndarray:
+        return self._layer.backend.to_host(self.value)
+
+    def __array__(self, dtype=None, copy=None):
+        return self.numpy() if dtype is None else self.numpy().astype(dtype)
+
+    def assign(self, value) -> None:
+        target = self.value
+        (checked,) = check_weights([target], [value], what=f"{self.path}.assign")
+        target[...] = self._layer.backend.asarray(np.asarray(checked, target.dtype))
+
+    def __repr__(self):
+        return f"<Variable path={self.path}, shape={self.shape}, dtype={self.dtype}>"
+
+
 class Layer:
     """A step of the network, run by the model through one protocol:
 
@@ -108,20 +149,35 @@ class Layer:
         self.params, self.grads, self.state = params, grads, state
 
     @property
-    def weights(self) -> list:
+    def weight_views(self) -> list:
         """Device views of the weights named by ``weight_names()``, Keras' order (trainable first);
         empty before the model is built."""
         return (self.params + self.state)[:len(self.weight_names())]
 
+    # Keras' variable lists: Variable objects over the views (numpy(), assign(), shape, path ...).
+    @property
+    def weights(self) -> list:
+        return [Variable(self, i, trainable=i < len(self.params)) for i in range(len(self.weight_views))]
+
+    @property
+    def trainable_weights(self) -> list:
+        return [v for v in self.weights if v.trainable]
+
+    @property
+    def non_trainable_weights(self) -> list:
+        return [v for v in self.weights if not v.trainable]
+
+    variables, trainable_variables, non_trainable_variables = weights, trainable_weights, non_trainable_weights
+
     def get_weights(self) -> list[np.ndarray]:
         """Host copies of the weights, as Keras returns them."""
-        return [self.backend.to_host(w) for w in self.weights]
+        return [self.backend.to_host(w) for w in self.weight_views]
 
     def set_weights(self, weights) -> None:
         """Write host arrays into the layer's weights (shapes and finiteness checked first)."""
         if self.backend is None:
             raise RuntimeError(f"layer {self.name!r}: set_weights needs a built model; build or compile it first")
-        targets = self.weights
+        targets = self.weight_views
         for t, w in zip(targets, check_weights(targets, weights)):
             t[...] = self.backend.asarray(np.asarray(w, t.dtype))
 

@@ -337,13 +337,33 @@ class Sequential:
 
     # ---- weights ----------------------------------------------------------------
     def _weight_views(self) -> list:
-        return [w for layer in self.compute_layers for w in layer.weights]
+        return [w for layer in self.compute_layers for w in layer.weight_views]
 
     def get_weights(self) -> list[np.ndarray]:
         """Host copies of every layer's weights, in layer order, each layer's in Keras' order
         (Dense: kernel, bias; BatchNormalization: gamma, beta, moving_mean, moving_variance)."""
         self._require_built("get_weights")
         return [w for layer in self.layers for w in layer.get_weights()]
+
+    # Keras' variable lists, layer by layer, each layer's trainable weights first (layers.Variable).
+    @property
+    def weights(self) -> list:
+        return self._variables("weights")
+
+    @property
+    def trainable_weights(self) -> list:
+        return self._variables("trainable_weights")
+
+    @property
+    def non_trainable_weights(self) -> list:
+        return self._variables("non_trainable_weights")
+
+    variables, trainable_variables, non_trainable_variables = weights, trainable_weights, non_trainable_weights
+
+    def _variables(self, kind) -> list:
+        if not self.built and self.input_known:  # as in Keras, a declared input shape has built the model
+            self.build(seed=self._compile_seed)
+        return [v for layer in self.layers for v in getattr(layer, kind)]
 
     def weights_finite(self) -> bool:
         """Whether every weight (and stored statistic) is finite: one reduction on the device."""
@@ -354,7 +374,7 @@ class Sequential:
 
     def set_weights(self, weights) -> None:
         self._require_built("set_weights")
-        targets = [w for layer in self.layers for w in layer.weights]
+        targets = [w for layer in self.layers for w in layer.weight_views]
         for t, w in zip(targets, check_weights(targets, weights)):  # all checked before any is written
             t[...] = self.backend.asarray(np.asarray(w, self.dtype))
 
@@ -385,7 +405,7 @@ class Sequential:
         for layer in self.layers:
             if isinstance(layer, Input):  # as in Keras, the input is not a row of its own
                 continue
-            n = sum(int(w.size) for w in layer.weights) if layer.computes else 0
+            n = sum(int(w.size) for w in layer.weight_views) if layer.computes else 0
             rows.append((f"{layer.name} ({type(layer).__name__})", str((None,) + tuple(layer.shape_out)), f"{n:,}"))
         widths = [max(len(r[i]) for r in rows) + 2 for i in range(3)]
         rule = "=" * sum(widths)
@@ -422,6 +442,13 @@ class Sequential:
         """The last layer's outputs for x as a host array (rows, units)."""
         from .trainer import EVAL_BATCH, predict
         return predict(self, x, EVAL_BATCH if batch_size is None else batch_size, verbose)
+
+    def __call__(self, x, training=False):
+        """Keras' ``model(x)``: the outputs for the inputs ``x`` (a NumPy array here, a tensor in Keras)."""
+        if training not in (False, None):
+            raise NotImplementedError("model(x, training=True): only inference calls are supported; train with "
+                                      "fit(), or use predict(x) / model(x)")
+        return self.predict(x, verbose=0)
 
     def save(self, path) -> None:
         from .io import save_model

@@ -131,7 +131,7 @@ class TensorBoard(Callback):
         """(Keras variable path, host array) for every weight, e.g. ("sequential/dense/kernel", ...)."""
         be = self.model.backend
         for layer in self.model.layers:
-            for name, w in zip(layer.weight_names(), layer.weights):
+            for name, w in zip(layer.weight_names(), layer.weight_views):
                 yield f"{self.model.name}/{layer.name}/{name}", be.to_host(w)
 
     def _log_weights(self, epoch):

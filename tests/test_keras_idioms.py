@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import mlp_gpu
-from mlp_gpu import initializers
+from mlp_gpu import Dense, Input, Sequential, initializers
 
 from .conftest import write_tiny_dataset
 
@@ -465,3 +465,44 @@ def test_normalization_first_layer_as_in_the_book(tmp_path):
     model.save(tmp_path / "norm.h5")
     np.testing.assert_allclose(mlp_gpu.models.load_model(tmp_path / "norm.h5").predict(X_valid),
                                model.predict(X_valid), rtol=1e-6)
+
+
+def test_weight_variables_match_keras_names_shapes_and_trainability(monkeypatch):
+    """model.weights / trainable_weights / non_trainable_weights as Keras lists them, for the same net."""
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    import keras
+
+    from mlp_gpu import BatchNormalization
+
+    def describe(variables):
+        return [(v.path.split("/")[-1], tuple(v.shape)) for v in variables]
+
+    theirs = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
+                               keras.layers.BatchNormalization(), keras.layers.Dense(3, activation="softmax")])
+    ours = Sequential([Input((8,)), Dense(16, "relu"), BatchNormalization(), Dense(3, "softmax")], backend="numpy")
+    for kind in ("weights", "trainable_weights", "non_trainable_weights", "variables", "trainable_variables"):
+        assert describe(getattr(ours, kind)) == describe(getattr(theirs, kind)), kind
+    for ours_layer, their_layer in zip(ours.layers, theirs.layers, strict=True):
+        assert describe(ours_layer.trainable_weights) == describe(their_layer.trainable_weights)
+    kernel = ours.weights[0]
+    assert kernel.dtype == "float32" and kernel.ndim == 2 and kernel.trainable and kernel.path.endswith("/kernel")
+    kernel.assign(np.ones((8, 16)))
+    np.testing.assert_array_equal(ours.get_weights()[0], np.ones((8, 16)))
+    np.testing.assert_array_equal(np.asarray(kernel), kernel.numpy())
+    before = kernel.numpy()
+    before[...] = 5  # numpy() is a copy, as in Keras
+    assert kernel.numpy().max() == 1
+    with pytest.raises(ValueError, match=r"kernel.assign\[0\]: expected shape \(8, 16\)"):
+        kernel.assign(np.ones((16, 8)))
+    ours.set_weights(ours.weights)  # Keras' idiom: the variables read as arrays
+    assert sum(int(np.prod(v.shape)) for v in ours.trainable_weights) == \
+        sum(int(np.prod(v.shape)) for v in theirs.trainable_weights)
+
+
+def test_calling_the_model_predicts_as_keras_does():
+    model = Sequential([Input((4,)), Dense(3, "softmax")], backend="numpy")
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    np.testing.assert_array_equal(model(x), model.predict(x, verbose=0))
+    np.testing.assert_array_equal(model(x, training=False), model.predict(x, verbose=0))
+    with pytest.raises(NotImplementedError, match="training=True"):
+        model(x, training=True)

@@ -55,7 +55,7 @@ def _write_weights(f, model):
         if not layer.weight_names():
             continue
         g = group.create_group(layer.name)
-        for name, array in zip(layer.weight_names(), layer.weights):
+        for name, array in zip(layer.weight_names(), layer.weight_views):
             _checked_dataset(g, name, model.backend.to_host(array).astype(np.float32))
 
 
@@ -153,7 +153,7 @@ def _read_weights(f, model, path):
     """Read and check every weight before writing any into the model."""
     weights = []
     for layer in model.compute_layers:
-        for name, shape in zip(layer.weight_names(), [w.shape for w in layer.weights]):
+        for name, shape in zip(layer.weight_names(), [w.shape for w in layer.weight_views]):
             key = f"weights/{layer.name}/{name}"
             if key not in f:
                 raise ModelFileError(f"path: {str(path)!r} lacks dataset {key!r}")

@@ -30,7 +30,7 @@ def write_keras3_weights(f, model) -> None:
             continue  # Keras does not store its InputLayer
         g = layers.create_group(layer.name).create_group("vars")
         g.attrs["name"] = layer.name
-        for i, (name, w) in enumerate(zip(layer.weight_names(), layer.weights)):
+        for i, (name, w) in enumerate(zip(layer.weight_names(), layer.weight_views)):
             dtype = np.int32 if name == "count" else np.float32
             g.create_dataset(str(i), data=model.backend.to_host(w).astype(dtype))
 
@@ -118,7 +118,7 @@ def read_keras_weights(f, model, path) -> list[np.ndarray]:
         if len(datasets) != len(names):
             raise ModelFileError(f"path: {str(path)!r} has {len(datasets)} variables for layer {layer.name!r}, "
                                  f"expected {len(names)} ({', '.join(names)})")
-        for ds, name, w in zip(datasets, names, layer.weights):
+        for ds, name, w in zip(datasets, names, layer.weight_views):
             kinds = "fiu" if name == "count" else "f"
             if tuple(ds.shape) != tuple(w.shape) or ds.dtype.kind not in kinds:
                 raise ModelFileError(f"path: {str(path)!r} {name} {ds.name!r} is {ds.dtype}{tuple(ds.shape)}, "
