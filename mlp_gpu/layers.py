@@ -123,6 +123,9 @@ class Layer:
             LAYER_CLASSES[cls.__name__] = cls
 
     def __init__(self, name: str | None = None, input_shape=None, input_dim=None):
+        if name is not None and (not isinstance(name, str) or "/" in name or not name):
+            raise ValueError(f"{type(self).__name__}(name): expected a non-empty string without '/' (Keras' rule), "
+                             f"got {name!r}")
         self.name = name
         self.input_shape = _first_layer_shape(type(self).__name__, input_shape, input_dim)
         self.backend = None  # the model's, once built

@@ -424,12 +424,26 @@ class Sequential:
 
     # ---- loops and files (trainer.py, io/) -----------------------------------
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
-            validation_data=None, shuffle=True, initial_epoch=0, seed=None, on_nan="continue", distribute=None):
+            validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0,
+            steps_per_epoch=None, validation_steps=None, validation_batch_size=None, validation_freq=1, *,
+            seed=None, on_nan="continue", distribute=None):
         """Train on (x, y) as Keras' ``fit`` (same arguments and order; ``batch_size=None`` is 32); return the
         History. ``seed`` fixes the shuffles; ``on_nan="raise"`` stops a diverging run with TrainingDiverged
         (by default it goes on, as in Keras, and the History records nan). ``distribute``: data-parallel
-        training over several processes (see ``mlp_gpu.distributed``; default: as the program was started)."""
-        from .trainer import fit
+        training over several processes (see ``mlp_gpu.distributed``; default: as the program was started).
+        Keras' per-sample and per-class weights, step limits and validation frequency are refused by name."""
+        from .trainer import EVAL_BATCH, fit
+        unsupported = dict(class_weight=class_weight, sample_weight=sample_weight, steps_per_epoch=steps_per_epoch,
+                           validation_steps=validation_steps, validation_batch_size=validation_batch_size)
+        for arg, value in unsupported.items():
+            if value is not None:
+                raise TypeError(f"fit({arg}): not supported by mlp_gpu (every sample and epoch counts "
+                                          f"once, validation in batches of {EVAL_BATCH} rows); leave it None")
+        if validation_freq != 1:
+            raise TypeError(f"fit(validation_freq): only 1 (validate after every epoch), got "
+                                      f"{validation_freq!r}")
+        if not isinstance(shuffle, (bool, np.bool_)):
+            raise TypeError(f"fit(shuffle): expected True or False, got {type(shuffle).__name__} {shuffle!r}")
         return fit(self, x, y, 32 if batch_size is None else batch_size, epochs, verbose, callbacks,
                    validation_split, validation_data, shuffle, initial_epoch, seed, on_nan, distribute)
 

@@ -280,3 +280,33 @@ def test_unwritable_save_targets(tmp_path, target, exc, pattern):
 def test_catalogue_has_at_least_30_cases():
     total = len(FIT_CASES) + len(BUILD_CASES) + len(IDX_CASES) + len(H5_CASES) + 3 + 4 + 3 + 2
     assert total >= 30
+
+
+def test_keras_fit_arguments_we_do_not_have_are_refused_by_name():
+    model = Sequential([Input((4,)), Dense(3, "softmax")], backend="numpy")
+    model.compile()
+    x, y = np.zeros((8, 4), np.float32), np.zeros(8, np.int64)
+    for kwargs, name in [(dict(class_weight={0: 1.0}), "class_weight"),
+                         (dict(sample_weight=np.ones(8)), "sample_weight"),
+                         (dict(steps_per_epoch=2), "steps_per_epoch"),
+                         (dict(validation_freq=2), "validation_freq"),
+                         (dict(validation_batch_size=4), "validation_batch_size")]:
+        with pytest.raises(TypeError, match=rf"fit\({name}\)"):  # as an unknown keyword (scikit-learn's rule)
+            model.fit(x, y, verbose=0, **kwargs)
+    with pytest.raises(TypeError, match=r"fit\(shuffle\)"):
+        model.fit(x, y, shuffle="yes", verbose=0)
+    # Keras' positional order: shuffle, class_weight, sample_weight, initial_epoch
+    history = model.fit(x, y, 4, 2, 0, None, 0.0, None, False, None, None, 1)
+    assert history.epoch == [1]
+    with pytest.raises(ValueError, match=r"Dense\(name\): expected a non-empty string"):
+        Dense(3, name=3)
+    with pytest.raises(ValueError, match=r"Dense\(name\)"):
+        Dense(3, name="a/b")
+
+
+def test_an_empty_backend_variable_means_auto(monkeypatch):
+    monkeypatch.setenv("MLP_GPU_BACKEND", "")
+    assert get_backend().name in ("numpy", "cupy")
+    monkeypatch.setenv("MLP_GPU_BACKEND", "gpu")
+    with pytest.raises(ValueError, match=r"MLP_GPU_BACKEND.*got 'gpu'"):
+        get_backend()

@@ -29,11 +29,12 @@ def get_backend(name: str | Backend | None = None, **options) -> Backend:
     """
     if isinstance(name, Backend):
         return name
-    if name is None:
-        name = os.environ.get("MLP_GPU_BACKEND", "auto")
-    if not isinstance(name, str) or name.lower() not in _NAMES:
-        raise ValueError(f"backend: expected one of {', '.join(_NAMES)}, got {name!r}")
-    name = name.lower()
+    what = "backend"
+    if name is None:  # set but empty (MLP_GPU_BACKEND= in a shell) means unset, as for most tools
+        name, what = os.environ.get("MLP_GPU_BACKEND", "").strip() or "auto", "backend (env MLP_GPU_BACKEND)"
+    if not isinstance(name, str) or name.strip().lower() not in _NAMES:
+        raise ValueError(f"{what}: expected one of {', '.join(_NAMES)}, got {name!r}")
+    name = name.strip().lower()
     if name == "numpy":
         return NumpyBackend()
     from . import cupy_backend  # imports cupy lazily, guarded
