@@ -83,3 +83,10 @@ def get_custom_object(name: str):
         if name in scope:
             return scope[name]
     return None
+
+
+def clear_session(free_memory: bool = True) -> None:
+    """``keras.utils.clear_session`` (also ``mlp_gpu.backend.clear_session``, for ``keras.backend``'s)."""
+    from .backend import clear_session as clear
+
+    clear(free_memory)

@@ -103,3 +103,17 @@ def test_allocation_beyond_device_memory_names_the_sizes():
     backend = get_backend("cupy")
     with pytest.raises(DeviceMemoryError, match=r"shape \(1099511627776,\) float32 needs .* MiB free of"):
         backend.empty((1 << 40,))
+
+
+def test_clear_session_hands_cached_device_memory_back():
+    import cupy
+
+    x, y = data()
+    model = reference_model(get_backend("cupy"))
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0, seed=0)
+    pool = cupy.get_default_memory_pool()
+    held = pool.used_bytes()
+    del model
+    mlp_gpu.utils.clear_session()
+    assert pool.used_bytes() < held  # the model's buffers went
+    assert pool.total_bytes() == pool.used_bytes()  # and no freed block stays cached

@@ -506,3 +506,16 @@ def test_calling_the_model_predicts_as_keras_does():
     np.testing.assert_array_equal(model(x, training=False), model.predict(x, verbose=0))
     with pytest.raises(NotImplementedError, match="training=True"):
         model(x, training=True)
+
+
+def test_clear_session_drops_unreachable_models_as_keras():
+    import weakref
+
+    model = Sequential([Input((4,)), Dense(3, "softmax")], backend="numpy")
+    model.compile()
+    model.fit(np.zeros((8, 4), np.float32), np.zeros(8, np.int64), verbose=0)
+    ref = weakref.ref(model)
+    del model
+    mlp_gpu.utils.clear_session()
+    mlp_gpu.backend.clear_session(free_memory=False)  # keras.backend.clear_session's spelling
+    assert ref() is None
