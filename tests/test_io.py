@@ -95,3 +95,29 @@ def test_failed_save_keeps_previous_file(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["m.h5"]  # no temp file left behind
     for a, b in zip(expected, mlp_gpu.load_model(path).get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_load_weights_reads_a_keras_zip_as_keras_does(tmp_path):
+    def net():
+        return Sequential([Input((6,)), Dense(5, "relu"), Dense(3, "softmax")], backend="numpy")
+
+    saved = net()
+    saved.compile(seed=1)
+    saved.save(tmp_path / "m.keras")
+    fresh = net()
+    fresh.compile(seed=2)
+    fresh.load_weights(tmp_path / "m.keras")
+    for a, b in zip(saved.get_weights(), fresh.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    other = Sequential([Input((6,)), Dense(4, "relu"), Dense(3, "softmax")], backend="numpy")
+    other.compile(seed=3)
+    before = other.get_weights()
+    with pytest.raises((ModelFileError, ValueError)):
+        other.load_weights(tmp_path / "m.keras")
+    for a, b in zip(before, other.get_weights(), strict=True):  # nothing changed
+        np.testing.assert_array_equal(a, b)
+    (tmp_path / "bad.keras").write_bytes(b"not a zip")
+    with pytest.raises(ModelFileError, match="not a valid .keras file"):
+        fresh.load_weights(tmp_path / "bad.keras")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        fresh.load_weights(tmp_path / "missing.keras")

@@ -169,7 +169,12 @@ def _read_weights(f, model, path):
 
 def load_weights(model, path) -> None:
     """Load weights into a model of the same layers, from an mlp_gpu file (save_weights/save)
-    or a Keras 3 ``.weights.h5`` / Keras 2 ``.h5`` file. Nothing changes unless all of them fit."""
+    or a Keras 3 ``.weights.h5`` / ``.keras`` / Keras 2 ``.h5`` file. Nothing changes unless all of them fit."""
+    if str(path).endswith(".keras"):
+        from .keras_zip import load_keras_weights
+
+        model.build()
+        return load_keras_weights(model, _check_file(path))
     with _damaged_as_model_file_error(path), _open(path, allow_keras=True) as f:
         model.build()
         if f.attrs.get("format") == FORMAT:

@@ -346,12 +346,7 @@ def load_keras(path, backend=None, compile=True):
 
     from .keras import read_keras_weights
 
-    try:
-        with zipfile.ZipFile(path, "r") as zf:
-            config = json.loads(_read_member(zf, CONFIG, path))
-            weights = _read_member(zf, WEIGHTS, path)
-    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelFileError(f"path: {str(path)!r} is not a valid .keras file ({exc})") from None
+    config, weights = _read_archive(path)
     try:
         model = _model_from_config(config, backend)
         model.build()
@@ -369,3 +364,30 @@ def load_keras(path, backend=None, compile=True):
     except (OSError, KeyError, ValueError) as exc:
         raise ModelFileError(f"path: {str(path)!r} has an unreadable {WEIGHTS} ({exc})") from None
     return model
+
+
+def _read_archive(path):
+    """(config, the bytes of model.weights.h5) of a .keras file."""
+    try:
+        with zipfile.ZipFile(path, "r") as zf:
+            return json.loads(_read_member(zf, CONFIG, path)), _read_member(zf, WEIGHTS, path)
+    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"path: {str(path)!r} is not a valid .keras file ({exc})") from None
+
+
+def load_keras_weights(model, path) -> None:
+    """Keras' ``model.load_weights("m.keras")``: the weights of a .keras file into a model of the same
+    layers (nothing changes unless all of them fit); the file's architecture and optimizer are not read."""
+    import h5py
+
+    from .keras import read_keras_weights
+
+    _, weights = _read_archive(path)
+    try:
+        with h5py.File(io.BytesIO(weights), "r") as f:
+            arrays = read_keras_weights(f, model, path)
+    except ModelFileError:
+        raise
+    except (OSError, KeyError, ValueError) as exc:
+        raise ModelFileError(f"path: {str(path)!r} has an unreadable {WEIGHTS} ({exc})") from None
+    model.set_weights(arrays)
