@@ -6,25 +6,13 @@
 #define MLP_FULL_MASK 0xffffffffu
 
 // The numbers shared with Python (activation codes ACT_*, optimizer scalar slots HYPER_*,
-// accumulator slots ACC_*, block shapes) come from mlp_gpu/backend/shared_constants.py as
-// -D options given by the backend, NVRTC test and harness, or, for a plain nvcc, from the header
-// generated from the same source (tests/test_shared_constants keeps it equal); never typed here.
+// accumulator slots ACC_*, schedule codes SCHEDULE_*, the Philox constants PHILOX_*, block shapes)
+// come from mlp_gpu/backend/shared_constants.py as -D options given by the backend, NVRTC test and
+// harness, or, for a plain nvcc, from the header generated from the same source
+// (tests/test_backend_layout keeps it equal); never typed here.
 #ifndef ACC_SIZE
 #include "shared_constants.cuh"
 #endif
-
-// Toolbox constants (mlp_gpu/backend/layer_ops.py, mlp_gpu/schedules.py, cuda_layer_ops.py).
-#define COLUMN_ROWS 8
-#define REDUCE_BLOCK 256
-#define PHILOX_M0 0xD2511F53u
-#define PHILOX_M1 0xCD9E8D57u
-#define PHILOX_W0 0x9E3779B9u
-#define PHILOX_W1 0xBB67AE85u
-#define SCHEDULE_HEADER 8
-#define SCHEDULE_EXPONENTIAL 1
-#define SCHEDULE_PIECEWISE 2
-#define SCHEDULE_INVERSE_TIME 3
-#define SCHEDULE_COSINE 4
 
 // Sum over the 32 lanes of a warp; lane 0 holds the result. Every lane must call it.
 __device__ __forceinline__ float warp_sum(float v) {

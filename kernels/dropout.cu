@@ -26,6 +26,8 @@ __device__ __forceinline__ Philox4 philox4x32_10(Philox4 c, unsigned k0, unsigne
 }
 
 // Raw Philox blocks for the known-answer test: out[4 i .. 4 i + 3] = Philox(ctr[4 i .. 4 i + 3], key).
+// Launch: 1-D grid and block of any size; grid-stride over the count blocks. One thread: the blocks
+// i, i + grid_stride(), ...  Pre: ctr and out hold 4 * count words each.
 extern "C" __global__ void philox_blocks(const unsigned* __restrict__ ctr, unsigned* __restrict__ out,
                                          int count, unsigned key0, unsigned key1) {
     for (long long i = global_index(); i < count; i += grid_stride()) {
@@ -34,8 +36,10 @@ extern "C" __global__ void philox_blocks(const unsigned* __restrict__ ctr, unsig
     }
 }
 
-// mask[e] <- (top 24 bits of the word >= threshold) ? scale : 0; out[e] <- x[e] * mask[e].
-// One thread per group of 4 elements (one Philox block), grid-stride.
+// mask[e] <- (top DROPOUT_BITS bits of the word >= threshold) ? scale : 0; out[e] <- x[e] * mask[e].
+// Launch: 1-D grid and block of any size; grid-stride over the ceil(n / 4) groups of 4 elements.
+// One thread: the groups g, g + grid_stride(), ..., one Philox block (4 words) each.
+// Pre: x, out and mask hold n floats each; counter holds 1; threshold <= 2^DROPOUT_BITS.
 extern "C" __global__ void dropout_forward(const float* __restrict__ x, float* __restrict__ out,
                                            float* __restrict__ mask, const long long* __restrict__ counter,
                                            long long n, unsigned seed_lo, unsigned seed_hi, unsigned threshold,
@@ -50,7 +54,7 @@ extern "C" __global__ void dropout_forward(const float* __restrict__ x, float* _
         for (int j = 0; j < 4; ++j) {
             long long e = 4 * g + j;
             if (e < n) {
-                float m = (words[j] >> 8) >= threshold ? scale : 0.0f;
+                float m = (words[j] >> (32 - DROPOUT_BITS)) >= threshold ? scale : 0.0f;
                 mask[e] = m;
                 out[e] = __fmul_rn(x[e], m);
             }
@@ -59,6 +63,8 @@ extern "C" __global__ void dropout_forward(const float* __restrict__ x, float* _
 }
 
 // dx <- dy * mask, element-wise (the mask holds 0 or 1 / (1 - rate)).
+// Launch: 1-D grid and block of any size; grid-stride over n. One thread: the elements i,
+// i + grid_stride(), ...  Pre: dy, mask and dx hold n floats each.
 extern "C" __global__ void dropout_backward(const float* __restrict__ dy, const float* __restrict__ mask,
                                             float* __restrict__ dx, long long n) {
     for (long long i = global_index(); i < n; i += grid_stride()) dx[i] = __fmul_rn(dy[i], mask[i]);

@@ -1,7 +1,8 @@
 // Gradient-side ops over the model's flat buffers, reference in mlp_gpu/backend/layer_ops.py
 // (regularize) and optimizer_ops.py (clipping). Layout: w, g are (size,) float32 (a weight's view,
 // or the whole flat buffer); acc is the (ACC_SIZE,) float64 step accumulator; segments (count + 1,)
-// int64 offsets into g. Reductions run in double; blocks of REDUCE_BLOCK threads.
+// int64 offsets into g. Reductions run in double over blocks of exactly REDUCE_BLOCK threads, a power
+// of two (block_total's shared array and tree are sized by it).
 #include "common.cuh"
 
 // Tree sum over the block (REDUCE_BLOCK threads, a power of two); every thread gets the total.
@@ -18,6 +19,10 @@ __device__ __forceinline__ double block_total(double* part, double v) {
 }
 
 // want_grad: g += l1 sign(w) + 2 l2 w.  want_penalty: acc[loss] += rows (l1 sum|w| + l2 sum w^2).
+// Launch: 1-D grid of any size, block exactly (REDUCE_BLOCK,); grid-stride over size. One thread: the
+// elements i, i + grid_stride(), ...; with want_penalty each block then adds its tree sum with one
+// atomic (want_penalty is the same for every thread, so all or none reach the barriers).
+// Pre: g holds size floats where want_grad; acc holds ACC_SIZE doubles where want_penalty.
 extern "C" __global__ void regularize(const float* __restrict__ w, float* __restrict__ g, double* __restrict__ acc,
                                       long long size, float l1, float l2, double rows, int want_grad,
                                       int want_penalty) {
@@ -37,6 +42,8 @@ extern "C" __global__ void regularize(const float* __restrict__ w, float* __rest
 }
 
 // g <- clip(g, -v, v), NaN stays NaN.
+// Launch: 1-D grid and block of any size; grid-stride over size. One thread: the elements i,
+// i + grid_stride(), ...
 extern "C" __global__ void clip_by_value(float* __restrict__ g, long long size, float v) {
     for (long long i = global_index(); i < size; i += grid_stride()) {
         float gi = g[i];
@@ -46,6 +53,10 @@ extern "C" __global__ void clip_by_value(float* __restrict__ g, long long size, 
 
 // One block per segment: seg <- seg * clipnorm / norm(seg) when the norm exceeds clipnorm (NaN when
 // the norm is not finite, as Keras' clip_by_global_norm). One segment over everything: global_clipnorm.
+// Launch: grid (count,), one block a segment; block exactly (REDUCE_BLOCK,). One thread: the elements
+// start + threadIdx.x, + REDUCE_BLOCK, ... of its segment; every thread reaches block_total (the early
+// return comes after it). Pre: 0 <= segments[0] <= ... <= segments[count] <= the size of g (values on
+// the device: the caller's to keep, not checked at launch).
 extern "C" __global__ void clip_by_norm(float* __restrict__ g, const long long* __restrict__ segments,
                                         double clipnorm) {
     __shared__ double part[REDUCE_BLOCK];
@@ -58,8 +69,7 @@ extern "C" __global__ void clip_by_norm(float* __restrict__ g, const long long* 
     for (long long i = start + threadIdx.x; i < end; i += blockDim.x) g[i] *= scale;
 }
 
-// Start of an update, one thread: hyper[lr] <- the schedule in `table` at hyper[iterations]
-// (has_table), and for Nadam hyper[u_product] *= beta_1 (1 - 0.5 * 0.96^(iterations + 1)).
+// The learning rate of the schedule in `table` at `step` (reference: mlp_gpu/schedules.py's evaluate).
 // table: SCHEDULE_HEADER doubles [kind, lr, p1..p5, n] then n boundaries and n + 1 values.
 __device__ double schedule_lr(const double* tb, double step) {
     int kind = (int)tb[0];
@@ -88,6 +98,10 @@ __device__ double schedule_lr(const double* tb, double step) {
     return lr;
 }
 
+// Start of an update, one thread: hyper[lr] <- the schedule in `table` at hyper[iterations]
+// (has_table), and for Nadam hyper[u_product] *= beta_1 (1 - 0.5 * 0.96^(iterations + 1)).
+// Launch: grid (1,), block (1,): thread 0 does it all (any other thread does nothing).
+// Pre: hyper holds HYPER_SIZE floats; where has_table, table holds a whole schedule table.
 extern "C" __global__ void optimizer_prepare(float* __restrict__ hyper, const double* __restrict__ table,
                                              int has_table, int nadam) {
     if (global_index() != 0) return;

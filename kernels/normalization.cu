@@ -1,7 +1,11 @@
 // BatchNormalization and Normalization (feature-wise), reference in mlp_gpu/backend/layer_ops.py.
 // Layout: x, out, dy, dx are (n, k) float32 row-major; gamma, beta, moving_mean, moving_var,
-// mean, inv_std, variance are (k,) float32. Column kernels (batchnorm_train, batchnorm_backward)
-// run (32, COLUMN_ROWS) threads per block: 32 columns, the rows split COLUMN_ROWS ways; grid ceil(k / 32).
+// mean, inv_std, variance are (k,) float32.
+// The COLUMN LAUNCH (batchnorm_train, batchnorm_backward): grid (ceil(k / 32),), block exactly
+// (32, COLUMN_ROWS) (the shared array and column_total are sized by it). One thread: column
+// blockIdx.x * 32 + threadIdx.x over the rows threadIdx.y, + COLUMN_ROWS, ...; x walks columns
+// (coalesced), y splits the rows, the partial sums meet in shared memory. Every thread reaches every
+// column_total (a thread past column k returns only after the last one).
 #include "common.cuh"
 
 // The column's total of v over the block's COLUMN_ROWS row lanes; every thread of the block must call it.
@@ -16,6 +20,7 @@ __device__ __forceinline__ float column_total(float (*part)[33], float v) {
 
 // Batch mean and biased variance per column (two passes); mean, inv_std = 1/sqrt(var + eps);
 // out = (x - mean) * (inv_std * gamma) + beta; moving = moving * momentum + batch * (1 - momentum).
+// Launch: the COLUMN LAUNCH above. Pre: gamma (beta) holds k floats where has_gamma (has_beta).
 extern "C" __global__ void batchnorm_train(const float* __restrict__ x, float* __restrict__ out,
                                            const float* __restrict__ gamma, const float* __restrict__ beta,
                                            float* __restrict__ moving_mean, float* __restrict__ moving_var,
@@ -53,6 +58,8 @@ extern "C" __global__ void batchnorm_train(const float* __restrict__ x, float* _
 
 // xhat = (x - mean) * inv_std; dgamma = sum dy xhat; dbeta = sum dy;
 // dx = gamma inv_std (dy - sum(dy)/n - xhat sum(dy xhat)/n). Each output only when asked for.
+// Launch: the COLUMN LAUNCH above. Pre: gamma, dgamma, dbeta, dx are real buffers where has_gamma,
+// want_dgamma, want_dbeta, want_dx say so.
 extern "C" __global__ void batchnorm_backward(const float* __restrict__ x, const float* __restrict__ dy,
                                               const float* __restrict__ gamma, const float* __restrict__ mean,
                                               const float* __restrict__ inv_std, float* __restrict__ dgamma,
@@ -86,7 +93,9 @@ extern "C" __global__ void batchnorm_backward(const float* __restrict__ x, const
     }
 }
 
-// out = (x - moving_mean) * (gamma / sqrt(moving_var + eps)) + beta, element-wise, grid-stride over n k.
+// out = (x - moving_mean) * (gamma / sqrt(moving_var + eps)) + beta, element-wise.
+// Launch: 1-D grid and block of any size; grid-stride over n * k. One thread: the elements i,
+// i + grid_stride(), ...  Pre: gamma (beta) holds k floats where has_gamma (has_beta).
 extern "C" __global__ void batchnorm_infer(const float* __restrict__ x, float* __restrict__ out,
                                            const float* __restrict__ gamma, const float* __restrict__ beta,
                                            const float* __restrict__ moving_mean,
@@ -102,6 +111,8 @@ extern "C" __global__ void batchnorm_infer(const float* __restrict__ x, float* _
 
 // Keras Normalization: std = max(sqrt(variance), floor); out = (x - mean) / std, or (invert)
 // out = mean + x * std; with center 0 the mean is left out (the backward pass).
+// Launch: 1-D grid and block of any size; grid-stride over n * k. One thread: the elements i,
+// i + grid_stride(), ...  Pre: mean holds k floats where center.
 extern "C" __global__ void normalize(const float* __restrict__ x, float* __restrict__ out,
                                      const float* __restrict__ mean, const float* __restrict__ variance,
                                      long long n, int k, float floor, int center, int invert) {

@@ -12,11 +12,14 @@ import math
 import numpy as np
 
 from ._checks import check_number
+from .backend.shared_constants import SCHEDULE_CODES, SCHEDULE_HEADER
 
-# Table layout, shared with kernels/gradients.cu (optimizer_prepare):
+# Table layout, shared with kernels/gradients.cu (optimizer_prepare) through shared_constants:
 # [kind, initial_lr, p1, p2, p3, p4, p5, n, boundaries..., values...]
-KINDS = {"constant": 0, "ExponentialDecay": 1, "PiecewiseConstantDecay": 2, "InverseTimeDecay": 3, "CosineDecay": 4}
-HEADER = 8
+KINDS = {name: SCHEDULE_CODES[code] for name, code in (
+    ("constant", "constant"), ("ExponentialDecay", "exponential"), ("PiecewiseConstantDecay", "piecewise"),
+    ("InverseTimeDecay", "inverse_time"), ("CosineDecay", "cosine"))}
+HEADER = SCHEDULE_HEADER
 _EXP, _PIECEWISE, _INV, _COSINE = (KINDS[k] for k in ("ExponentialDecay", "PiecewiseConstantDecay",
                                                       "InverseTimeDecay", "CosineDecay"))
 
@@ -124,7 +127,7 @@ def constant(lr: float) -> np.ndarray:
 
 
 def evaluate(table, step: float) -> float:
-    """The learning rate at ``step`` from a schedule table: the reference of kernels/schedule.cu."""
+    """The learning rate at ``step`` from a schedule table: the reference of kernels/gradients.cu."""
     kind, lr, p1, p2, p3, p4, p5, n = (float(v) for v in table[:HEADER])
     if kind in (_EXP, _INV):  # p1 decay_steps, p2 decay_rate, p3 staircase
         p = step / p1

@@ -2,6 +2,7 @@
 fused op, and the numbers Python and the kernels share have one source."""
 import re
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,11 +10,13 @@ import pytest
 from mlp_gpu.backend import NumpyBackend, kernels
 from mlp_gpu.backend.base import FUSED_OPS, Backend
 from mlp_gpu.backend.cuda_ops import GEMM_TILE, GRID_Y_MAX, CudaOps, LaunchContractError
-from mlp_gpu.backend.shared_constants import ACC, ACT_CODES, ACTIVATIONS, HYPER, HYPER_SIZE, define_options, defines
+from mlp_gpu.backend import cuda_layer_ops
+from mlp_gpu.backend.shared_constants import (ACC, ACT_CODES, ACTIVATIONS, HYPER, HYPER_SIZE, PHILOX, define_options,
+                                              defines)
 
 from .harness.host_ops import HEADER, HostCudaOps, compiler
 
-SHARED_PREFIXES = ("ACT_", "HYPER_", "ACC_", "LT_SCALAR_", "METRIC_")
+SHARED_PREFIXES = ("ACT_", "HYPER_", "ACC_", "LT_SCALAR_", "METRIC_", "SCHEDULE_", "PHILOX_")
 
 
 def test_fused_ops_are_the_interface():
@@ -52,10 +55,12 @@ def test_defines_cover_every_slot_and_activation():
 
 @pytest.mark.parametrize("path", kernels.kernel_files() + [kernels.kernel_dir() / "common.cuh"], ids=lambda p: p.name)
 def test_kernels_never_spell_a_shared_number(path):
-    """Every ACT_/HYPER_/ACC_ name a kernel uses comes from Python; none is #defined in CUDA."""
+    """Every ACT_/HYPER_/ACC_/SCHEDULE_/PHILOX_... name a kernel uses comes from Python; none is #defined in
+    CUDA (nor any other shared name: block shapes, DROPOUT_BITS)."""
     text = path.read_text()
     for name in re.findall(r"#define\s+(\w+)", text):
-        assert not name.startswith(SHARED_PREFIXES), f"{path.name} defines {name}; it belongs in shared_constants"
+        assert not name.startswith(SHARED_PREFIXES) and name not in defines(), \
+            f"{path.name} defines {name}; it belongs in shared_constants"
     used = {w for w in re.findall(r"\b[A-Z][A-Z0-9_]*[A-Z0-9]\b", text) if w.startswith(SHARED_PREFIXES)}
     assert used <= set(defines()), f"{path.name} uses {used - set(defines())}, unknown to shared_constants"
 
@@ -86,12 +91,7 @@ def test_nvrtc_program_carries_the_defines():
     assert np.all([opt.startswith(("-D", "--std")) for opt in options])
 
 
-# The toolbox's kernels (landed last) do not state their launch contracts yet: listed so the gap shows
-CONTRACTS_PENDING = {"dropout.cu", "gradients.cu", "normalization.cu"}
-
-
-@pytest.mark.parametrize("path", [p for p in kernels.kernel_files() if p.name not in CONTRACTS_PENDING],
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize("path", kernels.kernel_files(), ids=lambda p: p.name)
 def test_every_entry_point_states_its_launch_contract(path):
     """The comment right above each extern "C" kernel says how to launch it."""
     lines = path.read_text().splitlines()
@@ -103,6 +103,10 @@ def test_every_entry_point_states_its_launch_contract(path):
                     break
                 above.append(prev)
             assert any("Launch" in c for c in above), f"{path.name}: no launch contract above line {i + 1}"
+
+
+def F32(shape):
+    return np.zeros(shape, np.float32)
 
 
 class Refused(HostCudaOps):
@@ -128,6 +132,32 @@ class Refused(HostCudaOps):
                           np.zeros((GEMM_TILE * GRID_Y_MAX + 1, 1), np.float32)), "gridDim.y"),
     (lambda be: be.gather_rows(np.zeros((5, 2), np.uint8), np.arange(5), np.zeros(1, np.int64),
                                np.zeros((6, 2), np.float32)), "batch of 6 rows"),
+    # the toolbox kernels (kernels/dropout.cu, normalization.cu, gradients.cu, optimizer.cu)
+    (lambda be: be.dropout(F32((4, 3)), F32((4, 3)), F32((4, 2)), np.zeros(1, np.int64), 7, 0.2),
+     "mask must be .* of 12 elements"),
+    (lambda be: be.dropout(F32((4, 3)), F32((4, 3)), F32((4, 3)), np.zeros(1, np.int32), 7, 0.2),
+     r"counter must be a C-contiguous int64 array of shape \(1,\)"),
+    (lambda be: be.dropout_backward(F32((4, 6))[:, ::2], F32((4, 3)), F32((4, 3))), "dy must be .*not contiguous"),
+    (lambda be: be.philox_blocks(np.zeros(6, np.uint32), np.zeros(6, np.uint32), (1, 2)), "whole Philox blocks"),
+    (lambda be: be.batchnorm_train(F32((4, 3)), F32((4, 3)), F32(4), None, F32(3), F32(3), F32(3), F32(3), 0.9, 1e-3),
+     r"gamma .*shape \(3,\)"),
+    (lambda be: be.batchnorm_backward(F32((4, 3)), F32((4, 3)), None, F32(3), F32(3), None, None,
+                                      np.zeros((4, 3))), "dx must be .* float32"),
+    (lambda be: be.batchnorm_train(F32((4, 0)), F32((4, 0)), None, None, F32(0), F32(0), F32(0), F32(0), 0.9, 1e-3),
+     "at least one column"),
+    (lambda be: be.batchnorm_infer(F32((4, 3)), F32((4, 3)), None, None, F32(3), F32(2), 1e-3),
+     r"moving_var .*shape \(3,\)"),
+    (lambda be: be.normalize(F32((4, 3)), F32((3, 4)), F32(3), F32(3)), r"out .*shape \(4, 3\)"),
+    (lambda be: be.regularize(F32(5), None, 0.1, 0.1, np.zeros(2), 4), "acc needs at least 3 slots"),
+    (lambda be: be.regularize(F32(5), F32(4), 0.1, 0.1, None, 0), "g must be .* of 5 elements"),
+    (lambda be: be.clip_by_value(np.zeros(5), 0.5), "g must be .* float32"),
+    (lambda be: be.clip_by_norm(F32(5), np.array([0, 5], np.int32), 1.0), "segments must be .* int64"),
+    (lambda be: be.clip_by_norm(F32(5), np.array([5], np.int64), 1.0), "at least one segment"),
+    (lambda be: be.optimizer_prepare(F32(HYPER_SIZE), F32(8), False), "table must be .* float64"),
+    (lambda be: be.optimizer_prepare(F32(HYPER_SIZE - 1), None, True), r"hyper .*shape \(16,\)"),
+    (lambda be: be.rmsprop_update(F32(5), F32(5), F32(4), None, None, F32(HYPER_SIZE)), r"velocity .*shape \(5,\)"),
+    (lambda be: be.adagrad_update(F32(5), F32(5), np.zeros(5), F32(HYPER_SIZE)), "accumulator must be .* float32"),
+    (lambda be: be.nadam_update(F32(5), F32(6), F32(5), F32(5), F32(HYPER_SIZE)), r"grads .*shape \(5,\)"),
 ])
 def test_launches_check_their_contract(call, message):
     be = Refused()
@@ -143,6 +173,48 @@ def test_loss_launch_is_whole_warps_covering_every_row():
         be.loss_grad("mse", z, z.copy(), z.copy(), np.zeros(3))
         name, grid, block = be.launches[-1]
         assert block[0] % 32 == 0 and grid[0] * block[0] >= n and len(grid) == 1
+
+
+@pytest.mark.parametrize("constant,value,call,message", [
+    ("REDUCE_BLOCK", 384, lambda be: be.regularize(F32(5), F32(5), 0.1, 0.1, None, 0), "power of two"),
+    ("REDUCE_BLOCK", 2048, lambda be: be.clip_by_norm(F32(5), np.array([0, 5], np.int64), 1.0), "at most 1024"),
+    ("COLUMN_ROWS", 40, lambda be: be.batchnorm_backward(F32((4, 3)), F32((4, 3)), None, F32(3), F32(3), None, None,
+                                                        F32((4, 3))), "at most 1024"),
+])
+def test_toolbox_block_shapes_are_checked(monkeypatch, constant, value, call, message):
+    """The reducing kernels' tree sum needs a power-of-two block, the column kernels a legal block: a
+    shared_constants edit that breaks either is refused at launch, not run."""
+    monkeypatch.setattr(cuda_layer_ops, constant, value)
+    be = Refused()
+    with pytest.raises(LaunchContractError, match=message):
+        call(be)
+    assert be.launches == []
+
+
+def test_toolbox_launches_follow_their_contracts():
+    """Column launches cover every column with (32, COLUMN_ROWS) blocks; clip_by_norm runs a block a segment."""
+    be = Refused()
+    for k in (1, 31, 33, 1000):
+        x = F32((5, k))
+        be.batchnorm_train(x, x.copy(), None, None, F32(k), F32(k), F32(k), F32(k), 0.9, 1e-3)
+        be.batchnorm_backward(x, x.copy(), None, F32(k), F32(k), None, None, x.copy())
+        for name, grid, block in be.launches[-2:]:
+            assert block == (32, defines()["COLUMN_ROWS"]) and grid[0] * 32 >= k > (grid[0] - 1) * 32, name
+    be.clip_by_norm(F32(9), np.array([0, 2, 2, 9], np.int64), 1.0)
+    assert be.launches[-1] == ("clip_by_norm", (3,), (defines()["REDUCE_BLOCK"],))
+
+
+def test_python_spells_no_shared_number_outside_shared_constants():
+    """The Philox words are typed once, in shared_constants.py; every Python user imports them."""
+    import mlp_gpu
+
+    root = Path(mlp_gpu.__file__).parent
+    spellings = [f"{v:#x}" for v in PHILOX.values()] + [str(v) for v in PHILOX.values()]
+    for path in root.rglob("*.py"):
+        if path.name != "shared_constants.py":
+            text = path.read_text().lower()
+            assert not [s for s in spellings if s in text], f"{path} spells a Philox constant"
+    assert all(f"{v:#x}" in (root / "backend" / "shared_constants.py").read_text().lower() for v in PHILOX.values())
 
 
 def test_the_generated_header_matches_the_python_constants():

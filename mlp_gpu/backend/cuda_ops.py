@@ -14,13 +14,13 @@ import numpy as np
 
 from .base import Backend
 from .cuda_layer_ops import CudaLayerOps
-from .shared_constants import ACC_SIZE, ACT_CODES, BIAS_GRAD_ROWS, GEMM_TILE, HYPER_SIZE, METRIC_CODES
+from .launch_contract import LaunchContractError  # noqa: F401 -- re-exported
+from .launch_contract import WARP, check_array, check_flat, check_int32, require
+from .shared_constants import ACC_SIZE, ACT_CODES, BIAS_GRAD_ROWS, GEMM_TILE, METRIC_CODES
 
 BLOCK = 256          # threads per block for element- and row-wise kernels: whole warps
 MAX_BLOCKS = 4096    # grid-stride kernels need no more to fill an H100
-WARP = 32
 GRID_Y_MAX = 65535   # CUDA's limit on gridDim.y (sgemm_strided puts the row tiles there)
-INT32_MAX = 2**31 - 1
 _GATHER = {np.dtype(np.uint8): "gather_rows_u8", np.dtype(np.float32): "gather_rows_f32",
            np.dtype(np.int32): "gather_rows_i32"}
 _LOSS_KERNELS = {"softmax_xent_sparse": "softmax_xent_sparse", "softmax_xent": "softmax_xent_dense",
@@ -29,28 +29,6 @@ _LOSS_KERNELS = {"softmax_xent_sparse": "softmax_xent_sparse", "softmax_xent": "
 
 def _blocks(count, per_block=BLOCK, cap=MAX_BLOCKS):
     return (max(1, min(-(-count // per_block), cap)),)
-
-
-class LaunchContractError(ValueError):
-    """A launch would break the contract its kernel states above its entry point."""
-
-
-def _require(ok, kernel: str, what: str) -> None:
-    if not ok:
-        raise LaunchContractError(f"{kernel}: launch contract: {what}")
-
-
-def _array(kernel: str, name: str, a, shape=None, dtype=np.float32) -> None:
-    """a is a C-contiguous array of this dtype (and shape): the kernels index it as row * k + col."""
-    _require(a.dtype == dtype and a.flags.c_contiguous and (shape is None or tuple(a.shape) == tuple(shape)),
-             kernel, f"{name} must be a C-contiguous {np.dtype(dtype).name} array"
-             + ("" if shape is None else f" of shape {tuple(shape)}")
-             + f", got {a.dtype} {tuple(a.shape)}{'' if a.flags.c_contiguous else ' (not contiguous)'}")
-
-
-def _int32(kernel: str, **values) -> None:
-    for name, value in values.items():
-        _require(0 <= value <= INT32_MAX, kernel, f"{name}={value} must fit the kernel's int")
 
 
 class CudaOps(CudaLayerOps, Backend):
@@ -84,12 +62,12 @@ class CudaOps(CudaLayerOps, Backend):
         m, n = out.shape
         k = a.shape[0] if trans_a else a.shape[1]
         name = "sgemm_strided"
-        _array(name, "a", a, (k, m) if trans_a else (m, k))
-        _array(name, "b", b, (n, k) if trans_b else (k, n))
-        _array(name, "out", out)
-        _int32(name, m=m, n=n, k=k)
+        check_array(name, "a", a, (k, m) if trans_a else (m, k))
+        check_array(name, "b", b, (n, k) if trans_b else (k, n))
+        check_array(name, "out", out)
+        check_int32(name, m=m, n=n, k=k)
         grid = (-(-n // GEMM_TILE), -(-m // GEMM_TILE))
-        _require(grid[1] <= GRID_Y_MAX, name, f"{m} rows need {grid[1]} row tiles, more than gridDim.y allows")
+        require(grid[1] <= GRID_Y_MAX, name, f"{m} rows need {grid[1]} row tiles, more than gridDim.y allows")
         sa = (1, a.shape[1]) if trans_a else (a.shape[1], 1)
         sb = (1, b.shape[1]) if trans_b else (b.shape[1], 1)
         self.launch(name, grid, (GEMM_TILE, GEMM_TILE),
@@ -104,9 +82,9 @@ class CudaOps(CudaLayerOps, Backend):
     def bias_act(self, z, b, act):
         n, k = z.shape
         name = "bias_softmax_forward" if act == "softmax" else "bias_act_forward"
-        _array(name, "z", z)
-        _array(name, "b", b, (k,))
-        _int32(name, n=n, k=k)
+        check_array(name, "z", z)
+        check_array(name, "b", b, (k,))
+        check_int32(name, n=n, k=k)
         if act == "softmax":
             self.launch(name, _blocks(n), (BLOCK,), (z, b, np.int32(n), np.int32(k)))
         else:
@@ -117,34 +95,34 @@ class CudaOps(CudaLayerOps, Backend):
         if act == "linear":
             return
         name = "softmax_backward" if act == "softmax" else "act_backward"
-        _array(name, "dy", dy)
-        _array(name, "y", y, (n, k))
+        check_array(name, "dy", dy)
+        check_array(name, "y", y, (n, k))
         if act == "softmax":
-            _int32(name, n=n, k=k)
+            check_int32(name, n=n, k=k)
             self.launch(name, _blocks(n), (BLOCK,), (dy, y, np.int32(n), np.int32(k)))
         else:
             self.launch(name, _blocks(n * k), (BLOCK,), (dy, y, np.int64(n * k), np.int32(ACT_CODES[act])))
 
     def bias_grad(self, dz, db):
         n, k = dz.shape
-        _array("bias_grad", "dz", dz)
-        _array("bias_grad", "db", db, (k,))
-        _int32("bias_grad", n=n, k=k)
+        check_array("bias_grad", "dz", dz)
+        check_array("bias_grad", "db", db, (k,))
+        check_int32("bias_grad", n=n, k=k)
         self.launch("bias_grad", (-(-k // WARP),), (WARP, BIAS_GRAD_ROWS), (dz, db, np.int32(n), np.int32(k)))
 
     def loss_grad(self, kind, z, target, dz, acc, count=False, threshold=0.0):
         n, k = z.shape
         name = _LOSS_KERNELS[kind]
-        _array(name, "z", z)
-        _array(name, "dz", dz, (n, k))
-        _array(name, "target", target, (n,) if kind == "softmax_xent_sparse" else (n, k),
-               np.int32 if kind == "softmax_xent_sparse" else np.float32)
-        _array(name, "acc", acc, None, np.float64)
-        _require(acc.ndim == 1 and acc.size >= ACC_SIZE, name, f"acc needs at least {ACC_SIZE} slots, got {acc.shape}")
-        _int32(name, n=n, k=k)
+        check_array(name, "z", z)
+        check_array(name, "dz", dz, (n, k))
+        check_array(name, "target", target, (n,) if kind == "softmax_xent_sparse" else (n, k),
+                    np.int32 if kind == "softmax_xent_sparse" else np.float32)
+        check_array(name, "acc", acc, None, np.float64)
+        require(acc.ndim == 1 and acc.size >= ACC_SIZE, name, f"acc needs at least {ACC_SIZE} slots, got {acc.shape}")
+        check_int32(name, n=n, k=k)
         grid = (-(-n // BLOCK),)
         # the row launch: one thread a row, no grid stride, whole warps (every lane reaches the warp sums)
-        _require(BLOCK % WARP == 0 and grid[0] * BLOCK >= n, name, f"{grid} x {BLOCK} threads for {n} rows")
+        require(BLOCK % WARP == 0 and grid[0] * BLOCK >= n, name, f"{grid} x {BLOCK} threads for {n} rows")
         args = (z, target, dz, acc, np.int32(n), np.int32(k), np.int32(bool(count)))
         if kind == "mse":
             args += (np.float32(threshold),)
@@ -166,11 +144,11 @@ class CudaOps(CudaLayerOps, Backend):
         rows = out.shape[0]
         cols = int(np.prod(out.shape[1:], dtype=np.int64))
         name = _GATHER[np.dtype(src.dtype)]
-        _array(name, "src", src, (src.shape[0],) + tuple(out.shape[1:]), src.dtype)
-        _array(name, "out", out, None, np.int32 if src.dtype == np.int32 else np.float32)
-        _array(name, "perm", perm, None, np.int64)
-        _require(rows <= perm.size, name, f"a batch of {rows} rows from a permutation of {perm.size}")
-        _int32(name, rows=rows, cols=cols)
+        check_array(name, "src", src, (src.shape[0],) + tuple(out.shape[1:]), src.dtype)
+        check_array(name, "out", out, None, np.int32 if src.dtype == np.int32 else np.float32)
+        check_array(name, "perm", perm, None, np.int64)
+        require(rows <= perm.size, name, f"a batch of {rows} rows from a permutation of {perm.size}")
+        check_int32(name, rows=rows, cols=cols)
         self.launch(name, _blocks(rows * cols), (BLOCK,), (src, perm, cursor, out, np.int32(rows), np.int32(cols)))
 
     def advance(self, cursor, n, hyper=None, acc=None):
@@ -179,22 +157,15 @@ class CudaOps(CudaLayerOps, Backend):
             self._placeholder(np.float64) if acc is None else acc,
             np.int32(n), np.int32(hyper is not None), np.int32(acc is not None)))
 
-    def _flat(self, name, params, hyper, *others):
-        size = params.size
-        _array(name, "hyper", hyper, (HYPER_SIZE,))
-        for label, a in (("params", params),) + others:
-            _array(name, label, a, (size,))
-        return size
-
     def sgd_update(self, params, grads, velocity, hyper, nesterov=False):
         if velocity is None:
-            size = self._flat("sgd_update", params, hyper, ("grads", grads))
+            size = check_flat("sgd_update", params, hyper, ("grads", grads))
             self.launch("sgd_update", _blocks(size), (BLOCK,), (params, grads, hyper, np.int64(size)))
         else:
-            size = self._flat("sgd_momentum_update", params, hyper, ("grads", grads), ("velocity", velocity))
+            size = check_flat("sgd_momentum_update", params, hyper, ("grads", grads), ("velocity", velocity))
             self.launch("sgd_momentum_update", _blocks(size), (BLOCK,),
                         (params, grads, velocity, hyper, np.int64(size), np.int32(bool(nesterov))))
 
     def adam_update(self, params, grads, m, v, hyper):
-        size = self._flat("adam_update", params, hyper, ("grads", grads), ("m", m), ("v", v))
+        size = check_flat("adam_update", params, hyper, ("grads", grads), ("m", m), ("v", v))
         self.launch("adam_update", _blocks(size), (BLOCK,), (params, grads, m, v, hyper, np.int64(size)))

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-# Philox4x32's multipliers and Weyl key increments (Random123); the kernels get the same numbers.
-PHILOX = {"M0": 0xD2511F53, "M1": 0xCD9E8D57, "W0": 0x9E3779B9, "W1": 0xBB67AE85}
+from .shared_constants import DROPOUT_BITS, PHILOX  # noqa: F401 -- PHILOX re-exported: the kernels get the same
 
 _MASK32 = np.uint64(0xFFFFFFFF)
 NORMALIZATION_EPSILON = 1e-7  # keras.backend.epsilon(): the floor of Normalization's standard deviation
@@ -34,8 +33,8 @@ def philox4x32(counter, key, rounds: int = 10):
 
 
 def dropout_threshold(rate: float) -> int:
-    """An element is kept when the top 24 bits of its Philox word are >= this (P = 1 - rate)."""
-    return int(round(float(rate) * (1 << 24)))
+    """An element is kept when the top DROPOUT_BITS bits of its Philox word are >= this (P = 1 - rate)."""
+    return int(round(float(rate) * (1 << DROPOUT_BITS)))
 
 
 def dropout_scale(rate: float, dtype=np.float32):
@@ -58,7 +57,7 @@ class LayerOpsReference:
     def dropout(self, x, out, mask, counter, seed: int, rate: float) -> None:
         """mask <- (kept ? 1/(1-rate) : 0) from Philox draw counter[0]; out <- x * mask."""
         words = dropout_words(x.size, int(counter[0]), int(seed)).reshape(x.shape)
-        keep = (words >> np.uint32(8)) >= dropout_threshold(rate)
+        keep = (words >> np.uint32(32 - DROPOUT_BITS)) >= dropout_threshold(rate)
         mask[...] = np.where(keep, dropout_scale(rate, mask.dtype), mask.dtype.type(0))
         np.multiply(x, mask, out=out)
 

@@ -1,7 +1,7 @@
 """Reference ops of the optimizers beyond SGD and Adam, gradient clipping and the per-step
 preparation (learning-rate schedule, Nadam's momentum product), on NumPy. Mixed into the NumPy
-backend; ``cuda_layer_ops`` launches the kernels of ``kernels/optimizer.cu``, ``kernels/clip.cu``
-and ``kernels/schedule.cu`` that are tested against these bodies.
+backend; ``cuda_layer_ops`` launches the kernels of ``kernels/optimizer.cu`` and ``kernels/gradients.cu``
+(clipping, ``optimizer_prepare``) that are tested against these bodies.
 
 Layout: w, g and each state slot are (size,) float32 over the model's whole flat buffer; hyper is
 the optimizer's scalar buffer (slots ``HYPER``); g is scratch afterwards. Weight decay (Keras:

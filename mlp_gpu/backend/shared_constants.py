@@ -2,7 +2,8 @@
 
 The kernels never spell these numbers: every compiler that builds them (NVRTC in the
 CuPy backend, nvcc and the g++ host harness in the tests) gets them as ``-D`` options
-from :func:`defines`, and ``kernels/common.cuh`` refuses to compile without them.
+from :func:`defines`; without them (a plain ``nvcc file.cu``) ``kernels/common.cuh`` includes
+``kernels/shared_constants.cuh``, generated from the same source by :func:`header_text`.
 Adding an activation: append its name to ``ACTIVATIONS`` (its code is its position),
 then give it a NumPy body and a case in ``kernels/activation.cu``.
 """
@@ -31,9 +32,23 @@ ACC_SIZE = 3
 # Slots of the device scalars the cuBLASLt route's GEMMs read in pointer mode DEVICE (step_plan.py).
 LT_SCALARS = {"neg_lr": 0, "one": 1, "zero": 2}
 
+# Learning-rate schedule codes and the table header of kernels/gradients.cu's optimizer_prepare
+# (mlp_gpu/schedules.py writes the tables); the kernels see SCHEDULE_<KIND> = position.
+SCHEDULE_KINDS = ("constant", "exponential", "piecewise", "inverse_time", "cosine")
+SCHEDULE_CODES = {name: code for code, name in enumerate(SCHEDULE_KINDS)}
+SCHEDULE_HEADER = 8    # [kind, initial_lr, p1, p2, p3, p4, p5, n], then boundaries and values
+
+# Philox4x32's multipliers and Weyl key increments (Random123), the dropout masks' generator in
+# kernels/dropout.cu and its NumPy reference in layer_ops.py; the kernels see PHILOX_<NAME>.
+PHILOX = {"M0": 0xD2511F53, "M1": 0xCD9E8D57, "W0": 0x9E3779B9, "W1": 0xBB67AE85}
+# A dropout draw keeps the top DROPOUT_BITS bits of a 32-bit Philox word (compared with the threshold).
+DROPOUT_BITS = 24
+
 # Block shapes the kernels are written for (see their launch contracts).
 GEMM_TILE = 16         # sgemm_strided: (GEMM_TILE, GEMM_TILE) threads, one output element each
 BIAS_GRAD_ROWS = 8     # bias_grad: (32, BIAS_GRAD_ROWS) threads, the rows split BIAS_GRAD_ROWS ways
+COLUMN_ROWS = 8        # batchnorm_train/_backward: (32, COLUMN_ROWS) threads, the rows split COLUMN_ROWS ways
+REDUCE_BLOCK = 256     # regularize, clip_by_norm: REDUCE_BLOCK threads, a power of two (a tree sum)
 
 
 def defines() -> dict[str, int]:
@@ -45,13 +60,24 @@ def defines() -> dict[str, int]:
     out.update({f"ACC_{key.upper()}": slot for key, slot in ACC.items()})
     out["ACC_SIZE"] = ACC_SIZE
     out.update({f"LT_SCALAR_{key.upper()}": slot for key, slot in LT_SCALARS.items()})
-    out.update(GEMM_TILE=GEMM_TILE, BIAS_GRAD_ROWS=BIAS_GRAD_ROWS)
+    out.update({f"SCHEDULE_{name.upper()}": code for name, code in SCHEDULE_CODES.items()})
+    out["SCHEDULE_HEADER"] = SCHEDULE_HEADER
+    out.update({f"PHILOX_{name}": value for name, value in PHILOX.items()})
+    out["DROPOUT_BITS"] = DROPOUT_BITS
+    out.update(GEMM_TILE=GEMM_TILE, BIAS_GRAD_ROWS=BIAS_GRAD_ROWS, COLUMN_ROWS=COLUMN_ROWS,
+               REDUCE_BLOCK=REDUCE_BLOCK)
     return out
+
+
+def _literal(value: int) -> str:
+    """A C literal of the value: an int, or past int's range an unsigned hex one (the Philox words are
+    unsigned 32-bit, as the kernels use them)."""
+    return str(value) if value < 2**31 else f"0x{value:X}u"
 
 
 def define_options() -> tuple[str, ...]:
     """The defines as ``-DNAME=value`` options, which NVRTC, nvcc and g++ all read alike."""
-    return tuple(f"-D{name}={value}" for name, value in defines().items())
+    return tuple(f"-D{name}={_literal(value)}" for name, value in defines().items())
 
 
 def header_text() -> str:
@@ -59,5 +85,5 @@ def header_text() -> str:
     compiles too; the backend still passes the options, and a test keeps the file equal to this."""
     lines = ["// Generated from mlp_gpu/backend/shared_constants.py by header_text(); do not edit.",
              "#pragma once"]
-    lines += [f"#define {name} {value}" for name, value in defines().items()]
+    lines += [f"#define {name} {_literal(value)}" for name, value in defines().items()]
     return "\n".join(lines) + "\n"
