@@ -23,7 +23,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from mlp_gpu import schedules  # noqa: E402
 from mlp_gpu.backend import NumpyBackend, available_backends, get_backend  # noqa: E402
+from mlp_gpu.backend.layer_ops import philox4x32  # noqa: E402
 from mlp_gpu.backend.shared_constants import ACC_SIZE, HYPER, HYPER_SIZE  # noqa: E402
 
 PARAMS = 266_610  # the reference net's parameter count
@@ -33,7 +35,8 @@ F32 = 4
 @dataclass(frozen=True)
 class Case:
     """One op at one size: make(rng) gives its arguments; cost is (bytes moved, flops); the arguments
-    at positions ``scratch`` hold nothing defined afterwards (an optimizer's gradients)."""
+    at positions ``scratch`` hold nothing defined afterwards (an optimizer's gradients); ``reference``
+    fills the outputs on the host where the NumPy backend has no such op."""
     name: str
     op: str
     make: object
@@ -41,13 +44,21 @@ class Case:
     flops: int = 0
     kwargs: tuple = ()
     scratch: tuple = ()
+    reference: object = None
 
 
 def _hyper():
     h = np.zeros(HYPER_SIZE, np.float32)
-    for key, value in dict(lr=0.01, momentum=0.9, beta_1=0.9, beta_2=0.999, epsilon=1e-7, iterations=4).items():
+    for key, value in dict(lr=0.01, momentum=0.9, beta_1=0.9, beta_2=0.999, epsilon=1e-7, iterations=4, rho=0.9,
+                           u_product=0.3).items():
         h[HYPER[key]] = value
     return h
+
+
+def _flat(size, slots):
+    """An optimizer's arguments: params, grads, ``slots`` state buffers, hyper."""
+    return lambda r: [r.normal(size=size).astype(np.float32) for _ in range(2)] + \
+        [np.abs(r.normal(size=size)).astype(np.float32) * 0.1 for _ in range(slots)] + [_hyper()]
 
 
 def cases(n: int, small: bool = False) -> list[Case]:
@@ -65,10 +76,6 @@ def cases(n: int, small: bool = False) -> list[Case]:
         a_shape = (k, m) if t.get("trans_a") else (m, k)
         b_shape = (cols, k) if t.get("trans_b") else (k, cols)
         return lambda r: [r.normal(size=a_shape).astype(f), r.normal(size=b_shape).astype(f), np.zeros((m, cols), f)]
-
-    def flat(slots):
-        return lambda r: [r.normal(size=size).astype(f) for _ in range(2)] + \
-            [np.abs(r.normal(size=size)).astype(f) * 0.1 for _ in range(slots)] + [_hyper()]
 
     def loss(kind, k):
         def make(r):
@@ -108,17 +115,84 @@ def cases(n: int, small: bool = False) -> list[Case]:
              2 * n * 10 * F32, kwargs=(("kind", "abs_error"), ("slot", ACC_SIZE), ("activation", "softmax"))),
         gather(np.uint8, inp), gather(np.float32, inp), gather(np.int32, 0),
         Case("advance", "advance", lambda r: [np.zeros(1, np.int64), n, _hyper(), np.zeros(ACC_SIZE)], 32),
-        Case(f"sgd_update ({size})", "sgd_update", lambda r: flat(0)(r)[:2] + [None, _hyper()], 3 * size * F32,
+        Case(f"sgd_update ({size})", "sgd_update", lambda r: _flat(size, 0)(r)[:2] + [None, _hyper()], 3 * size * F32,
              scratch=(1,)),
-        Case(f"sgd momentum ({size})", "sgd_update", lambda r: flat(1)(r)[:3] + [_hyper()], 5 * size * F32,
+        Case(f"sgd momentum ({size})", "sgd_update", lambda r: _flat(size, 1)(r)[:3] + [_hyper()], 5 * size * F32,
              scratch=(1,)),
-        Case(f"adam_update ({size})", "adam_update", flat(2), 7 * size * F32, scratch=(1,)),
+        Case(f"adam_update ({size})", "adam_update", _flat(size, 2), 7 * size * F32, scratch=(1,)),
         Case(f"sgemm_strided NN ({n}x{inp} @ {inp}x{wide})", "matmul", gemm(n, inp, wide),
              (n * inp + inp * wide + n * wide) * F32, 2 * n * inp * wide),
         Case(f"sgemm_strided TN ({inp}x{n} @ {n}x{wide})", "matmul", gemm(inp, n, wide, trans_a=True),
              (n * inp + n * wide + inp * wide) * F32, 2 * n * inp * wide, (("trans_a", True),)),
         Case(f"sgemm_strided NT ({n}x{wide} @ {wide}x{inp})", "matmul", gemm(n, wide, inp, trans_b=True),
              (n * wide + inp * wide + n * inp) * F32, 2 * n * inp * wide, (("trans_b", True),)),
+    ] + toolbox_cases(n, small)
+
+
+def _philox_reference(args):
+    ctr, out, key = args
+    out[...] = np.stack(philox4x32(ctr.reshape(-1, 4).T, key), axis=1).reshape(-1)
+
+
+def toolbox_cases(n: int, small: bool = False) -> list[Case]:
+    """The toolbox's kernels (dropout, normalization, regularization, clipping, schedules, the optimizers
+    beyond SGD and Adam) at batch n, as ``cases``."""
+    size, k = (1000, 37) if small else (PARAMS, 300)
+    f = np.float32
+
+    def m(*shapes, positive=()):
+        """Arrays of these shapes: normal (x 3 + 1), or in (0.5, 1.5) at the positions in ``positive``."""
+        return lambda r: [(r.random(s, dtype=f) + 0.5) if i in positive else (r.normal(size=s) * 3 + 1).astype(f)
+                          for i, s in enumerate(shapes)]
+
+    def bn_train(r):
+        return m((n, k), (n, k), (k,), (k,), (k,), (k,), (k,), (k,), positive=(5,))(r) + [0.99, 1e-3]
+
+    def bn_infer(r):
+        return m((n, k), (n, k), (k,), (k,), (k,), (k,), positive=(5,))(r) + [1e-3]
+
+    def dropout(r):
+        return m((n, k), (n, k), (n, k))(r) + [np.array([2**33 + 5], np.int64), 0x1234_5678_9abc_def0, 0.2]
+
+    def mask(r):
+        dy, dx = m((n, k), (n, k))(r)
+        return [dy, np.where(r.random((n, k)) < 0.2, 0, 1.25).astype(f), dx]
+
+    def clip_norm(cuts):
+        return lambda r: [r.normal(size=size).astype(f), np.array(cuts, np.int64), 1.0]
+
+    def centered(r):  # the running average within the mean square (avg^2 <= vel), as a real run keeps it
+        w, g, vel, mom, _, hyper = _flat(size, 3)(r)
+        return [w, g, vel, mom, np.sqrt(vel) * r.uniform(-0.5, 0.5, size).astype(f), hyper]
+
+    table = schedules.CosineDecay(0.1, 20, alpha=0.1, warmup_target=0.2, warmup_steps=5).encode()
+    slot = size * F32
+    return [
+        Case(f"dropout rate 0.2 ({n}x{k})", "dropout", dropout, 3 * n * k * F32),
+        Case(f"dropout_backward ({n}x{k})", "dropout_backward", mask, 3 * n * k * F32),
+        Case(f"philox_blocks ({n})", "philox_blocks",
+             lambda r: [r.integers(0, 2**32, 4 * n, dtype=np.uint32), np.zeros(4 * n, np.uint32), (7, 2**32 - 3)],
+             32 * n, reference=_philox_reference),
+        Case(f"batchnorm_train ({n}x{k})", "batchnorm_train", bn_train, 3 * n * k * F32),
+        Case(f"batchnorm_backward ({n}x{k})", "batchnorm_backward",
+             m((n, k), (n, k), (k,), (k,), (k,), (k,), (k,), (n, k), positive=(4,)), 5 * n * k * F32),
+        Case(f"batchnorm_infer ({n}x{k})", "batchnorm_infer", bn_infer, 2 * n * k * F32),
+        Case(f"normalize ({n}x{k})", "normalize", m((n, k), (n, k), (k,), (k,), positive=(3,)), 2 * n * k * F32),
+        Case(f"normalize invert ({n}x{k})", "normalize", m((n, k), (n, k), (k,), (k,), positive=(3,)),
+             2 * n * k * F32, kwargs=(("invert", True),)),
+        Case(f"regularize ({size})", "regularize",
+             lambda r: m((size,), (size,))(r) + [0.01, 0.02, np.zeros(ACC_SIZE), n], 3 * slot),
+        Case(f"clip_by_value ({size})", "clip_by_value", lambda r: [r.normal(size=size).astype(f), 0.5], 2 * slot),
+        Case(f"clip_by_norm 3 segments ({size})", "clip_by_norm", clip_norm([0, size // 3, size // 2, size]),
+             3 * slot),
+        Case(f"clip_by_norm global ({size})", "clip_by_norm", clip_norm([0, size]), 3 * slot),
+        Case("optimizer_prepare cosine nadam", "optimizer_prepare", lambda r: [_hyper(), table, True],
+             HYPER_SIZE * F32 * 2 + table.nbytes),
+        Case(f"rmsprop_update ({size})", "rmsprop_update", lambda r: _flat(size, 1)(r)[:3] + [None, None, _hyper()],
+             5 * slot),
+        Case(f"rmsprop momentum centered ({size})", "rmsprop_update", centered, 9 * slot),
+        Case(f"adagrad_update ({size})", "adagrad_update", _flat(size, 1), 5 * slot),
+        Case(f"nadam_update ({size})", "nadam_update", _flat(size, 2), 7 * slot),
     ]
 
 
@@ -138,7 +212,10 @@ def _call(backend, case, args):
 def _scale(case, host, i, ref):
     """What an output's error is measured against: itself elementwise; for a GEMM the sum of |a|·|b| over
     the inner dimension, the scale of a float32 dot product's rounding (an output that cancels to near
-    zero would otherwise show a large relative error for any summation order but NumPy's)."""
+    zero would otherwise show a large relative error for any summation order but NumPy's); for batch
+    normalization, whose outputs cancel too, the output's largest magnitude."""
+    if case.op.startswith("batchnorm"):  # sums of terms that cancel (x - mean, column sums of dy): norm-wise
+        return np.full_like(ref, np.abs(ref).max())
     if case.op != "matmul" or i != 2:  # matmul(a, b, out): the output is argument 2
         return np.abs(ref)
     kw = dict(case.kwargs)
@@ -147,18 +224,26 @@ def _scale(case, host, i, ref):
 
 
 def validate(backend, case, seed=0) -> float:
-    """Run the case on the backend and on the NumPy reference; return the largest relative error (for a
-    GEMM relative to sum |a|·|b|, see _scale)."""
+    """Run the case on the backend and on the NumPy reference; return the largest relative error (see
+    _scale for what it is relative to; 1.0 where an integer output differs)."""
     host = case.make(np.random.default_rng(seed))
     want = [a.copy() if isinstance(a, np.ndarray) else a for a in host]
-    _call(NumpyBackend(), case, want)
+    if case.reference:
+        case.reference(want)
+    else:
+        _call(NumpyBackend(), case, want)
     placed = [backend.asarray(a) if isinstance(a, np.ndarray) else a for a in host]
     _call(backend, case, placed)
     worst = 0.0
     for i, (got, ref) in enumerate(zip(placed, want)):
         if isinstance(ref, np.ndarray) and ref.dtype.kind == "f" and i not in case.scratch:
             got = backend.to_host(got)
-            worst = max(worst, float(np.max(np.abs(got - ref) / (_scale(case, host, i, ref) + 1e-3), initial=0.0)))
+            with np.errstate(invalid="ignore"):  # inf - inf: judged by `same`
+                err = np.abs(got - ref) / (_scale(case, host, i, ref) + 1e-3)
+            same = (got == ref) | (np.isnan(got) & np.isnan(ref))  # a NaN or inf only where NumPy has it
+            worst = max(worst, float(np.max(np.where(same, 0.0, np.nan_to_num(err, nan=np.inf)), initial=0.0)))
+        elif isinstance(ref, np.ndarray) and ref.dtype.kind in "iu" and i not in case.scratch:
+            worst = max(worst, 0.0 if np.array_equal(backend.to_host(got), ref) else 1.0)
     return worst
 
 
