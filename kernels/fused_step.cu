@@ -46,13 +46,16 @@ __device__ __forceinline__ void gather_step(const In* __restrict__ src_x, const 
     }
 }
 
+// What every gather_step_* entry point passes on: its parameters, named alike in each.
+#define GATHER_STEP_ARGS src_x, src_y, perm, cursor, x, y, rows, cols, ld, y_cols, ticket, hyper, acc, scalars, \
+                         count_iteration
+
 // uint8 pixels -> float32 in [0, 1], int32 labels. Launch: as above (every gather_step_*).
 extern "C" __global__ void gather_step_u8_i32(const unsigned char* __restrict__ src_x, const int* __restrict__ src_y,
         const long long* __restrict__ perm, long long* cursor, float* __restrict__ x, int* __restrict__ y,
         int rows, int cols, int ld, int y_cols, unsigned* ticket, float* hyper, double* acc, float* scalars,
         int count_iteration) {
-    gather_step(src_x, src_y, perm, cursor, x, y, rows, cols, ld, y_cols, ticket, hyper, acc, scalars,
-                count_iteration, 1.0f / 255.0f);
+    gather_step(GATHER_STEP_ARGS, 1.0f / 255.0f);
 }
 
 // float32 features, int32 labels. Launch: as above.
@@ -60,8 +63,7 @@ extern "C" __global__ void gather_step_f32_i32(const float* __restrict__ src_x, 
         const long long* __restrict__ perm, long long* cursor, float* __restrict__ x, int* __restrict__ y,
         int rows, int cols, int ld, int y_cols, unsigned* ticket, float* hyper, double* acc, float* scalars,
         int count_iteration) {
-    gather_step(src_x, src_y, perm, cursor, x, y, rows, cols, ld, y_cols, ticket, hyper, acc, scalars,
-                count_iteration, 1.0f);
+    gather_step(GATHER_STEP_ARGS, 1.0f);
 }
 
 // uint8 pixels, float32 targets. Launch: as above.
@@ -69,8 +71,7 @@ extern "C" __global__ void gather_step_u8_f32(const unsigned char* __restrict__ 
         const long long* __restrict__ perm, long long* cursor, float* __restrict__ x, float* __restrict__ y,
         int rows, int cols, int ld, int y_cols, unsigned* ticket, float* hyper, double* acc, float* scalars,
         int count_iteration) {
-    gather_step(src_x, src_y, perm, cursor, x, y, rows, cols, ld, y_cols, ticket, hyper, acc, scalars,
-                count_iteration, 1.0f / 255.0f);
+    gather_step(GATHER_STEP_ARGS, 1.0f / 255.0f);
 }
 
 // float32 features and targets. Launch: as above.
@@ -78,6 +79,5 @@ extern "C" __global__ void gather_step_f32_f32(const float* __restrict__ src_x, 
         const long long* __restrict__ perm, long long* cursor, float* __restrict__ x, float* __restrict__ y,
         int rows, int cols, int ld, int y_cols, unsigned* ticket, float* hyper, double* acc, float* scalars,
         int count_iteration) {
-    gather_step(src_x, src_y, perm, cursor, x, y, rows, cols, ld, y_cols, ticket, hyper, acc, scalars,
-                count_iteration, 1.0f);
+    gather_step(GATHER_STEP_ARGS, 1.0f);
 }

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .backend.shared_constants import ACTIVATIONS
+
 
 def _hdf5_data(args) -> bool:
     return args.data is not None and Path(args.data).is_file()
@@ -210,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--hidden", type=int, nargs="+", default=[300, 100], help="hidden layer widths")
-    t.add_argument("--activation", default="relu", choices=["relu", "sigmoid", "tanh"])
+    t.add_argument("--activation", default="relu", choices=ACTIVATIONS, help="the hidden layers' activation")
     t.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
     t.add_argument("--lr", type=float, default=0.01, help="learning rate")
     t.add_argument("--momentum", type=float, default=0.0, help="SGD momentum")

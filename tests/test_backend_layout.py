@@ -160,6 +160,11 @@ class Refused(HostCudaOps):
     (lambda be: be.nadam_update(F32(5), F32(6), F32(5), F32(5), F32(HYPER_SIZE)), r"grads .*shape \(5,\)"),
 ])
 def test_launches_check_their_contract(call, message):
+    _assert_refused(call, message)
+
+
+def _assert_refused(call, message):
+    """call(harness ops) raises LaunchContractError matching message, and launches nothing."""
     be = Refused()
     with pytest.raises(LaunchContractError, match=message):
         call(be)
@@ -185,10 +190,7 @@ def test_toolbox_block_shapes_are_checked(monkeypatch, constant, value, call, me
     """The reducing kernels' tree sum needs a power-of-two block, the column kernels a legal block: a
     shared_constants edit that breaks either is refused at launch, not run."""
     monkeypatch.setattr(cuda_layer_ops, constant, value)
-    be = Refused()
-    with pytest.raises(LaunchContractError, match=message):
-        call(be)
-    assert be.launches == []
+    _assert_refused(call, message)
 
 
 def test_toolbox_launches_follow_their_contracts():

@@ -36,3 +36,16 @@ def test_missing_model_is_a_clean_error(tiny_dataset, tmp_path, capsys):
 def test_info_runs_as_a_command():
     proc = subprocess.run([sys.executable, "-m", "mlp_gpu.cli", "info"], capture_output=True, text=True, check=True)
     assert "backend numpy: available" in proc.stdout and "mlp_gpu" in proc.stdout
+
+
+def test_activation_choices_are_the_library_activations(capsys):
+    """--activation offers what Dense accepts: the one list in shared_constants, not a copy."""
+    from mlp_gpu.backend.shared_constants import ACTIVATIONS
+    from mlp_gpu.cli import build_parser
+
+    for name in ACTIVATIONS:
+        assert build_parser().parse_args(["train", "--activation", name]).activation == name
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--activation", "swish"])
+    err = capsys.readouterr().err
+    assert "invalid choice: 'swish'" in err and all(repr(name) in err for name in ACTIVATIONS)

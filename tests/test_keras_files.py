@@ -132,6 +132,17 @@ def _importable(name):
     return importlib.util.find_spec(name) is not None
 
 
+def _run_keras_side(tmp_path, source: str):
+    """Run ``source`` as a script under Keras 3 (PyTorch backend) on tmp_path; it must succeed."""
+    script = tmp_path / "keras_side.py"
+    script.write_text(source)
+    env = {**os.environ, "KERAS_BACKEND": "torch", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
 def test_keras_reads_ours_and_we_read_keras(tmp_path):
     if not (_importable("keras") and _importable("torch")):
         pytest.skip("Keras with its PyTorch backend is needed (make peers installs it)")
@@ -140,12 +151,7 @@ def test_keras_reads_ours_and_we_read_keras(tmp_path):
     np.save(tmp_path / "y.npy", y)
     model = ours()
     model.save(tmp_path / "ours.keras")
-    script = tmp_path / "keras_side.py"
-    script.write_text(KERAS_SIDE)
-    env = {**os.environ, "KERAS_BACKEND": "torch", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, env=env,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = _run_keras_side(tmp_path, KERAS_SIDE)
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["optimizer"] == "SGD" and report["lr"] == pytest.approx(0.1) and report["momentum"] == 0.9
     assert report["loss"] == "sparse_categorical_crossentropy"
@@ -229,12 +235,7 @@ def test_normalization_batchnorm_dropout_both_ways(tmp_path):
     model.save(tmp_path / "ours.keras")
     back = load_model(tmp_path / "ours.keras", backend="numpy")
     np.testing.assert_array_equal(back.predict(x), model.predict(x))
-    script = tmp_path / "keras_side.py"
-    script.write_text(TOOLBOX_KERAS_SIDE)
-    env = {**os.environ, "KERAS_BACKEND": "torch", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, env=env,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _run_keras_side(tmp_path, TOOLBOX_KERAS_SIDE)
     np.testing.assert_allclose(np.load(tmp_path / "keras_on_ours.npy"), model.predict(x), atol=TOL, rtol=0)
     theirs = load_model(tmp_path / "theirs.keras", backend="numpy")
     assert [type(layer).__name__ for layer in theirs.layers] == ["Normalization", "Dense", "BatchNormalization",

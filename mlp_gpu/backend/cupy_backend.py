@@ -275,22 +275,21 @@ class CupyBackend(CudaOps):
 
     # ---- collectives -------------------------------------------------------------------
     def allreduce(self, comm, buf, op="sum", scale=None):
-        """On the current stream: NCCL takes the device buffer; a host engine (MPI) gets a host copy."""
         if scale is not None:
             buf *= buf.dtype.type(scale)
-        if comm.device_buffers:
-            comm.allreduce(buf, op)
-            return
-        host = self.to_host(buf)
-        comm.allreduce(host, op)
-        self.copy_from_host(buf, host)
+        self._collective(comm, buf, lambda a: comm.allreduce(a, op))
 
     def broadcast(self, comm, buf, root=0):
+        self._collective(comm, buf, lambda a: comm.broadcast(a, root))
+
+    def _collective(self, comm, buf, call) -> None:
+        """call(array) on the current stream: NCCL takes the device buffer; a host engine (MPI) gets a host
+        copy, written back after."""
         if comm.device_buffers:
-            comm.broadcast(buf, root)
+            call(buf)
             return
         host = self.to_host(buf)
-        comm.broadcast(host, root)
+        call(host)
         self.copy_from_host(buf, host)
 
     def collective_in_graph(self, comm) -> bool:
