@@ -94,11 +94,15 @@ class Optimizer:
     def _init_state(self) -> None:
         """Initial values of the state slots (zeros unless a subclass says otherwise)."""
 
+    def begin_step(self) -> None:
+        """Ready the scalars this step's update reads: the schedule's rate, Nadam's momentum product."""
+        if self._table is not None or self.nadam:
+            self.backend.optimizer_prepare(self.hyper, self._table, self.nadam)
+
     def update(self, params, grads) -> None:
         """One step over the flat buffers: schedule, clipping, then the update (weight decay first)."""
         be = self.backend
-        if self._table is not None or self.nadam:
-            be.optimizer_prepare(self.hyper, self._table, self.nadam)
+        self.begin_step()
         if self.clipvalue is not None:
             be.clip_by_value(grads, self.clipvalue)
         elif self.clipnorm is not None or self.global_clipnorm is not None:

@@ -6,14 +6,17 @@ the contract of each op is documented once, on the interface in ``base.py``.
 from __future__ import annotations
 
 import functools
+import logging
 
 import numpy as np
 from scipy.linalg import blas
 
-from .base import ACC, ACTIVATIONS, HYPER, LOSS_KINDS, METRIC_KINDS, Backend
+from .._checks import check_bool
+from .base import ACC, ACTIVATIONS, HYPER, LOSS_KINDS, METRIC_KINDS, Backend, StepRunner
 from .layer_ops import LayerOpsReference
 from .optimizer_ops import OptimizerOpsReference, decay_weights
 
+log = logging.getLogger("mlp_gpu")
 _LOSS, _CORRECT, _FINITE = ACC["loss_sum"], ACC["correct"], ACC["finite_steps"]
 
 
@@ -71,21 +74,63 @@ class NumpyBackend(LayerOpsReference, OptimizerOpsReference, Backend):
     name = "numpy"
     xp = np
 
+    fused_step = True  # train through numpy_step's folded SGD step where the model allows it
+    route = None       # what the last make_runner chose: {"route", "reason", "rows"}
+
+    def __init__(self, fused_step: bool = True):
+        self.fused_step = check_bool(fused_step, "NumpyBackend(fused_step)")
+
     def __repr__(self) -> str:
-        return "NumpyBackend()"
+        return "NumpyBackend()" if self.fused_step else "NumpyBackend(fused_step=False)"
+
+    def make_runner(self, step, rows, max_steps=None, split=None, model=None, data=None, acc=None, **parts):
+        """The folded SGD step (numpy_step.py) where the model allows it and ``fused_step`` is on, else ``step``;
+        ``route`` records the choice and why, and the log says it."""
+        from .numpy_step import FoldedSgdStep, folded_sgd_unsupported
+
+        if not self.fused_step:
+            why = "NumpyBackend(fused_step=False)"
+        elif split is not None:
+            why = "a distributed fit all-reduces the gradients between backward and update"
+        elif model is None or data is None or acc is None:
+            why = "the caller passed no model, data and sums to build the folded step from"
+        else:
+            why = folded_sgd_unsupported(model, rows)
+        if why is None:
+            self.route = {"route": "folded-sgd", "reason": "plain SGD folded into the weight-gradient GEMMs",
+                          "rows": rows}
+            log.debug("numpy step for %d rows: SGD folded into the weight-gradient GEMMs", rows)
+            return StepRunner(FoldedSgdStep(self, model, data, acc, rows))
+        self.route = {"route": "general", "reason": why, "rows": rows}
+        log.debug("numpy step for %d rows: the general step (%s)", rows, why)
+        return StepRunner(step)
 
     # Every GEMM goes through SciPy's BLAS, as the optimizers' axpy does: two OpenBLAS thread pools
     # (NumPy's and SciPy's) taking turns within one step cost more than the in-place update saves.
     def matmul(self, a, b, out, trans_a=False, trans_b=False):
         if not (a.flags.c_contiguous and b.flags.c_contiguous and out.flags.c_contiguous):
             return np.matmul(a.T if trans_a else a, b.T if trans_b else b, out=out)
-        # row-major out = op(a) op(b) is column-major out.T = op(b).T op(a).T, over the same memory
-        c = out.T
-        got = _blas_for("gemm", out.dtype)(1.0, b.T, a.T, beta=0.0, c=c, trans_a=int(trans_b), trans_b=int(trans_a),
-                                            overwrite_c=1)
-        if got is not c:
-            out[...] = got.T
+        self.gemm(a, b, out, trans_a, trans_b)(1.0, 0.0)
         return out
+
+    @staticmethod
+    def gemm(a, b, out, trans_a=False, trans_b=False):
+        """A call ``(alpha, beta)`` doing out <- alpha op(a) op(b) + beta out in place (BLAS gemm), its
+        arguments prepared once; a, b and out C-contiguous, as workspaces and weight views are."""
+        if not (a.flags.c_contiguous and b.flags.c_contiguous and out.flags.c_contiguous):
+            raise ValueError("gemm: a, b and out must be C-contiguous")
+        # row-major out = op(a) op(b) is column-major out.T = op(b).T op(a).T, over the same memory
+        f, bt, at, c, ta, tb = _blas_for("gemm", out.dtype), b.T, a.T, out.T, int(trans_b), int(trans_a)
+
+        def call(alpha, beta):
+            if f(alpha, bt, at, beta, c, ta, tb, 1) is not c:  # f2py never copies a contiguous c of its dtype
+                raise RuntimeError("gemm: BLAS did not write out in place")
+        return call
+
+    @staticmethod
+    def axpy(x, y, a: float) -> None:
+        """y <- a x + y in place, one pass (BLAS axpy)."""
+        axpy(x, y, a)
 
     def bias_act(self, z, b, act):
         z += b
