@@ -6,6 +6,7 @@ import pytest
 import mlp_gpu
 from mlp_gpu import SGD, Adam, BatchNormalization, Dense, Dropout, Input, Sequential, regularizers, schedules
 from mlp_gpu.backend import NumpyBackend
+from mlp_gpu.backend import prepared_blas
 from mlp_gpu.backend.numpy_step import FoldedSgdStep
 from mlp_gpu.trainer import prepare_fit
 
@@ -147,12 +148,38 @@ def test_the_folded_step_writes_no_gradients_and_counts_the_step():
     assert all(np.isfinite(w).all() and not np.array_equal(w, b) for w, b in zip(after, before))
 
 
-def test_gemm_adds_into_its_output_in_place():
+LIBRARIES = [name for name in prepared_blas.LIBRARIES if prepared_blas.LIBRARIES[name]() is not None]
+
+
+def test_scipy_blas_is_always_at_hand():
+    assert "scipy" in LIBRARIES and prepared_blas.library() in LIBRARIES
+
+
+@pytest.mark.parametrize("using", LIBRARIES)
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_prepared_gemm_adds_into_strided_views_in_place(trans_a, trans_b, dtype, using):
+    """c <- alpha op(a) op(b) + beta c on the first columns of wider buffers; the other columns untouched."""
     rng = np.random.default_rng(0)
-    x, dz = rng.normal(size=(5, 7)).astype(np.float32), rng.normal(size=(5, 3)).astype(np.float32)
-    w = rng.normal(size=(7, 3)).astype(np.float32)
-    want = w - 0.25 * (x.T @ dz)
-    NumpyBackend.gemm(x, dz, w, trans_a=True)(-0.25, 1.0)
-    np.testing.assert_allclose(w, want, rtol=1e-6, atol=1e-6)
-    with pytest.raises(ValueError, match="C-contiguous"):
-        NumpyBackend.gemm(x, dz, np.zeros((3, 7), np.float32).T, trans_a=True)
+    m, k, n = 5, 7, 3
+    a = rng.normal(size=(k, m + 2) if trans_a else (m, k + 2)).astype(dtype)[:, :m if trans_a else k]
+    b = rng.normal(size=(n, k + 1) if trans_b else (k, n + 1)).astype(dtype)[:, :k if trans_b else n]
+    wide = rng.normal(size=(m, n + 3)).astype(dtype)
+    before, c = wide.copy(), wide[:, :n]
+    alpha = prepared_blas.cell(dtype, 0.5)
+    call = prepared_blas.gemm(a, b, c, trans_a, trans_b, alpha=alpha, beta=1.0, using=using)
+    alpha.value = -0.25  # read when called
+    call()
+    want = before[:, :n] - 0.25 * ((a.T if trans_a else a) @ (b.T if trans_b else b))
+    np.testing.assert_allclose(c, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(wide[:, n:], before[:, n:])
+
+
+def test_prepared_gemm_refuses_what_blas_cannot_take():
+    x = np.zeros((4, 3), np.float32)
+    with pytest.raises(ValueError, match="unit column stride"):
+        prepared_blas.gemm(x, x[:, ::2], np.zeros((4, 2), np.float32))
+    with pytest.raises(ValueError, match="does not give"):
+        prepared_blas.gemm(x, x, np.zeros((4, 3), np.float32))
+    with pytest.raises(ValueError, match="float32 or float64"):
+        prepared_blas.gemm(x, x.T, np.zeros((4, 4), np.int32))

@@ -64,6 +64,22 @@ def metric_sum(xp, kind, z, target, acc, slot, activation="linear", threshold=0.
     acc[slot] += values.mean(axis=1).sum()
 
 
+def activate(z, act) -> None:
+    """z <- act(z) in place (bias_act without the bias; z may be a strided view)."""
+    if act == "relu":
+        np.maximum(z, 0, out=z)
+    elif act == "sigmoid":
+        sigmoid(z, out=z)
+    elif act == "tanh":
+        np.tanh(z, out=z)
+    elif act == "softmax":
+        z -= z.max(axis=1, keepdims=True)
+        np.exp(z, out=z)
+        z /= z.sum(axis=1, keepdims=True)
+    elif act != "linear":
+        raise _unknown_activation(act)
+
+
 def _unknown_activation(act):
     return ValueError(f"activation: expected one of {ACTIVATIONS}, got {act!r}")
 
@@ -97,10 +113,11 @@ class NumpyBackend(LayerOpsReference, OptimizerOpsReference, Backend):
         else:
             why = folded_sgd_unsupported(model, rows)
         if why is None:
-            self.route = {"route": "folded-sgd", "reason": "plain SGD folded into the weight-gradient GEMMs",
-                          "rows": rows}
-            log.debug("numpy step for %d rows: SGD folded into the weight-gradient GEMMs", rows)
-            return StepRunner(FoldedSgdStep(self, model, data, acc, rows))
+            step = FoldedSgdStep(self, model, data, acc, rows)
+            why = f"plain SGD folded into the weight-gradient GEMMs ({step.blas}'s BLAS)"
+            self.route = {"route": "folded-sgd", "reason": why, "rows": rows}
+            log.debug("numpy step for %d rows: %s", rows, why)
+            return StepRunner(step)
         self.route = {"route": "general", "reason": why, "rows": rows}
         log.debug("numpy step for %d rows: the general step (%s)", rows, why)
         return StepRunner(step)
@@ -110,42 +127,17 @@ class NumpyBackend(LayerOpsReference, OptimizerOpsReference, Backend):
     def matmul(self, a, b, out, trans_a=False, trans_b=False):
         if not (a.flags.c_contiguous and b.flags.c_contiguous and out.flags.c_contiguous):
             return np.matmul(a.T if trans_a else a, b.T if trans_b else b, out=out)
-        self.gemm(a, b, out, trans_a, trans_b)(1.0, 0.0)
-        return out
-
-    @staticmethod
-    def gemm(a, b, out, trans_a=False, trans_b=False):
-        """A call ``(alpha, beta)`` doing out <- alpha op(a) op(b) + beta out in place (BLAS gemm), its
-        arguments prepared once; a, b and out C-contiguous, as workspaces and weight views are."""
-        if not (a.flags.c_contiguous and b.flags.c_contiguous and out.flags.c_contiguous):
-            raise ValueError("gemm: a, b and out must be C-contiguous")
         # row-major out = op(a) op(b) is column-major out.T = op(b).T op(a).T, over the same memory
-        f, bt, at, c, ta, tb = _blas_for("gemm", out.dtype), b.T, a.T, out.T, int(trans_b), int(trans_a)
-
-        def call(alpha, beta):
-            if f(alpha, bt, at, beta, c, ta, tb, 1) is not c:  # f2py never copies a contiguous c of its dtype
-                raise RuntimeError("gemm: BLAS did not write out in place")
-        return call
-
-    @staticmethod
-    def axpy(x, y, a: float) -> None:
-        """y <- a x + y in place, one pass (BLAS axpy)."""
-        axpy(x, y, a)
+        c = out.T
+        got = _blas_for("gemm", out.dtype)(1.0, b.T, a.T, beta=0.0, c=c, trans_a=int(trans_b), trans_b=int(trans_a),
+                                            overwrite_c=1)
+        if got is not c:
+            out[...] = got.T
+        return out
 
     def bias_act(self, z, b, act):
         z += b
-        if act == "relu":
-            np.maximum(z, 0, out=z)
-        elif act == "sigmoid":
-            sigmoid(z, out=z)
-        elif act == "tanh":
-            np.tanh(z, out=z)
-        elif act == "softmax":
-            z -= z.max(axis=1, keepdims=True)
-            np.exp(z, out=z)
-            z /= z.sum(axis=1, keepdims=True)
-        elif act != "linear":
-            raise _unknown_activation(act)
+        activate(z, act)
 
     def act_backward(self, dy, y, act):
         if act == "relu":

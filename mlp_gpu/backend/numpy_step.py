@@ -1,11 +1,17 @@
 """The NumPy backend's own training step: plain SGD folded into the weight-gradient products.
 
 When nothing but the update reads the gradients, the step need not write them: each Dense layer's
-weight-gradient GEMM adds straight into its kernel (``kernel <- kernel - lr x^T dz``: BLAS gemm with
-alpha = -lr and beta = 1) and its bias takes -lr times the column sums of dz (axpy). That saves the
-gradient buffer's write and the update's passes over the flat buffers; the step is a flat list of
-calls prepared once. A layer's input gradient is taken before its kernel moves. The arithmetic is the
-general step's: gemm's alpha and axpy's a both enter through one multiply-add into the weights.
+weight-gradient GEMM adds straight into its weights (BLAS gemm with alpha = -lr, beta = 1). That
+saves the gradient buffer's write and the update's passes over the flat buffers.
+
+The bias rides inside the GEMMs, as on the GPU's cuBLASLt route (``step_plan``): Dense keeps its
+kernel (in, units) and bias (units,) back to back in the flat parameter buffer, which is the
+row-major (in + 1, units) matrix [kernel; bias]; each layer input carries a constant column of ones,
+so ``[x, 1] @ [kernel; bias] = x @ kernel + bias`` and the fold's ``[x, 1]^T @ dz`` updates the bias
+with dz's column sums. A step is then 3 GEMMs a layer (2 for the first), the activations and their
+derivatives, and the loss: a flat list of calls prepared once (``prepared_blas``, on the OpenBLAS
+NumPy's wheel carries where it has one). A layer's input gradient is taken before its kernel moves. Sums run in another order than the general step's, so
+weights agree within float32 rounding, not bit for bit.
 
 Limits (else the general step runs, and ``NumpyBackend.route`` says why): the model is a plain Dense
 stack in float32 with accuracy as its only metric and no regularizer (the GPU's fused step's rules,
@@ -15,6 +21,9 @@ all-reduces the gradients between backward and update).
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+from . import prepared_blas
 from .base import HYPER
 
 
@@ -32,56 +41,67 @@ def folded_sgd_unsupported(model, rows: int) -> str | None:
 
 
 class FoldedSgdStep:
-    """One training step of ``model`` on the batch at ``data``'s cursor, its workspace of ``rows`` rows.
+    """One training step of ``model`` on the batch of ``rows`` rows at ``data``'s cursor.
 
-    ``backend`` is the NumPy backend (its ops and its ``gemm``); ``acc`` the running sums.
+    ``backend``: the NumPy backend (its activation, loss and advance ops); ``acc``: the running sums.
+    The step's own buffers: each layer input with its ones column, the targets, each layer's gradient.
     """
 
     def __init__(self, backend, model, data, acc, rows: int):
         reason = folded_sgd_unsupported(model, rows)
         if reason:
             raise ValueError(f"the folded SGD step cannot train this model: {reason}")
-        self.be, self.model, self.data, self.acc = backend, model, data, acc
-        self.ws = ws = model.workspace(rows)
-        self.optimizer = model.optimizer
-        self.hyper = model.optimizer.hyper
+        from .step_plan import param_offsets
+
+        self.be, self.data, self.acc, self.rows = backend, data, acc, rows
+        self.optimizer, self.hyper = model.optimizer, model.optimizer.hyper
         layers = model.compute_layers
-        last = len(layers) - 1
-        fused = model.loss_fused
-        self.acts = [("linear" if i == last and fused else layer.activation) for i, layer in enumerate(layers)]
-        inputs = [ws.x] + ws.a[:-1]
-        gemm = backend.gemm
-        self.forward = [(gemm(inputs[i], layer.kernel, ws.a[i]), layer.bias, ws.a[i], self.acts[i])
-                        for i, layer in enumerate(layers)]
-        self.backward = []
-        for i in range(last, -1, -1):
-            layer = layers[i]
-            input_grad = gemm(ws.dz[i], layer.kernel, ws.dz[i - 1], trans_b=True) if i else None
-            fold = gemm(inputs[i], ws.dz[i], layer.kernel, trans_a=True)
-            self.backward.append((ws.dz[i], ws.a[i], self.acts[i], input_grad, fold, layer.bias,
-                                  backend.empty(layer.bias.shape, layer.bias.dtype)))
+        sizes = (layers[0].input_dim,) + tuple(layer.units for layer in layers)
+        last, dtype = len(layers) - 1, model.dtype
+        ws = model.workspace(rows)  # its targets, gradients and logits (its x and hidden outputs stay unused)
+        inputs = [backend.empty((rows, width + 1), dtype) for width in sizes[:-1]]  # [x, 1], [a_i, 1]
+        for buffer, width in zip(inputs, sizes):
+            buffer[:, width] = 1
+        outputs = [buffer[:, :width] for buffer, width in zip(inputs[1:], sizes[1:])] + [ws.a[-1]]
+        self.batch = SimpleNamespace(x=inputs[0][:, :sizes[0]], y=ws.y, rows=rows)  # what data.gather fills
+        self.logits, self.dz, self.y = ws.a[-1], ws.dz, ws.y
+        acts = [layer.activation for layer in layers]
+        if model.loss_fused:
+            acts[-1] = "linear"  # the loss takes logits
+        offsets = param_offsets(sizes)
+        blocks = [model.params[a:b].reshape(fan_in + 1, units)  # [kernel; bias]
+                  for a, b, fan_in, units in zip(offsets, offsets[1:], sizes, sizes[1:])]
+        self.neg_lr = prepared_blas.cell(dtype)
+        self.blas = prepared_blas.library()
+        gemm = prepared_blas.gemm
+        self.forward = [(gemm(inputs[i], blocks[i], outputs[i]), outputs[i], acts[i]) for i in range(last + 1)]
+        self.backward = [(ws.dz[i], outputs[i], acts[i],
+                          gemm(ws.dz[i], blocks[i][:-1], ws.dz[i - 1], trans_b=True) if i else None,
+                          gemm(inputs[i], ws.dz[i], blocks[i], trans_a=True, alpha=self.neg_lr, beta=1.0))
+                         for i in range(last, -1, -1)]
         loss = model.loss
         self.loss = (loss.kind(), any(m.kind is None for m in model.compiled_metrics), loss.accuracy_threshold())
 
     def __call__(self) -> None:
-        be, ws, acc = self.be, self.ws, self.acc
-        self.data.gather(ws)
+        from .numpy_backend import activate
+
+        be = self.be
+        self.data.gather(self.batch)
         self.optimizer.begin_step()  # a schedule's rate for this step
-        neg_lr = -float(self.hyper[_LR])
-        for forward, bias, out, act in self.forward:
-            forward(1.0, 0.0)
-            be.bias_act(out, bias, act)
+        self.neg_lr.value = -float(self.hyper[_LR])
+        for forward, out, act in self.forward:
+            forward()                    # out <- [x, 1] @ [kernel; bias]
+            if act != "linear":
+                activate(out, act)
         kind, count, threshold = self.loss
-        be.loss_grad(kind, ws.a[-1], ws.y, ws.dz[-1], acc, count, threshold)
-        for dz, y, act, input_grad, fold, bias, bias_grad in self.backward:
+        be.loss_grad(kind, self.logits, self.y, self.dz[-1], self.acc, count, threshold)
+        for dz, y, act, input_grad, fold in self.backward:
             if act != "linear":
                 be.act_backward(dz, y, act)
             if input_grad is not None:  # with the kernel as it was
-                input_grad(1.0, 0.0)
-            fold(neg_lr, 1.0)            # kernel <- kernel - lr x^T dz
-            be.bias_grad(dz, bias_grad)
-            be.axpy(bias_grad, bias, neg_lr)
-        be.advance(self.data.cursor, ws.rows, self.hyper, acc)
+                input_grad()
+            fold()                       # [kernel; bias] <- [kernel; bias] - lr [x, 1]^T dz
+        be.advance(self.data.cursor, self.rows, self.hyper, self.acc)
 
 
 _LR = HYPER["lr"]
