@@ -55,7 +55,7 @@ extern "C" __global__ void gather_step_u8_i32(const unsigned char* __restrict__ 
         const long long* __restrict__ perm, long long* cursor, float* __restrict__ x, int* __restrict__ y,
         int rows, int cols, int ld, int y_cols, unsigned* ticket, float* hyper, double* acc, float* scalars,
         int count_iteration) {
-    gather_step(GATHER_STEP_ARGS, 1.0f / 255.0f);
+    gather_step(GATHER_STEP_ARGS, 1.0f / PIXEL_MAX);
 }
 
 // float32 features, int32 labels. Launch: as above.
@@ -71,7 +71,7 @@ extern "C" __global__ void gather_step_u8_f32(const unsigned char* __restrict__ 
         const long long* __restrict__ perm, long long* cursor, float* __restrict__ x, float* __restrict__ y,
         int rows, int cols, int ld, int y_cols, unsigned* ticket, float* hyper, double* acc, float* scalars,
         int count_iteration) {
-    gather_step(GATHER_STEP_ARGS, 1.0f / 255.0f);
+    gather_step(GATHER_STEP_ARGS, 1.0f / PIXEL_MAX);
 }
 
 // float32 features and targets. Launch: as above.

@@ -22,7 +22,7 @@ __device__ __forceinline__ void gather_rows(const In* __restrict__ src, const lo
 extern "C" __global__ void gather_rows_u8(const unsigned char* __restrict__ src, const long long* __restrict__ perm,
                                           const long long* __restrict__ cursor, float* __restrict__ out,
                                           int rows, int cols) {
-    gather_rows(src, perm, cursor, out, rows, cols, 1.0f / 255.0f);
+    gather_rows(src, perm, cursor, out, rows, cols, 1.0f / PIXEL_MAX);
 }
 
 // Launch: as gather_rows_u8.

@@ -99,7 +99,7 @@ __device__ double schedule_lr(const double* tb, double step) {
 }
 
 // Start of an update, one thread: hyper[lr] <- the schedule in `table` at hyper[iterations]
-// (has_table), and for Nadam hyper[u_product] *= beta_1 (1 - 0.5 * 0.96^(iterations + 1)).
+// (has_table), and for Nadam hyper[u_product] *= beta_1 (1 - 0.5 * NADAM_DECAY^(iterations + 1)).
 // Launch: grid (1,), block (1,): thread 0 does it all (any other thread does nothing).
 // Pre: hyper holds HYPER_SIZE floats; where has_table, table holds a whole schedule table.
 extern "C" __global__ void optimizer_prepare(float* __restrict__ hyper, const double* __restrict__ table,
@@ -108,7 +108,7 @@ extern "C" __global__ void optimizer_prepare(float* __restrict__ hyper, const do
     double step = (double)hyper[HYPER_ITERATIONS];
     if (has_table) hyper[HYPER_LR] = (float)schedule_lr(table, step);
     if (nadam) {
-        float u = hyper[HYPER_BETA_1] * (1.0f - 0.5f * (float)pow(0.96, step + 1.0));
+        float u = hyper[HYPER_BETA_1] * (1.0f - 0.5f * (float)pow(NADAM_DECAY, step + 1.0));
         hyper[HYPER_U_PRODUCT] = hyper[HYPER_U_PRODUCT] * u;
     }
 }

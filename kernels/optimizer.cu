@@ -97,15 +97,15 @@ extern "C" __global__ void adagrad_update(float* __restrict__ w, const float* __
 }
 
 // Keras Nadam with t = iterations + 1; hyper[HYPER_U_PRODUCT] already holds the product through u_t
-// (optimizer_prepare ran first). u_t = b1 (1 - 0.5 * 0.96^t);
+// (optimizer_prepare ran first). u_t = b1 (1 - 0.5 * NADAM_DECAY^t);
 // m_hat = u_{t+1} m / (1 - prod u_{t+1}) + (1 - u_t) g / (1 - prod); v_hat = v / (1 - b2^t).
 // Launch: as sgd_update.
 extern "C" __global__ void nadam_update(float* __restrict__ w, const float* __restrict__ g, float* __restrict__ m,
                                         float* __restrict__ v, const float* __restrict__ hyper, long long size) {
     float lr = hyper[HYPER_LR], b1 = hyper[HYPER_BETA_1], b2 = hyper[HYPER_BETA_2], eps = hyper[HYPER_EPSILON];
     double t = (double)hyper[HYPER_ITERATIONS] + 1.0;
-    float u_t = b1 * (1.0f - 0.5f * (float)pow(0.96, t));
-    float u_t1 = b1 * (1.0f - 0.5f * (float)pow(0.96, t + 1.0));
+    float u_t = b1 * (1.0f - 0.5f * (float)pow(NADAM_DECAY, t));
+    float u_t1 = b1 * (1.0f - 0.5f * (float)pow(NADAM_DECAY, t + 1.0));
     float u_prod = hyper[HYPER_U_PRODUCT];
     float u_prod1 = u_prod * u_t1;
     float b2_power = (float)pow((double)b2, t);

@@ -36,6 +36,8 @@
 #define PHILOX_W0 0x9E3779B9u
 #define PHILOX_W1 0xBB67AE85u
 #define DROPOUT_BITS 24
+#define NADAM_DECAY 0.96
+#define PIXEL_MAX 255
 #define GEMM_TILE 16
 #define BIAS_GRAD_ROWS 8
 #define COLUMN_ROWS 8

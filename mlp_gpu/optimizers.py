@@ -10,6 +10,7 @@ import numpy as np
 from . import schedules
 from ._checks import check_bool, check_number
 from .backend.base import HYPER, HYPER_SIZE
+from .backend.shared_constants import NADAM_DECAY
 
 
 def _positive(value, arg):
@@ -284,7 +285,7 @@ def nadam_u_product(beta_1: float, iterations: int) -> np.float32:
     f = np.float32
     product = f(1.0)
     for t in range(1, iterations + 1):
-        product = product * (f(beta_1) * (f(1) - f(0.5) * f(0.96 ** t)))
+        product = product * (f(beta_1) * (f(1) - f(0.5) * f(NADAM_DECAY ** t)))
     return product
 
 

@@ -15,6 +15,7 @@ from .._checks import check_bool
 from .base import ACC, ACTIVATIONS, HYPER, LOSS_KINDS, METRIC_KINDS, Backend, StepRunner
 from .layer_ops import LayerOpsReference
 from .optimizer_ops import OptimizerOpsReference, decay_weights
+from .shared_constants import PIXEL_MAX
 
 log = logging.getLogger("mlp_gpu")
 _LOSS, _CORRECT, _FINITE = ACC["loss_sum"], ACC["correct"], ACC["finite_steps"]
@@ -200,7 +201,7 @@ class NumpyBackend(LayerOpsReference, OptimizerOpsReference, Backend):
         start = int(cursor[0])
         idx = perm[start:start + n]
         if src.dtype == np.uint8:
-            np.multiply(src[idx], np.float32(1 / 255), out=out)
+            np.multiply(src[idx], np.float32(1 / PIXEL_MAX), out=out)
         else:
             np.take(src, idx, axis=0, out=out)
 

@@ -15,8 +15,8 @@ import numpy as np
 
 from .. import schedules
 from .base import HYPER
+from .shared_constants import NADAM_DECAY
 
-NADAM_DECAY = 0.96  # Keras Nadam's momentum schedule: u_t = beta_1 * (1 - 0.5 * 0.96 ** t)
 
 
 def _h(hyper, key):

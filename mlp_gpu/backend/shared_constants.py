@@ -44,6 +44,11 @@ PHILOX = {"M0": 0xD2511F53, "M1": 0xCD9E8D57, "W0": 0x9E3779B9, "W1": 0xBB67AE85
 # A dropout draw keeps the top DROPOUT_BITS bits of a 32-bit Philox word (compared with the threshold).
 DROPOUT_BITS = 24
 
+# Keras Nadam's momentum schedule, u_t = beta_1 (1 - 0.5 NADAM_DECAY^t) (kernels/optimizer.cu, gradients.cu).
+NADAM_DECAY = 0.96
+# uint8 pixels become float32 * (1 / PIXEL_MAX) as a batch is gathered (kernels/gather.cu, fused_step.cu).
+PIXEL_MAX = 255
+
 # Block shapes the kernels are written for (see their launch contracts).
 GEMM_TILE = 16         # sgemm_strided: (GEMM_TILE, GEMM_TILE) threads, one output element each
 BIAS_GRAD_ROWS = 8     # bias_grad: (32, BIAS_GRAD_ROWS) threads, the rows split BIAS_GRAD_ROWS ways
@@ -51,7 +56,7 @@ COLUMN_ROWS = 8        # batchnorm_train/_backward: (32, COLUMN_ROWS) threads, t
 REDUCE_BLOCK = 256     # regularize, clip_by_norm: REDUCE_BLOCK threads, a power of two (a tree sum)
 
 
-def defines() -> dict[str, int]:
+def defines() -> dict[str, int | float]:
     """Every shared constant under its C name."""
     out = {f"ACT_{name.upper()}": code for name, code in ACT_CODES.items()}
     out.update({f"METRIC_{name.upper()}": code for name, code in METRIC_CODES.items()})
@@ -63,15 +68,17 @@ def defines() -> dict[str, int]:
     out.update({f"SCHEDULE_{name.upper()}": code for name, code in SCHEDULE_CODES.items()})
     out["SCHEDULE_HEADER"] = SCHEDULE_HEADER
     out.update({f"PHILOX_{name}": value for name, value in PHILOX.items()})
-    out["DROPOUT_BITS"] = DROPOUT_BITS
+    out.update(DROPOUT_BITS=DROPOUT_BITS, NADAM_DECAY=NADAM_DECAY, PIXEL_MAX=PIXEL_MAX)
     out.update(GEMM_TILE=GEMM_TILE, BIAS_GRAD_ROWS=BIAS_GRAD_ROWS, COLUMN_ROWS=COLUMN_ROWS,
                REDUCE_BLOCK=REDUCE_BLOCK)
     return out
 
 
-def _literal(value: int) -> str:
-    """A C literal of the value: an int, or past int's range an unsigned hex one (the Philox words are
-    unsigned 32-bit, as the kernels use them)."""
+def _literal(value: int | float) -> str:
+    """A C literal of the value: a double as Python writes it, an int, or past int's range an unsigned
+    hex one (the Philox words are unsigned 32-bit, as the kernels use them)."""
+    if isinstance(value, float):
+        return repr(value)
     return str(value) if value < 2**31 else f"0x{value:X}u"
 
 
