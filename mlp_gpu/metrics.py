@@ -46,12 +46,22 @@ mse = MSE = mean_squared_error
 # ---- the classes compile uses ------------------------------------------------------------------
 class Metric:
     """A metric summed per row on the device. ``kind`` is the ``backend.metric_sum`` op that adds
-    its rows to an own slot; None means the loss op's correct count (the accuracy family)."""
+    its rows to an own slot; None means the loss op's correct count (the accuracy family).
+    A subclass declares kind, targets and function in its header: ``class M(Metric, kind=...)``."""
 
     name = "metric"
     kind: str | None = None
     targets = "any"        # "labels": integer labels only, "dense": (rows, units) targets only
     function = None        # Keras' per-sample function
+
+    def __init_subclass__(cls, kind=None, targets=None, function=None, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if kind is not None:
+            cls.kind = kind
+        if targets is not None:
+            cls.targets = targets
+        if function is not None:
+            cls.function = staticmethod(function)
 
     def __init__(self, name=None, dtype=None):
         if dtype not in (None, "float32", np.float32):
@@ -109,16 +119,12 @@ class Accuracy(_Accuracy):
         return float(np.mean(fn(y_true, y_pred)))
 
 
-class SparseCategoricalAccuracy(_Accuracy):
+class SparseCategoricalAccuracy(_Accuracy, targets="labels", function=sparse_categorical_accuracy):
     name = "sparse_categorical_accuracy"
-    targets = "labels"
-    function = staticmethod(sparse_categorical_accuracy)
 
 
-class CategoricalAccuracy(_Accuracy):
+class CategoricalAccuracy(_Accuracy, targets="dense", function=categorical_accuracy):
     name = "categorical_accuracy"
-    targets = "dense"
-    function = staticmethod(categorical_accuracy)
 
     def check(self, loss, units):
         super().check(loss, units)
@@ -126,13 +132,10 @@ class CategoricalAccuracy(_Accuracy):
             raise ValueError("metrics: 'categorical_accuracy' needs at least 2 output units; use 'binary_accuracy'")
 
 
-class BinaryAccuracy(Metric):
+class BinaryAccuracy(Metric, kind="binary_hits", targets="dense", function=binary_accuracy):
     """Per row, the fraction of outputs on the right side of ``threshold`` (probabilities)."""
 
     name = "binary_accuracy"
-    kind = "binary_hits"
-    targets = "dense"
-    function = staticmethod(binary_accuracy)
 
     def __init__(self, name=None, dtype=None, threshold=0.5):
         super().__init__(name, dtype)
@@ -148,18 +151,12 @@ class BinaryAccuracy(Metric):
         return config
 
 
-class MeanAbsoluteError(Metric):
+class MeanAbsoluteError(Metric, kind="abs_error", targets="dense", function=mean_absolute_error):
     name = "mean_absolute_error"
-    kind = "abs_error"
-    targets = "dense"
-    function = staticmethod(mean_absolute_error)
 
 
-class MeanSquaredError(Metric):
+class MeanSquaredError(Metric, kind="squared_error", targets="dense", function=mean_squared_error):
     name = "mean_squared_error"
-    kind = "squared_error"
-    targets = "dense"
-    function = staticmethod(mean_squared_error)
 
 
 class RootMeanSquaredError(MeanSquaredError):
