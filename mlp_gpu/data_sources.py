@@ -16,6 +16,7 @@ permutation and the rows of each part in a permutation, both drawn from (seed, e
 """
 from __future__ import annotations
 
+import copy
 import mmap
 import os
 
@@ -37,8 +38,18 @@ def _is_batch_source(x) -> bool:
     return hasattr(x, "__getitem__") and (hasattr(x, "num_batches") or hasattr(x, "__len__"))
 
 
-def as_source(x, y=None, arg="x"):
+def _check_open(a, arg) -> None:
+    """An h5py dataset (or rows of one) whose file was closed: say so before anything reads its shape."""
+    base = a.base if isinstance(a, RowRange) else a
+    if _is_h5py(base) and not base:  # an h5py object is false once its file is closed
+        raise ValueError(f"{arg}: the h5py dataset's file is closed; open it again (h5py.File(path, 'r')) and "
+                         "keep it open while fit, evaluate or predict reads it")
+
+
+def as_source(x, y=None, arg="x", y_arg="y"):
     """The Source for fit/evaluate/predict's (x, y): x itself if it is one, else the kind x calls for."""
+    for a, name in ((x.x, arg), (x.y, y_arg)) if isinstance(x, ChunkedSource) else ((x, arg), (y, y_arg)):
+        _check_open(a, name)
     if isinstance(x, Source) or _is_batch_source(x):
         if y is not None:
             raise ValueError(f"y: must be None when {arg} is a {type(x).__name__} (it yields the targets)")
@@ -153,25 +164,27 @@ class ChunkedSource(Source):
         stop = min(start + chunk_rows, self.rows)
         n = stop - start
         xo = x_out[:n]
+        _check_open(self.x, self.arg)
         _read_rows(self.x, start, stop, xo)
         if xo.dtype != np.uint8:
             bad = ~np.isfinite(xo).all(axis=1)
             if bad.any():
                 raise ValueError(f"{self.arg}: contains NaN or infinity (first in row {start + int(np.argmax(bad))})")
         if y_out is not None:
+            _check_open(self.y, "y")
             try:
                 y_out[:n] = self._targets(np.asarray(self.y[start:stop]), n)
             except ValueError as exc:
                 raise ValueError(f"{exc} (in rows {start} to {stop - 1})") from None
         return n
 
-    def split(self, n_val: int):
-        """(training source, validation source): the last n_val rows validate, as Keras' validation_split."""
+    def split(self, n_val: int, model):
+        """(training, validation) sources, bound to ``model``: the last n_val rows validate, as Keras'
+        validation_split; nothing is read."""
         cut = self.rows - n_val
-        make = type(self)
-        return (make(row_range(self.x, 0, cut), row_range(self.y, 0, cut), self.chunk_rows, self.resident),
-                make(row_range(self.x, cut, self.rows), row_range(self.y, cut, self.rows), self.chunk_rows,
-                     self.resident))
+        return tuple(type(self)(row_range(self.x, start, stop), row_range(self.y, start, stop), self.chunk_rows,
+                                self.resident).bind(model, self.arg)
+                     for start, stop in ((0, cut), (cut, self.rows)))
 
 
 class ArraySource(ChunkedSource):
@@ -189,6 +202,16 @@ class ArraySource(ChunkedSource):
         if need_y:
             self.y = self._targets(self.y, self.rows)
         return self
+
+    def split(self, n_val: int, model):
+        """(training, validation) sources: views of the arrays checked by ``bind``, not checked again."""
+        halves = []
+        for start, stop in ((0, self.rows - n_val), (self.rows - n_val, self.rows)):
+            half = copy.copy(self)
+            half.x, half.rows = self.x[start:stop], stop - start
+            half.y = None if self.y is None else self.y[start:stop]
+            halves.append(half)
+        return tuple(halves)
 
     def read(self, part, chunk_rows, x_out, y_out=None):
         start = part * chunk_rows

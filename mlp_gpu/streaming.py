@@ -22,6 +22,8 @@ _MIB = 1 << 20
 class StreamedData:
     """A data set read part by part through two alternating stages of the backend."""
 
+    streamed = True
+
     def __init__(self, backend, source, chunk_rows):
         self.source, self.chunk_rows = source, chunk_rows
         self.sizes = source.part_sizes(chunk_rows)
@@ -84,21 +86,31 @@ class StreamedData:
         self.source.on_epoch_end()
 
 
-def place(model, source, batch_size, what, make_resident):
-    """Bind ``source`` and return its device data: ``make_resident(x, y)`` or a StreamedData; logged."""
+def keeps_resident(backend, source) -> bool:
+    """The source's own choice (``resident=True/False``), else the backend's (``Backend.keeps_resident``)."""
+    if source.resident is not None:
+        return source.resident
+    return backend.keeps_resident(source.nbytes(), source.in_memory)
+
+
+def place(model, source, batch_size, what, make_resident, resident=None):
+    """Return the device data of a bound ``source``: ``make_resident(x, y)`` of the whole of it, or a
+    StreamedData; ``resident`` None asks ``keeps_resident``. Logged (in-memory arrays kept resident, the
+    usual case, only at debug level)."""
     be = model.backend
     nbytes = source.nbytes()
-    resident = source.resident
     if resident is None:
-        resident = be.keeps_resident(nbytes, source.in_memory)
+        resident = keeps_resident(be, source)
     if resident:
-        log.info("%s: %s rows of %s (%.1f MiB) resident on %s", what, f"{source.rows:,}", source.describe,
-                 nbytes / _MIB, be.name)
+        level = logging.DEBUG if source.in_memory else logging.INFO
+        log.log(level, "%s: %s rows of %s (%.1f MiB) resident on %s", what, f"{source.rows:,}", source.describe,
+                nbytes / _MIB, be.name)
         return make_resident(*load_whole(be, source, batch_size))
     data = StreamedData(be, source, source.default_chunk_rows(batch_size))
-    log.info("%s: %s rows of %s streamed to %s in %d parts of up to %s rows (%.1f MiB each, %.1f MiB of data)",
-             what, f"{source.rows:,}", source.describe, be.name, len(data.sizes),
-             f"{data.capacity:,}", data.capacity * source.row_bytes() / _MIB, nbytes / _MIB)
+    size = f"{len(data.sizes):,} batches" if source.one_step_parts else f"{source.rows:,} rows"
+    log.info("%s: %s of %s streamed to %s in %d parts of up to %s rows (%.1f MiB each, %.1f MiB at most)",
+             what, size, source.describe, be.name, len(data.sizes), f"{data.capacity:,}",
+             data.capacity * source.row_bytes() / _MIB, nbytes / _MIB)
     return data
 
 

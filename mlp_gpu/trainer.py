@@ -4,8 +4,12 @@
 workspaces and step runner, gathered in a ``FitRun``) and ``run_epochs`` (the epoch loop and its
 callbacks). The loop talks to three objects, the places to extend it:
 
-- ``DeviceData``: a data set the step gathers its batches from (rows, begin_epoch, gather, cursor);
-- ``StepRunner``: runs training steps, ``run(first, count)``; ``block`` is how many it takes per call;
+- ``DeviceData``: a data set resident on the device, the step gathers its batches from it (rows, gather,
+  cursor); ``parts`` yields it once per pass. A ``streaming.StreamedData`` (a data set the backend does
+  not keep resident: a memmap, an h5py dataset, a PyDataset) yields its parts one after another, each
+  with the same ``rows``, ``gather`` and ``cursor``;
+- ``StepRunner``: runs training steps on a part, ``run(part, first, count)``; ``block`` is how many it
+  takes per call;
 - ``FitRun.plan``: the data-parallel plan (``distributed.parallel.FitPlan``): which rows this rank
   takes, the gradient all-reduce between backward and update, the sums reduced at epoch ends, who
   prints and writes. With one process (the single engine) every hook is a no-op.
@@ -26,11 +30,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import losses
 from ._checks import check_int, check_number
 from .backend.base import ACC, ACC_SIZE
 from .callbacks import CallbackList, History, ProgressBar, TerminateOnNaN
+from .data_sources import BatchSource, ChunkedSource, Source, _is_batch_source, as_source
 from .distributed.parallel import FitPlan
+from .streaming import keeps_resident, place
 from .utils import draw_seed
 
 log = logging.getLogger("mlp_gpu")
@@ -80,8 +85,10 @@ class DeviceData:
 
     The step gathers the batch at the cursor (``gather``) and ``backend.advance`` moves the cursor
     on the device, so a captured step needs no host work. A streamed source, holding one chunk at a
-    time, offers the same ``rows``, ``begin_epoch``, ``gather`` and ``cursor``.
+    time, offers the same ``rows``, ``parts``, ``gather`` and ``cursor``.
     """
+
+    streamed = False
 
     def __init__(self, backend, x, y=None):
         self.backend = backend
@@ -96,6 +103,17 @@ class DeviceData:
         if order is not None:  # a rank of a distributed fit visits only its share: a prefix of perm
             self.backend.copy_from_host(self.perm[:len(order)], order)
         self.cursor[...] = 0
+
+    def parts(self, order=None):
+        """The pass as parts: this whole data set, once, its rows in ``order`` (see ``begin_epoch``)."""
+        self.begin_epoch(order)
+        yield self
+
+    def buffers(self) -> list:
+        return [self]
+
+    def step_rows(self, batch_size: int) -> int:
+        return min(batch_size, self.rows)
 
     def gather(self, ws) -> None:
         """ws.x (and ws.y) <- the ws.rows rows at the cursor; the cursor does not move."""
@@ -186,49 +204,121 @@ def _step_runner(model, ws, data, sums, sync, max_steps=None):
 
 
 class StepRunner:
-    """Runs the training steps of an epoch over one DeviceData; ``run(first, count)`` runs steps
-    first .. first + count - 1. ``block`` is the most steps the loop hands over in one call (the
-    loop reads logs and callbacks between calls): the backend's choice, 1 on the CPU; a GPU backend
-    may replay one CUDA graph of several steps (CupyBackend(steps_per_graph=...)).
+    """Runs the training steps of an epoch, a part at a time: ``run(part, first, count)`` runs the part's
+    steps first .. first + count - 1. ``block`` is the most steps the loop hands over in one call (the
+    loop reads logs and callbacks between calls): the backend's choice, 1 on the CPU; a GPU backend may
+    replay one CUDA graph of several steps (CupyBackend(steps_per_graph=...)).
 
-    Each batch shape (the full batch and the shorter last one) gets its own runner from
-    ``backend.make_runner``; given the model, the data and the sums it may build its own fused step.
-    In a distributed fit the ``plan`` gives this rank's share of each step's rows and the all-reduce
-    between backward and update.
+    Each part buffer (a resident data set has one, a streamed one two stages) gets a full-batch runner
+    from ``backend.make_runner`` here, before the first epoch; a part's shorter last batch gets a
+    one-step runner (made when first met). Given the model, the part and the sums a backend may build
+    its own fused step. In a distributed fit (resident data only) the ``plan`` gives this rank's share of
+    each step's rows and the all-reduce between backward and update.
     """
 
-    def __init__(self, model, data: DeviceData, batch_size: int, sums: Sums, plan=None):
-        plan = plan or FitPlan("single", batch_size, data.rows)
-        self.steps = plan.steps
-        self.rows = plan.local_rows  # this rank's rows per epoch
-        full = model.workspace(plan.full_share[1])
-        last = full.view(plan.last_share[1])
-        self.rows_per_step = full.rows
-        self._full = _step_runner(model, full, data, sums.buffer, plan.gradient_sync(model, last=False))
-        self._last = self._full if last.rows == full.rows and plan.last_weight == plan.full_weight else \
-            _step_runner(model, last, data, sums.buffer, plan.gradient_sync(model, last=True), max_steps=1)
-        self.block = self._full.block
+    def __init__(self, model, data, batch_size: int, sums: Sums, plan=None):
+        self.model, self.sums = model, sums
+        self.plan = plan = plan or FitPlan("single", batch_size, data.rows)
+        self.streamed = data.streamed
+        if data.streamed:  # one process: every part's own batches, its last one maybe shorter
+            self.rows_per_step, self.steps, self.rows = data.step_rows(batch_size), data.steps(batch_size), data.rows
+        else:
+            self.rows_per_step, self.steps, self.rows = plan.full_share[1], plan.steps, plan.local_rows
+        self.full = model.workspace(self.rows_per_step)
+        self._runners = {}
+        last_size = data.sizes[-1] if data.streamed else self.rows  # the rows of the pass' last part
+        last_rows = last_size - (-(-last_size // self.rows_per_step) - 1) * self.rows_per_step
+        for part in data.buffers():  # made now, so that no capture falls inside the first epoch
+            self._runner(part, last_rows, last=True)
+        self.block = min(self._runner(part, self.rows_per_step, last=False).block for part in data.buffers())
 
-    def run(self, first: int, count: int = 1) -> None:
-        full = min(first + count, self.steps - 1) - first  # full batches among these steps
+    def _runner(self, part, rows, last):
+        """The runner of steps of ``rows`` rows on this part's buffers (``last``: a pass's last step)."""
+        plan = self.plan
+        if last and rows == self.rows_per_step and plan.last_weight == plan.full_weight:
+            last = False  # the same step as a full batch
+        key = (id(part), rows, last)
+        runner = self._runners.get(key)
+        if runner is None:
+            ws = self.full.view(rows) if last else self.full
+            runner = self._runners[key] = _step_runner(self.model, ws, part, self.sums.buffer,
+                                                       plan.gradient_sync(self.model, last=last),
+                                                       max_steps=1 if last else None)
+        return runner
+
+    def part_shape(self, part) -> tuple[int, int]:
+        """(steps, rows this rank trains) of one part of the pass."""
+        if not self.streamed:
+            return self.steps, self.rows
+        return -(-part.rows // self.rows_per_step), part.rows
+
+    def run(self, part, first: int, count: int = 1) -> None:
+        steps, rows = self.part_shape(part)
+        full = min(first + count, steps - 1) - first  # full batches among these steps
         if full > 0:
-            self._full(full)
-        if first + count >= self.steps:  # the epoch's last (possibly shorter) batch
-            self._last(1)
+            self._runner(part, self.rows_per_step, last=False)(full)
+        if first + count >= steps:  # the part's last (possibly shorter) batch
+            self._runner(part, rows - (steps - 1) * self.rows_per_step, last=True)(1)
 
 
-def evaluate_data(model, data: DeviceData, ws, sums: Sums, rows=None) -> dict:
-    """Loss and metrics over a whole DeviceData, in order; one host read at the end.
+def _step_blocks(runner: StepRunner, parts, block: int):
+    """(part, first step, step count, rows) of each call an epoch makes: every part's steps, in blocks."""
+    with contextlib.closing(parts):  # a streamed pass stops its reader when the loop leaves early
+        for part in parts:
+            steps, rows = runner.part_shape(part)
+            for first in range(0, steps, block):
+                count = min(block, steps - first)
+                end = min((first + count) * runner.rows_per_step, rows)
+                yield part, first, count, end - first * runner.rows_per_step
+
+
+def evaluate_data(model, data, ws, sums: Sums, rows=None) -> dict:
+    """Loss and metrics over a whole data set (resident or streamed), in order; one host read at the end.
 
     ``rows``: the rows over all ranks when each evaluates its share (``sums`` then reduces them).
     """
     sums.reset()
-    data.begin_epoch()
-    for start in range(0, data.rows, ws.rows):
-        n = min(ws.rows, data.rows - start)
-        _batch_loss(model, ws.view(n) if n < ws.rows else ws, data, sums.buffer)
-        model.backend.advance(data.cursor, n)
-    return sums.logs(data.rows if rows is None else rows)
+    seen = 0
+    with contextlib.closing(data.parts()) as parts:
+        for part in parts:
+            for start in range(0, part.rows, ws.rows):
+                n = min(ws.rows, part.rows - start)
+                _batch_loss(model, ws.view(n) if n < ws.rows else ws, part, sums.buffer)
+                model.backend.advance(part.cursor, n)
+                seen += n
+    return sums.logs(seen if rows is None else rows)
+
+
+def build_for_data(model, x) -> None:
+    """Keras' deferred build from the first data, whatever holds it (an array, a source, a PyDataset)."""
+    if model.built:
+        return
+    if isinstance(x, BatchSource):
+        x = x.dataset
+    if isinstance(x, ChunkedSource):
+        x = x.x
+    elif _is_batch_source(x):
+        batch = x[0]
+        x = batch if isinstance(batch, np.ndarray) else batch[0]
+    model.build_for_data(x)
+
+
+def bound_source(model, x, y=None, arg="x", y_arg="y", need_y=True) -> Source:
+    """(x, y) as a data source (``data_sources.as_source``), checked against the model (built from it if need be)."""
+    source = as_source(x, y, arg, y_arg)
+    build_for_data(model, source)
+    return source.bind(model, arg, need_y)
+
+
+def device_data(model, source, batch_size, what, resident=None, rows=None):
+    """A DeviceData (of the source's ``rows``, a slice, if given), or a StreamedData when the backend does not
+    keep the source resident (``resident`` None: the backend decides); logged."""
+    be = model.backend
+
+    def make_resident(x, y):
+        return DeviceData(be, x, y) if rows is None else DeviceData(be, x[rows], y[rows])
+
+    return place(model, source, batch_size, what, make_resident, resident)
 
 
 # ---- fit: preparation ---------------------------------------------------------------------------
@@ -236,8 +326,8 @@ def evaluate_data(model, data: DeviceData, ws, sums: Sums, rows=None) -> dict:
 class FitRun:
     """What fit prepared before the first epoch; the epoch loop reads only this."""
 
-    train: DeviceData
-    val: DeviceData | None
+    train: DeviceData         # or a streaming.StreamedData
+    val: DeviceData | None    # likewise
     val_ws: object            # the validation Workspace, or None
     val_rows: int             # validation rows over all ranks (each rank holds its share in val)
     sums: Sums
@@ -249,6 +339,12 @@ class FitRun:
     seed: int                 # epoch k visits rows in an order that depends only on (seed, k)
     plan: FitPlan             # the data-parallel plan (see the module docstring)
 
+    def parts(self, epoch: int):
+        """The training data's parts for this epoch, their rows in an order that depends only on (seed, epoch)."""
+        if self.train.streamed:
+            return self.train.parts(self.seed, epoch, self.shuffle)
+        return self.train.parts(self.epoch_order(epoch))
+
     def epoch_order(self, epoch: int):
         """This rank's host permutation of the training rows for this epoch, or None to keep the order."""
         if not self.shuffle and self.plan.single:
@@ -258,24 +354,33 @@ class FitRun:
         return self.plan.local_order(order)
 
 
+def _validation_source(model, validation_data) -> Source:
+    if isinstance(validation_data, (tuple, list)):
+        if len(validation_data) != 2:
+            raise ValueError("validation_data: expected a tuple (x_val, y_val) or a data source")
+        return bound_source(model, *validation_data, arg="validation_data[0]", y_arg="validation_data[1]")
+    if isinstance(validation_data, Source) or _is_batch_source(validation_data):
+        return bound_source(model, validation_data, arg="validation_data")
+    raise ValueError("validation_data: expected a tuple (x_val, y_val) or a data source (a PyDataset-like batch "
+                     f"source), got {type(validation_data).__name__}")
+
+
 def checked_fit_data(model, x, y, validation_split=0.0, validation_data=None):
-    """Check x, y and the validation arguments; return host arrays (x, y, x_val, y_val), x_val None if none."""
-    x = check_inputs(model, x)
-    y = losses.check_targets(model.loss, y, x.shape[0], model.output_units, model.dtype)
+    """Check x, y and the validation arguments; return bound data sources (training, validation or None)."""
+    source = bound_source(model, x, y)
     check_number(validation_split, "validation_split", 0, 1, high_open=True)
     if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise ValueError("validation_data: expected a tuple (x_val, y_val)")
-        x_val = check_inputs(model, validation_data[0], "validation_data[0]")
-        y_val = losses.check_targets(model.loss, validation_data[1], x_val.shape[0], model.output_units, model.dtype)
-        return x, y, x_val, y_val
+        return source, _validation_source(model, validation_data)
     if validation_split > 0:
-        n_val = int(x.shape[0] * validation_split)  # Keras takes the last rows, before shuffling
-        if n_val == 0 or n_val == x.shape[0]:
-            raise ValueError(f"validation_split={validation_split} leaves {x.shape[0] - n_val} training "
-                             f"and {n_val} validation rows of {x.shape[0]}; both must be at least 1")
-        return x[:-n_val], y[:-n_val], x[-n_val:], y[-n_val:]
-    return x, y, None, None
+        if not isinstance(source, ChunkedSource):
+            raise ValueError("validation_split: only for arrays, memmaps and h5py datasets, not a "
+                             f"{source.describe}; pass validation_data")
+        n_val = int(source.rows * validation_split)  # Keras takes the last rows, before shuffling
+        if n_val == 0 or n_val == source.rows:
+            raise ValueError(f"validation_split={validation_split} leaves {source.rows - n_val} training "
+                             f"and {n_val} validation rows of {source.rows}; both must be at least 1")
+        return source.split(n_val, model)
+    return source, None
 
 
 def _check_optimizer_fits(model) -> None:
@@ -290,7 +395,8 @@ def _check_optimizer_fits(model) -> None:
 
 def prepare_fit(model, x, y, batch_size=32, epochs=1, validation_split=0.0, validation_data=None,
                 shuffle=True, initial_epoch=0, seed=None, distribute=None) -> FitRun:
-    """Check the arguments, split off validation rows, put the data on the device, make the workspaces.
+    """Check the arguments, split off validation rows, put the data on the device (or set up its
+    streaming), make the workspaces.
 
     With several ranks: check they agree, take rank 0's seed, weights and optimizer state.
     """
@@ -298,29 +404,42 @@ def prepare_fit(model, x, y, batch_size=32, epochs=1, validation_split=0.0, vali
     _check_optimizer_fits(model)
     batch_size = check_int(batch_size, "batch_size", 1)
     epochs = check_int(epochs, "epochs", 0)
-    model.build_for_data(x)
     initial_epoch = check_int(initial_epoch, "initial_epoch", 0)
-    x, y, x_val, y_val = checked_fit_data(model, x, y, validation_split, validation_data)
-    val_rows = 0 if x_val is None else x_val.shape[0]
-    plan = FitPlan(distribute, batch_size, x.shape[0])
-    plan.check_same_everywhere(rows=x.shape[0], validation_rows=val_rows, batch_size=batch_size, epochs=epochs,
-                               initial_epoch=initial_epoch, parameters=model.params.size)
+    source, val_source = checked_fit_data(model, x, y, validation_split, validation_data)
+    be = model.backend
+    resident = keeps_resident(be, source)
+    val_resident = val_source is None or keeps_resident(be, val_source)
+    val_rows = 0 if val_source is None else val_source.rows
+    plan = FitPlan(distribute, batch_size, source.rows)
+    plan.check_same_everywhere(rows=source.rows, validation_rows=val_rows, batch_size=batch_size, epochs=epochs,
+                               initial_epoch=initial_epoch, parameters=model.params.size,
+                               streamed=not resident, validation_streamed=not val_resident)
+    if not plan.single:  # the same on every rank (checked just above): all raise, none waits
+        _refuse_streamed_ranks(plan, ("x", source, resident), ("validation_data", val_source, val_resident))
     if seed is None:
         seed = draw_seed()
     seed = plan.agree_seed(seed)
     plan.broadcast_state(model)
     model.fit_seed = seed  # saved in checkpoints: epoch k's order depends only on (seed, k)
-    be = model.backend
-    train = DeviceData(be, x, y)
-    if x_val is not None:  # each rank evaluates its share of the validation rows; the sums are reduced
-        share = plan.validation_share(val_rows)
-        x_val, y_val = x_val[share], y_val[share]
-    val = DeviceData(be, x_val, y_val) if x_val is not None else None
+    train = device_data(model, source, batch_size, "fit", resident)
+    # each rank evaluates its share of the validation rows; the sums are reduced
+    val = None if val_source is None else device_data(model, val_source, EVAL_BATCH, "validation", val_resident,
+                                                      plan.validation_share(val_rows))
     sums = Sums(model, None if plan.single else plan)
     runner = StepRunner(model, train, batch_size, sums, plan)
-    val_ws = model.workspace(max(1, min(EVAL_BATCH, val.rows))) if val is not None else None
+    val_ws = model.workspace(max(1, val.step_rows(EVAL_BATCH))) if val is not None else None
     return FitRun(train, val, val_ws, val_rows, sums, runner, batch_size, epochs, initial_epoch, bool(shuffle),
                   seed, plan)
+
+
+def _refuse_streamed_ranks(plan, *data_sets) -> None:
+    """A distributed fit takes resident data only: every rank holds the data set and takes its rows of each step."""
+    for arg, source, resident in data_sets:
+        if source is not None and not resident:
+            raise ValueError(f"{arg}: a distributed fit ({plan.size} ranks) needs its data resident on every rank, "
+                             f"but this {source.describe} is streamed (a batch source, "
+                             "resident=False, or more than the backend keeps resident); train it on one process "
+                             "(distribute='single'), or pass arrays that fit")
 
 
 def _check_verbose(verbose):
@@ -350,33 +469,30 @@ def fit(model, x, y, batch_size=32, epochs=1, verbose="auto", callbacks=None, va
 
 # ---- fit: the epoch loop ------------------------------------------------------------------------
 def _train_epoch(model, run: FitRun, cbs: CallbackList, epoch: int) -> dict:
-    """One pass over the training rows; return its logs. Host reads only where callbacks ask."""
-    train, runner, sums, plan = run.train, run.runner, run.sums, run.plan
-    train.begin_epoch(run.epoch_order(epoch))
+    """One pass over the training rows, a part at a time; return its logs. Host reads only where callbacks ask."""
+    runner, sums, plan = run.runner, run.sums, run.plan
     sums.reset()
     per_batch, progress = cbs.wants_batch_end, cbs.wants_progress
     batch_begin = cbs.wants_batch_begin
     block = 1 if per_batch or batch_begin else runner.block
     next_refresh = time.monotonic() + 0.25
-    done = seen = 0
-    while done < runner.steps:
-        count = min(block, runner.steps - done)
-        if plan.warming_up(epoch * runner.steps + done):
-            plan.warm_up(model.optimizer, epoch * runner.steps + done)
-        if batch_begin:
-            cbs.on_batch_begin(done)
-        runner.run(done, count)
-        done += count
-        seen = min(done * runner.rows_per_step, runner.rows)  # this rank's rows: logs without a collective
-        if per_batch:  # a host read every step: only when a callback asked for it
-            cbs.on_batch_end(done - 1, sums.logs(seen, local=True))
-        if progress and done // 16 > (done - count) // 16 and time.monotonic() >= next_refresh:
-            cbs.on_progress(done, sums.logs(seen, local=True))
-            next_refresh = time.monotonic() + 0.25
-        if plan.stop_mid_epoch(model.stop_training):
-            break
+    done = seen = 0  # steps and this rank's rows so far: logs without a collective
+    with contextlib.closing(_step_blocks(runner, run.parts(epoch), block)) as blocks:
+        for part, first, count, rows in blocks:
+            if plan.warming_up(epoch * runner.steps + done):
+                plan.warm_up(model.optimizer, epoch * runner.steps + done)
+            if batch_begin:
+                cbs.on_batch_begin(done)
+            runner.run(part, first, count)
+            done, seen = done + count, seen + rows
+            if per_batch:  # a host read every step: only when a callback asked for it
+                cbs.on_batch_end(done - 1, sums.logs(seen, local=True))
+            if progress and done // 16 > (done - count) // 16 and time.monotonic() >= next_refresh:
+                cbs.on_progress(done, sums.logs(seen, local=True))
+                next_refresh = time.monotonic() + 0.25
+            if plan.stop_mid_epoch(model.stop_training):
+                break
     return sums.logs(plan.rows_trained(seen))  # the rows trained: all of them unless a callback stopped the epoch
-
 
 
 def run_epochs(model, run: FitRun, callbacks=None, verbose=1, on_nan="continue") -> History:
@@ -465,15 +581,12 @@ def _divergence(model, run: FitRun, epoch, loss, history, on_nan):
     return TrainingDiverged(message, history)
 
 
-def evaluate(model, x, y, batch_size=EVAL_BATCH, verbose=0, return_dict=False):
-    """Mean loss (and accuracy) over (x, y): a float, a [loss, accuracy] list, or a dict."""
+def evaluate(model, x, y=None, batch_size=EVAL_BATCH, verbose=0, return_dict=False):
+    """Mean loss (and accuracy) over (x, y) or a data source: a float, a [loss, accuracy] list, or a dict."""
     model._require_compiled("evaluate")
     batch_size = check_int(batch_size, "batch_size", 1)
-    model.build_for_data(x)
-    x = check_inputs(model, x)
-    y = losses.check_targets(model.loss, y, x.shape[0], model.output_units, model.dtype)
-    data = DeviceData(model.backend, x, y)
-    logs = evaluate_data(model, data, model.workspace(min(batch_size, data.rows)), Sums(model))
+    data = device_data(model, bound_source(model, x, y), batch_size, "evaluate")
+    logs = evaluate_data(model, data, model.workspace(data.step_rows(batch_size)), Sums(model))
     if verbose:
         print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
     if return_dict:
@@ -482,18 +595,19 @@ def evaluate(model, x, y, batch_size=EVAL_BATCH, verbose=0, return_dict=False):
 
 
 def predict(model, x, batch_size=EVAL_BATCH, verbose=0):
-    """Outputs of the last layer (class probabilities for softmax) as a host float32 array."""
+    """Outputs of the last layer (class probabilities for softmax) as a host float32 array, in row order."""
     batch_size = check_int(batch_size, "batch_size", 1)
-    model.build_for_data(x)
-    x = check_inputs(model, x)
+    data = device_data(model, bound_source(model, x, need_y=False), batch_size, "predict")
     be = model.backend
-    rows = x.shape[0]
-    ws = model.workspace(min(batch_size, rows))
-    out = np.empty((rows, model.output_units), model.dtype)
-    data = DeviceData(be, x)
-    for start in range(0, rows, ws.rows):
-        view = ws.view(min(ws.rows, rows - start))
-        data.gather(view)
-        out[start:start + view.rows] = be.to_host(model.forward(view.x, view))
-        be.advance(data.cursor, view.rows)
-    return out
+    ws = model.workspace(data.step_rows(batch_size))
+    out = np.empty((data.rows, model.output_units), model.dtype)
+    done = 0
+    with contextlib.closing(data.parts()) as parts:
+        for part in parts:
+            for start in range(0, part.rows, ws.rows):
+                view = ws.view(min(ws.rows, part.rows - start))
+                part.gather(view)
+                out[done:done + view.rows] = be.to_host(model.forward(view.x, view))
+                be.advance(part.cursor, view.rows)
+                done += view.rows
+    return out if done == len(out) else out[:done]  # a PyDataset's batches may have been shorter than batch 0
