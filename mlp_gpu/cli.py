@@ -248,10 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(func=cmd_predict)
 
     b = sub.add_parser("bench", help="time workloads x backends x peers; write JSON, Markdown and a PNG")
-    b.add_argument("--matrix", default="auto", choices=["auto", "cpu", "gpu", "smoke", "toolbox", "dist"],
+    b.add_argument("--matrix", default="auto", choices=["auto", "cpu", "gpu", "smoke", "toolbox", "dist", "rows"],
                    help="auto: the gpu matrix where CuPy has a device, else the cpu one; dist: 1 against 2 MPI "
-                        "ranks on the CPU")
-    b.add_argument("--repeats", type=int, default=5, help="timed epochs per cell, after one warm-up epoch")
+                        "ranks on the CPU; rows: resident against streamed training from synthetic data on disk "
+                        "at 55 thousand, 1 and 10 million rows (mlp_gpu/bench/rows.py)")
+    b.add_argument("--repeats", type=int, default=5, help="timed epochs per cell, after one warm-up epoch "
+                   "(rows: rounds of resident and streamed runs)")
     b.add_argument("--out", default="benchmarks/results", help="folder for the reports")
     b.add_argument("--no-plot", action="store_true")
     b.add_argument("--parallel", action="store_true",

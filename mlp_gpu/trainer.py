@@ -226,10 +226,10 @@ class StepRunner:
             self.rows_per_step, self.steps, self.rows = plan.full_share[1], plan.steps, plan.local_rows
         self.full = model.workspace(self.rows_per_step)
         self._runners = {}
-        last_size = data.sizes[-1] if data.streamed else self.rows  # the rows of the pass' last part
-        last_rows = last_size - (-(-last_size // self.rows_per_step) - 1) * self.rows_per_step
-        for part in data.buffers():  # made now, so that no capture falls inside the first epoch
-            self._runner(part, last_rows, last=True)
+        last = data.sizes[-1] if data.streamed else None  # the rows of a streamed pass' last part
+        steps, rows = (-(-last // self.rows_per_step), last) if data.streamed else (self.steps, self.rows)
+        for part in data.buffers():  # the pass' last batch too: no capture falls inside the first epoch
+            self._runner(part, rows - (steps - 1) * self.rows_per_step, last=True)
         self.block = min(self._runner(part, self.rows_per_step, last=False).block for part in data.buffers())
 
     def _runner(self, part, rows, last):

@@ -333,3 +333,17 @@ def test_a_model_without_an_input_shape_builds_from_a_source(on_disk, kind):
     data = (Batches(*sources["array"]),) if kind == "batches" else sources["memmap"]
     model.fit(*data, epochs=3, verbose=0, seed=0)
     assert model.input_shape == (8,) and model.evaluate(x_val, y_val)[1] > 0.9
+
+
+def test_rows_bench_times_resident_and_streamed_cells_and_reports_them(tmp_path, monkeypatch):
+    from mlp_gpu.bench import rows
+
+    monkeypatch.setitem(rows.STEPS, "numpy", (16, 48))
+    result = rows.run_rows((3000,), out=tmp_path / "out", scratch=tmp_path, rounds=1, log=lambda *_: None)
+    cells = {c["mode"]: c for c in result["cells"]}
+    assert set(cells) == {"resident", "streamed"}
+    for cell in cells.values():
+        assert cell["timed_steps"] >= 48 and cell["samples_per_s"] > 0 and cell["peak_rss_mb"] > 0
+    assert cells["streamed"]["full_pass_parts"] == 1 and "3000" in result["ratios"]
+    assert "| 3,000 | streamed |" in (tmp_path / "out" / "bench-rows.md").read_text()
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # the data files are gone

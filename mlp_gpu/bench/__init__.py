@@ -142,7 +142,7 @@ def _run_parallel(spec, repeats, peaks, log):
 
 
 def run_suite(matrix="auto", repeats=5, out=None, plot=True, log=print, parallel=False) -> dict:
-    """Run a matrix ("cpu", "gpu", "smoke", "toolbox", "dist" or "auto": gpu where CuPy has a device); write results
+    """Run a matrix ("cpu", "gpu", "smoke", "toolbox", "dist", "rows" or "auto": gpu where CuPy has a device); write results
     to ``out``. ``parallel``: each cell in its own process, all at once, instead of interleaved epochs."""
     from ..backend import available_backends
 
@@ -152,6 +152,10 @@ def run_suite(matrix="auto", repeats=5, out=None, plot=True, log=print, parallel
         from .dist import run_dist
 
         return run_dist(repeats, out, log)
+    if matrix == "rows":  # a process per cell, data on disk: its own runner; repeats = rounds
+        from .rows import run_rows
+
+        return run_rows(rounds=check_int(repeats, "repeats", 1), out=out, log=log)
     if matrix not in MATRICES:
         raise ValueError(f"matrix: expected one of {sorted(MATRICES)} or 'auto', got {matrix!r}")
     check_int(repeats, "repeats", 1)
