@@ -12,7 +12,9 @@
    per graph) against PyTorch eager and PyTorch CUDA graphs (benchmarks/graph_routes.py), writing
    graph-routes.json/.md. ``--routes-only`` runs this part alone;
 5. trains the reference workload with the NCCL engine on one rank (its all-reduce inside the captured
-   step) against the same fit without it: equal weights, and the cost of the all-reduce per step.
+   step) against the same fit without it: equal weights, and the cost of the all-reduce per step;
+6. times resident against streamed training from synthetic data on disk (55 thousand and 1 million
+   rows; mlp_gpu/bench/rows.py), writing bench-rows-cupy.json/.md.
 
 Data: Fashion-MNIST from $MLP_GPU_DATA or the usual search path (synthetic pixels otherwise:
 timings hold, accuracies do not).
@@ -40,6 +42,7 @@ from mlp_gpu import SGD, Dense, Input, Sequential  # noqa: E402
 from mlp_gpu.backend import available_backends, get_backend  # noqa: E402
 from mlp_gpu.bench import load_data, run_suite  # noqa: E402
 from mlp_gpu.bench.report import describe_machine  # noqa: E402
+from mlp_gpu.bench.rows import run_rows  # noqa: E402
 from benchmarks.kernels import bench as kernel_bench  # noqa: E402
 
 import graph_routes  # noqa: E402  (benchmarks/graph_routes.py, beside this file)
@@ -234,6 +237,10 @@ def main(argv=None) -> int:
         if routes is not None:
             result["graph_routes"] = {"file": "graph-routes.md", "parity_ok": all(p["ok"] for p in routes["parity"])}
         result["nccl_one_rank"] = stages.run("nccl one rank", 20, lambda: nccl_one_rank(data))
+        rows = stages.run("rows: resident vs streamed", 60, lambda: run_rows(
+            (55_000, 1_000_000), backend="cupy", rounds=1, out=out, log=say))
+        if rows is not None:
+            result["rows_streamed_over_resident"] = rows["ratios"]
     else:
         suite = stages.run("bench matrix", 0, lambda: run_suite("smoke" if args.smoke else "cpu",
                                                                repeats=1 if args.smoke else 5, out=out, log=say))

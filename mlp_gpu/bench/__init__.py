@@ -142,8 +142,8 @@ def _run_parallel(spec, repeats, peaks, log):
 
 
 def run_suite(matrix="auto", repeats=5, out=None, plot=True, log=print, parallel=False) -> dict:
-    """Run a matrix ("cpu", "gpu", "smoke", "toolbox", "dist", "rows" or "auto": gpu where CuPy has a device); write results
-    to ``out``. ``parallel``: each cell in its own process, all at once, instead of interleaved epochs."""
+    """Run a matrix ("cpu", "gpu", "smoke", "toolbox", "dist", "rows" or "auto": gpu where CuPy has a device); write
+    results to ``out``. ``parallel``: each cell in its own process, all at once, instead of interleaved epochs."""
     from ..backend import available_backends
 
     if matrix == "auto":
