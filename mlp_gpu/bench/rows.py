@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -136,14 +137,15 @@ def _resident_allowed(rows, backend_name, cap_gb=None) -> str | None:
 
 def run_rows(row_counts=ROW_COUNTS, backend="numpy", out=None, scratch=None, resident_cap_gb=None, rounds=2,
              log=print) -> dict:
-    """Every cell in its own process, resident and streamed alternating for ``rounds`` rounds (a drift of
-    this shared machine's speed falls on both); median samples/s, largest peak RSS. Writes
-    bench-rows-<backend>.json/.md to ``out``; deletes the data."""
+    """Every cell in its own process, resident and streamed back to back in each of ``rounds`` rounds, in
+    alternating order (a drift of this shared machine's speed falls on both); median samples/s, largest
+    peak RSS, and the median over rounds of each round's streamed / resident ratio. Writes
+    bench-rows[-<backend>].json/.md to ``out``; deletes the data."""
     from .report import describe_machine
 
     folder = Path(tempfile.mkdtemp(prefix="mlp_gpu_rows_", dir=scratch))
     warmup, steps = STEPS.get(backend, STEPS["numpy"])
-    cells = []
+    cells, ratios = [], {}
     try:
         for rows in row_counts:
             need = rows * (FEATURES + 1) * 1.1
@@ -153,9 +155,11 @@ def run_rows(row_counts=ROW_COUNTS, backend="numpy", out=None, scratch=None, res
             write_rows(folder, rows)
             why = {"resident": _resident_allowed(rows, backend, resident_cap_gb), "streamed": None}
             runs = {mode: [] for mode in why if not why[mode]}
-            for _ in range(rounds):
-                for mode in runs:
+            for k in range(rounds):
+                for mode in list(runs)[::1 if k % 2 == 0 else -1]:
                     runs[mode].append(_child(folder, rows, mode, backend, warmup, steps))
+            if len(runs) == 2:
+                ratios[str(rows)] = _paired_ratio(runs["resident"], runs["streamed"])
             for mode in why:
                 cells.append({"rows": rows, "mode": mode, "skipped": why[mode]} if why[mode] else _merge(runs[mode]))
                 log(one_line(cells[-1]))
@@ -165,7 +169,8 @@ def run_rows(row_counts=ROW_COUNTS, backend="numpy", out=None, scratch=None, res
         shutil.rmtree(folder, ignore_errors=True)
     result = {"benchmark": "mlp_gpu bench rows", "backend": backend, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
               "machine": describe_machine(), "warmup_steps": warmup, "timed_steps": steps, "rounds": rounds,
-              "cells": cells, "ratios": _ratios(cells)}
+              "cells": cells, "ratios": {k: v["median"] for k, v in ratios.items()},
+              "ratio_rounds": ratios}
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -196,10 +201,11 @@ def _child(folder, rows, mode, backend, warmup, steps) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _ratios(cells) -> dict:
-    got = {(c["rows"], c.get("mode")): c for c in cells if c.get("samples_per_s")}
-    return {str(rows): got[(rows, "streamed")]["samples_per_s"] / got[(rows, "resident")]["samples_per_s"]
-            for rows, mode in got if mode == "resident" and (rows, "streamed") in got}
+def _paired_ratio(resident, streamed) -> dict:
+    """Streamed / resident samples/s of each round (the two ran back to back), and their median."""
+    rounds = [s["samples_per_s"] / r["samples_per_s"] for r, s in zip(resident, streamed)
+              if r.get("samples_per_s") and s.get("samples_per_s")]
+    return {"median": statistics.median(rounds) if rounds else None, "rounds": rounds}
 
 
 def one_line(c) -> str:
@@ -216,8 +222,9 @@ def markdown(r) -> str:
              f"{r['date']}; {m['cpu']}, {m['cores']} cores" + (f"; GPU {m['gpu']['device']}" if "gpu" in m else "")
              + f". Synthetic uint8 rows (784 features) in .npy memmaps; the reference net at batch 32; "
              f"{r['timed_steps']} steps timed after {r['warmup_steps']} warm-up steps per run (not whole "
-             f"epochs), each run in its own process, resident and streamed alternating for {r['rounds']} rounds; "
-             "samples/s is the median round, peak RSS the largest.", "",
+             f"epochs), each run in its own process, resident and streamed back to back in each of {r['rounds']} "
+             "rounds (order alternating); samples/s is the median round (every round's in brackets), peak RSS the "
+             "largest.", "",
              "| rows | placement | samples/s | timed steps | peak RSS MB | data MB | full streamed pass |",
              "|---|---|---|---|---|---|---|"]
     for c in r["cells"]:
@@ -226,10 +233,13 @@ def markdown(r) -> str:
             continue
         full = (f"{c['full_pass_parts']} parts of {c['chunk_rows']:,} rows in {c['full_pass_seconds']:.1f} s"
                 if "full_pass_parts" in c else "")
-        lines.append(f"| {c['rows']:,} | {c['mode']} | {c['samples_per_s']:,.0f} | {c['timed_steps']} | "
+        each = ", ".join(f"{v:,.0f}" for v in c.get("rounds_samples_per_s", []))
+        lines.append(f"| {c['rows']:,} | {c['mode']} | {c['samples_per_s']:,.0f} ({each}) | {c['timed_steps']} | "
                      f"{c['peak_rss_mb']:,.0f} | {c['data_mb']:,.0f} | {full} |")
-    lines += ["", "Streamed / resident samples/s (1 = as fast):", ""]
-    lines += [f"- {int(k):,} rows: **{v:.3f}**" for k, v in r["ratios"].items()]
+    lines += ["", "Streamed / resident samples/s (1 = as fast), the median of the rounds' ratios (each round's in "
+              "brackets: a shared host's speed drifts, the two runs of a round see much the same load):", ""]
+    lines += [f"- {int(k):,} rows: **{v['median']:.3f}** ({', '.join(f'{x:.2f}' for x in v['rounds'])})"
+              for k, v in r["ratio_rounds"].items() if v["median"] is not None]
     return "\n".join(lines) + "\n"
 
 
