@@ -228,9 +228,9 @@ class StepRunner:
         self._runners = {}
         last = data.sizes[-1] if data.streamed else None  # the rows of a streamed pass' last part
         steps, rows = (-(-last // self.rows_per_step), last) if data.streamed else (self.steps, self.rows)
+        self.block = min(self._runner(part, self.rows_per_step, last=False).block for part in data.buffers())
         for part in data.buffers():  # the pass' last batch too: no capture falls inside the first epoch
             self._runner(part, rows - (steps - 1) * self.rows_per_step, last=True)
-        self.block = min(self._runner(part, self.rows_per_step, last=False).block for part in data.buffers())
 
     def _runner(self, part, rows, last):
         """The runner of steps of ``rows`` rows on this part's buffers (``last``: a pass's last step)."""
