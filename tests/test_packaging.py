@@ -26,10 +26,16 @@ def test_wheel_contains_kernels(tmp_path):
     shipped = {Path(n).name for n in names if n.startswith("mlp_gpu/kernels/")}
     expected = {p.name for p in (ROOT / "kernels").glob("*.cu")} | {"common.cuh"}
     assert expected <= shipped
-    # Unpacked alone, the package finds its kernels inside itself.
+    # Every package of the tree is in the wheel (a package missing from pyproject's list is not).
+    packages = {str(p.parent.relative_to(ROOT)) for p in (ROOT / "mlp_gpu").rglob("__init__.py")}
+    assert packages <= {str(Path(n).parent) for n in names}
+    # Unpacked alone, the package imports whole from there and finds its kernels inside itself. (The test's
+    # interpreter has the checkout installed editable: the child checks where mlp_gpu came from.)
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
-    code = "from mlp_gpu.backend import kernels; print(kernels.kernel_dir())"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
-                         env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}, check=True).stdout
-    assert Path(out.strip()) == site / "mlp_gpu" / "kernels"
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import mlp_gpu, mlp_gpu.datasets, mlp_gpu.distributed; "
+            "from mlp_gpu.backend import kernels; print(mlp_gpu.__file__); print(kernels.kernel_dir())")
+    out = subprocess.run([sys.executable, "-c", code, str(site)], capture_output=True, text=True, cwd=tmp_path,
+                         env={"PATH": "/usr/bin:/bin"}, check=True).stdout.split()
+    assert Path(out[0]) == site / "mlp_gpu" / "__init__.py"
+    assert Path(out[1]) == site / "mlp_gpu" / "kernels"

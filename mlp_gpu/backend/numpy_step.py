@@ -10,8 +10,9 @@ row-major (in + 1, units) matrix [kernel; bias]; each layer input carries a cons
 so ``[x, 1] @ [kernel; bias] = x @ kernel + bias`` and the fold's ``[x, 1]^T @ dz`` updates the bias
 with dz's column sums. A step is then 3 GEMMs a layer (2 for the first), the activations and their
 derivatives, and the loss: a flat list of calls prepared once (``prepared_blas``, on the OpenBLAS
-NumPy's wheel carries where it has one). A layer's input gradient is taken before its kernel moves. Sums run in another order than the general step's, so
-weights agree within float32 rounding, not bit for bit.
+NumPy's wheel carries where it has one). A layer's input gradient is taken before its kernel moves.
+Sums run in another order than the general step's, so weights agree within float32 rounding, not bit
+for bit.
 
 Limits (else the general step runs, and ``NumpyBackend.route`` says why): the model is a plain Dense
 stack in float32 with accuracy as its only metric and no regularizer (the GPU's fused step's rules,
