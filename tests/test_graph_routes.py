@@ -11,7 +11,7 @@ from mlp_gpu.backend import NumpyBackend, kernels
 from mlp_gpu.backend.base import HYPER, HYPER_SIZE
 from mlp_gpu.backend.fused_step import FusedStep, spec_from_model
 from mlp_gpu.backend.step_plan import SCALARS, StepSpec, lt_unsupported, nodes_per_step, plan_step
-from mlp_gpu import losses
+from mlp_gpu import losses, schedules
 from mlp_gpu.trainer import DeviceData, check_inputs, train_step
 
 from .conftest import blobs, requires_gpu
@@ -101,7 +101,8 @@ def _run_steps(backend, layers, optimizer, x, y, batch, loss, fused):
 
 
 @needs_gxx
-@pytest.mark.parametrize("case", ["relu-sgd", "linear-hidden-sgd", "pixels-adam", "bce-momentum", "mse-sgd"])
+@pytest.mark.parametrize("case", ["relu-sgd", "linear-hidden-sgd", "pixels-adam", "bce-momentum", "mse-sgd",
+                                  "scheduled-sgd"])
 def test_fused_lt_step_matches_numpy(case):
     """The lt route's whole step -- gather kernel, cuBLASLt calls with their epilogues, the bias inside the
     GEMM, SGD folded into the weight-gradient product, the loss kernel -- against the NumPy backend."""
@@ -123,6 +124,8 @@ def test_fused_lt_step_matches_numpy(case):
     elif case == "mse-sgd":
         y = rng.normal(size=(45, 2)).astype(np.float32)
         loss, layers = "mse", lambda: [Input((6,)), Dense(9, "relu"), Dense(2)]  # noqa: E731
+    elif case == "scheduled-sgd":  # the rate halves every step: a step that kept the first rate would differ
+        optimizer = lambda: SGD(schedules.ExponentialDecay(0.5, decay_steps=1, decay_rate=0.5))  # noqa: E731
     ref, ref_acc, ref_cursor = _run_steps(NumpyBackend(), layers, optimizer, x, y, batch, loss, False)
     lt_backend = HostLtOps()
     got, got_acc, got_cursor = _run_steps(lt_backend, layers, optimizer, x, y, batch, loss, True)

@@ -51,8 +51,13 @@ def spec_from_model(model, rows: int) -> tuple[StepSpec | None, str | None]:
     sizes = (dense[0].input_dim,) + tuple(d.units for d in dense)
     if param_offsets(sizes)[-1] != int(model.params.size):
         return None, "the parameter buffer is not the Dense layers' kernels and biases alone"
+    optimizer = optimizer_kind(model.optimizer)
+    if optimizer == "sgd" and getattr(model.optimizer, "schedule", None) is not None:
+        # The fold reads the rate from the hyper slot; a schedule's rate is written there by
+        # optimizer_prepare, which only the optimizer's own update runs: no fold then.
+        optimizer = "sgd_scheduled"
     spec = StepSpec(sizes=sizes, activations=tuple(d.activation for d in dense), loss=model.loss.kind(),
-                    loss_fused=bool(model.loss_fused), optimizer=optimizer_kind(model.optimizer), rows=int(rows),
+                    loss_fused=bool(model.loss_fused), optimizer=optimizer, rows=int(rows),
                     sparse=bool(model.loss.sparse), count=any(metric.kind is None for metric in metrics),
                     threshold=float(model.loss.accuracy_threshold()))
     return spec, None

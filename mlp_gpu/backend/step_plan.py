@@ -30,7 +30,8 @@ from .cuda_ops import BLOCK, _LOSS_KERNELS
 from .shared_constants import LT_SCALARS
 
 ROUTES = ("kernel", "cublas", "lt")
-UPDATE_KERNELS = {"sgd": "sgd_update", "sgd_momentum": "sgd_momentum_update", "adam": "adam_update"}
+UPDATE_KERNELS = {"sgd": "sgd_update", "sgd_scheduled": "sgd_update", "sgd_momentum": "sgd_momentum_update",
+                  "adam": "adam_update"}
 FUSED_ACTIVATIONS = ("relu", "linear")  # hidden activations with a cuBLASLt epilogue and its derivative
 # Scalar slots read by the lt GEMMs in pointer mode DEVICE (kernels/fused_step.cu writes NEG_LR).
 SCALARS = LT_SCALARS  # slots shared with kernels/fused_step.cu (shared_constants)
@@ -43,7 +44,7 @@ class StepSpec:
     activations: tuple      # one per Dense layer; the last is the output's
     loss: str               # a base.LOSS_KINDS entry
     loss_fused: bool        # the loss applies the output activation itself (logits in)
-    optimizer: str          # "sgd" (plain), "sgd_momentum", "adam", or another optimizer's name
+    optimizer: str          # "sgd" (plain, constant rate: folded), "sgd_scheduled", "sgd_momentum", "adam", ...
     rows: int = 32
     pixels: bool = True     # uint8 inputs scaled on the device, else float32
     sparse: bool = True     # int32 labels, else float32 targets
