@@ -131,14 +131,12 @@ class CallbackList:
         return any(cb.wants_batch_end for cb in self.callbacks)
 
     def on_batch_begin(self, batch):
-        for cb in self.callbacks:
-            if cb.wants_batch_begin:
-                cb.on_train_batch_begin(batch, {})
+        for cb in self._batch_begin:
+            cb.on_train_batch_begin(batch, {})
 
     def on_batch_end(self, batch, logs):
-        for cb in self.callbacks:
-            if cb.wants_batch_end:
-                cb.on_train_batch_end(batch, logs)
+        for cb in self._batch_end:
+            cb.on_train_batch_end(batch, logs)
 
     def on_test_begin(self):
         for cb in self.callbacks:
@@ -151,6 +149,9 @@ class CallbackList:
     def set_params(self, params):
         for cb in self.callbacks:
             cb.set_params(params)
+        # who takes the per-batch hooks is fixed by now: not asked again every step
+        self._batch_begin = [cb for cb in self.callbacks if cb.wants_batch_begin]
+        self._batch_end = [cb for cb in self.callbacks if cb.wants_batch_end]
 
     # Every hook gets a logs dict, as in Keras: a user's hook may take ``logs`` without a default.
     def on_train_begin(self):
@@ -231,9 +232,6 @@ class EarlyStopping(Callback):
         self.start_from_epoch = check_int(start_from_epoch, "EarlyStopping(start_from_epoch)", 0)
         self.stopped_epoch = 0
 
-    def _improves(self, value, reference):
-        return reference is None or self.sign * (value - reference) + self.min_delta < 0
-
     def on_train_begin(self, logs=None):
         _check_monitor(self, "EarlyStopping")
         self.best, self.best_epoch, self.best_weights = None, 0, None
@@ -249,11 +247,11 @@ class EarlyStopping(Callback):
         if self.restore_best_weights and self.best_weights is None:
             self.best_weights, self.best_epoch = self.model.get_weights(), epoch
         self.wait += 1
-        if self._improves(current, self.best):
+        if _improves(self.sign, current, self.best, self.min_delta):
             self.best, self.best_epoch = current, epoch
             if self.restore_best_weights:
                 self.best_weights = self.model.get_weights()
-            if self.baseline is None or self._improves(current, self.baseline):
+            if self.baseline is None or _improves(self.sign, current, self.baseline, self.min_delta):
                 self.wait = 0
             return
         if self.wait >= self.patience and epoch > 0:
@@ -276,6 +274,12 @@ def _check_monitor(callback, who):
         raise ValueError(f"{who}(monitor={callback.monitor!r}): this fit logs only {logged}"
                          + ("; pass validation_data or validation_split" if callback.monitor.startswith("val_")
                             else ""))
+
+
+def _improves(sign, value, best, min_delta=0.0) -> bool:
+    """Keras' rule for every monitoring callback: better than ``best`` (None: anything) by more than
+    ``min_delta``, in the direction ``sign`` (1: lower is better, -1: higher)."""
+    return best is None or sign * (value - best) + min_delta < 0
 
 
 def _monitor_mode(monitor, mode, who):
@@ -383,7 +387,7 @@ class ModelCheckpoint(Callback):
                                f"metrics {sorted(logs)}")
             return True  # batch logs hold no validation metrics: Keras saves then too
         current = float(logs[self.monitor])
-        if self.best is not None and not self.sign * (current - self.best) < 0:
+        if not _improves(self.sign, current, self.best):
             if self.verbose > 0:
                 print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {self.best:.5f}")
             return False
@@ -490,13 +494,12 @@ class ReduceLROnPlateau(Callback):
 
     def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto", min_delta=1e-4,
                  cooldown=0, min_lr=0.0):
-        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 <= factor < 1:
-            raise ValueError(f"ReduceLROnPlateau(factor): expected a number in [0, 1), got {factor!r}")
-        for arg, value in (("patience", patience), ("cooldown", cooldown)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"ReduceLROnPlateau({arg}): expected an int >= 0, got {value!r}")
-        self.monitor, self.factor, self.patience, self.verbose = monitor, float(factor), patience, verbose
-        self.min_delta, self.cooldown, self.min_lr = abs(float(min_delta)), cooldown, float(min_lr)
+        self.factor = check_number(factor, "ReduceLROnPlateau(factor)", 0, 1, high_open=True)
+        self.patience = check_int(patience, "ReduceLROnPlateau(patience)", 0)
+        self.cooldown = check_int(cooldown, "ReduceLROnPlateau(cooldown)", 0)
+        self.monitor, self.verbose = monitor, verbose
+        self.min_delta = abs(check_number(min_delta, "ReduceLROnPlateau(min_delta)"))
+        self.min_lr = float(min_lr)
         self.sign = _monitor_mode(monitor, mode, "ReduceLROnPlateau")
 
     def on_train_begin(self, logs=None):
@@ -505,21 +508,21 @@ class ReduceLROnPlateau(Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
         optimizer = self.model.optimizer
-        logs["learning_rate"] = float(optimizer.learning_rate)
+        lr = logs["learning_rate"] = float(optimizer.learning_rate)  # one device read per epoch
         if self.monitor not in logs:
             log.warning("ReduceLROnPlateau: monitor %r is not among the logged metrics %s", self.monitor,
                         sorted(logs))
             return
-        value = self.sign * logs[self.monitor]
+        value = logs[self.monitor]
         if self.cooldown_counter > 0:
             self.cooldown_counter -= 1
             self.wait = 0
-        if self.best is None or value < self.best - self.min_delta:
+        if _improves(self.sign, value, self.best, self.min_delta):
             self.best, self.wait = value, 0
         elif self.cooldown_counter == 0:
             self.wait += 1
-            if self.wait >= self.patience and optimizer.learning_rate > np.float32(self.min_lr):
-                new_lr = max(optimizer.learning_rate * self.factor, self.min_lr)
+            if self.wait >= self.patience and lr > np.float32(self.min_lr):
+                new_lr = max(lr * self.factor, self.min_lr)
                 optimizer.learning_rate = new_lr
                 if self.verbose:
                     print(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new_lr}.")

@@ -52,6 +52,12 @@ def check_weights(targets, weights, what="weights") -> list[np.ndarray]:
     return arrays
 
 
+def write_weights(backend, targets, weights, what="weights") -> None:
+    """Write host arrays into device views, every one checked (check_weights) before any is written."""
+    for t, w in zip(targets, check_weights(targets, weights, what)):
+        t[...] = backend.asarray(np.asarray(w, t.dtype))
+
+
 LAYER_CLASSES: dict[str, type] = {}  # every Layer subclass by name, for configs read from files
 
 
@@ -88,9 +94,7 @@ class Variable:
         return self.numpy() if dtype is None else self.numpy().astype(dtype)
 
     def assign(self, value) -> None:
-        target = self.value
-        (checked,) = check_weights([target], [value], what=f"{self.path}.assign")
-        target[...] = self._layer.backend.asarray(np.asarray(checked, target.dtype))
+        write_weights(self._layer.backend, [self.value], [value], what=f"{self.path}.assign")
 
     def __repr__(self):
         return f"<Variable path={self.path}, shape={self.shape}, dtype={self.dtype}>"
@@ -180,9 +184,7 @@ class Layer:
         """Write host arrays into the layer's weights (shapes and finiteness checked first)."""
         if self.backend is None:
             raise RuntimeError(f"layer {self.name!r}: set_weights needs a built model; build or compile it first")
-        targets = self.weight_views
-        for t, w in zip(targets, check_weights(targets, weights)):
-            t[...] = self.backend.asarray(np.asarray(w, t.dtype))
+        write_weights(self.backend, self.weight_views, weights)
 
     def buffers(self) -> dict:
         return {}

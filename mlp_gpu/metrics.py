@@ -13,7 +13,6 @@ that string (``"mae"`` -> ``mae``), an object under its ``name``, a function und
 from __future__ import annotations
 
 import math
-import re
 
 import numpy as np
 
@@ -178,10 +177,6 @@ FUNCTIONS = {sparse_categorical_accuracy: SparseCategoricalAccuracy, categorical
              mean_squared_error: MeanSquaredError}
 
 
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-
-
 def get(identifier) -> Metric:
     """A Metric from a name, a class, an instance, a Keras metric function or a saved config."""
     if isinstance(identifier, Metric):
@@ -196,7 +191,7 @@ def get(identifier) -> Metric:
         return METRICS[identifier["class_name"]](**dict(identifier.get("config") or {}))
     try:
         if identifier in FUNCTIONS:
-            return FUNCTIONS[identifier](name=_snake(identifier.__name__))
+            return FUNCTIONS[identifier](name=identifier.__name__)
     except TypeError:  # unhashable
         pass
     hint = " (custom metric functions cannot run: each metric is summed on the device)" if callable(identifier) else ""

@@ -9,7 +9,7 @@ import numpy as np
 
 from . import losses, metrics as metrics_mod, optimizers
 from .backend import get_backend
-from .layers import Dense, Input, Layer, check_weights, layer_from_config
+from .layers import Dense, Input, Layer, layer_from_config, write_weights
 from .utils import draw_seed
 
 
@@ -138,8 +138,6 @@ class Sequential:
         if self.built:
             return self
         if not self.dense_layers:
-            raise ValueError("model: needs at least one Dense layer")
-        if not self.compute_layers:
             raise ValueError("model: needs at least one Dense layer")
         self._check_layers_are_own()
         shape = self._input_shape(input_shape)
@@ -374,9 +372,7 @@ class Sequential:
 
     def set_weights(self, weights) -> None:
         self._require_built("set_weights")
-        targets = [w for layer in self.layers for w in layer.weight_views]
-        for t, w in zip(targets, check_weights(targets, weights)):  # all checked before any is written
-            t[...] = self.backend.asarray(np.asarray(w, self.dtype))
+        write_weights(self.backend, [w for layer in self.layers for w in layer.weight_views], weights)
 
     # ---- description ------------------------------------------------------------
     def get_config(self) -> dict:

@@ -308,7 +308,7 @@ class CupyBackend(CudaOps):
                             "around it", type(exc).__name__, exc)
         self._load_all()
         route, why, _, capture_gemm = self._choose_route(step, rows, None, None, None)
-        first, second = self.capture(before, 1, capture_gemm), self.capture(after, 1, capture_gemm)
+        first, second = (self.capture(part, 1, capture_gemm)[0] for part in (before, after))  # (graph, stream)
         self.route = {"route": route + ", two graphs around the all-reduce", "reason": why, "steps_per_graph": 1,
                       "rows": rows}
         return StepRunner(lambda: (first.launch(), collective(), second.launch()))
