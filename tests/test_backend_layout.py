@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlp_gpu.backend import NumpyBackend, kernels
+from mlp_gpu.backend import NumpyBackend
+from mlp_gpu.backend.cuda import kernels
 from mlp_gpu.backend.base import FUSED_OPS, Backend
-from mlp_gpu.backend.cuda_ops import GEMM_TILE, GRID_Y_MAX, CudaOps, LaunchContractError
-from mlp_gpu.backend import cuda_layer_ops
+from mlp_gpu.backend.cuda.ops import GEMM_TILE, GRID_Y_MAX, CudaOps, LaunchContractError
+from mlp_gpu.backend.cuda import layer_ops as cuda_layer_ops
 from mlp_gpu.backend.shared_constants import (ACC, ACT_CODES, ACTIVATIONS, HYPER, HYPER_SIZE, PHILOX, define_options,
                                               defines)
 
@@ -221,7 +222,8 @@ def test_python_spells_no_shared_number_outside_shared_constants():
 
 def test_the_generated_header_matches_the_python_constants():
     """kernels/shared_constants.cuh lets a plain `nvcc file.cu` compile; it must say what Python says."""
-    from mlp_gpu.backend import kernels, shared_constants
+    from mlp_gpu.backend.cuda import kernels
+    from mlp_gpu.backend import shared_constants
 
     assert (kernels.kernel_dir() / "shared_constants.cuh").read_text() == shared_constants.header_text(), \
         "regenerate kernels/shared_constants.cuh from shared_constants.header_text()"

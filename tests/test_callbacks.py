@@ -7,8 +7,11 @@ import pytest
 
 import mlp_gpu
 from mlp_gpu import SGD, Dense, Input, Sequential
-from mlp_gpu.callbacks import (Callback, CSVLogger, EarlyStopping, LambdaCallback, LearningRateScheduler,
-                               ModelCheckpoint, TerminateOnNaN)
+from mlp_gpu.callbacks.base import Callback, LambdaCallback
+from mlp_gpu.callbacks.logging import CSVLogger
+from mlp_gpu.callbacks.monitor import EarlyStopping, TerminateOnNaN
+from mlp_gpu.callbacks.learning_rate import LearningRateScheduler
+from mlp_gpu.callbacks.checkpoint import ModelCheckpoint
 from mlp_gpu.cli import main
 from mlp_gpu.plots import confusion_matrix
 

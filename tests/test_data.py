@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mlp_gpu import data
-from mlp_gpu.data import IDXError, read_idx
+from mlp_gpu.data.idx import IDXError, read_idx
 
 from .conftest import write_idx
 

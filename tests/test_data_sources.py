@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from mlp_gpu import SGD, Dense, Input, Sequential
-from mlp_gpu.data_sources import (ArraySource, BatchSource, ChunkedSource, RowRange, as_source, epoch_order,
-                                  open_hdf5, split_rows, write_hdf5)
-from mlp_gpu.streaming import StreamedData
+from mlp_gpu.data.sources import ArraySource, BatchSource, ChunkedSource, as_source, epoch_order, split_rows
+from mlp_gpu.data.rows import RowRange
+from mlp_gpu.data.hdf5 import open_hdf5, write_hdf5
+from mlp_gpu.data.placement import StreamedData
 
 
 def _model(features=6, classes=3):
@@ -204,7 +205,7 @@ def test_row_ranges_split_without_reading_and_hdf5_layout_round_trips(tmp_path):
 
 def test_convert_writes_the_hdf5_layout_and_train_reads_it(tiny_dataset, tmp_path, capsys):
     from mlp_gpu.cli import main
-    from mlp_gpu.data import load_fashion_mnist
+    from mlp_gpu.data.idx import load_fashion_mnist
 
     h5 = tmp_path / "tiny.h5"
     assert main(["convert", "--data", str(tiny_dataset), "--output", str(h5)]) == 0

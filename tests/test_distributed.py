@@ -102,7 +102,7 @@ def test_bad_distribute_arguments_are_clear_errors():
 
 
 def test_nccl_engine_without_a_gpu_says_why():
-    from mlp_gpu.backend.nccl_engine import import_nccl
+    from mlp_gpu.backend.cuda.nccl import import_nccl
 
     with pytest.raises(BackendUnavailable, match="the NCCL engine needs CuPy with a GPU"):
         import_nccl()
@@ -190,7 +190,7 @@ def test_bench_dist_job_reports_its_all_reduce_time():
 
 
 def _nccl_or_skip():
-    from mlp_gpu.backend import nccl_engine
+    from mlp_gpu.backend.cuda import nccl as nccl_engine
 
     try:
         return nccl_engine.import_nccl()[1]
@@ -201,7 +201,7 @@ def _nccl_or_skip():
 @pytest.mark.gpu
 @requires_gpu
 def test_nccl_names_the_engine_uses_exist_in_the_installed_cupy():
-    from mlp_gpu.backend import nccl_engine
+    from mlp_gpu.backend.cuda import nccl as nccl_engine
 
     nccl = _nccl_or_skip()
     missing = [n for n in nccl_engine.NCCL_FUNCTIONS + nccl_engine.NCCL_CONSTANTS if not hasattr(nccl, n)]
@@ -214,7 +214,7 @@ def test_nccl_names_the_engine_uses_exist_in_the_installed_cupy():
 @pytest.mark.parametrize("graph", [False, True])
 def test_nccl_on_one_rank_trains_like_one_process(graph):
     from mlp_gpu import SGD, Dense, Input, Sequential, get_backend
-    from mlp_gpu.backend.nccl_engine import NcclCommunicator
+    from mlp_gpu.backend.cuda.nccl import NcclCommunicator
 
     _nccl_or_skip()
     comm = NcclCommunicator(distributed.SingleProcess())

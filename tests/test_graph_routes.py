@@ -7,12 +7,15 @@ import numpy as np
 import pytest
 
 from mlp_gpu import SGD, Adam, Callback, Dense, Flatten, Input, Sequential
-from mlp_gpu.backend import NumpyBackend, kernels
+from mlp_gpu.backend import NumpyBackend
+from mlp_gpu.backend.cuda import kernels
 from mlp_gpu.backend.base import HYPER, HYPER_SIZE
-from mlp_gpu.backend.fused_step import FusedStep, spec_from_model
-from mlp_gpu.backend.step_plan import SCALARS, StepSpec, lt_unsupported, nodes_per_step, plan_step
-from mlp_gpu import losses, schedules
-from mlp_gpu.trainer import DeviceData, check_inputs, train_step
+from mlp_gpu.backend.cuda.fused_step import FusedStep, spec_from_model
+from mlp_gpu.backend.cuda.step_plan import SCALARS, StepSpec, lt_unsupported, nodes_per_step, plan_step
+from mlp_gpu import losses
+from mlp_gpu.optimizers import schedules
+from mlp_gpu.training.steps import DeviceData, train_step
+from mlp_gpu.data.sources import check_inputs
 
 from .conftest import blobs, requires_gpu
 from .harness.host_ops import HostCudaOps, compiler
@@ -197,7 +200,7 @@ def test_scalar_slot_is_shared_with_the_kernel():
 def test_vendor_bindings_have_every_name_the_routes_use():
     """nvmath-python (a dev dependency) imports without a GPU: the enum and attribute names the cuBLAS and
     cuBLASLt routes pass exist in its bindings, with the value types the module packs them in."""
-    from mlp_gpu.backend import vendor_gemm
+    from mlp_gpu.backend.cuda import vendor_gemm
 
     assert vendor_gemm.unavailable_reason() is None
     from nvmath.bindings import cublas, cublasLt
@@ -268,7 +271,7 @@ def test_per_batch_callbacks_see_every_step_of_a_block():
 def test_steps_per_graph_setting_is_checked():
     """CupyBackend(steps_per_graph=...) and MLP_GPU_STEPS_PER_GRAPH accept ints >= 1 only (checked before any
     device is needed)."""
-    from mlp_gpu.backend.cupy_backend import _env_steps
+    from mlp_gpu.backend.cuda.backend import _env_steps
 
     assert _env_steps(16) == 16 and _env_steps("4") == 4
     for bad in (0, -1, "x", 2.5, True, "1.5"):
@@ -280,7 +283,7 @@ def test_each_cublaslt_call_of_the_plan_against_its_row_major_meaning():
     """Every GEMM of the lt plan, run alone by the column-major emulation on random buffers, computes what
     the row-major step means: forward [a, 1] @ [kernel; bias] (+ ReLU and its mask), input gradient
     (dz @ kernel^T) * mask, and the folded update [kernel; bias] -= lr [a, 1]^T @ dz."""
-    from mlp_gpu.backend.step_plan import lt_buffers, param_offsets
+    from mlp_gpu.backend.cuda.step_plan import lt_buffers, param_offsets
     from tests.harness.lt_emulator import lt_matmul
 
     spec = replace(REFERENCE, sizes=(37, 33, 9, 5), rows=31)
@@ -330,7 +333,8 @@ def test_each_cublaslt_call_of_the_plan_against_its_row_major_meaning():
 def test_graph_routes_match_numpy_on_gpu(gemm, steps):
     """On a GPU: each route, with one or four steps per graph, trains like the NumPy backend, and the route
     that ran is the one asked for (nvmath-python present) -- or the logged fallback says why."""
-    from mlp_gpu.backend import get_backend, vendor_gemm
+    from mlp_gpu.backend import get_backend
+    from mlp_gpu.backend.cuda import vendor_gemm
 
     x, y = blobs(n=200, features=12)
     layers = lambda: [Input((12,)), Dense(33, "relu"), Dense(17, "relu"), Dense(3, "softmax")]  # noqa: E731
@@ -355,7 +359,7 @@ def test_graph_routes_match_numpy_on_gpu(gemm, steps):
 def test_divergence_names_the_same_step_on_the_fused_route():
     """The fused route counts finite steps at the start of the next step; a diverging run still reports
     the step NumPy reports."""
-    from mlp_gpu.trainer import TrainingDiverged
+    from mlp_gpu.training.fit import TrainingDiverged
 
     x, y = blobs(n=200, features=6)
     messages = []

@@ -72,7 +72,7 @@ def test_a_failed_save_keeps_the_old_file_and_bad_files_are_clear_errors(tmp_pat
     ours().save(path)
     before = path.read_bytes()
 
-    from mlp_gpu.layers import Layer
+    from mlp_gpu.layers.base import Layer
 
     class Custom(Layer):
         pass

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mlp_gpu import Dense, Flatten, Input, Sequential
-from mlp_gpu.data import load_fashion_mnist
+from mlp_gpu.data.idx import load_fashion_mnist
 from mlp_gpu.io import ModelFileError, export_keras_weights
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")

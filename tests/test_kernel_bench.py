@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from benchmarks.kernels import bench
-from mlp_gpu.backend import kernels
+from mlp_gpu.backend.cuda import kernels
 
 from .harness.host_ops import HostCudaOps, compiler
 

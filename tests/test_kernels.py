@@ -7,7 +7,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from mlp_gpu.backend import NumpyBackend, get_backend, kernels
+from mlp_gpu.backend import NumpyBackend, get_backend
+from mlp_gpu.backend.cuda import kernels
 from mlp_gpu.backend.base import HYPER, HYPER_SIZE
 from mlp_gpu.backend.shared_constants import ACTIVATIONS, define_options
 
@@ -243,7 +244,7 @@ def _sgemm_column_major(transa, transb, m, n, k, a_buf, lda, b_buf, ldb, ldc):
 @pytest.mark.parametrize("m,n,k", [(1, 1, 1), (32, 300, 784), (7, 10, 100), (33, 31, 65)])
 def test_cublas_argument_mapping(trans, m, n, k):
     """The row-major to column-major mapping the CuPy backend hands cuBLAS, checked on the CPU."""
-    from mlp_gpu.backend.cupy_backend import column_major_gemm
+    from mlp_gpu.backend.cuda.backend import column_major_gemm
 
     rng = np.random.default_rng(m * n)
     ta, tb = trans == "TN", trans == "NT"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mlp_gpu.backend.base import METRIC_KINDS
-from mlp_gpu.backend.cuda_ops import ACT_CODES, METRIC_CODES
+from mlp_gpu.backend.cuda.ops import ACT_CODES, METRIC_CODES
 from mlp_gpu.backend.shared_constants import defines
 
 from .test_kernels import SIZES, dev, ref  # noqa: F401 -- the harness and CuPy fixtures

@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 
 import mlp_gpu
-from mlp_gpu import SGD, Adam, BatchNormalization, Dense, Dropout, Input, Sequential, regularizers, schedules
+from mlp_gpu import SGD, Adam, BatchNormalization, Dense, Dropout, Input, Sequential, regularizers
+from mlp_gpu.optimizers import schedules
 from mlp_gpu.backend import NumpyBackend
-from mlp_gpu.backend import prepared_blas
-from mlp_gpu.backend.numpy_step import FoldedSgdStep
-from mlp_gpu.trainer import prepare_fit
+from mlp_gpu.backend.numpy import blas as prepared_blas
+from mlp_gpu.backend.numpy.fused_step import FoldedSgdStep
+from mlp_gpu.training.fit import prepare_fit
 
 from .conftest import blobs
 

@@ -3,7 +3,7 @@ options the CuPy backend gives cupy.RawModule (plus what CuPy adds), for sm_80 a
 NVRTC comes from PyPI (nvidia-cuda-nvrtc-cu12, in the dev extra) and needs no GPU."""
 import pytest
 
-from mlp_gpu.backend import kernels
+from mlp_gpu.backend.cuda import kernels
 
 from .harness import nvrtc
 

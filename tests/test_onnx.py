@@ -7,7 +7,7 @@ import pytest
 from mlp_gpu import Dense, Flatten, Input, Sequential
 from mlp_gpu.cli import main
 from mlp_gpu.io.onnx import EXPORTERS, OPSET
-from mlp_gpu.layers import Layer
+from mlp_gpu.layers.base import Layer
 
 from .conftest import blobs
 
@@ -103,6 +103,6 @@ def test_bad_requests_are_clear_errors_and_write_nothing(tmp_path):
 
 
 def test_every_layer_class_has_an_exporter():
-    from mlp_gpu.layers import LAYER_CLASSES
+    from mlp_gpu.layers.base import LAYER_CLASSES
 
     assert set(LAYER_CLASSES) <= set(EXPORTERS)

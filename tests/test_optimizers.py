@@ -8,9 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from mlp_gpu import Dense, Input, Sequential, optimizers, schedules
+from mlp_gpu import Dense, Input, Sequential, optimizers
+from mlp_gpu.optimizers import schedules
 from mlp_gpu.backend import NumpyBackend
-from mlp_gpu.callbacks import ReduceLROnPlateau
+from mlp_gpu.callbacks.learning_rate import ReduceLROnPlateau
 
 from .test_keras_interop import _importable
 

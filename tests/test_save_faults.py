@@ -22,7 +22,7 @@ import pytest
 
 import mlp_gpu
 from mlp_gpu import Callback, Dense, Input, Sequential
-from mlp_gpu.callbacks import ModelCheckpoint
+from mlp_gpu.callbacks.checkpoint import ModelCheckpoint
 from mlp_gpu.io import SaveError, export_keras_weights
 
 from .conftest import blobs

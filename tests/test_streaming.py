@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from mlp_gpu import SGD, Dense, Input, Sequential
-from mlp_gpu.data_sources import ChunkedSource, write_hdf5
+from mlp_gpu.data.sources import ChunkedSource
+from mlp_gpu.data.hdf5 import write_hdf5
 from mlp_gpu.distributed.communicator import Communicator
 
 from .conftest import blobs, requires_gpu
@@ -117,7 +118,8 @@ def test_each_source_trains_validates_evaluates_and_predicts(on_disk, kind, plac
     assert model.evaluate(*validation) == pytest.approx(reference, rel=1e-6)
     assert model.evaluate(*validation, return_dict=True)["accuracy"] == reference[1]
     predicted = model.predict(Batches(x, y) if kind == "batches" else train[0])
-    np.testing.assert_allclose(predicted, model.predict(x), rtol=1e-6)
+    # batches of another size run other GEMM blockings: float32 rounding apart (seen: 2e-6 relative)
+    np.testing.assert_allclose(predicted, model.predict(x), rtol=1e-5, atol=1e-7)
     if kind == "batches":
         assert train[0].epochs == 4
 
@@ -145,7 +147,7 @@ def test_validation_split_takes_the_last_rows_of_a_memmap_without_reading_it(on_
 
 
 def test_a_callback_stopping_mid_epoch_ends_a_streamed_pass(on_disk):
-    from mlp_gpu.callbacks import Callback
+    from mlp_gpu.callbacks.base import Callback
 
     class StopAt(Callback):
         def on_batch_end(self, batch, logs=None):

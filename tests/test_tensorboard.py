@@ -6,7 +6,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mlp_gpu import Dense, Input, Sequential
-from mlp_gpu.callbacks import TensorBoard
+from mlp_gpu.callbacks.tensorboard import TensorBoard
 from mlp_gpu.cli import main
 
 from .conftest import blobs

@@ -3,7 +3,7 @@ run on the CPU by the host harness, and by CuPy on a GPU when one is present (th
 import numpy as np
 import pytest
 
-from mlp_gpu import schedules
+from mlp_gpu.optimizers import schedules
 from mlp_gpu.backend.base import HYPER, HYPER_SIZE
 
 from . import test_kernels

@@ -6,7 +6,7 @@ import pytest
 from mlp_gpu import (BatchNormalization, Dense, Dropout, Flatten, Input, Normalization, Sequential, load_model,
                      regularizers)
 from mlp_gpu.backend import NumpyBackend
-from mlp_gpu.backend.layer_ops import dropout_words, philox4x32
+from mlp_gpu.backend.numpy.layer_ops import dropout_words, philox4x32
 
 EPS = 1e-6
 

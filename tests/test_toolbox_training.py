@@ -4,8 +4,9 @@ harness, against the NumPy backend from the same seed: the same masks, statistic
 import numpy as np
 import pytest
 
-from mlp_gpu import BatchNormalization, Dense, Dropout, Input, Normalization, Sequential, optimizers, schedules
-from mlp_gpu.callbacks import ReduceLROnPlateau
+from mlp_gpu import BatchNormalization, Dense, Dropout, Input, Normalization, Sequential, optimizers
+from mlp_gpu.optimizers import schedules
+from mlp_gpu.callbacks.learning_rate import ReduceLROnPlateau
 
 from .conftest import blobs, requires_gpu
 from .harness.host_ops import HostCudaOps, compiler
