@@ -348,7 +348,7 @@ class CupyBackend(CudaOps):
 
     @staticmethod
     def _nodes_per_step(model, rows, route):
-        from .fused_step import spec_from_model
+        from ..step_spec import spec_from_model
         from .step_plan import nodes_per_step
 
         spec = spec_from_model(model, rows)[0] if model is not None else None
