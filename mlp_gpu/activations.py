@@ -64,6 +64,8 @@ def _softmax_derivative(dy, y):
     dy *= y
 
 
+LEAKY_SLOPE = 0.2  # keras.activations.leaky_relu's negative_slope
+
 TABLE = (
     Activation("linear", lambda z: None, lambda dy, y: None, "x", "1.0f"),
     Activation("relu", lambda z: np.maximum(z, 0, out=z), lambda dy, y: np.multiply(dy, y > 0, out=dy),
@@ -73,6 +75,9 @@ TABLE = (
     Activation("tanh", lambda z: np.tanh(z, out=z), lambda dy, y: np.multiply(dy, 1 - y * y, out=dy),
                "tanhf(x)", "1.0f - y * y", ("Tanh", {})),
     Activation("softmax", _softmax, _softmax_derivative, None, None, ("Softmax", {"axis": -1}), row_wise=True),
+    Activation("leaky_relu", lambda z: np.maximum(z, np.float32(LEAKY_SLOPE) * z, out=z),
+               lambda dy, y: np.multiply(dy, np.where(y > 0, 1, LEAKY_SLOPE), out=dy),
+               f"fmaxf(x, {LEAKY_SLOPE}f * x)", f"(y > 0.0f ? 1.0f : {LEAKY_SLOPE}f)", ("LeakyRelu", {"alpha": LEAKY_SLOPE})),
 )
 
 ACTIVATIONS = {a.name: a for a in TABLE}
