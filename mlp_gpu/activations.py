@@ -77,7 +77,8 @@ TABLE = (
     Activation("softmax", _softmax, _softmax_derivative, None, None, ("Softmax", {"axis": -1}), row_wise=True),
     Activation("leaky_relu", lambda z: np.maximum(z, np.float32(LEAKY_SLOPE) * z, out=z),
                lambda dy, y: np.multiply(dy, np.where(y > 0, 1, LEAKY_SLOPE), out=dy),
-               f"fmaxf(x, {LEAKY_SLOPE}f * x)", f"(y > 0.0f ? 1.0f : {LEAKY_SLOPE}f)", ("LeakyRelu", {"alpha": LEAKY_SLOPE})),
+               f"fmaxf(x, {LEAKY_SLOPE}f * x)", f"(y > 0.0f ? 1.0f : {LEAKY_SLOPE}f)",
+               ("LeakyRelu", {"alpha": LEAKY_SLOPE})),
 )
 
 ACTIVATIONS = {a.name: a for a in TABLE}

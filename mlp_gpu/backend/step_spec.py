@@ -9,8 +9,6 @@ from dataclasses import dataclass
 import numpy as np
 
 
-
-
 @dataclass(frozen=True)
 class StepSpec:
     """What the node plan depends on: shapes, activations, loss and optimizer of one training step."""

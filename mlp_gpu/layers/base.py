@@ -214,14 +214,6 @@ def flat_features(layer, input_shape) -> int:
     return int(input_shape[0])
 
 
-
-
-
-
-
-
-
-
 def layer_from_config(class_name: str, config: dict) -> Layer:
     """Rebuild a layer from ``get_config()`` output; only known classes and keys are accepted."""
     if class_name not in LAYER_CLASSES:

@@ -14,11 +14,6 @@ from .step_plan import SCALARS, lt_buffers, lt_unsupported, plan_step
 from ..step_spec import param_offsets, spec_from_model
 
 
-
-
-
-
-
 def _resident(data) -> bool:
     """Whether the whole data set sits on the device, as the fused gather reads it (not streamed)."""
     parts = [getattr(data, name, None) for name in ("x", "y", "perm", "cursor")]

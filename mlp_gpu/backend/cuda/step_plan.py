@@ -30,14 +30,12 @@ from .ops import BLOCK, _LOSS_KERNELS
 from ..shared_constants import LT_SCALARS
 from ..step_spec import StepSpec
 
-ROUTES = ("kernel", "cublas", "lt")
+PLANS = ("kernel", "cublas", "lt")  # the node plans; routes.py says which route launches which
 UPDATE_KERNELS = {"sgd": "sgd_update", "sgd_scheduled": "sgd_update", "sgd_momentum": "sgd_momentum_update",
                   "adam": "adam_update"}
 FUSED_ACTIVATIONS = ("relu", "linear")  # hidden activations with a cuBLASLt epilogue and its derivative
 # Scalar slots read by the lt GEMMs in pointer mode DEVICE (kernels/fused_step.cu writes NEG_LR).
 SCALARS = LT_SCALARS  # slots shared with kernels/fused_step.cu (shared_constants)
-
-
 
 
 @dataclass(frozen=True)
@@ -150,8 +148,6 @@ def lt_buffers(spec: StepSpec) -> dict:
     return out
 
 
-
-
 def _lt_plan(spec: StepSpec) -> list[Node]:
     s, n, last = spec.sizes, spec.rows, spec.layers - 1
     fold = spec.optimizer == "sgd"
@@ -192,8 +188,8 @@ def _lt_plan(spec: StepSpec) -> list[Node]:
 
 def plan_step(spec: StepSpec, route: str) -> list[Node]:
     """The nodes one training step launches on ``route``, in order."""
-    if route not in ROUTES:
-        raise ValueError(f"route: expected one of {ROUTES}, got {route!r}")
+    if route not in PLANS:
+        raise ValueError(f"route: expected one of {PLANS}, got {route!r}")
     if route == "lt":
         reason = lt_unsupported(spec)
         if reason:
