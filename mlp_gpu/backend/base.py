@@ -2,7 +2,7 @@
 
 Every fused op works in place on preallocated buffers (nothing allocates per
 step on a GPU backend). The ops are abstract here: the NumPy reference (and test
-oracle) is in ``numpy_backend.py``, the kernel launches in ``cuda_ops.py``, so a
+oracle) is in ``numpy/``, the kernel launches in ``cuda/ops.py`` and ``cuda/layer_ops.py``, so a
 backend that forgets an op fails when it is made, not by silently running NumPy.
 
 Layouts (row-major, one sample a row):
@@ -210,6 +210,63 @@ class Backend(ABC):
     def adam_update(self, params, grads, m, v, hyper) -> None:
         """Keras Adam over one flat buffer, bias-corrected with t = iterations + 1. ``grads`` is scratch after."""
         raise NotImplementedError
+
+
+    # ---- the toolbox: the layers and optimizers beyond Dense and SGD/Adam (numpy/layer_ops.py and
+    # numpy/optimizer_ops.py hold the references, cuda/layer_ops.py the launches) -------------------
+    @abstractmethod
+    def dropout(self, x, out, mask, counter, seed: int, rate: float) -> None:
+        """mask <- (kept ? 1/(1-rate) : 0) from the Philox draw counter[0]; out <- x * mask."""
+
+    @abstractmethod
+    def dropout_backward(self, dy, mask, dx) -> None:
+        """dx <- dy * mask."""
+
+    @abstractmethod
+    def batchnorm_train(self, x, out, gamma, beta, moving_mean, moving_var, mean, inv_std, momentum,
+                        epsilon) -> None:
+        """Batch statistics into mean and inv_std; out <- normalized x * gamma + beta; the moving statistics
+        <- moving * momentum + batch * (1 - momentum)."""
+
+    @abstractmethod
+    def batchnorm_infer(self, x, out, gamma, beta, moving_mean, moving_var, epsilon) -> None:
+        """out <- (x - moving_mean) / sqrt(moving_var + eps) * gamma + beta."""
+
+    @abstractmethod
+    def batchnorm_backward(self, x, dy, gamma, mean, inv_std, dgamma, dbeta, dx) -> None:
+        """dgamma = sum(dy * xhat), dbeta = sum(dy), dx (each only when not None)."""
+
+    @abstractmethod
+    def normalize(self, x, out, mean, variance, invert: bool = False) -> None:
+        """out <- (x - mean) / max(sqrt(variance), 1e-7), or the inverse; mean None: the scaling alone."""
+
+    @abstractmethod
+    def regularize(self, w, g, l1: float, l2: float, acc, rows: int) -> None:
+        """g += l1 sign(w) + 2 l2 w; acc[0] += rows * (l1 sum|w| + l2 sum w^2) (each when not None)."""
+
+    @abstractmethod
+    def optimizer_prepare(self, hyper, table, nadam: bool) -> None:
+        """Start of an update: hyper[lr] <- the schedule's rate; Nadam's momentum product advanced."""
+
+    @abstractmethod
+    def clip_by_value(self, g, clipvalue: float) -> None:
+        """g <- clip(g, -clipvalue, clipvalue)."""
+
+    @abstractmethod
+    def clip_by_norm(self, g, segments, clipnorm: float) -> None:
+        """Each segment of g rescaled to a norm of at most clipnorm."""
+
+    @abstractmethod
+    def rmsprop_update(self, w, g, velocity, momentum, average, hyper) -> None:
+        """Keras RMSprop (centered with ``average``, with momentum through ``velocity``)."""
+
+    @abstractmethod
+    def adagrad_update(self, w, g, accumulator, hyper) -> None:
+        """Keras Adagrad."""
+
+    @abstractmethod
+    def nadam_update(self, w, g, m, v, hyper) -> None:
+        """Keras Nadam, hyper[u_product] already advanced by optimizer_prepare."""
 
 
 FUSED_OPS = tuple(sorted(Backend.__abstractmethods__))

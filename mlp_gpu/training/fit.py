@@ -8,7 +8,7 @@ callbacks). The loop talks to three objects, the places to extend it:
   cursor); ``parts`` yields it once per pass. A ``streaming.StreamedData`` (a data set the backend does
   not keep resident: a memmap, an h5py dataset, a PyDataset) yields its parts one after another, each
   with the same ``rows``, ``gather`` and ``cursor``;
-- ``StepRunner``: runs training steps on a part, ``run(part, first, count)``; ``block`` is how many it
+- ``PartRunner``: runs training steps on a part, ``run(part, first, count)``; ``block`` is how many it
   takes per call;
 - ``FitRun.plan``: the data-parallel plan (``distributed.parallel.FitPlan``): which rows this rank
   takes, the gradient all-reduce between backward and update, the sums reduced at epoch ends, who
@@ -38,7 +38,7 @@ from ..data.sources import BatchSource, ChunkedSource, Source, _is_batch_source,
 from ..distributed.parallel import FitPlan
 from ..data.placement import keeps_resident, place
 from ..utils import draw_seed
-from .steps import DeviceData, StepRunner, Sums, _step_blocks, evaluate_data
+from .steps import DeviceData, PartRunner, Sums, _step_blocks, evaluate_data
 
 log = logging.getLogger("mlp_gpu")
 EVAL_BATCH = 1024  # rows per forward pass in evaluate/predict: results do not depend on it
@@ -99,7 +99,7 @@ class FitRun:
     val_ws: object            # the validation Workspace, or None
     val_rows: int             # validation rows over all ranks (each rank holds its share in val)
     sums: Sums
-    runner: StepRunner
+    runner: PartRunner
     batch_size: int
     epochs: int
     initial_epoch: int
@@ -194,7 +194,7 @@ def prepare_fit(model, x, y, batch_size=32, epochs=1, validation_split=0.0, vali
     val = None if val_source is None else device_data(model, val_source, EVAL_BATCH, "validation", val_resident,
                                                       plan.validation_share(val_rows))
     sums = Sums(model, None if plan.single else plan)
-    runner = StepRunner(model, train, batch_size, sums, plan)
+    runner = PartRunner(model, train, batch_size, sums, plan)
     val_ws = model.workspace(max(1, val.step_rows(EVAL_BATCH))) if val is not None else None
     return FitRun(train, val, val_ws, val_rows, sums, runner, batch_size, epochs, initial_epoch, bool(shuffle),
                   seed, plan)

@@ -8,7 +8,7 @@ callbacks). The loop talks to three objects, the places to extend it:
   cursor); ``parts`` yields it once per pass. A ``streaming.StreamedData`` (a data set the backend does
   not keep resident: a memmap, an h5py dataset, a PyDataset) yields its parts one after another, each
   with the same ``rows``, ``gather`` and ``cursor``;
-- ``StepRunner``: runs training steps on a part, ``run(part, first, count)``; ``block`` is how many it
+- ``PartRunner``: runs training steps on a part, ``run(part, first, count)``; ``block`` is how many it
   takes per call;
 - ``FitRun.plan``: the data-parallel plan (``distributed.parallel.FitPlan``): which rows this rank
   takes, the gradient all-reduce between backward and update, the sums reduced at epoch ends, who
@@ -151,7 +151,7 @@ def _step_runner(model, ws, data, sums, sync, max_steps=None):
     return make(lambda: train_step(model, ws, data, sums, sync), ws.rows, max_steps, split=(before, sync, after))
 
 
-class StepRunner:
+class PartRunner:
     """Runs the training steps of an epoch, a part at a time: ``run(part, first, count)`` runs the part's
     steps first .. first + count - 1. ``block`` is the most steps the loop hands over in one call (the
     loop reads logs and callbacks between calls): the backend's choice, 1 on the CPU; a GPU backend may
@@ -209,7 +209,7 @@ class StepRunner:
             self._runner(part, rows - (steps - 1) * self.rows_per_step, last=True)(1)
 
 
-def _step_blocks(runner: StepRunner, parts, block: int):
+def _step_blocks(runner: PartRunner, parts, block: int):
     """(part, first step, step count, rows) of each call an epoch makes: every part's steps, in blocks."""
     with contextlib.closing(parts):  # a streamed pass stops its reader when the loop leaves early
         for part in parts:

@@ -1,5 +1,6 @@
 """The backend's shape: the interface is abstract, each backend has its own body for every
 fused op, and the numbers Python and the kernels share have one source."""
+import ast
 import re
 import subprocess
 from pathlib import Path
@@ -7,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import mlp_gpu
 from mlp_gpu import activations
 from mlp_gpu.backend import NumpyBackend
 from mlp_gpu.backend.cuda import kernels
@@ -26,11 +28,34 @@ def test_fused_ops_are_the_interface():
             "sgd_update", "adam_update"} <= set(FUSED_OPS)
 
 
+def _defined_in(cls, op, package):
+    """The class of cls' MRO (before Backend) that defines op, if it lives in ``package``."""
+    owner = next((k for k in cls.__mro__ if op in vars(k)), None)
+    return owner is not None and owner is not Backend and owner.__module__.startswith(package)
+
+
 @pytest.mark.parametrize("op", FUSED_OPS)
 def test_cuda_ops_override_every_fused_op(op):
-    """No NumPy body reaches a GPU backend: CudaOps defines each op itself."""
-    assert op in vars(CudaOps), f"CudaOps.{op} is inherited, not a kernel launch"
-    assert op in vars(NumpyBackend), f"NumpyBackend.{op} is missing"
+    """No NumPy body reaches a GPU backend: each op is a launch of backend/cuda/, each has a NumPy body."""
+    assert _defined_in(CudaOps, op, "mlp_gpu.backend.cuda."), f"CudaOps.{op} is not a kernel launch"
+    assert _defined_in(NumpyBackend, op, "mlp_gpu.backend.numpy."), f"NumpyBackend.{op} is missing"
+
+
+def test_every_op_the_toolbox_calls_is_abstract():
+    """The layers and optimizers reach the device only through Backend's abstract ops."""
+    root = Path(mlp_gpu.__file__).parent
+    called = set()
+    for folder in ("layers", "optimizers"):
+        for path in (root / folder).glob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                        and isinstance(node.func.value, (ast.Name, ast.Attribute))
+                        and (getattr(node.func.value, "id", None) in ("backend", "be")
+                             or getattr(node.func.value, "attr", None) == "backend")):
+                    called.add(node.func.attr)
+    memory = {"empty", "zeros", "asarray", "to_host", "copy_from_host", "synchronize", "xp"}
+    assert called - memory <= set(FUSED_OPS), f"not abstract in Backend: {sorted(called - memory - set(FUSED_OPS))}"
+    assert {"dropout", "batchnorm_train", "nadam_update", "clip_by_norm"} <= called
 
 
 def test_cuda_ops_leave_only_the_launch_abstract():
