@@ -232,7 +232,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Each option's help ends with its default, except where there is none to show (None, a flag's False)."""
 
     def _get_help_string(self, action):
-        if action.default in (None, False) or action.default is argparse.SUPPRESS:
+        if action.default is None or action.default is False or action.default is argparse.SUPPRESS:
             return action.help
         return super()._get_help_string(action)
 
