@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from mlp_gpu.cli import build_parser, main, warn_workers
+from mlp_gpu.io.onnx import OPSET
 
 
 def test_train_evaluate_predict(tiny_dataset, tmp_path, capsys):
@@ -65,6 +66,16 @@ def _run_cli(args, cwd, hide=(), env=None):
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.fixture
+def tiny_model(tiny_dataset, tmp_path, capsys):
+    """A model mlp-gpu train saved after one epoch on the tiny set."""
+    model = tmp_path / "m.h5"
+    assert main(["train", "--data", str(tiny_dataset), "--backend", "numpy", "--epochs", "1", "--hidden", "8",
+                 "--validation-size", "40", "--verbose", "0", "--output", str(model)]) == 0
+    capsys.readouterr()
+    return model
+
+
 @pytest.mark.parametrize("option, module, extra", [
     (["--plot"], "matplotlib", "plot"),
     (["--tensorboard", "logs"], "tensorboardX", "tensorboard"),
@@ -79,10 +90,8 @@ def test_train_refuses_a_missing_extra_before_training(tiny_dataset, tmp_path, o
     assert not (tmp_path / "m.h5").exists() and "Epoch" not in proc.stdout + proc.stderr  # nothing trained
 
 
-def test_export_refuses_a_missing_onnx_and_an_unknown_format(tiny_dataset, tmp_path, capsys):
-    model = tmp_path / "m.h5"
-    assert main(["train", "--data", str(tiny_dataset), "--backend", "numpy", "--epochs", "1", "--hidden", "8",
-                 "--validation-size", "40", "--verbose", "0", "--output", str(model)]) == 0
+def test_export_refuses_a_missing_onnx_and_an_unknown_format(tiny_model, tmp_path, capsys):
+    model = tiny_model
     proc = _run_cli(["export", str(model), "m.onnx"], tmp_path, hide=["onnx"])
     assert proc.returncode == 2 and "pip install 'mlp_gpu[onnx]'" in proc.stderr and "Traceback" not in proc.stderr
     capsys.readouterr()
@@ -91,27 +100,17 @@ def test_export_refuses_a_missing_onnx_and_an_unknown_format(tiny_dataset, tmp_p
     assert "'.pt'" in err and ".onnx" in err and ".keras" in err and not (tmp_path / "m.pt").exists()
 
 
-def test_export_reports_the_opset_number(tiny_dataset, tmp_path, capsys):
+def test_export_reports_the_opset_number(tiny_model, tmp_path, capsys):
     pytest.importorskip("onnx")
-    from mlp_gpu.io.onnx import OPSET
-
-    model = tmp_path / "m.h5"
-    assert main(["train", "--data", str(tiny_dataset), "--backend", "numpy", "--epochs", "1", "--hidden", "8",
-                 "--validation-size", "40", "--verbose", "0", "--output", str(model)]) == 0
-    capsys.readouterr()
-    assert main(["export", str(model), str(tmp_path / "m.onnx")]) == 0
+    assert main(["export", str(tiny_model), str(tmp_path / "m.onnx")]) == 0
     assert f"ONNX opset {OPSET}," in capsys.readouterr().out
-    assert main(["export", str(model), str(tmp_path / "m17.onnx"), "--opset", "17"]) == 0
+    assert main(["export", str(tiny_model), str(tmp_path / "m17.onnx"), "--opset", "17"]) == 0
     assert "ONNX opset 17," in capsys.readouterr().out
 
 
-def test_predict_json_prints_json(tiny_dataset, tmp_path, capsys):
-    model = tmp_path / "m.h5"
+def test_predict_json_prints_json(tiny_dataset, tiny_model, capsys):
     args = ["--data", str(tiny_dataset), "--backend", "numpy"]
-    assert main(["train", *args, "--epochs", "1", "--hidden", "8", "--validation-size", "40", "--verbose", "0",
-                 "--output", str(model)]) == 0
-    capsys.readouterr()
-    assert main(["predict", str(model), *args, "--start", "2", "--count", "3", "--json"]) == 0
+    assert main(["predict", str(tiny_model), *args, "--start", "2", "--count", "3", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["index"] for r in rows] == [2, 3, 4]
     assert all(0 <= r["class"] < 10 and 0 < r["probability"] <= 1 and "name" in r and "true" in r for r in rows)

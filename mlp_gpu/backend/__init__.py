@@ -47,6 +47,7 @@ def get_backend(name: str | Backend | None = None, **options) -> Backend:
         return _chosen(cupy_backend.CupyBackend(**options), asked)
     reason = cupy_backend.unavailable_reason()
     if reason is None:
+        log.info("backend auto: using cupy (CuPy imports and a GPU answers)")
         return _chosen(cupy_backend.CupyBackend(**options), f"{asked}: CuPy imports and a GPU answers")
     log.info("backend auto: using numpy (%s)", reason)
     return _chosen(NumpyBackend(), f"{asked}: {reason}")
