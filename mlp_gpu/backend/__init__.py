@@ -38,7 +38,8 @@ def get_backend(name: str | Backend | None = None, **options) -> Backend:
     if not isinstance(name, str) or name.strip().lower() not in _NAMES:
         raise ValueError(f"{what}: expected one of {', '.join(_NAMES)}, got {name!r}")
     name = name.strip().lower()
-    asked = ("asked for" if name != "auto" else "auto") if what == "backend" else f"MLP_GPU_BACKEND={name}"
+    from_env = what != "backend" and os.environ.get("MLP_GPU_BACKEND", "").strip()
+    asked = f"MLP_GPU_BACKEND={name}" if from_env else "auto" if name == "auto" else "asked for"
     if name == "numpy":
         return _chosen(NumpyBackend(), asked)
     from .cuda import backend as cupy_backend  # imports cupy lazily, guarded
