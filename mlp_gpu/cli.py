@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import difflib
+import importlib.util
 import json
 import logging
 import os
@@ -13,6 +15,18 @@ from pathlib import Path
 import numpy as np
 
 from .backend.shared_constants import ACTIVATIONS
+from .io.onnx import OPSET
+
+log = logging.getLogger("mlp_gpu")
+
+# The optional packages a command may need: (the option, the module, the extra that brings it).
+EXTRAS = {"plot": ("--plot", "matplotlib", "plot"), "tensorboard": ("--tensorboard", "tensorboardX", "tensorboard"),
+          "onnx": ("export to .onnx", "onnx", "onnx"), "workers": ("--workers", "mpi4py", "distributed")}
+# export's formats, by the output's extension
+EXPORT_FORMATS = {".onnx": "ONNX", ".keras": "Keras 3 .keras"}
+# Below this many rows per rank and step, one process beat two on the 2-core machine (bench-dist.md, README:
+# --workers 2 at batch 32 took 153 s against 24 s for one process).
+WORKERS_MIN_RANK_BATCH = 256
 
 
 def _hdf5_data(args) -> bool:
@@ -140,25 +154,44 @@ def cmd_predict(args):
         x, y = x[args.start:args.start + args.count], y[args.start:args.start + args.count]
     probs = model.predict(x)
     names = data.FASHION_CLASSES if args.dataset == "fashion-mnist" and probs.shape[1] == 10 else None
+    rows = []
     for i, p in enumerate(probs):
         k = int(p.argmax())
-        label = f"{k} {names[k]}" if names else str(k)
-        truth = "" if y is None else f"  (true {int(y[i])}{' ' + names[int(y[i])] if names else ''})"
-        print(f"{args.start + i if y is not None else i}: {label}  p={p[k]:.3f}{truth}")
+        row = {"index": args.start + i if y is not None else i, "class": k, "probability": float(p[k])}
+        if names:
+            row["name"] = names[k]
+        if y is not None:
+            row["true"] = int(y[i])
+        rows.append(row)
+    if args.json:
+        print(json.dumps(rows))
+        return
+    for row in rows:
+        label = f"{row['class']} {row['name']}" if names else str(row["class"])
+        truth = "" if y is None else f"  (true {row['true']}{' ' + names[row['true']] if names else ''})"
+        print(f"{row['index']}: {label}  p={row['probability']:.3f}{truth}")
 
 
 def cmd_export(args):
     from . import load_model
 
     model = load_model(args.model, backend="numpy")  # export reads the weights on the host
-    if str(args.output).endswith(".keras"):
+    if _export_suffix(args.output) == ".keras":
         model.save(args.output)
         print(f"exported {args.model} to {args.output} (Keras 3 .keras)")
         return
     model.export(args.output, format="onnx", verbose=False, input_dtype=args.input_dtype,
                  opset_version=args.opset)
-    print(f"exported {args.model} to {args.output} (ONNX opset {args.opset or 'default'}, "
-          f"{args.input_dtype} input)")
+    print(f"exported {args.model} to {args.output} (ONNX opset {args.opset}, {args.input_dtype} input)")
+
+
+def _export_suffix(output) -> str:
+    suffix = Path(output).suffix.lower()
+    if suffix not in EXPORT_FORMATS:
+        raise ValueError(f"output {str(output)!r}: expected a name ending in "
+                         + " or ".join(f"{ext} ({what})" for ext, what in EXPORT_FORMATS.items())
+                         + f"; export writes no other format (got {suffix or 'no extension'!r})")
+    return suffix
 
 
 def cmd_convert(args):
@@ -195,59 +228,105 @@ def cmd_bench(args):
         print(json.dumps(result["ratios"]))
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Each option's help ends with its default, except where there is none to show (None, a flag's False)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser whose errors suggest the nearest valid choice (``trian`` -> ``train``)."""
+
+    def error(self, message):
+        if "invalid choice: '" in message:
+            bad = message.split("invalid choice: '", 1)[1].split("'", 1)[0]
+            choices = [c for action in self._actions for c in (action.choices or ())]
+            message += _did_you_mean(bad, [str(c) for c in choices])
+        super().error(message)
+
+
+def _did_you_mean(word, candidates) -> str:
+    close = difflib.get_close_matches(word, candidates, n=2, cutoff=0.75)
+    return f"; did you mean {' or '.join(close)}?" if close else ""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mlp-gpu", description="Train and use MLPs on CUDA (CuPy) or NumPy.")
-    p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="mlp-gpu", description="Train and use MLPs on CUDA (CuPy) or NumPy.",
+                formatter_class=_HelpFormatter)
+    p.add_argument("--log-level", default="INFO", help="logging level: DEBUG, INFO, WARNING or ERROR")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p.commands = {}
+
+    def command(name, help_text, func):
+        sp = sub.add_parser(name, help=help_text, description=help_text, formatter_class=_HelpFormatter)
+        sp.set_defaults(func=func)
+        p.commands[name] = sp
+        return sp
+
+    def backend_option(sp):
+        sp.add_argument("--backend", default="auto", choices=["auto", "numpy", "cupy"],
+                        help="auto: CuPy where it imports and a GPU answers, else NumPy")
+
+    def dataset_options(sp, hdf5=True):
+        sp.add_argument("--dataset", default="fashion-mnist", choices=["fashion-mnist", "mnist"],
+                        help="which IDX data set to read")
+        sp.add_argument("--data", default=None, help="folder with the four IDX files (default: search "
+                        "$MLP_GPU_DATA, ~/.cache/mlp_gpu/<dataset>, /usr/share/datasets/<dataset>)"
+                        + (", or an HDF5 file with x, y (and test/x, test/y) as `mlp-gpu convert` writes"
+                           if hdf5 else ""))
 
     def common(sp):
-        sp.add_argument("--backend", default="auto", choices=["auto", "numpy", "cupy"])
-        sp.add_argument("--dataset", default="fashion-mnist", choices=["fashion-mnist", "mnist"])
-        sp.add_argument("--data", default=None, help="folder with the four IDX files (default: search), or an "
-                        "HDF5 file with x, y (and test/x, test/y) as `mlp-gpu convert` writes")
+        backend_option(sp)
+        dataset_options(sp)
         sp.add_argument("--json", action="store_true", help="print the result as JSON")
 
-    t = sub.add_parser("train", help="train an MLP (defaults: the reference Fashion-MNIST workload)")
+    t = command("train", "train an MLP (defaults: the reference Fashion-MNIST workload)", cmd_train)
     common(t)
-    t.add_argument("--epochs", type=int, default=30)
-    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--epochs", type=int, default=30, help="epochs to train")
+    t.add_argument("--batch-size", type=int, default=32, help="rows per step (over all ranks with --workers)")
     t.add_argument("--hidden", type=int, nargs="+", default=[300, 100], help="hidden layer widths")
     t.add_argument("--activation", default="relu", choices=ACTIVATIONS, help="the hidden layers' activation")
-    t.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
+    t.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"], help="the optimizer")
     t.add_argument("--lr", type=float, default=0.01, help="learning rate")
     t.add_argument("--momentum", type=float, default=0.0, help="SGD momentum")
-    t.add_argument("--validation-size", type=int, default=5000)
-    t.add_argument("--seed", type=int, default=42)
-    t.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2])
+    t.add_argument("--validation-size", type=int, default=5000,
+                   help="the first this many training rows validate, the rest train")
+    t.add_argument("--seed", type=int, default=42, help="seed of the initial weights and the shuffles")
+    t.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2],
+                   help="0: silent, 1: a progress bar per epoch, 2: one line per epoch")
     t.add_argument("--output", default="model.h5", help="where to save the trained model")
-    t.add_argument("--plot", action="store_true", help="save training curves as <output>-history.png")
+    t.add_argument("--plot", action="store_true",
+                   help="save training curves as <output>-history.png (needs the plot extra)")
     t.add_argument("--checkpoint", default=None,
                    help="save a resumable checkpoint after every epoch (may hold {epoch:02d})")
     t.add_argument("--tensorboard", default=None, metavar="DIR",
-                   help="write TensorBoard logs (loss, accuracy, learning rate per epoch) under DIR")
+                   help="write TensorBoard logs (loss, accuracy, learning rate per epoch) under DIR "
+                        "(needs the tensorboard extra)")
     t.add_argument("--resume", default=None, help="continue from a checkpoint or saved model")
     t.add_argument("--no-graph", action="store_true", help="cupy: launch each kernel instead of replaying a graph")
     t.add_argument("--tf32", action="store_true", help="cupy: let cuBLAS use TF32 tensor cores (off by default)")
     t.add_argument("--workers", type=_positive_int, default=1,
                    help="train data-parallel on N processes of this machine, started through mpiexec "
-                        "(the global batch stays --batch-size); or start this command with mpiexec -n N")
-    t.set_defaults(func=cmd_train)
+                        "(the global batch stays --batch-size; needs the distributed extra); or start this "
+                        "command with mpiexec -n N")
 
-    e = sub.add_parser("evaluate", help="loss and accuracy of a saved model on the test set")
-    e.add_argument("model")
+    e = command("evaluate", "loss and accuracy of a saved model on the test set", cmd_evaluate)
+    e.add_argument("model", help="a model saved by mlp-gpu train or model.save")
     common(e)
-    e.add_argument("--plot", default=None, metavar="PNG", help="write a confusion matrix picture")
-    e.set_defaults(func=cmd_evaluate)
+    e.add_argument("--plot", default=None, metavar="PNG",
+                   help="write a confusion matrix picture (needs the plot extra)")
 
-    pr = sub.add_parser("predict", help="predicted classes of test images (or of a .npy array)")
-    pr.add_argument("model")
+    pr = command("predict", "predicted classes of test images (or of a .npy array)", cmd_predict)
+    pr.add_argument("model", help="a model saved by mlp-gpu train or model.save")
     common(pr)
     pr.add_argument("--input", default=None, help=".npy array of images (default: the test set)")
-    pr.add_argument("--start", type=int, default=0)
-    pr.add_argument("--count", type=int, default=10)
-    pr.set_defaults(func=cmd_predict)
+    pr.add_argument("--start", type=int, default=0, help="the first test image to predict")
+    pr.add_argument("--count", type=int, default=10, help="how many test images to predict")
 
-    b = sub.add_parser("bench", help="time workloads x backends x peers; write JSON, Markdown and a PNG")
+    b = command("bench", "time workloads x backends x peers; write JSON, Markdown and a PNG", cmd_bench)
     b.add_argument("--matrix", default="auto", choices=["auto", "cpu", "gpu", "smoke", "toolbox", "dist", "rows"],
                    help="auto: the gpu matrix where CuPy has a device, else the cpu one; dist: 1 against 2 MPI "
                         "ranks on the CPU; rows: resident against streamed training from synthetic data on disk "
@@ -255,29 +334,25 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=int, default=5, help="timed epochs per cell, after one warm-up epoch "
                    "(rows: rounds of resident and streamed runs)")
     b.add_argument("--out", default="benchmarks/results", help="folder for the reports")
-    b.add_argument("--no-plot", action="store_true")
+    b.add_argument("--no-plot", action="store_true", help="write no PNG")
     b.add_argument("--parallel", action="store_true",
                    help="run every cell in its own process at once (a crowded shared host) instead of interleaving")
     b.add_argument("--json", action="store_true", help="print the ratios as JSON")
-    b.set_defaults(func=cmd_bench)
 
-    x = sub.add_parser("export", help="write a saved model as ONNX (for ONNX Runtime) or as a Keras .keras file")
+    x = command("export", "write a saved model as ONNX (for ONNX Runtime) or as a Keras .keras file; the "
+                "format comes from the output's extension", cmd_export)
     x.add_argument("model", help="a model saved by mlp-gpu train or model.save")
-    x.add_argument("output", help="the file to write: name.onnx, or name.keras for Keras 3")
+    x.add_argument("output", help="the file to write: name.onnx (needs the onnx extra), or name.keras for Keras 3")
     x.add_argument("--input-dtype", default="float32", choices=["float32", "uint8"],
                    help="uint8: the graph takes raw pixels and scales them by 1/255, as mlp-gpu predict does")
-    x.add_argument("--opset", type=int, default=None, help="ONNX opset version (default: mlp_gpu's)")
-    x.set_defaults(func=cmd_export)
+    x.add_argument("--opset", type=int, default=OPSET, help="ONNX opset version (13 or later)")
 
-    c = sub.add_parser("convert", help="write the IDX data set to one HDF5 file for `train --data FILE.h5`")
-    c.add_argument("--dataset", default="fashion-mnist", choices=["fashion-mnist", "mnist"])
-    c.add_argument("--data", default=None, help="folder with the four IDX files (default: search)")
+    c = command("convert", "write the IDX data set to one HDF5 file for `train --data FILE.h5`", cmd_convert)
+    dataset_options(c, hdf5=False)
     c.add_argument("--output", required=True, help="the HDF5 file to write")
-    c.set_defaults(func=cmd_convert)
 
-    i = sub.add_parser("info", help="versions, backends and the device")
-    i.add_argument("--backend", default="auto", choices=["auto", "numpy", "cupy"])
-    i.set_defaults(func=cmd_info)
+    i = command("info", "versions, backends and the device", cmd_info)
+    backend_option(i)
     return p
 
 
@@ -313,15 +388,72 @@ def _configure_logging(level_name):
     logging.basicConfig(level=level, format=prefix + ": %(message)s")
 
 
+def parse_args(argv):
+    """The parsed arguments; an option the command does not have is refused with the command's usage and
+    the options nearest to it (``train --epocs`` -> ``--epochs``), not the top-level usage."""
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        sub = parser.commands[args.command]
+        options = [o for action in sub._actions for o in action.option_strings]
+        hints = "".join(_did_you_mean(word.split("=", 1)[0], options) for word in unknown if word.startswith("-"))
+        sub.error(f"unrecognized arguments: {' '.join(unknown)}{hints}")
+    return args
+
+
+def check_extras(args):
+    """Refuse, before any work, an option whose optional package is not installed: name the package and the
+    extra that brings it. Raises MissingExtra."""
+    wanted = []
+    if getattr(args, "plot", None):
+        wanted.append("plot")
+    if getattr(args, "tensorboard", None):
+        wanted.append("tensorboard")
+    if args.command == "export" and _export_suffix(args.output) == ".onnx":
+        wanted.append("onnx")
+    if getattr(args, "workers", 1) > 1:
+        wanted.append("workers")
+    for key in wanted:
+        option, module, extra = EXTRAS[key]
+        if importlib.util.find_spec(module) is None:
+            raise MissingExtra(f"{option} needs {module}, which is not installed; "
+                               f"`pip install 'mlp_gpu[{extra}]'` brings it")
+
+
+class MissingExtra(RuntimeError):
+    """An option's optional package is missing."""
+
+
+def warn_workers(workers: int, batch_size: int, cores: int | None = None) -> str | None:
+    """The warning for ``--workers N`` where one process is likely faster on this machine, or None."""
+    cores = len(os.sched_getaffinity(0)) if cores is None else cores
+    per_rank = batch_size / workers
+    reasons = []
+    if workers > cores:
+        reasons.append(f"{workers} ranks on {cores} cores")
+    if per_rank < WORKERS_MIN_RANK_BATCH:
+        reasons.append(f"{per_rank:g} rows per rank and step (--batch-size {batch_size} over {workers} ranks; "
+                       f"below {WORKERS_MIN_RANK_BATCH} the all-reduce costs about what a rank saves)")
+    if not reasons:
+        return None
+    return (f"--workers {workers}: {'; '.join(reasons)}; this machine has {cores} cores. One process is likely "
+            f"faster here (on 2 cores, --workers 2 at batch 32 took 153 s against 24 s for one process); "
+            f"data parallel pays with a larger --batch-size or one rank per core")
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     _configure_logging(args.log_level)
-    if getattr(args, "workers", 1) > 1:
-        from .distributed import spawn_workers
-
-        return spawn_workers(args.workers, _without_workers(argv))
     try:
+        check_extras(args)
+        if getattr(args, "workers", 1) > 1:
+            from .distributed import spawn_workers
+
+            warning = warn_workers(args.workers, args.batch_size)
+            if warning:
+                log.warning(warning)
+            return spawn_workers(args.workers, _without_workers(argv))
         args.func(args)
     except (ValueError, FileNotFoundError, IsADirectoryError, RuntimeError) as exc:
         _end_all_ranks(f"mlp-gpu: error: {exc}")

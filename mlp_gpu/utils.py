@@ -15,6 +15,11 @@ import numpy as np
 
 from ._checks import check_int
 
+# Shrink what a script trains, for running the documentation's examples quickly (tests/test_docs.py sets them):
+# the dataset loaders return at most EXAMPLE_ROWS rows of each split, fit trains at most EXAMPLE_EPOCHS epochs.
+EXAMPLE_ROWS = "MLP_GPU_EXAMPLE_ROWS"
+EXAMPLE_EPOCHS = "MLP_GPU_EXAMPLE_EPOCHS"
+
 _seeds: np.random.Generator | None = None  # set by set_random_seed; None: fresh entropy
 
 

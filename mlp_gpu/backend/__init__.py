@@ -38,17 +38,25 @@ def get_backend(name: str | Backend | None = None, **options) -> Backend:
     if not isinstance(name, str) or name.strip().lower() not in _NAMES:
         raise ValueError(f"{what}: expected one of {', '.join(_NAMES)}, got {name!r}")
     name = name.strip().lower()
+    from_env = what != "backend" and os.environ.get("MLP_GPU_BACKEND", "").strip()
+    asked = f"MLP_GPU_BACKEND={name}" if from_env else "auto" if name == "auto" else "asked for"
     if name == "numpy":
-        return NumpyBackend()
+        return _chosen(NumpyBackend(), asked)
     from .cuda import backend as cupy_backend  # imports cupy lazily, guarded
 
     if name == "cupy":
-        return cupy_backend.CupyBackend(**options)
+        return _chosen(cupy_backend.CupyBackend(**options), asked)
     reason = cupy_backend.unavailable_reason()
     if reason is None:
-        return cupy_backend.CupyBackend(**options)
+        log.info("backend auto: using cupy (CuPy imports and a GPU answers)")
+        return _chosen(cupy_backend.CupyBackend(**options), f"{asked}: CuPy imports and a GPU answers")
     log.info("backend auto: using numpy (%s)", reason)
-    return NumpyBackend()
+    return _chosen(NumpyBackend(), f"{asked}: {reason}")
+
+
+def _chosen(backend: Backend, why: str) -> Backend:
+    backend.chosen_because = why  # fit prints it once under verbose=1
+    return backend
 
 
 def available_backends() -> dict[str, str | None]:

@@ -67,6 +67,7 @@ class Backend(ABC):
 
     name = "abstract"
     xp = np
+    chosen_because = "constructed directly"  # get_backend says what asked for it, and why auto chose it
 
     # ---- memory -----------------------------------------------------------
     def empty(self, shape, dtype=np.float32):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import logging
 import math
 import os
 import zlib
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._checks import check_int
+from ..utils import EXAMPLE_ROWS
 
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -19,6 +22,7 @@ _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dt
 _GZIP_MAX_RATIO = 1100  # deflate cannot expand more than ~1032:1
 _MAX_DIMS = 64 if int(np.__version__.split(".")[0]) >= 2 else 32  # NumPy's NPY_MAXDIMS
 _CHUNK = 1 << 24
+log = logging.getLogger("mlp_gpu")
 
 
 class IDXError(ValueError):
@@ -126,6 +130,11 @@ def _load(name, path, scale):
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels) or images.dtype != np.uint8:
             raise IDXError(f"{name}: {split} images {images.dtype}{images.shape} and labels "
                            f"{labels.shape} do not pair up as (N, rows, cols) uint8 and (N,)")
+    cap = os.environ.get(EXAMPLE_ROWS, "").strip()
+    if cap:  # the documentation's examples, run small (tests/test_docs.py)
+        cap = check_int(int(cap) if cap.isdigit() else cap, EXAMPLE_ROWS, 1)
+        log.warning("%s=%d: %s loads at most %d rows of each split", EXAMPLE_ROWS, cap, name, cap)
+        arrays = {key: array[:cap] for key, array in arrays.items()}
     if scale:
         for key in ("train_images", "test_images"):
             arrays[key] = arrays[key].astype(np.float32) / np.float32(255)

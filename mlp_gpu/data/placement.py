@@ -103,14 +103,18 @@ def place(model, source, batch_size, what, make_resident, resident=None):
         resident = keeps_resident(be, source)
     if resident:
         level = logging.DEBUG if source.in_memory else logging.INFO
-        log.log(level, "%s: %s rows of %s (%.1f MiB) resident on %s", what, f"{source.rows:,}", source.describe,
-                nbytes / _MIB, be.name)
-        return make_resident(*load_whole(be, source, batch_size))
-    data = StreamedData(be, source, source.default_chunk_rows(batch_size))
-    size = f"{len(data.sizes):,} batches" if source.one_step_parts else f"{source.rows:,} rows"
-    log.info("%s: %s of %s streamed to %s in %d parts of up to %s rows (%.1f MiB each, %.1f MiB at most)",
-             what, size, source.describe, be.name, len(data.sizes), f"{data.capacity:,}",
-             data.capacity * source.row_bytes() / _MIB, nbytes / _MIB)
+        placement = (f"{what}: {source.rows:,} rows of {source.describe} ({nbytes / _MIB:.1f} MiB) resident on "
+                     f"{be.name}")
+        log.log(level, "%s", placement)
+        data = make_resident(*load_whole(be, source, batch_size))
+    else:
+        data = StreamedData(be, source, source.default_chunk_rows(batch_size))
+        size = f"{len(data.sizes):,} batches" if source.one_step_parts else f"{source.rows:,} rows"
+        placement = (f"{what}: {size} of {source.describe} streamed to {be.name} in {len(data.sizes)} parts of "
+                     f"up to {data.capacity:,} rows ({data.capacity * source.row_bytes() / _MIB:.1f} MiB each, "
+                     f"{nbytes / _MIB:.1f} MiB at most)")
+        log.info("%s", placement)
+    data.placement = placement  # fit prints it once under verbose=1
     return data
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import signal
 import threading
 import time
@@ -37,7 +38,7 @@ from ..callbacks.monitor import TerminateOnNaN
 from ..data.sources import BatchSource, ChunkedSource, Source, _is_batch_source, as_source
 from ..distributed.parallel import FitPlan
 from ..data.placement import keeps_resident, place
-from ..utils import draw_seed
+from ..utils import EXAMPLE_EPOCHS, draw_seed
 from .steps import DeviceData, PartRunner, Sums, _step_blocks, evaluate_data
 
 log = logging.getLogger("mlp_gpu")
@@ -229,10 +230,31 @@ def fit(model, x, y, batch_size=32, epochs=1, verbose="auto", callbacks=None, va
     verbose = _check_verbose(verbose)
     if on_nan not in ON_NAN:
         raise ValueError(f"on_nan: expected one of {ON_NAN}, got {on_nan!r}")
+    epochs = example_epochs(epochs, initial_epoch)
     run = prepare_fit(model, x, y, batch_size, epochs, validation_split, validation_data, shuffle,
                       initial_epoch, seed, distribute)
     with run.plan.fail_together():  # several ranks: an exception on one ends them all, never a hang
         return run_epochs(model, run, callbacks, verbose, on_nan)
+
+
+def example_epochs(epochs, initial_epoch):
+    """``epochs``, or fewer where $MLP_GPU_EXAMPLE_EPOCHS caps the epochs each fit trains (the test that runs
+    the documentation's examples sets it); a cap that applies is logged as a warning, never silent."""
+    cap = os.environ.get(EXAMPLE_EPOCHS, "").strip()
+    if not cap or not isinstance(epochs, int) or not isinstance(initial_epoch, int):
+        return epochs  # fit's own checks report a bad epochs or initial_epoch
+    cap = check_int(int(cap) if cap.isdigit() else cap, EXAMPLE_EPOCHS, 1)
+    if epochs - initial_epoch > cap:
+        log.warning("%s=%d: fit trains %d of its %d epochs", EXAMPLE_EPOCHS, cap, cap, epochs - initial_epoch)
+        return initial_epoch + cap
+    return epochs
+
+
+def fit_header(model, run: FitRun) -> str:
+    """What fit prints once before its first epoch under verbose=1: the backend and why it was chosen, and
+    where each data set lives (resident or streamed)."""
+    placements = [run.train.placement] + ([run.val.placement] if run.val is not None else [])
+    return f"backend {model.backend.name} ({model.backend.chosen_because})\n" + "; ".join(placements)
 
 
 # ---- fit: the epoch loop ------------------------------------------------------------------------
@@ -279,6 +301,8 @@ def run_epochs(model, run: FitRun, callbacks=None, verbose=1, on_nan="continue")
     cbs = CallbackList(callbacks, model, history)
     if verbose:
         cbs.append(ProgressBar(verbose))
+    if verbose == 1:
+        print(fit_header(model, run), flush=True)
     cbs.set_params({"epochs": run.epochs, "steps": run.runner.steps, "samples": run.train.rows,
                     "batch_size": run.batch_size, "verbose": verbose, "do_validation": run.val is not None,
                     "metrics": run.sums.names(run.val is not None)})

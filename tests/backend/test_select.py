@@ -53,3 +53,13 @@ def test_importing_mlp_gpu_imports_no_cupy_and_compiles_nothing():
     code = "import sys, mlp_gpu; print('cupy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_the_backend_says_why_it_was_chosen(monkeypatch):
+    monkeypatch.delenv("MLP_GPU_BACKEND", raising=False)
+    assert get_backend("numpy").chosen_because == "asked for"
+    auto = get_backend()
+    assert auto.chosen_because == ("auto: CuPy imports and a GPU answers" if CUPY_REASON is None
+                                   else f"auto: {CUPY_REASON}")
+    monkeypatch.setenv("MLP_GPU_BACKEND", "numpy")
+    assert get_backend().chosen_because == "MLP_GPU_BACKEND=numpy"

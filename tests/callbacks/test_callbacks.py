@@ -306,3 +306,17 @@ def test_lambda_callback_and_hooks_without_logs_defaults():
                     "end": 1, "older": 20}
     with pytest.raises(TypeError, match=r"LambdaCallback\(on_epoch_end\)"):
         LambdaCallback(on_epoch_end="print")
+
+
+def test_verbose_1_prints_the_backend_and_the_data_placement_once(capsys):
+    x, y = blobs()
+    model().fit(x, y, epochs=3, verbose=1, validation_split=0.2)
+    out = capsys.readouterr().out
+    assert out.count("backend numpy (asked for)") == 1
+    assert out.count("fit: 240 rows of in-memory array") == 1 and out.count("resident on numpy") == 2
+    auto = Sequential([Input((8,)), Dense(3, "softmax")], backend="auto")
+    auto.compile(optimizer=SGD(0.05))
+    auto.fit(x, y, epochs=2, verbose=1)
+    assert f"backend {auto.backend.name} (auto" in capsys.readouterr().out
+    model().fit(x, y, epochs=2, verbose=2)
+    assert "resident" not in capsys.readouterr().out
