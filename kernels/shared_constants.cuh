@@ -6,6 +6,13 @@
 #define ACT_TANH 3
 #define ACT_SOFTMAX 4
 #define ACT_LEAKY_RELU 5
+#define ACT_ELU 6
+#define ACT_SELU 7
+#define ACT_SOFTPLUS 8
+#define ACT_SOFTSIGN 9
+#define ACT_RELU6 10
+#define ACT_HARD_SIGMOID 11
+#define ACT_EXPONENTIAL 12
 #define METRIC_ABS_ERROR 0
 #define METRIC_SQUARED_ERROR 1
 #define METRIC_BINARY_HITS 2

@@ -9,7 +9,7 @@ Each entry holds everything every part of the library needs of it:
 - ``cuda_forward`` / ``cuda_derivative``: the same as C expressions of ``float x`` and of ``float y``,
   from which ``kernels/activations.cuh`` is generated (:func:`cuda_header`): the kernels' activation switch
   is never written by hand, and nvcc, NVRTC and the host harness all compile that file;
-- ``onnx``: the ONNX operator and its attributes, for the exporter.
+- ``onnx``: the ONNX operator, its attributes and any constant inputs after x, for the exporter.
 
 Its position in the table is its code: the kernels see ``ACT_<NAME>`` (backend/shared_constants.py).
 ``softmax`` is a row operation with kernels of its own, so it has no element-wise expressions.
@@ -29,7 +29,7 @@ class Activation:
     derivative: Callable[[np.ndarray, np.ndarray], None]
     cuda_forward: str | None
     cuda_derivative: str | None
-    onnx: tuple[str, dict] | None = None
+    onnx: tuple | None = None  # (op, attributes) or (op, attributes, constant inputs)
     row_wise: bool = field(default=False)  # softmax: over each row, its own kernels
 
     def __call__(self, x):
@@ -65,6 +65,27 @@ def _softmax_derivative(dy, y):
 
 
 LEAKY_SLOPE = 0.2  # keras.activations.leaky_relu's negative_slope
+SELU_ALPHA, SELU_SCALE = 1.6732632423543772, 1.0507009873554805  # Klambauer et al. (2017), as Keras
+
+
+def _elu(z, alpha=1.0, scale=1.0):
+    """scale * (z > 0 ? z : alpha (exp(z) - 1)), in place."""
+    negative = z <= 0
+    z[negative] = alpha * np.expm1(z[negative])
+    if scale != 1.0:
+        z *= scale
+
+
+def _softplus(z):
+    """log(1 + exp(z)) without overflow: max(z, 0) + log1p(exp(-|z|))."""
+    tail = np.log1p(np.exp(-np.abs(z)))
+    np.maximum(z, 0, out=z)
+    z += tail
+
+
+def _f(value) -> str:
+    """A float as a C float literal."""
+    return f"{value!r}f"
 
 TABLE = (
     Activation("linear", lambda z: None, lambda dy, y: None, "x", "1.0f"),
@@ -77,8 +98,27 @@ TABLE = (
     Activation("softmax", _softmax, _softmax_derivative, None, None, ("Softmax", {"axis": -1}), row_wise=True),
     Activation("leaky_relu", lambda z: np.maximum(z, np.float32(LEAKY_SLOPE) * z, out=z),
                lambda dy, y: np.multiply(dy, np.where(y > 0, 1, LEAKY_SLOPE), out=dy),
-               f"fmaxf(x, {LEAKY_SLOPE}f * x)", f"(y > 0.0f ? 1.0f : {LEAKY_SLOPE}f)",
+               f"fmaxf(x, {_f(LEAKY_SLOPE)} * x)", f"(y > 0.0f ? 1.0f : {_f(LEAKY_SLOPE)})",
                ("LeakyRelu", {"alpha": LEAKY_SLOPE})),
+    Activation("elu", _elu, lambda dy, y: np.multiply(dy, np.where(y > 0, 1, y + 1), out=dy),
+               "(x > 0.0f ? x : expm1f(x))", "(y > 0.0f ? 1.0f : y + 1.0f)", ("Elu", {"alpha": 1.0})),
+    Activation("selu", lambda z: _elu(z, SELU_ALPHA, SELU_SCALE),
+               lambda dy, y: np.multiply(dy, np.where(y > 0, SELU_SCALE, y + SELU_SCALE * SELU_ALPHA), out=dy),
+               f"{_f(SELU_SCALE)} * (x > 0.0f ? x : {_f(SELU_ALPHA)} * expm1f(x))",
+               f"(y > 0.0f ? {_f(SELU_SCALE)} : y + {_f(SELU_SCALE * SELU_ALPHA)})", ("Selu", {})),
+    Activation("softplus", _softplus, lambda dy, y: np.multiply(dy, -np.expm1(-y), out=dy),
+               "fmaxf(x, 0.0f) + log1pf(expf(-fabsf(x)))", "-expm1f(-y)", ("Softplus", {})),
+    Activation("softsign", lambda z: np.divide(z, 1 + np.abs(z), out=z),
+               lambda dy, y: np.multiply(dy, (1 - np.abs(y)) ** 2, out=dy),
+               "x / (1.0f + fabsf(x))", "(1.0f - fabsf(y)) * (1.0f - fabsf(y))", ("Softsign", {})),
+    Activation("relu6", lambda z: np.clip(z, 0, 6, out=z), lambda dy, y: np.multiply(dy, (y > 0) & (y < 6), out=dy),
+               "fminf(fmaxf(x, 0.0f), 6.0f)", "(y > 0.0f && y < 6.0f ? 1.0f : 0.0f)", ("Clip", {}, (0.0, 6.0))),
+    Activation("hard_sigmoid", lambda z: np.clip(z / 6 + 0.5, 0, 1, out=z),
+               lambda dy, y: np.multiply(dy, ((y > 0) & (y < 1)) / 6, out=dy),
+               "fminf(fmaxf(x / 6.0f + 0.5f, 0.0f), 1.0f)", "(y > 0.0f && y < 1.0f ? 1.0f / 6.0f : 0.0f)",
+               ("HardSigmoid", {"alpha": 1 / 6, "beta": 0.5})),
+    Activation("exponential", lambda z: np.exp(z, out=z), lambda dy, y: np.multiply(dy, y, out=dy),
+               "expf(x)", "y", ("Exp", {})),
 )
 
 ACTIVATIONS = {a.name: a for a in TABLE}

@@ -69,8 +69,9 @@ class Graph:
         entry = activations.get(activation)
         if entry.onnx is None:
             raise ValueError(f"export: activation {activation!r} has no ONNX form here")
-        op, attrs = entry.onnx
-        return self.node(op, [x], f"{base}/{activation}", **attrs)
+        op, attrs, constants = (*entry.onnx, ())[:3]
+        inputs = [x] + [self.weight(f"{base}/{activation}_{i}", np.float32(c)) for i, c in enumerate(constants)]
+        return self.node(op, inputs, f"{base}/{activation}", **attrs)
 
 
 @exporter("Input")
