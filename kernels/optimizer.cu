@@ -120,3 +120,22 @@ extern "C" __global__ void nadam_update(float* __restrict__ w, const float* __re
         w[i] = decayed(w[i], hyper) - __fmul_rn(m_hat, lr) / (sqrtf(v_hat) + eps);
     }
 }
+
+// Keras Adamax with t = iterations + 1: m <- m + (g - m)(1 - b1); u <- max(b2 u, |g|);
+// w <- w - lr m / ((1 - b1^t)(u + eps)). state is (2, size): m, then u (optimizers/adamax.py).
+// Launch: as sgd_update.
+extern "C" __global__ void adamax_update(float* __restrict__ w, const float* __restrict__ g,
+                                         float* __restrict__ state, const float* __restrict__ hyper, long long size) {
+    float lr = hyper[HYPER_LR], b1 = hyper[HYPER_BETA_1], b2 = hyper[HYPER_BETA_2], eps = hyper[HYPER_EPSILON];
+    float correction = 1.0f - (float)pow((double)b1, (double)hyper[HYPER_ITERATIONS] + 1.0);
+    float* m = state;
+    float* u = state + size;
+    for (long long i = global_index(); i < size; i += grid_stride()) {
+        float gi = g[i];
+        float mi = m[i] + __fmul_rn(gi - m[i], 1.0f - b1);
+        float ui = fmaxf(__fmul_rn(b2, u[i]), fabsf(gi));
+        m[i] = mi;
+        u[i] = ui;
+        w[i] = decayed(w[i], hyper) - __fmul_rn(lr, mi) / __fmul_rn(correction, ui + eps);
+    }
+}

@@ -269,5 +269,11 @@ class Backend(ABC):
     def nadam_update(self, w, g, m, v, hyper) -> None:
         """Keras Nadam, hyper[u_product] already advanced by optimizer_prepare."""
 
+    @abstractmethod
+    def optimizer_update(self, kernel: str, reference, w, g, state, hyper) -> None:
+        """One update by an optimizer that carries its own rule (an optimizers/ file): after the weight decay,
+        the NumPy backend calls ``reference(w, g, state, hyper)``, the rule on arrays; a CUDA backend launches
+        ``kernel`` of kernels/optimizer.cu as (w, g, state, hyper, size), state the (slots, size) buffer."""
+
 
 FUSED_OPS = tuple(sorted(Backend.__abstractmethods__))

@@ -4,11 +4,12 @@ schedules."""
 from . import schedules
 from .adagrad import Adagrad
 from .adam import Adam
+from .adamax import Adamax
 from .adamw import AdamW
 from .base import OPTIMIZERS, HyperValue, Optimizer, from_config, get
 from .nadam import Nadam
 from .rmsprop import RMSprop
 from .sgd import SGD
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "Nadam", "RMSprop", "Adagrad", "schedules", "get", "from_config",
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "Nadam", "RMSprop", "Adagrad", "Adamax", "schedules", "get", "from_config",
            "OPTIMIZERS", "HyperValue"]

@@ -13,6 +13,7 @@ from mlp_gpu.optimizers import schedules
 from mlp_gpu.backend import NumpyBackend
 from mlp_gpu.callbacks.learning_rate import ReduceLROnPlateau
 
+from ..harness.host_ops import HostCudaOps, compiler
 from ..keras.test_interop import _importable
 
 STEPS = 6
@@ -31,6 +32,8 @@ CASES = {  # id: (class, kwargs); a dict learning_rate is a serialized schedule
     "rmsprop-centered-momentum": ("RMSprop", {"learning_rate": 0.01, "momentum": 0.5, "centered": True,
                                               "weight_decay": 0.05}),
     "adagrad": ("Adagrad", {"learning_rate": 0.1}),
+    "adamax": ("Adamax", {"learning_rate": 0.01}),
+    "adamax-decay-clipnorm": ("Adamax", {"learning_rate": 0.02, "beta_1": 0.8, "weight_decay": 0.1, "clipnorm": 1.0}),
     "adagrad-cosine-warmup": ("Adagrad", {"learning_rate": COS}),
     "sgd-piecewise": ("SGD", {"learning_rate": {"class_name": "PiecewiseConstantDecay",
                                                 "config": {"boundaries": [1, 3], "values": [0.1, 0.05, 0.01]}}}),
@@ -107,6 +110,17 @@ def test_updates_match_keras(case, keras_results):
     ours, _ = run_ours(*CASES[case])
     for i, got in enumerate(ours):
         np.testing.assert_allclose(got, keras_results[f"{case}/{i}"], rtol=2e-5, atol=2e-6)
+
+
+@pytest.mark.skipif(compiler() is None, reason="g++ not found: the host harness needs it")
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_kernels_match_the_reference(case):
+    """Every optimizer's kernels (run on the CPU by the host harness) against its NumPy rule."""
+    cls, kwargs = CASES[case]
+    want, _ = run_ours(cls, kwargs)
+    got, _ = run_ours(cls, kwargs, HostCudaOps())
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("schedule,steps", [

@@ -142,6 +142,11 @@ class CudaLayerOps:
         size = check_flat("adagrad_update", w, hyper, ("grads", g), ("accumulator", accumulator))
         self.launch("adagrad_update", self._blocks(size), (self.BLOCK,), (w, g, accumulator, hyper, np.int64(size)))
 
+    def optimizer_update(self, kernel, reference, w, g, state, hyper):
+        size = check_flat(kernel, w, hyper, ("grads", g))
+        check_array(kernel, "state", state, (state.shape[0], size))
+        self.launch(kernel, self._blocks(size), (self.BLOCK,), (w, g, state, hyper, np.int64(size)))
+
     def nadam_update(self, w, g, m, v, hyper):
         size = check_flat("nadam_update", w, hyper, ("grads", g), ("m", m), ("v", v))
         self.launch("nadam_update", self._blocks(size), (self.BLOCK,), (w, g, m, v, hyper, np.int64(size)))

@@ -75,6 +75,10 @@ class OptimizerOpsReference:
         else:
             w -= increment
 
+    def optimizer_update(self, kernel, reference, w, g, state, hyper) -> None:
+        decay_weights(w, hyper)
+        reference(w, g, state, hyper)
+
     def adagrad_update(self, w, g, accumulator, hyper) -> None:
         """Keras Adagrad: acc += g^2; w -= lr g / sqrt(acc + eps)."""
         decay_weights(w, hyper)
