@@ -11,5 +11,5 @@ from .nadam import Nadam
 from .rmsprop import RMSprop
 from .sgd import SGD
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "Nadam", "RMSprop", "Adagrad", "Adamax", "schedules", "get", "from_config",
-           "OPTIMIZERS", "HyperValue"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "Nadam", "RMSprop", "Adagrad", "Adamax", "schedules", "get",
+           "from_config", "OPTIMIZERS", "HyperValue"]
