@@ -16,6 +16,7 @@ import re
 import numpy as np
 
 from ._checks import check_int, check_number
+from .utils import get_custom_object
 
 TRUNCATION_SPREAD = 0.87962566103423978  # std of a unit normal truncated to [-2, 2]
 
@@ -202,8 +203,7 @@ def get(identifier):
     """An initializer from a name ("he_normal", "HeNormal"), a class, an instance, or a callable
     ``(shape, rng) -> array`` (passed through)."""
     if isinstance(identifier, str) and identifier not in INITIALIZERS:
-        from .utils import get_custom_object  # load_model(custom_objects=...) puts names in scope
-
+        # load_model(custom_objects=...) puts names in scope
         identifier = get_custom_object(identifier) or identifier
     if isinstance(identifier, str):
         if identifier not in INITIALIZERS:

@@ -13,6 +13,7 @@ import random
 
 import numpy as np
 
+from . import backend
 from ._checks import check_int
 
 # Shrink what a script trains, for running the documentation's examples quickly (tests/test_docs.py sets them):
@@ -92,6 +93,4 @@ def get_custom_object(name: str):
 
 def clear_session(free_memory: bool = True) -> None:
     """``keras.utils.clear_session`` (also ``mlp_gpu.backend.clear_session``, for ``keras.backend``'s)."""
-    from .backend import clear_session as clear
-
-    clear(free_memory)
+    backend.clear_session(free_memory)

@@ -29,13 +29,13 @@ try:
 except ImportError as exc:  # pragma: no cover - the sklearn extra is part of dev
     raise ImportError("mlp_gpu.wrappers needs scikit-learn >= 1.6: pip install 'mlp_gpu[sklearn]'") from exc
 
+from . import losses, optimizers
+from .io import load_model
 from .models.sequential import Sequential
 
 
 def _clone(model):
     """A fresh, compiled copy of a compiled model (new weights), as keras.models.clone_model gives."""
-    from . import losses, optimizers
-
     copy = Sequential.from_config(model.get_config(), backend=model._backend_request)
     copy.compile(loss=losses.get(model.loss.name), optimizer=optimizers.from_config(model.optimizer.get_config()),
                  metrics=model.metrics)
@@ -105,8 +105,6 @@ class SKLBase(BaseEstimator):
 
     def __setstate__(self, state):
         if isinstance(state.get("model_"), bytes):
-            from .io import load_model
-
             with tempfile.TemporaryDirectory() as folder:
                 (Path(folder) / "model.h5").write_bytes(state["model_"])
                 state["model_"] = load_model(Path(folder) / "model.h5")

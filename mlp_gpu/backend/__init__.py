@@ -11,6 +11,7 @@ import os
 import sys
 
 from .base import Backend, BackendUnavailable
+from .cuda import backend as cupy_backend  # imports no CuPy: CupyBackend does, guarded, when made
 from .numpy.backend import NumpyBackend
 
 log = logging.getLogger("mlp_gpu")
@@ -42,8 +43,6 @@ def get_backend(name: str | Backend | None = None, **options) -> Backend:
     asked = f"MLP_GPU_BACKEND={name}" if from_env else "auto" if name == "auto" else "asked for"
     if name == "numpy":
         return _chosen(NumpyBackend(), asked)
-    from .cuda import backend as cupy_backend  # imports cupy lazily, guarded
-
     if name == "cupy":
         return _chosen(cupy_backend.CupyBackend(**options), asked)
     reason = cupy_backend.unavailable_reason()
@@ -61,8 +60,6 @@ def _chosen(backend: Backend, why: str) -> Backend:
 
 def available_backends() -> dict[str, str | None]:
     """Map each concrete backend name to None (usable) or the reason it is not."""
-    from .cuda import backend as cupy_backend
-
     return {"numpy": None, "cupy": cupy_backend.unavailable_reason()}
 
 
@@ -71,8 +68,6 @@ def use_local_device(local_rank: int) -> None:
 
     Called by ``mlp_gpu.distributed.init`` before any model allocates; a no-op without a GPU.
     """
-    from .cuda import backend as cupy_backend
-
     if cupy_backend.unavailable_reason() is None:
         cupy_backend.use_device_for_rank(local_rank)
 

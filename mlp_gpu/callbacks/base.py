@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from ..plots import plot_history
+
 
 log = logging.getLogger("mlp_gpu")
 
@@ -83,8 +85,6 @@ class History(Callback):
 
     def plot(self, path) -> Path:
         """Write loss and accuracy curves, training against validation, as a PNG; return its path."""
-        from ..plots import plot_history
-
         return plot_history(self, path)
 
 

@@ -190,8 +190,6 @@ class ArraySource(ChunkedSource):
     describe = "in-memory array"
 
     def bind(self, model, arg="x", need_y=True):
-        from .sources import check_inputs
-
         self.x = check_inputs(model, self.x, arg)
         self.arg, self.rows, self.cols, self.x_dtype = arg, self.x.shape[0], model.in_dim, self.x.dtype
         self._bind_targets(model, need_y)
@@ -237,8 +235,6 @@ class BatchSource(Source):
         self.dataset = dataset
 
     def bind(self, model, arg="x", need_y=True):
-        from .sources import check_inputs
-
         count = getattr(self.dataset, "num_batches", None) if hasattr(self.dataset, "num_batches") \
             else len(self.dataset)
         if count is None or isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:

@@ -16,6 +16,7 @@ import traceback
 import numpy as np
 
 from .communicator import Communicator, SingleProcess
+from .engine import init
 
 BATCH_MODES = ("global", "per_rank")
 
@@ -43,8 +44,6 @@ class DataParallel:
             return self.engine
         if self.engine == "single":  # this fit alone, on this process, whatever else runs
             return SingleProcess()
-        from . import init
-
         return init(self.engine)
 
 
