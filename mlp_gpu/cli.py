@@ -13,10 +13,14 @@ from pathlib import Path
 import numpy as np
 
 from .backend.shared_constants import ACTIVATIONS
+from .io.bounded import load_npy
+from .io.safe_h5 import checked_int
 
 
 def _hdf5_data(args) -> bool:
-    return args.data is not None and Path(args.data).is_file()
+    """--data names a file (HDF5), not a folder of IDX files; a FIFO or device counts as a file, which
+    the HDF5 reader then refuses without opening it."""
+    return args.data is not None and Path(args.data).exists() and not Path(args.data).is_dir()
 
 
 def _load_data(args, need_test=True):
@@ -34,9 +38,22 @@ def _load_data(args, need_test=True):
     return loader(args.data)  # uint8 pixels; fit scales them on the device
 
 
-def _classes(y) -> int:
-    attr = getattr(y, "attrs", {}).get("classes") if hasattr(y, "attrs") else None
-    return int(attr) if attr is not None else int(np.max(y[:])) + 1
+MAX_CLASSES = 1 << 16  # a new model's output layer: a label of 2**31 - 1 must not size it
+
+
+def _classes(y, where) -> int:
+    """The class count of labels y: its ``classes`` attribute (an HDF5 data set) or the largest label + 1."""
+    attr = y.attrs.get("classes") if hasattr(y, "attrs") else None
+    if attr is not None:
+        return checked_int(attr, 2, MAX_CLASSES, lambda problem: _refuse(f"{where} y@classes {problem}"))
+    top = int(np.max(y[:])) + 1
+    if not 2 <= top <= MAX_CLASSES:
+        raise ValueError(f"{where}: the largest label is {top - 1}; expected class labels 0 to {MAX_CLASSES - 1}")
+    return top
+
+
+def _refuse(message):
+    raise ValueError(message)
 
 
 def _check_output_path(path: Path):
@@ -81,7 +98,7 @@ def cmd_train(args):
         if chief:
             print(f"resuming {args.resume} after epoch {initial_epoch}")
     else:
-        model = _new_model(args, _classes(y_full), tuple(x.shape[1:]), backend)
+        model = _new_model(args, _classes(y_full, f"--data {args.data!r}"), tuple(x.shape[1:]), backend)
         initial_epoch, seed = 0, args.seed
     if args.verbose and chief:
         model.summary()
@@ -134,11 +151,14 @@ def cmd_predict(args):
 
     model = load_model(args.model, backend=args.backend)
     if args.input:
-        x, y = np.load(args.input, allow_pickle=False), None
+        x, y = load_npy(args.input), None
     else:
         _, (x, y) = _load_data(args)
         x, y = x[args.start:args.start + args.count], y[args.start:args.start + args.count]
     probs = model.predict(x)
+    if y is not None and len(y) and (np.min(y) < 0 or np.max(y) >= probs.shape[1]):
+        raise ValueError(f"--data {args.data!r}: labels range from {np.min(y)} to {np.max(y)}; the model has "
+                         f"{probs.shape[1]} classes (0 to {probs.shape[1] - 1})")
     names = data.FASHION_CLASSES if args.dataset == "fashion-mnist" and probs.shape[1] == 10 else None
     for i, p in enumerate(probs):
         k = int(p.argmax())
@@ -198,6 +218,7 @@ def cmd_bench(args):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mlp-gpu", description="Train and use MLPs on CUDA (CuPy) or NumPy.")
     p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error, not only its message")
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(sp):
@@ -323,9 +344,12 @@ def main(argv=None) -> int:
         return spawn_workers(args.workers, _without_workers(argv))
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, IsADirectoryError, RuntimeError) as exc:
-        _end_all_ranks(f"mlp-gpu: error: {exc}")
-        print(f"mlp-gpu: error: {exc}", file=sys.stderr)
+    except (ValueError, OSError, RuntimeError, MemoryError) as exc:  # OSError: file errors name their file
+        if args.debug:
+            raise
+        message = "mlp-gpu: error: " + (" ".join(str(exc).split("\n")) or type(exc).__name__)
+        _end_all_ranks(message)
+        print(message, file=sys.stderr)
         return 2
     return 0
 

@@ -31,6 +31,8 @@ MAX_RATIO = 1000            # declared / stored bytes, as Keras' _H5_DATASET_MAX
 BOMB_FLOOR = 1 << 20        # datasets under 1 MiB may declare any ratio (scalars, fill values)
 MAX_CHUNK_BYTES = 256 << 20  # HDF5 inflates a whole chunk to read any of it
 NUMERIC = "fiub"
+# Counters read back from a file: a checked range, never a loop or allocation of that size.
+COUNTERS = {"iterations": (0, 1 << 62), "epoch": (0, 1 << 31), "draws": (0, 1 << 62), "seed": (0, (1 << 64) - 1)}
 
 
 def h5py_module():
