@@ -42,8 +42,9 @@ MAX_CLASSES = 1 << 16  # a new model's output layer: a label of 2**31 - 1 must n
 
 
 def _classes(y, where) -> int:
-    """The class count of labels y: its ``classes`` attribute (an HDF5 data set) or the largest label + 1."""
-    attr = y.attrs.get("classes") if hasattr(y, "attrs") else None
+    """The class count of labels y: the ``classes`` attribute of an HDF5 data set, or the largest label + 1."""
+    holders = [y.attrs, y.file.attrs] if hasattr(y, "attrs") else []  # convert writes it on the file
+    attr = next((h["classes"] for h in holders if "classes" in h), None)
     if attr is not None:
         return checked_int(attr, 2, MAX_CLASSES, lambda problem: _refuse(f"{where} y@classes {problem}"))
     top = int(np.max(y[:])) + 1

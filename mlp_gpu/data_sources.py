@@ -419,7 +419,7 @@ def open_hdf5(path, group=None):
     guard = open_guard(path, error=ValueError, what="a readable HDF5 file")
     try:
         node = guard.file if group is None else guard.group(group, required=False)
-        if node is None or not all(isinstance(node.get(k), guard.h5py.Dataset) for k in ("x", "y")):
+        if node is None or not all(k in node for k in ("x", "y")):
             where = f"group {group!r} of " if group else ""
             raise ValueError(f"{where}{str(path)!r}: expected datasets 'x' and 'y' (the file holds "
                              f"{sorted(guard.file.keys())})")

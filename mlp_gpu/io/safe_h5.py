@@ -201,7 +201,9 @@ class H5Guard:
         followed only as the walk allowed them."""
         node = self.file if within is None else within
         for part in [p for p in key.split("/") if p]:
-            if not isinstance(node, self.h5py.Group) or part not in node:
+            if not isinstance(node, self.h5py.Group):
+                self.fail(node.name, f"is a {type(node).__name__}, expected a group holding {key!r}")
+            if part not in node:
                 return None
             node = node[part]
         return node
@@ -300,7 +302,7 @@ def checked_int(value, low, high, fail):
             fail(f"has shape {value.shape}, expected one integer")
         value = value.reshape(())[()]
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        fail(f"is {value!r} ({type(value).__name__}), expected an integer in [{low}, {high}]")
+        fail(f"is {value} ({type(value).__name__}), expected an integer in [{low}, {high}]")
     value = int(value)
     if not low <= value <= high:
         fail(f"is {value}, expected an integer in [{low}, {high}]")
