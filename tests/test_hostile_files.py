@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import mlp_gpu
 from mlp_gpu.optimizers import nadam_u_product
 
 from . import hostile as H
@@ -341,3 +342,16 @@ def test_cli_predict_label_out_of_range(server, folder):
     data = H.data_file(folder, labels=labels, classes=None)
     result = load(server, folder, "cli", "predict", model, "--data", data)
     cli_refused(result, "labels range from 0 to 200; the model has 2 classes", data)
+
+
+# ---- Keras' safe_mode: code in a file is refused either way --------------------------------------
+@pytest.mark.parametrize("safe_mode", [True, False])
+def test_a_lambda_layer_is_refused_in_either_safe_mode(folder, safe_mode):
+    lam = {"module": "keras.layers", "class_name": "Lambda", "registered_name": None,
+           "config": {"name": "code", "function": {"class_name": "__lambda__", "config": {"code": "4wEAAA=="}}}}
+    path = H.rezip(H.keras_zip(folder), config=lambda c: {**c, "config": {**c["config"],
+                                                                          "layers": H.keras_layers(c) + [lam]}})
+    with pytest.raises(mlp_gpu.io.ModelFileError, match="layer class 'Lambda' is not supported"):
+        mlp_gpu.load_model(path, safe_mode=safe_mode)
+    with pytest.raises(TypeError, match="safe_mode: expected True or False"):
+        mlp_gpu.load_model(path, safe_mode="no")

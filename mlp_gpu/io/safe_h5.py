@@ -31,6 +31,8 @@ MAX_RATIO = 1000            # declared / stored bytes, as Keras' _H5_DATASET_MAX
 BOMB_FLOOR = 1 << 20        # datasets under 1 MiB may declare any ratio (scalars, fill values)
 MAX_CHUNK_BYTES = 256 << 20  # HDF5 inflates a whole chunk to read any of it
 NUMERIC = "fiub"
+# What h5py raises for a damaged file, from deep inside libhdf5
+DAMAGED = (OSError, RuntimeError, KeyError, ValueError, TypeError, OverflowError, SystemError)
 # Counters read back from a file: a checked range, never a loop or allocation of that size.
 COUNTERS = {"iterations": (0, 1 << 62), "epoch": (0, 1 << 31), "draws": (0, 1 << 62), "seed": (0, (1 << 64) - 1)}
 
@@ -84,11 +86,17 @@ def open_guard(source, label=None, error=ModelFileError, ratio=MAX_RATIO, what="
         label = label or str(source)
     try:
         f = h5py.File(target, "r")
-    except OSError as exc:
-        raise error(f"path: {label!r} is not {what} ({exc})") from None
+    except DAMAGED as exc:
+        raise error(f"path: {label!r} is not {what} ({type(exc).__name__}: {exc})") from None
     guard = H5Guard(f, label, size, error, ratio)
     try:
         guard.check_tree()
+    except error:
+        f.close()
+        raise
+    except DAMAGED as exc:
+        f.close()
+        raise error(f"path: {label!r} is damaged ({type(exc).__name__}: {exc})") from None
     except BaseException:
         f.close()
         raise
