@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -51,6 +52,17 @@ def _classes(y, where) -> int:
     if not 2 <= top <= MAX_CLASSES:
         raise ValueError(f"{where}: the largest label is {top - 1}; expected class labels 0 to {MAX_CLASSES - 1}")
     return top
+
+
+@contextlib.contextmanager
+def _naming_data_file(args):
+    """A bad value found in x or y while fit or evaluate reads a --data file: say which file."""
+    try:
+        yield
+    except ValueError as exc:
+        if not _hdf5_data(args) or not str(exc).startswith(("x", "y")):
+            raise
+        raise ValueError(f"--data {args.data!r}: {exc}") from None
 
 
 def _refuse(message):
@@ -107,8 +119,10 @@ def cmd_train(args):
     if args.tensorboard:
         cbs.append(callbacks.TensorBoard(args.tensorboard))
     start = time.perf_counter()
-    history = model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, validation_data=(x_val, y_val),
-                        on_nan="raise", seed=seed, verbose=args.verbose, initial_epoch=initial_epoch, callbacks=cbs)
+    with _naming_data_file(args):
+        history = model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, validation_data=(x_val, y_val),
+                            on_nan="raise", seed=seed, verbose=args.verbose, initial_epoch=initial_epoch,
+                            callbacks=cbs)
     seconds = time.perf_counter() - start
     if not chief:  # rank 0 alone saves, evaluates and reports
         return
@@ -133,7 +147,8 @@ def cmd_evaluate(args):
     if model.loss is None:
         raise ValueError(f"{args.model!r} holds weights only; evaluate needs a model saved with its loss")
     _, (x_test, y_test) = _load_data(args)
-    loss, acc = model.evaluate(x_test, y_test)
+    with _naming_data_file(args):
+        loss, acc = model.evaluate(x_test, y_test)
     result = {"test_loss": loss, "test_accuracy": acc}
     if args.plot:
         from .data import FASHION_CLASSES

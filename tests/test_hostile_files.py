@@ -355,3 +355,12 @@ def test_a_lambda_layer_is_refused_in_either_safe_mode(folder, safe_mode):
         mlp_gpu.load_model(path, safe_mode=safe_mode)
     with pytest.raises(TypeError, match="safe_mode: expected True or False"):
         mlp_gpu.load_model(path, safe_mode="no")
+
+
+def test_cli_evaluate_names_the_data_file_of_a_bad_label(server, folder):
+    model = H.model_file(folder)
+    labels = np.resize([0, 1], 60)
+    labels[5] = -3
+    data = H.data_file(folder, labels=labels, classes=None)
+    result = load(server, folder, "cli", "evaluate", model, "--data", data)
+    cli_refused(result, "class labels must lie in \\[0, 1\\]", data)

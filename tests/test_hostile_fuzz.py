@@ -163,7 +163,9 @@ ATTRS = ["format", "format_version", "model_config", "training_config", "iterati
 def _edit(f, op, pick, args, folder):
     names = []
     f.visit(names.append)
-    key = sorted(names)[pick % len(names)] if names else "x"
+    if not names:  # everything deleted: the next edit makes something again
+        names = ["x"]
+    key = sorted(names)[pick % len(names)]
     if op == "delete" and key in f:
         del f[key]
     elif op == "dataset":

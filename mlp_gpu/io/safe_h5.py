@@ -216,27 +216,25 @@ class H5Guard:
             node = node[part]
         return node
 
+    def _fetch(self, key, within, kind, required):
+        """The object at ``key`` if it is a ``kind`` (h5py.Group or h5py.Dataset); None if absent and
+        not ``required``."""
+        obj, where = self.get(key, within), self._where(key, within)
+        noun = "a group" if kind is self.h5py.Group else "a dataset"
+        if obj is None and required:
+            self.fail(where, f"missing; expected {noun}")
+        if obj is not None and not isinstance(obj, kind):
+            self.fail(where, f"is a {type(obj).__name__}, expected {noun}")
+        return obj, where
+
     def group(self, key, within=None, required=True):
-        obj = self.get(key, within)
-        where = self._where(key, within)
-        if obj is None:
-            if required:
-                self.fail(where, "missing; expected a group")
-            return None
-        if not isinstance(obj, self.h5py.Group):
-            self.fail(where, f"is a {type(obj).__name__}, expected a group")
-        return obj
+        return self._fetch(key, within, self.h5py.Group, required)[0]
 
     def dataset(self, key, within=None, kinds=NUMERIC, shape=None, required=True):
         """The dataset at ``key``, numeric (``kinds`` of NumPy dtype) and of ``shape`` if given."""
-        obj = self.get(key, within)
-        where = self._where(key, within)
+        obj, where = self._fetch(key, within, self.h5py.Dataset, required)
         if obj is None:
-            if required:
-                self.fail(where, "missing; expected a dataset")
             return None
-        if not isinstance(obj, self.h5py.Dataset):
-            self.fail(where, f"is a {type(obj).__name__}, expected a dataset")
         self.check_dtype(obj.dtype, where, kinds)
         if shape is not None and tuple(obj.shape) != tuple(shape):
             self.fail(where, f"is {obj.dtype}{tuple(obj.shape)}, expected shape {tuple(shape)}")
