@@ -48,7 +48,10 @@ def _classes(y, where) -> int:
     attr = next((h["classes"] for h in holders if "classes" in h), None)
     if attr is not None:
         return checked_int(attr, 2, MAX_CLASSES, lambda problem: _refuse(f"{where} y@classes {problem}"))
-    top = int(np.max(y[:])) + 1
+    labels = np.asarray(y[:])
+    if not labels.size or labels.dtype.kind not in "fiub" or not np.isfinite(labels).all():
+        raise ValueError(f"{where}: expected finite class labels in y, got {labels.size} of dtype {labels.dtype}")
+    top = int(labels.max()) + 1
     if not 2 <= top <= MAX_CLASSES:
         raise ValueError(f"{where}: the largest label is {top - 1}; expected class labels 0 to {MAX_CLASSES - 1}")
     return top
