@@ -131,7 +131,7 @@ def load_npy(path, error=ValueError) -> np.ndarray:
         if magic[:4] == b"PK\x03\x04":
             fail("is a zip archive (an .npz of several arrays?); expected one array in a .npy file "
                  "(np.save, not np.savez)")
-        if magic[:6] != _NPY_MAGIC or magic[6] not in (1, 2, 3):
+        if len(magic) < 8 or magic[:6] != _NPY_MAGIC or magic[6] not in (1, 2, 3):
             fail("is not a .npy file (no \\x93NUMPY magic)")
         width = 2 if magic[6] == 1 else 4
         length = int.from_bytes(fh.read(width), "little")

@@ -101,7 +101,8 @@ EDITS = st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)), min_si
 def test_fuzz_hdf5_bytes(tmp_path, kind, edits):
     data = _mutate(valid(kind), edits)
     if data.startswith(files.SEAL):
-        data = files.seal(data)  # an attacker reseals
+        with contextlib.suppress(ValueError):  # an attacker reseals what still has its user block
+            data = files.seal(data)
     path = tmp_path / f"f.{kind}.h5"
     path.write_bytes(data)
     _check(kind, path)
@@ -205,7 +206,7 @@ def test_fuzz_hdf5_objects(tmp_path, kind, ops):
         for op, pick, args in ops:
             try:
                 _edit(f, op, pick, args, folder)
-            except (ValueError, TypeError, KeyError, OSError, RuntimeError):
+            except (ValueError, TypeError, KeyError, OSError, RuntimeError, OverflowError):
                 pass  # an edit h5py itself refuses: the others still make a hostile file
 
     if kind == "keras":
