@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import importlib.util
 import json
@@ -15,7 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from .backend.shared_constants import ACTIVATIONS
+from .io.bounded import load_npy
 from .io.onnx import OPSET
+from .io.safe_h5 import checked_int
 
 log = logging.getLogger("mlp_gpu")
 
@@ -30,7 +33,9 @@ WORKERS_MIN_RANK_BATCH = 256
 
 
 def _hdf5_data(args) -> bool:
-    return args.data is not None and Path(args.data).is_file()
+    """--data names a file (HDF5), not a folder of IDX files; a FIFO or device counts as a file, which
+    the HDF5 reader then refuses without opening it."""
+    return args.data is not None and Path(args.data).exists() and not Path(args.data).is_dir()
 
 
 def _load_data(args, need_test=True):
@@ -48,9 +53,37 @@ def _load_data(args, need_test=True):
     return loader(args.data)  # uint8 pixels; fit scales them on the device
 
 
-def _classes(y) -> int:
-    attr = getattr(y, "attrs", {}).get("classes") if hasattr(y, "attrs") else None
-    return int(attr) if attr is not None else int(np.max(y[:])) + 1
+MAX_CLASSES = 1 << 16  # a new model's output layer: a label of 2**31 - 1 must not size it
+
+
+def _classes(y, where) -> int:
+    """The class count of labels y: the ``classes`` attribute of an HDF5 data set, or the largest label + 1."""
+    holders = [y.attrs, y.file.attrs] if hasattr(y, "attrs") else []  # convert writes it on the file
+    attr = next((h["classes"] for h in holders if "classes" in h), None)
+    if attr is not None:
+        return checked_int(attr, 2, MAX_CLASSES, lambda problem: _refuse(f"{where} y@classes {problem}"))
+    labels = np.asarray(y[:])
+    if not labels.size or labels.dtype.kind not in "fiub" or not np.isfinite(labels).all():
+        raise ValueError(f"{where}: expected finite class labels in y, got {labels.size} of dtype {labels.dtype}")
+    top = int(labels.max()) + 1
+    if not 2 <= top <= MAX_CLASSES:
+        raise ValueError(f"{where}: the largest label is {top - 1}; expected class labels 0 to {MAX_CLASSES - 1}")
+    return top
+
+
+@contextlib.contextmanager
+def _naming_data_file(args):
+    """A bad value found in x or y while fit or evaluate reads a --data file: say which file."""
+    try:
+        yield
+    except ValueError as exc:
+        if not _hdf5_data(args) or not str(exc).startswith(("x", "y")):
+            raise
+        raise ValueError(f"--data {args.data!r}: {exc}") from None
+
+
+def _refuse(message):
+    raise ValueError(message)
 
 
 def _check_output_path(path: Path):
@@ -95,7 +128,7 @@ def cmd_train(args):
         if chief:
             print(f"resuming {args.resume} after epoch {initial_epoch}")
     else:
-        model = _new_model(args, _classes(y_full), tuple(x.shape[1:]), backend)
+        model = _new_model(args, _classes(y_full, f"--data {args.data!r}"), tuple(x.shape[1:]), backend)
         initial_epoch, seed = 0, args.seed
     if args.verbose and chief:
         model.summary()
@@ -103,8 +136,10 @@ def cmd_train(args):
     if args.tensorboard:
         cbs.append(callbacks.TensorBoard(args.tensorboard))
     start = time.perf_counter()
-    history = model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, validation_data=(x_val, y_val),
-                        on_nan="raise", seed=seed, verbose=args.verbose, initial_epoch=initial_epoch, callbacks=cbs)
+    with _naming_data_file(args):
+        history = model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, validation_data=(x_val, y_val),
+                            on_nan="raise", seed=seed, verbose=args.verbose, initial_epoch=initial_epoch,
+                            callbacks=cbs)
     seconds = time.perf_counter() - start
     if not chief:  # rank 0 alone saves, evaluates and reports
         return
@@ -129,7 +164,8 @@ def cmd_evaluate(args):
     if model.loss is None:
         raise ValueError(f"{args.model!r} holds weights only; evaluate needs a model saved with its loss")
     _, (x_test, y_test) = _load_data(args)
-    loss, acc = model.evaluate(x_test, y_test)
+    with _naming_data_file(args):
+        loss, acc = model.evaluate(x_test, y_test)
     result = {"test_loss": loss, "test_accuracy": acc}
     if args.plot:
         from .data.idx import FASHION_CLASSES
@@ -148,11 +184,14 @@ def cmd_predict(args):
 
     model = load_model(args.model, backend=args.backend)
     if args.input:
-        x, y = np.load(args.input, allow_pickle=False), None
+        x, y = load_npy(args.input), None
     else:
         _, (x, y) = _load_data(args)
         x, y = x[args.start:args.start + args.count], y[args.start:args.start + args.count]
     probs = model.predict(x)
+    if y is not None and len(y) and (np.min(y) < 0 or np.max(y) >= probs.shape[1]):
+        raise ValueError(f"--data {args.data!r}: labels range from {np.min(y)} to {np.max(y)}; the model has "
+                         f"{probs.shape[1]} classes (0 to {probs.shape[1] - 1})")
     names = data.FASHION_CLASSES if args.dataset == "fashion-mnist" and probs.shape[1] == 10 else None
     rows = []
     for i, p in enumerate(probs):
@@ -257,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="mlp-gpu", description="Train and use MLPs on CUDA (CuPy) or NumPy.",
                 formatter_class=_HelpFormatter)
     p.add_argument("--log-level", default="INFO", help="logging level: DEBUG, INFO, WARNING or ERROR")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error, not only its message")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p.commands = {}
 
@@ -455,9 +495,12 @@ def main(argv=None) -> int:
                 log.warning(warning)
             return spawn_workers(args.workers, _without_workers(argv))
         args.func(args)
-    except (ValueError, FileNotFoundError, IsADirectoryError, RuntimeError) as exc:
-        _end_all_ranks(f"mlp-gpu: error: {exc}")
-        print(f"mlp-gpu: error: {exc}", file=sys.stderr)
+    except (ValueError, OSError, RuntimeError, MemoryError) as exc:  # OSError: file errors name their file
+        if args.debug:
+            raise
+        message = "mlp-gpu: error: " + (" ".join(str(exc).split("\n")) or type(exc).__name__)
+        _end_all_ranks(message)
+        print(message, file=sys.stderr)
         return 2
     return 0
 

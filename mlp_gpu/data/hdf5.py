@@ -20,6 +20,8 @@ import os
 
 import numpy as np
 
+from ..io.safe_h5 import open_guard
+
 
 # ---- the HDF5 data layout (mlp-gpu convert / train --data FILE.h5) ---------------------------------
 def write_hdf5(path, x, y, test=None, attrs=None, chunk_rows=1024):
@@ -48,18 +50,19 @@ def write_hdf5(path, x, y, test=None, attrs=None, chunk_rows=1024):
 
 def open_hdf5(path, group=None):
     """(x, y) h5py datasets of an HDF5 file holding ``x`` and ``y`` (in ``group`` if given); nothing is
-    read. The file stays open while the datasets are in use. ``write_hdf5`` writes this layout."""
-    import h5py
+    read. The file stays open while the datasets are in use. ``write_hdf5`` writes this layout.
 
+    The file goes through the guarded reader (io/safe_h5.py) first: a FIFO, an external link, a
+    virtual or externally stored dataset, a missing filter or a dataset declaring far more rows than
+    the file stores is a ValueError naming the file and the object."""
+    guard = open_guard(path, error=ValueError, what="a readable HDF5 file")
     try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise ValueError(f"{str(path)!r}: not a readable HDF5 file ({exc})") from None
-    node = f if group is None else f.get(group)
-    if not isinstance(node, h5py.Group) or not isinstance(node.get("x"), h5py.Dataset) \
-            or not isinstance(node.get("y"), h5py.Dataset):
-        names = sorted(f.keys())
-        f.close()
-        where = f"group {group!r} of " if group else ""
-        raise ValueError(f"{where}{str(path)!r}: expected datasets 'x' and 'y' (the file holds {names})")
-    return node["x"], node["y"]
+        node = guard.file if group is None else guard.group(group, required=False)
+        if node is None or not all(k in node for k in ("x", "y")):
+            where = f"group {group!r} of " if group else ""
+            raise ValueError(f"{where}{str(path)!r}: expected datasets 'x' and 'y' (the file holds "
+                             f"{sorted(guard.file.keys())})")
+        return guard.dataset("x", node), guard.dataset("y", node)
+    except BaseException:
+        guard.file.close()
+        raise

@@ -1,6 +1,7 @@
 """Data: the IDX reader, the (Fashion-)MNIST loaders and the train/validation split."""
 from __future__ import annotations
 
+import contextlib
 import gzip
 import logging
 import math
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .._checks import check_int
+from ..io.safe_h5 import open_regular
 from ..utils import EXAMPLE_ROWS
 
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -19,7 +21,8 @@ FILES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-label
          "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
                0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
-_GZIP_MAX_RATIO = 1100  # deflate cannot expand more than ~1032:1
+_GZIP_MAX_RATIO = 100  # declared / compressed bytes, as Keras' zip members (deflate could reach ~1032:1)
+_GZIP_FLOOR = 1 << 20  # small files may compress better (an all-zero test image)
 _MAX_DIMS = 64 if int(np.__version__.split(".")[0]) >= 2 else 32  # NumPy's NPY_MAXDIMS
 _CHUNK = 1 << 24
 log = logging.getLogger("mlp_gpu")
@@ -62,12 +65,14 @@ def read_idx(path) -> np.ndarray:
         raise IsADirectoryError(f"path: {str(path)!r} is a directory, expected an IDX file")
     if not path.exists():
         raise FileNotFoundError(f"path: {str(path)!r} does not exist")
-    file_size = path.stat().st_size
-    with open(path, "rb") as raw:
+    with contextlib.ExitStack() as stack:
+        raw = stack.enter_context(open_regular(path, IDXError, "an IDX file"))  # a FIFO would block
+        file_size = os.fstat(raw.fileno()).st_size
         compressed = raw.read(2) == b"\x1f\x8b"
-    limit = file_size * _GZIP_MAX_RATIO if compressed else file_size
-    opener = gzip.open if compressed else open
-    with opener(path, "rb") as f:
+        raw.seek(0)
+        # gzip: the header's shape may promise at most _GZIP_MAX_RATIO times the compressed bytes
+        limit = max(file_size * _GZIP_MAX_RATIO, _GZIP_FLOOR) if compressed else file_size
+        f = stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb")) if compressed else raw
         head = _read_exact(f, 4, path)
         if head[:2] != b"\x00\x00" or head[2] not in _IDX_DTYPES or head[3] == 0:
             raise IDXError(f"{path}: bad magic number {head.hex()}: expected 0000 then a type code "
@@ -79,7 +84,8 @@ def read_idx(path) -> np.ndarray:
         count = math.prod(dims) * dtype.itemsize  # Python ints: a lying header cannot overflow this
         if 4 + 4 * ndim + count > limit:
             raise IDXError(f"{path}: header says shape {tuple(dims)} ({count} bytes) but the file "
-                           f"is {file_size} bytes{' compressed' if compressed else ''}")
+                           f"is {file_size} bytes"
+                           + (f" compressed (refused beyond {_GZIP_MAX_RATIO}:1)" if compressed else ""))
         if math.prod(d for d in dims if d) >= 1 << 62:  # not even an empty array can have this shape
             raise IDXError(f"{path}: header shape {tuple(dims)} is too large to describe any array")
         data = _read_exact(f, count, path)

@@ -14,8 +14,12 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True, back
 
     ``custom_objects`` ({name: object}) resolves names a file refers to that mlp_gpu does not define
     (a custom ``kernel_initializer``); ``compile=False`` leaves the model uncompiled, for inference.
-    ``safe_mode`` is accepted for Keras' sake: loading never runs code from the file anyway.
+    ``safe_mode`` is Keras': True (the default) refuses a file whose layers carry code (a ``Lambda``).
+    mlp_gpu never deserializes code, so that refusal holds for False too: False allows nothing more.
+    Every file is read as hostile either way (README, "Loading files you did not make").
     """
+    if not isinstance(safe_mode, bool):
+        raise TypeError(f"safe_mode: expected True or False, got {safe_mode!r}")
     from ..utils import custom_object_scope
 
     with custom_object_scope(custom_objects):

@@ -23,16 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .bounded import MAX_CONFIG_BYTES, load_json
+from .declared import declared_weights, read_declared
 from .files import ModelFileError, save_hdf5, verify_seal
+from .keras import is_keras_file, read_keras_weights
+from .safe_h5 import COUNTERS, file_size, open_h5
 
 FORMAT = "mlp_gpu"
 FORMAT_VERSION = 1
-
-
-def _h5py():
-    import h5py
-
-    return h5py
 
 
 def _checked_dataset(group, name, data):
@@ -105,66 +103,48 @@ def _damaged_as_model_file_error(path):
 
 
 def _check_file(path) -> Path:
-    """The path as a Path to an existing file, or the error a user can act on (for .h5 and .keras alike)."""
+    """The path as a Path to an existing regular file, or the error a user can act on (for .h5 and .keras
+    alike); a FIFO or device is refused without being opened."""
     if not isinstance(path, (str, Path)) and not hasattr(path, "__fspath__"):
         raise TypeError(f"path: expected a file path (str or os.PathLike), got {type(path).__name__}")
     path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"path: {str(path)!r} is a directory, expected a model file")
     if not path.exists():
         raise FileNotFoundError(f"path: {str(path)!r} does not exist")
+    file_size(path, ModelFileError, "a model file")
     return path
 
 
+@contextlib.contextmanager
 def _open(path, allow_keras=False):
-    h5py = _h5py()
+    """A guard over a checked mlp_gpu (or, with ``allow_keras``, Keras) HDF5 file; closed on exit."""
     path = _check_file(path)
     verify_seal(path)
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise ModelFileError(f"path: {str(path)!r} is not an HDF5 file ({exc})") from None
-    if f.attrs.get("format") != FORMAT:
-        from .keras import is_keras_file
-
-        if allow_keras and is_keras_file(f):
-            return f
-        f.close()
-        raise ModelFileError(f"path: {str(path)!r} is HDF5 but not an mlp_gpu file "
-                             "(no format='mlp_gpu' attribute)" + ("" if not allow_keras else
-                                                                  " nor a Keras weights file"))
-    version = int(f.attrs.get("format_version", -1))
-    if version != FORMAT_VERSION:
-        f.close()
-        raise ModelFileError(f"path: {str(path)!r} has format_version {version}; "
-                             f"this mlp_gpu reads {FORMAT_VERSION}")
-    return f
+    with open_h5(path, what="an HDF5 file") as g:
+        if g.attr(g.file, "format") != FORMAT:
+            if allow_keras and is_keras_file(g):
+                yield g
+                return
+            raise ModelFileError(f"path: {str(path)!r} is HDF5 but not an mlp_gpu file "
+                                 "(no format='mlp_gpu' attribute)" + ("" if not allow_keras else
+                                                                      " nor a Keras weights file"))
+        version = g.int_attr(g.file, "format_version", -(1 << 31), 1 << 31, default=-1)
+        if version != FORMAT_VERSION:
+            raise ModelFileError(f"path: {str(path)!r} has format_version {version}; "
+                                 f"this mlp_gpu reads {FORMAT_VERSION}")
+        yield g
 
 
-def _json_attr(f, key, path):
-    try:
-        value = json.loads(f.attrs[key])
-    except (KeyError, TypeError, ValueError):
-        raise ModelFileError(f"path: {str(path)!r} has no readable {key} attribute") from None
-    return value
+def _json_attr(g, key, path):
+    text = g.str_attr(g.file, key, MAX_CONFIG_BYTES)
+    if text is None:
+        raise ModelFileError(f"path: {str(path)!r} has no readable {key} attribute")
+    return load_json(text, str(path), f"{key} attribute")
 
 
-def _read_weights(f, model, path):
-    """Read and check every weight before writing any into the model."""
-    weights = []
-    for layer in model.compute_layers:
-        for name, shape in zip(layer.weight_names(), [w.shape for w in layer.weight_views]):
-            key = f"weights/{layer.name}/{name}"
-            if key not in f:
-                raise ModelFileError(f"path: {str(path)!r} lacks dataset {key!r}")
-            ds = f[key]
-            if not isinstance(ds, _h5py().Dataset):
-                raise ModelFileError(f"path: {str(path)!r} {key!r} is not a dataset")
-            if tuple(ds.shape) != tuple(shape) or ds.dtype != np.float32:
-                raise ModelFileError(f"path: {str(path)!r} dataset {key!r} is {ds.dtype}{tuple(ds.shape)}, "
-                                     f"expected float32{tuple(shape)}")
-            weights.append(ds[()])
-    return weights
+def _read_weights(g, declared):
+    """Every weight the model declares, from /weights/<layer>/<name>, each checked before any is read."""
+    return read_declared(g, declared, [[g.dataset(f"weights/{layer.name}/{name}") for name, _ in weights]
+                                       for layer, weights in declared], exact=np.float32)
 
 
 def load_weights(model, path) -> None:
@@ -175,19 +155,24 @@ def load_weights(model, path) -> None:
 
         model.build()
         return load_keras_weights(model, _check_file(path))
-    with _damaged_as_model_file_error(path), _open(path, allow_keras=True) as f:
+    with _damaged_as_model_file_error(path), _open(path, allow_keras=True) as g:
         model.build()
-        if f.attrs.get("format") == FORMAT:
-            model.set_weights(_read_weights(f, model, path))
+        declared = declared_weights(model)
+        if g.attr(g.file, "format") == FORMAT:
+            model.set_weights(_read_weights(g, declared))
         else:
-            from .keras import read_keras_weights
+            model.set_weights(read_keras_weights(g, declared))
 
-            model.set_weights(read_keras_weights(f, model, path))
+
+def _counter(g, group, name, default):
+    low, high = COUNTERS[name]
+    return g.int_attr(group, name, low, high, default)
 
 
 def load_model(path, backend=None):
     """Rebuild a saved model: architecture, weights, and compiled state when it was saved.
-    A ``.keras`` path reads Keras 3's zip format (io/keras_zip.py)."""
+    A ``.keras`` path reads Keras 3's zip format (io/keras_zip.py). The config is checked against the
+    weights in the file before the model is built."""
     path = _check_file(path)
     if str(path).endswith(".keras"):
         from .keras_zip import load_keras
@@ -195,31 +180,31 @@ def load_model(path, backend=None):
     from .. import losses, optimizers
     from ..models.sequential import Sequential
 
-    with _damaged_as_model_file_error(path), _open(path) as f:
+    with _damaged_as_model_file_error(path), _open(path) as g:
         try:
-            model = Sequential.from_config(_json_attr(f, "model_config", path), backend=backend)
+            model = Sequential.from_config(_json_attr(g, "model_config", path), backend=backend)
+            declared = declared_weights(model)
         except (TypeError, ValueError) as exc:
+            if isinstance(exc, ModelFileError):
+                raise
             raise ModelFileError(f"path: {str(path)!r} has an invalid model_config: {exc}") from None
+        weights = _read_weights(g, declared)
         model.build()
-        model.set_weights(_read_weights(f, model, path))
-        if "training_config" in f.attrs:
-            cfg = _json_attr(f, "training_config", path)
+        model.set_weights(weights)
+        if "training_config" in g.file.attrs:
+            cfg = _json_attr(g, "training_config", path)
             try:
                 opt = optimizers.from_config(cfg["optimizer"])
                 model.compile(loss=losses.get(cfg["loss"]), optimizer=opt, metrics=cfg.get("metrics"))
             except (KeyError, TypeError, ValueError) as exc:
                 raise ModelFileError(f"path: {str(path)!r} has an invalid training_config: {exc}") from None
-            if "optimizer/state" in f:
-                state = f["optimizer/state"]
-                if not isinstance(state, _h5py().Dataset):
-                    raise ModelFileError(f"path: {str(path)!r} 'optimizer/state' is not a dataset")
-                expected = (opt.slots, int(model.params.size))
-                if tuple(state.shape) != expected:
-                    raise ModelFileError(f"path: {str(path)!r} optimizer/state is {tuple(state.shape)}, "
-                                         f"expected {expected}")
-                g = f["optimizer"]
-                opt.load_state(state[()], iterations=int(g.attrs.get("iterations", 0)))
-                model.epochs_done = int(g.attrs.get("epoch", 0))
-                model.rng_counter[...] = int(g.attrs.get("draws", 0))
-                model.fit_seed = int(g.attrs["seed"]) if "seed" in g.attrs else None
+            state = g.dataset("optimizer/state", kinds="f", shape=(opt.slots, int(model.params.size)),
+                              required=False)
+            if state is not None:
+                group = g.group("optimizer")
+                counters = {name: _counter(g, group, name, 0 if name != "seed" else None) for name in COUNTERS}
+                opt.load_state(g.read(state), iterations=counters["iterations"])
+                model.epochs_done = counters["epoch"]
+                model.rng_counter[...] = counters["draws"]
+                model.fit_seed = counters["seed"]
     return model

@@ -16,6 +16,7 @@ import re
 
 import numpy as np
 
+from .declared import read_declared
 from .files import ModelFileError, save_hdf5
 
 
@@ -48,29 +49,51 @@ def _natural(name):
     return m.group(1), int(m.group(2) or 0)
 
 
-def _keras3_layers(f):
-    """{layer name: [its variables in order]} for the layers that have any."""
+def _keras3_layers(g):
+    """{layer name: [its variables in order]} for the layers that have any, every one checked by the guard."""
+    layers = g.group("layers")
     found = {}
-    for name, g in f["layers"].items():
-        v = g.get("vars") if hasattr(g, "get") else None
-        if v is not None and len(v) and all(str(i) in v for i in range(len(v))):
-            found[name] = [v[str(i)] for i in range(len(v))]
+    for name in layers:
+        entry = g.group(name, layers)
+        v = g.group("vars", entry, required=False)
+        if v is None or not len(v):
+            continue
+        names = set(v)
+        if names != {str(i) for i in range(len(names))}:
+            g.fail(v.name, f"holds variables {sorted(names)[:8]}, expected 0 to {len(names) - 1}")
+        found[name] = [g.dataset(str(i), v) for i in range(len(names))]
     return found
 
 
-def _keras2_layers(f):
-    root = f["model_weights"] if "model_weights" in f else f
+def _text(value, g, where):
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if not isinstance(value, str):
+        g.fail(where, f"lists {type(value).__name__} {value!r}, expected names")
+    return value
+
+
+def _names(g, obj, name):
+    """A Keras 2 name list attribute (layer_names, weight_names) as strings."""
+    value = g.attr(obj, name, default=[])
+    value = value if isinstance(value, (list, np.ndarray)) else [value]
+    return [_text(v, g, f"{obj.name}@{name}") for v in np.asarray(value, dtype=object).ravel()]
+
+
+def _keras2_layers(g):
+    root = g.group("model_weights") if "model_weights" in g.file else g.file
     found = {}
-    for raw in root.attrs["layer_names"]:
-        name = raw.decode() if isinstance(raw, bytes) else str(raw)
-        names = [w.decode() if isinstance(w, bytes) else str(w) for w in root[name].attrs.get("weight_names", [])]
-        if names:
-            found[name] = [root[name][n] for n in names]
+    for name in _names(g, root, "layer_names"):
+        layer = g.group(name, root)
+        weights = _names(g, layer, "weight_names")
+        if weights:
+            found[name] = [g.dataset(w, layer) for w in weights]
     return found
 
 
-def is_keras_file(f) -> bool:
-    legacy_full = "model_weights" in f and "layer_names" in f["model_weights"].attrs
+def is_keras_file(g) -> bool:
+    f = g.file
+    legacy_full = "model_weights" in f and "layer_names" in g.group("model_weights").attrs
     return "layers" in f or "layer_names" in f.attrs or legacy_full
 
 
@@ -100,28 +123,16 @@ def _match_by_order(found, ours, keras3, path):
     return chosen
 
 
-def read_keras_weights(f, model, path) -> list[np.ndarray]:
-    """Every weight of the model's layers from an open Keras file, checked before use.
+def read_keras_weights(g, declared) -> list[np.ndarray]:
+    """Every weight the model declares (``declared_weights``) from a guarded Keras file, checked before use.
 
     Layers are matched by name when every name is in the file, else by kind and order.
     """
-    keras3 = "layers" in f
-    found = _keras3_layers(f) if keras3 else _keras2_layers(f)
-    ours = [layer for layer in model.compute_layers if layer.weight_names()]
+    keras3 = "layers" in g.file
+    found = _keras3_layers(g) if keras3 else _keras2_layers(g)
+    ours = [layer for layer, _ in declared]
     if all(layer.name in found for layer in ours):
         chosen = [found[layer.name] for layer in ours]
     else:
-        chosen = _match_by_order(found, ours, keras3, path)
-    weights = []
-    for layer, datasets in zip(ours, chosen):
-        names = layer.weight_names()
-        if len(datasets) != len(names):
-            raise ModelFileError(f"path: {str(path)!r} has {len(datasets)} variables for layer {layer.name!r}, "
-                                 f"expected {len(names)} ({', '.join(names)})")
-        for ds, name, w in zip(datasets, names, layer.weight_views):
-            kinds = "fiu" if name == "count" else "f"
-            if tuple(ds.shape) != tuple(w.shape) or ds.dtype.kind not in kinds:
-                raise ModelFileError(f"path: {str(path)!r} {name} {ds.name!r} is {ds.dtype}{tuple(ds.shape)}, "
-                                     f"expected float{tuple(w.shape)} for layer {layer.name!r}")
-            weights.append(np.asarray(ds[()], np.float32))
-    return weights
+        chosen = _match_by_order(found, ours, keras3, g.label)
+    return read_declared(g, declared, chosen)

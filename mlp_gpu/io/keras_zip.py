@@ -14,6 +14,7 @@ interleaved. Both use the same update formulas, so training goes on where it sto
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import io
 import json
@@ -23,7 +24,11 @@ import zipfile
 
 import numpy as np
 
+from .bounded import MAX_ARCHIVE_BYTES, MAX_CONFIG_BYTES, load_json, read_member
+from .declared import declared_weights
 from .files import ModelFileError, atomic_write_bytes, check_save_target
+from .keras import read_keras_weights
+from .safe_h5 import COUNTERS, checked_int, open_h5, open_regular
 
 log = logging.getLogger("mlp_gpu")
 CONFIG, METADATA, WEIGHTS = "config.json", "metadata.json", "model.weights.h5"
@@ -175,21 +180,25 @@ def _write_optimizer(group, model):
         offset += size
 
 
-def _read_optimizer(f, model):
-    """Restore iterations and the per-variable state when the file holds what our optimizer keeps."""
+def _read_optimizer(g, model):
+    """Restore iterations and the per-variable state when the file holds what our optimizer keeps;
+    every array checked (float, the variable's shape) and the counter's range before any is read."""
     opt = model.optimizer
-    group = f.get("optimizer/vars")
+    group = g.group("optimizer/vars", required=False)
     shapes = _variable_shapes(model)
     if group is None or len(group) != 2 + opt.slots * len(shapes):
         log.warning("keras file: no optimizer state that fits %s; it starts afresh", opt.name)
         return
-    arrays = [np.asarray(group[str(k)][()], np.float32) for k in range(2, len(group))]
-    if any(a.shape != s for a, s in zip(arrays, (s for s in shapes for _ in range(opt.slots)))):
-        raise ValueError("optimizer state shapes do not match the model's variables")
+    slot_shapes = [s for s in shapes for _ in range(opt.slots)]
+    datasets = [g.dataset(str(k), group, kinds="f", shape=s) for k, s in enumerate(slot_shapes, start=2)]
+    iterations = checked_int(g.read(g.dataset("0", group, kinds="iu", shape=())), 0, COUNTERS["iterations"][1],
+                             lambda problem: g.fail(f"{group.name}/0", f"(iterations) {problem}"))
+    rate = float(g.read(g.dataset("1", group, kinds="f", shape=())))
+    arrays = [g.read(ds, np.float32) for ds in datasets]
     state = np.stack([np.concatenate([a.ravel() for a in arrays[j::opt.slots]]) for j in range(opt.slots)]) \
         if opt.slots else np.zeros((0, model.count_params()), np.float32)
-    opt.load_state(state, iterations=int(group["0"][()]))
-    opt.learning_rate = float(group["1"][()])  # the current rate, which a callback may have changed
+    opt.load_state(state, iterations=iterations)
+    opt.learning_rate = rate  # the current rate, which a callback may have changed (checked by the setter)
 
 
 def save_keras(model, path) -> None:
@@ -326,68 +335,61 @@ def _compile_from_keras(model, cfg):
     model.compile(loss=loss, optimizer=optimizer, metrics=metrics)
 
 
-MAX_MEMBER = 4 << 30  # refuse a zip member that would inflate past 4 GiB
-
-
-def _read_member(zf, name, path):
-    try:
-        info = zf.getinfo(name)
-    except KeyError:
-        raise ModelFileError(f"path: {str(path)!r} is a zip without {name}: not a Keras .keras file") from None
-    if info.file_size > MAX_MEMBER:
-        raise ModelFileError(f"path: {str(path)!r} member {name} would inflate to {info.file_size:,} bytes")
-    return zf.read(name)
+MAX_WEIGHTS_BYTES = 8 << 30  # model.weights.h5 is read into memory: refuse a member past 8 GiB
 
 
 def load_keras(path, backend=None, compile=True):
     """A Sequential from a Keras 3 ``.keras`` file: architecture, weights and (if ``compile``) loss,
-    metrics and optimizer settings. Anything outside what both libraries share is a ModelFileError."""
-    import h5py
-
-    from .keras import read_keras_weights
-
+    metrics and optimizer settings. Anything outside what both libraries share is a ModelFileError.
+    The config is checked against the weights in model.weights.h5 before the model is built."""
     config, weights = _read_archive(path)
+    with _unreadable_weights(path), open_h5(weights, f"{path}:{WEIGHTS}", what=f"an HDF5 {WEIGHTS}") as g:
+        try:
+            model = _model_from_config(config, backend)
+            declared = declared_weights(model)
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ModelFileError(f"path: {str(path)!r}: {exc}") from None
+        arrays = read_keras_weights(g, declared)
+        try:
+            model.build()
+            if compile and config.get("compile_config"):
+                _compile_from_keras(model, config["compile_config"])
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ModelFileError(f"path: {str(path)!r}: {exc}") from None
+        model.set_weights(arrays)
+        if model.optimizer is not None:
+            _read_optimizer(g, model)
+    return model
+
+
+@contextlib.contextmanager
+def _unreadable_weights(path):
     try:
-        model = _model_from_config(config, backend)
-        model.build()
-        if compile and config.get("compile_config"):
-            _compile_from_keras(model, config["compile_config"])
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise ModelFileError(f"path: {str(path)!r}: {exc}") from None
-    try:
-        with h5py.File(io.BytesIO(weights), "r") as f:
-            model.set_weights(read_keras_weights(f, model, path))
-            if model.optimizer is not None:
-                _read_optimizer(f, model)
+        yield
     except ModelFileError:
         raise
     except (OSError, KeyError, ValueError) as exc:
         raise ModelFileError(f"path: {str(path)!r} has an unreadable {WEIGHTS} ({exc})") from None
-    return model
 
 
 def _read_archive(path):
-    """(config, the bytes of model.weights.h5) of a .keras file."""
+    """(config, the bytes of model.weights.h5) of a .keras file, each member read under a limit."""
+    budget = [MAX_ARCHIVE_BYTES]
     try:
-        with zipfile.ZipFile(path, "r") as zf:
-            return json.loads(_read_member(zf, CONFIG, path)), _read_member(zf, WEIGHTS, path)
-    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        with open_regular(path, ModelFileError, "a .keras file") as fh, zipfile.ZipFile(fh, "r") as zf:
+            text = read_member(zf, CONFIG, str(path), MAX_CONFIG_BYTES, budget)
+            weights = read_member(zf, WEIGHTS, str(path), MAX_WEIGHTS_BYTES, budget)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        if isinstance(exc, (ModelFileError, FileNotFoundError)):
+            raise
         raise ModelFileError(f"path: {str(path)!r} is not a valid .keras file ({exc})") from None
+    return load_json(text, str(path), CONFIG), weights
 
 
 def load_keras_weights(model, path) -> None:
     """Keras' ``model.load_weights("m.keras")``: the weights of a .keras file into a model of the same
     layers (nothing changes unless all of them fit); the file's architecture and optimizer are not read."""
-    import h5py
-
-    from .keras import read_keras_weights
-
     _, weights = _read_archive(path)
-    try:
-        with h5py.File(io.BytesIO(weights), "r") as f:
-            arrays = read_keras_weights(f, model, path)
-    except ModelFileError:
-        raise
-    except (OSError, KeyError, ValueError) as exc:
-        raise ModelFileError(f"path: {str(path)!r} has an unreadable {WEIGHTS} ({exc})") from None
+    with _unreadable_weights(path), open_h5(weights, f"{path}:{WEIGHTS}", what=f"an HDF5 {WEIGHTS}") as g:
+        arrays = read_keras_weights(g, declared_weights(model))
     model.set_weights(arrays)

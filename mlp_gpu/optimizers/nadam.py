@@ -26,10 +26,24 @@ class Nadam(Adam):
         self._set("u_product", nadam_u_product(self.beta_1, int(iterations)))
 
 
+NADAM_EXACT_STEPS = 1 << 20  # steps multiplied out exactly; beyond, every factor is f32(beta_1) anyway
+
+
 def nadam_u_product(beta_1: float, iterations: int) -> np.float32:
-    """Nadam's momentum product after ``iterations`` steps, multiplied in float32 as on the device."""
+    """Nadam's momentum product after ``iterations`` steps, multiplied in float32 as on the device.
+
+    The factors are multiplied in blocks (np.multiply.accumulate runs in order, so the rounding is
+    the device's); past NADAM_EXACT_STEPS, where 0.96^t vanished long ago and each factor is
+    f32(beta_1), the rest is one power in float64: the work stays bounded for any counter in a file.
+    """
     f = np.float32
-    product = f(1.0)
-    for t in range(1, iterations + 1):
-        product = product * (f(beta_1) * (f(1) - f(0.5) * f(NADAM_DECAY ** t)))
-    return product
+    product, t, n = f(1.0), 1, min(int(iterations), NADAM_EXACT_STEPS)
+    while t <= n and product != 0:
+        steps = np.arange(t, min(n, t + 65535) + 1, dtype=np.float64)
+        factors = f(beta_1) * (f(1) - f(0.5) * np.power(NADAM_DECAY, steps).astype(f))
+        product = np.multiply.accumulate(np.concatenate(([product], factors)))[-1]
+        t = int(steps[-1]) + 1
+    rest = int(iterations) - n
+    if rest > 0 and product != 0:
+        product = f(float(product) * float(f(beta_1)) ** rest)
+    return f(product)
