@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 
 import numpy as np
 from scipy.linalg import blas
 
 from .._checks import check_bool
 from .base import ACC, ACTIVATIONS, HYPER, LOSS_KINDS, METRIC_KINDS, Backend, StepRunner
+from .cpu_threads import ThreadPolicy, blas_pools
 from .layer_ops import LayerOpsReference
 from .optimizer_ops import OptimizerOpsReference, decay_weights
 from .shared_constants import PIXEL_MAX
@@ -94,8 +96,10 @@ class NumpyBackend(LayerOpsReference, OptimizerOpsReference, Backend):
     fused_step = True  # train through numpy_step's folded SGD step where the model allows it
     route = None       # what the last make_runner chose: {"route", "reason", "rows"}
 
-    def __init__(self, fused_step: bool = True):
+    def __init__(self, fused_step: bool = True, threads: ThreadPolicy | None = None):
         self.fused_step = check_bool(fused_step, "NumpyBackend(fused_step)")
+        self.threads = ThreadPolicy() if threads is None else threads  # BLAS threads per product (cpu_threads)
+        self._in_step = False  # matmul picks threads per product inside a training step only
 
     def __repr__(self) -> str:
         return "NumpyBackend()" if self.fused_step else "NumpyBackend(fused_step=False)"
@@ -105,6 +109,7 @@ class NumpyBackend(LayerOpsReference, OptimizerOpsReference, Backend):
         ``route`` records the choice and why, and the log says it."""
         from .numpy_step import FoldedSgdStep, folded_sgd_unsupported
 
+        self.threads.begin()  # the caller's BLAS limit and the usable CPUs, read at the start of every fit
         if not self.fused_step:
             why = "NumpyBackend(fused_step=False)"
         elif split is not None:
@@ -121,11 +126,30 @@ class NumpyBackend(LayerOpsReference, OptimizerOpsReference, Backend):
             return StepRunner(step)
         self.route = {"route": "general", "reason": why, "rows": rows}
         log.debug("numpy step for %d rows: the general step (%s)", rows, why)
-        return StepRunner(step)
+        return StepRunner(functools.partial(self._general_step, step))
+
+    def _general_step(self, step) -> None:
+        """The general step with the thread policy: its guard's choice for the whole step, else matmul's."""
+        policy, pools = self.threads, blas_pools()
+        start = time.perf_counter()
+        if policy.single is not None:
+            pools.set(1)
+        self._in_step = True
+        try:
+            step()
+        finally:
+            self._in_step = False
+            pools.set(policy.caller)
+        end = time.perf_counter()
+        policy.step_done(end - start, end)
 
     # Every GEMM goes through SciPy's BLAS, as the optimizers' axpy does: two OpenBLAS thread pools
     # (NumPy's and SciPy's) taking turns within one step cost more than the in-place update saves.
     def matmul(self, a, b, out, trans_a=False, trans_b=False):
+        if self._in_step and self.threads.single is None:
+            threads = self.threads.plan(out.shape[0] * out.shape[1] * (a.shape[0] if trans_a else a.shape[1]))
+            if threads:
+                blas_pools().set(threads)
         if not (a.flags.c_contiguous and b.flags.c_contiguous and out.flags.c_contiguous):
             return np.matmul(a.T if trans_a else a, b.T if trans_b else b, out=out)
         # row-major out = op(a) op(b) is column-major out.T = op(b).T op(a).T, over the same memory

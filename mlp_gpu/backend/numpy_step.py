@@ -22,10 +22,12 @@ all-reduces the gradients between backward and update).
 """
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 
 from . import prepared_blas
 from .base import HYPER
+from .cpu_threads import blas_pools
 
 
 def folded_sgd_unsupported(model, rows: int) -> str | None:
@@ -75,10 +77,17 @@ class FoldedSgdStep:
         self.neg_lr = prepared_blas.cell(dtype)
         self.blas = prepared_blas.library()
         gemm = prepared_blas.gemm
-        self.forward = [(gemm(inputs[i], blocks[i], outputs[i]), outputs[i], acts[i]) for i in range(last + 1)]
+        # each product with its thread count (backend.threads' plan: None where the count does not matter)
+        self.policy, self.pools = backend.threads, blas_pools()
+
+        def planned(call):
+            return (self.policy.plan(call.macs), call) if call is not None else (None, None)
+
+        self.forward = [(*planned(gemm(inputs[i], blocks[i], outputs[i])), outputs[i], acts[i])
+                        for i in range(last + 1)]
         self.backward = [(ws.dz[i], outputs[i], acts[i],
-                          gemm(ws.dz[i], blocks[i][:-1], ws.dz[i - 1], trans_b=True) if i else None,
-                          gemm(inputs[i], ws.dz[i], blocks[i], trans_a=True, alpha=self.neg_lr, beta=1.0))
+                          *planned(gemm(ws.dz[i], blocks[i][:-1], ws.dz[i - 1], trans_b=True) if i else None),
+                          *planned(gemm(inputs[i], ws.dz[i], blocks[i], trans_a=True, alpha=self.neg_lr, beta=1.0)))
                          for i in range(last, -1, -1)]
         loss = model.loss
         self.loss = (loss.kind(), any(m.kind is None for m in model.compiled_metrics), loss.accuracy_threshold())
@@ -86,23 +95,36 @@ class FoldedSgdStep:
     def __call__(self) -> None:
         from .numpy_backend import activate
 
-        be = self.be
+        be, policy, pools = self.be, self.policy, self.pools
+        start = time.perf_counter()
+        single = policy.single is not None  # the guard's choice holds for the whole step
+        if single:
+            pools.set(1)
         self.data.gather(self.batch)
         self.optimizer.begin_step()  # a schedule's rate for this step
         self.neg_lr.value = -float(self.hyper[_LR])
-        for forward, out, act in self.forward:
+        for threads, forward, out, act in self.forward:
+            if threads and not single:
+                pools.set(threads)
             forward()                    # out <- [x, 1] @ [kernel; bias]
             if act != "linear":
                 activate(out, act)
         kind, count, threshold = self.loss
         be.loss_grad(kind, self.logits, self.y, self.dz[-1], self.acc, count, threshold)
-        for dz, y, act, input_grad, fold in self.backward:
+        for dz, y, act, grad_threads, input_grad, threads, fold in self.backward:
             if act != "linear":
                 be.act_backward(dz, y, act)
             if input_grad is not None:  # with the kernel as it was
+                if grad_threads and not single:
+                    pools.set(grad_threads)
                 input_grad()
+            if threads and not single:
+                pools.set(threads)
             fold()                       # [kernel; bias] <- [kernel; bias] - lr [x, 1]^T dz
         be.advance(self.data.cursor, self.rows, self.hyper, self.acc)
+        pools.set(policy.caller)  # the caller's count between steps
+        end = time.perf_counter()
+        policy.step_done(end - start, end)
 
 
 _LR = HYPER["lr"]
