@@ -41,7 +41,7 @@ def count_correct(z, target, acc, threshold: float = 0.0) -> None:
         hits = z.argmax(axis=1) == target
     else:
         hits = z.argmax(axis=1) == target.argmax(axis=1)
-    acc[_CORRECT] += hits.sum()
+    acc[_CORRECT] += np.count_nonzero(hits)
 
 
 def metric_sum(xp, kind, z, target, acc, slot, activation="linear", threshold=0.5) -> None:
@@ -189,20 +189,22 @@ class NumpyBackend(LayerOpsReference, OptimizerOpsReference, Backend):
             np.subtract(z, z.max(axis=1, keepdims=True), out=dz)  # shifted logits
             # row loss = log(sum exp(shifted)) - shifted[label]
             if kind == "softmax_xent_sparse":
-                rows = np.arange(n)
+                rows = _arange(n)
                 picked = dz[rows, target]
             else:
                 picked = (dz * target).sum(axis=1)
             np.exp(dz, out=dz)
             total = dz.sum(axis=1, keepdims=True)
-            dz /= total
             if kind == "softmax_xent_sparse":
                 acc[_LOSS] += (np.log(total[:, 0]) - picked).sum()
-                dz[rows, target] -= 1
+                total *= n
+                dz /= total                 # softmax / n in one pass
+                dz[rows, target] -= 1 / n
             else:
                 acc[_LOSS] += (np.log(total[:, 0]) * target.sum(axis=1) - picked).sum()
+                dz /= total
                 dz -= target
-            dz /= n
+                dz /= n
         elif kind == "sigmoid_bce":
             # max(z,0) - z t + log(1 + exp(-|z|)), averaged over the outputs of a row
             elem = np.maximum(z, 0) - z * target + np.log1p(np.exp(-np.abs(z)))
@@ -268,6 +270,14 @@ class NumpyBackend(LayerOpsReference, OptimizerOpsReference, Backend):
         grads += eps
         np.divide(m, grads, out=grads)
         axpy(grads, params, a=-alpha)         # w <- w - alpha m / (sqrt(v) + eps)
+
+
+@functools.lru_cache(maxsize=64)
+def _arange(n: int):
+    """0 .. n-1, made once per batch size (the sparse loss indexes its rows with it every step)."""
+    rows = np.arange(n)
+    rows.flags.writeable = False
+    return rows
 
 
 @functools.lru_cache(maxsize=None)

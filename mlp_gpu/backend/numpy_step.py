@@ -25,6 +25,8 @@ from __future__ import annotations
 import time
 from types import SimpleNamespace
 
+import numpy as np
+
 from . import prepared_blas
 from .base import HYPER
 from .cpu_threads import blas_pools
@@ -54,8 +56,10 @@ class FoldedSgdStep:
         reason = folded_sgd_unsupported(model, rows)
         if reason:
             raise ValueError(f"the folded SGD step cannot train this model: {reason}")
+        from .numpy_backend import activate  # the backend imports this module
         from .step_plan import param_offsets
 
+        self.activate = activate
         self.be, self.data, self.acc, self.rows = backend, data, acc, rows
         self.optimizer, self.hyper = model.optimizer, model.optimizer.hyper
         layers = model.compute_layers
@@ -66,8 +70,12 @@ class FoldedSgdStep:
         for buffer, width in zip(inputs, sizes):
             buffer[:, width] = 1
         outputs = [buffer[:, :width] for buffer, width in zip(inputs[1:], sizes[1:])] + [ws.a[-1]]
+        # a hidden layer's gradient is as wide as its output's buffer, its last column 0: ReLU and its mask then
+        # run over whole contiguous buffers (ReLU keeps the ones column 1), not over strided views
+        wide = [backend.zeros((rows, width + 1), dtype) for width in sizes[1:-1]] + [ws.dz[-1]]
+        grads = [buffer[:, :width] for buffer, width in zip(wide, sizes[1:])]
         self.batch = SimpleNamespace(x=inputs[0][:, :sizes[0]], y=ws.y, rows=rows)  # what data.gather fills
-        self.logits, self.dz, self.y = ws.a[-1], ws.dz, ws.y
+        self.logits, self.dz_logits, self.y = ws.a[-1], ws.dz[-1], ws.y
         acts = [layer.activation for layer in layers]
         if model.loss_fused:
             acts[-1] = "linear"  # the loss takes logits
@@ -83,19 +91,21 @@ class FoldedSgdStep:
         def planned(call):
             return (self.policy.plan(call.macs), call) if call is not None else (None, None)
 
-        self.forward = [(*planned(gemm(inputs[i], blocks[i], outputs[i])), outputs[i], acts[i])
-                        for i in range(last + 1)]
-        self.backward = [(ws.dz[i], outputs[i], acts[i],
-                          *planned(gemm(ws.dz[i], blocks[i][:-1], ws.dz[i - 1], trans_b=True) if i else None),
-                          *planned(gemm(inputs[i], ws.dz[i], blocks[i], trans_a=True, alpha=self.neg_lr, beta=1.0)))
+        def whole(i):  # ReLU over a hidden layer's whole buffer, else the activation over the output itself
+            return i < last and acts[i] == "relu"
+
+        self.forward = [(*planned(gemm(inputs[i], blocks[i], outputs[i])), acts[i],
+                         inputs[i + 1] if whole(i) else outputs[i]) for i in range(last + 1)]
+        self.backward = [(acts[i], wide[i] if whole(i) else grads[i], inputs[i + 1] if whole(i) else outputs[i],
+                          np.empty(wide[i].shape, bool) if whole(i) else None,
+                          *planned(gemm(grads[i], blocks[i][:-1], grads[i - 1], trans_b=True) if i else None),
+                          *planned(gemm(inputs[i], grads[i], blocks[i], trans_a=True, alpha=self.neg_lr, beta=1.0)))
                          for i in range(last, -1, -1)]
         loss = model.loss
         self.loss = (loss.kind(), any(m.kind is None for m in model.compiled_metrics), loss.accuracy_threshold())
 
     def __call__(self) -> None:
-        from .numpy_backend import activate
-
-        be, policy, pools = self.be, self.policy, self.pools
+        be, policy, pools, activate = self.be, self.policy, self.pools, self.activate
         start = time.perf_counter()
         single = policy.single is not None  # the guard's choice holds for the whole step
         if single:
@@ -103,16 +113,19 @@ class FoldedSgdStep:
         self.data.gather(self.batch)
         self.optimizer.begin_step()  # a schedule's rate for this step
         self.neg_lr.value = -float(self.hyper[_LR])
-        for threads, forward, out, act in self.forward:
+        for threads, forward, act, out in self.forward:
             if threads and not single:
                 pools.set(threads)
             forward()                    # out <- [x, 1] @ [kernel; bias]
             if act != "linear":
                 activate(out, act)
         kind, count, threshold = self.loss
-        be.loss_grad(kind, self.logits, self.y, self.dz[-1], self.acc, count, threshold)
-        for dz, y, act, grad_threads, input_grad, threads, fold in self.backward:
-            if act != "linear":
+        be.loss_grad(kind, self.logits, self.y, self.dz_logits, self.acc, count, threshold)
+        for act, dz, y, mask, grad_threads, input_grad, threads, fold in self.backward:
+            if mask is not None:         # ReLU's derivative: dz <- dz * (y > 0)
+                np.greater(y, 0, out=mask)
+                np.multiply(dz, mask, out=dz)
+            elif act != "linear":
                 be.act_backward(dz, y, act)
             if input_grad is not None:  # with the kernel as it was
                 if grad_threads and not single:
