@@ -169,3 +169,17 @@ def test_handwritten_loop_learns():
     for _ in range(5):
         last = handwritten.train_epoch(params, x, y, 0.1, 16, rng)
     assert last < first and handwritten.accuracy(params, x, y) > 0.95
+
+
+def test_cpu_step_profile_times_the_step_its_overhead_and_every_gemm(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import cpu_step
+
+    out = tmp_path / "parts.json"
+    assert cpu_step.main(["--steps", "20", "--rounds", "1", "--json", str(out)]) == 0
+    got = json.loads(out.read_text())
+    gemms = [k for k in got if k.startswith(("gemm ", "fold "))]
+    assert len(gemms) == 8 and {"gemm 32x300x785", "fold 785x300x32", "gemm 32x300x100"} <= set(gemms)
+    assert got["GEMMs (sum)"] == pytest.approx(sum(got[k] for k in gemms))
+    assert all(got[k] > 0 for k in ("step", "overhead (GEMMs no-ops)"))
+    assert cpu_step.prepared_blas.gemm.__name__ == "gemm"  # the recording patch is undone

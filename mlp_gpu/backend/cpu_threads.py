@@ -323,7 +323,7 @@ class ThreadPolicy:
                  others=others_runnable, cpus=usable_cpus):
         self.rule, self.period, self.slow, self.clear_checks = rule, period, slow, clear_checks
         self._others, self._cpus = others, cpus
-        self.cap = self.caller = 1
+        self.cap = self.caller = None  # read by begin(), at the start of every fit
         self.single = None      # why every product runs on one thread now, or None
         self.logged = False     # the drop is logged once per backend
         self.drops = 0          # how often the guard dropped to one thread

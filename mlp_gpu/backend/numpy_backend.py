@@ -14,7 +14,7 @@ from scipy.linalg import blas
 
 from .._checks import check_bool
 from .base import ACC, ACTIVATIONS, HYPER, LOSS_KINDS, METRIC_KINDS, Backend, StepRunner
-from .cpu_threads import ThreadPolicy, blas_pools
+from .cpu_threads import ThreadPolicy, blas_pools, usable_cpus
 from .layer_ops import LayerOpsReference
 from .optimizer_ops import OptimizerOpsReference, decay_weights
 from .shared_constants import PIXEL_MAX
@@ -103,6 +103,10 @@ class NumpyBackend(LayerOpsReference, OptimizerOpsReference, Backend):
 
     def __repr__(self) -> str:
         return "NumpyBackend()" if self.fused_step else "NumpyBackend(fused_step=False)"
+
+    def describe(self) -> dict:
+        return {**super().describe(), "blas": "; ".join(blas_pools().describe()), "usable_cpus": usable_cpus(),
+                "blas_threads": self.threads.describe()}
 
     def make_runner(self, step, rows, max_steps=None, split=None, model=None, data=None, acc=None, **parts):
         """The folded SGD step (numpy_step.py) where the model allows it and ``fused_step`` is on, else ``step``;
