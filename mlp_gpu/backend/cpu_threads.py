@@ -20,6 +20,7 @@ when the library loads; the counts here are set through the libraries' own calls
 """
 from __future__ import annotations
 
+import collections
 import ctypes
 import functools
 import json
@@ -279,7 +280,11 @@ def calibrate(cpus: int | None = None, gain: float = 1.15, shapes=CALIBRATION_SH
     if cpus < 2:
         return {"rule": ThreadRule(NEVER, "one usable CPU"), "timings": [], "cpus": cpus,
                 "note": "one usable CPU: every product runs on one thread"}
-    others = others_runnable()
+    readings = []
+    for _ in range(5):  # the fewest of a few readings: a passing kernel thread is no neighbour
+        readings.append(others_runnable())
+        time.sleep(0.01)
+    others = None if None in readings else min(readings)
     if others is not None and others > 0:
         return {"rule": cached_rule(cpus), "timings": [], "cpus": cpus,
                 "note": f"not calibrated: {others} runnable threads of other processes"}
@@ -312,16 +317,19 @@ def calibrate(cpus: int | None = None, gain: float = 1.15, shapes=CALIBRATION_SH
 class ThreadPolicy:
     """The NumPy backend's thread choices and its oversubscription guard.
 
-    ``begin(cap)`` at the start of a fit's steps: ``cap`` the most threads any product gets (the usable
-    CPUs and the count the caller left, whichever is smaller). ``threads(macs)`` for one product, ``step()``
-    around each step feeds the guard, which checks other processes' runnable threads every ``period``
-    seconds and the step times against the fastest window seen, and drops every product to one thread
-    while there is no free core (or, for the rest of the fit, once steps ran ``slow`` times slower).
+    ``begin()`` at the start of a fit's steps sets ``cap``, the most threads any product gets: the usable
+    CPUs or the count the caller left, whichever is smaller. ``plan(macs)`` / ``threads(macs)`` for one
+    product; ``step_done`` after each step feeds the guard, which reads other processes' runnable threads
+    every ``period`` seconds (the fewest of the last ``samples`` readings, so that a passing kernel thread
+    does not count) and compares step times with the fastest window seen. It drops every product to one
+    thread while our threads and theirs outnumber the CPUs, back after ``clear_checks`` clear readings, and
+    for the rest of the fit once steps ran ``slow`` times slower than the fastest.
     """
 
     def __init__(self, rule: ThreadRule | None = None, period: float = 0.1, slow: float = 4.0, clear_checks: int = 10,
-                 others=others_runnable, cpus=usable_cpus):
+                 samples: int = 2, others=others_runnable, cpus=usable_cpus):
         self.rule, self.period, self.slow, self.clear_checks = rule, period, slow, clear_checks
+        self.samples = samples
         self._others, self._cpus = others, cpus
         self.cap = self.caller = None  # read by begin(), at the start of every fit
         self.single = None      # why every product runs on one thread now, or None
@@ -337,8 +345,11 @@ class ThreadPolicy:
             self.rule = cached_rule(cpus)
         self.cap = max(1, min(cpus, self.caller))
         self.single, self._clear, self._sticky = None, 0, False
-        self._window, self._window_start, self._next_check = [], time.perf_counter(), 0.0
-        self._fastest = math.inf
+        self._window, self._next_check, self._fastest = [], 0.0, math.inf
+        self._recent = collections.deque(maxlen=self.samples)
+        for _ in range(self.samples - 1):  # the first check reads as many times as later checks remember
+            self._recent.append(self._others())
+            time.sleep(0.001)
         self._check(time.perf_counter())
 
     def threads(self, macs: int) -> int:
@@ -349,10 +360,6 @@ class ThreadPolicy:
         """Threads for a product of a prepared step while the machine has free cores; None where OpenBLAS
         runs the product on one thread whatever the count (leave the count as it is: no call)."""
         return None if macs < OPENBLAS_ONE_THREAD else self.rule.threads(macs, self.cap)
-
-    def restore(self) -> None:
-        """Give the BLAS libraries back the count the caller had."""
-        blas_pools().set(self.caller)
 
     def step_done(self, seconds: float, now: float) -> None:
         """One step took ``seconds``; check the machine every ``period``."""
@@ -365,7 +372,8 @@ class ThreadPolicy:
         window, self._window = self._window, []
         if self.cap == 1 or self._sticky:
             return
-        others = self._others()
+        self._recent.append(self._others())
+        others = None if None in self._recent else min(self._recent)
         if others is not None and others + self.cap > (os.cpu_count() or 1):
             self._clear = 0
             self._drop(f"{others} runnable threads of other processes and up to {self.cap} of ours "
