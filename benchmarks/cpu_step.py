@@ -24,9 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from mlp_gpu import SGD, Dense, Input, Sequential  # noqa: E402
-from mlp_gpu.backend import NumpyBackend, prepared_blas  # noqa: E402
-from mlp_gpu.backend.numpy_step import FoldedSgdStep  # noqa: E402
-from mlp_gpu.trainer import prepare_fit  # noqa: E402
+from mlp_gpu.backend import NumpyBackend  # noqa: E402
+from mlp_gpu.backend.numpy import blas as prepared_blas  # noqa: E402
+from mlp_gpu.backend.numpy.fused_step import FoldedSgdStep  # noqa: E402
+from mlp_gpu.training.fit import prepare_fit  # noqa: E402
 
 BATCH = 32
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .._checks import check_int
-from ..backend import cpu_threads
+from ..backend.numpy import threads as cpu_threads
 from . import report
 from .load import busy_competitors
 from .runners import RUNNERS, Skip
@@ -26,7 +26,8 @@ from .workloads import MATRICES, Matrix, Workload, on_gpu
 
 def load_data():
     """Fashion-MNIST as uint8 rows (55,000 training, 5,000 validation, 10,000 test); synthetic if absent."""
-    from ..data import load_fashion_mnist, split_validation
+    from ..data.idx import load_fashion_mnist
+    from ..data.sources import split_validation
 
     try:
         (x_full, y_full), (x_test, y_test) = load_fashion_mnist()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backend import cpu_threads
+from ..backend.numpy import threads as cpu_threads
 
 
 def rss_mb() -> float | None:
