@@ -12,7 +12,8 @@ with dz's column sums. A step is then 3 GEMMs a layer (2 for the first), the act
 derivatives, and the loss: a flat list of calls prepared once (``prepared_blas``, on the OpenBLAS
 NumPy's wheel carries where it has one). A layer's input gradient is taken before its kernel moves.
 Sums run in another order than the general step's, so weights agree within float32 rounding, not bit
-for bit.
+for bit. Each GEMM runs on the BLAS threads ``threads.ThreadPolicy`` plans for its size, every one on
+a single thread while the machine is oversubscribed; between steps the caller's count is back.
 
 Limits (else the general step runs, and ``NumpyBackend.route`` says why): the model is a plain Dense
 stack in float32 with accuracy as its only metric and no regularizer (the GPU's fused step's rules,
@@ -110,32 +111,34 @@ class FoldedSgdStep:
         single = policy.single is not None  # the guard's choice holds for the whole step
         if single:
             pools.set(1)
-        self.data.gather(self.batch)
-        self.optimizer.begin_step()  # a schedule's rate for this step
-        self.neg_lr.value = -float(self.hyper[_LR])
-        for threads, forward, act, out in self.forward:
-            if threads and not single:
-                pools.set(threads)
-            forward()                    # out <- [x, 1] @ [kernel; bias]
-            if act != "linear":
-                activate(out, act)
-        kind, count, threshold = self.loss
-        be.loss_grad(kind, self.logits, self.y, self.dz_logits, self.acc, count, threshold)
-        for act, dz, y, mask, grad_threads, input_grad, threads, fold in self.backward:
-            if mask is not None:         # ReLU's derivative: dz <- dz * (y > 0)
-                np.greater(y, 0, out=mask)
-                np.multiply(dz, mask, out=dz)
-            elif act != "linear":
-                be.act_backward(dz, y, act)
-            if input_grad is not None:  # with the kernel as it was
-                if grad_threads and not single:
-                    pools.set(grad_threads)
-                input_grad()
-            if threads and not single:
-                pools.set(threads)
-            fold()                       # [kernel; bias] <- [kernel; bias] - lr [x, 1]^T dz
-        be.advance(self.data.cursor, self.rows, self.hyper, self.acc)
-        pools.set(policy.caller)  # the caller's count between steps
+        try:
+            self.data.gather(self.batch)
+            self.optimizer.begin_step()  # a schedule's rate for this step
+            self.neg_lr.value = -float(self.hyper[_LR])
+            for threads, forward, act, out in self.forward:
+                if threads and not single:
+                    pools.set(threads)
+                forward()                    # out <- [x, 1] @ [kernel; bias]
+                if act != "linear":
+                    activate(out, act)
+            kind, count, threshold = self.loss
+            be.loss_grad(kind, self.logits, self.y, self.dz_logits, self.acc, count, threshold)
+            for act, dz, y, mask, grad_threads, input_grad, threads, fold in self.backward:
+                if mask is not None:         # ReLU's derivative: dz <- dz * (y > 0)
+                    np.greater(y, 0, out=mask)
+                    np.multiply(dz, mask, out=dz)
+                elif act != "linear":
+                    be.act_backward(dz, y, act)
+                if input_grad is not None:  # with the kernel as it was
+                    if grad_threads and not single:
+                        pools.set(grad_threads)
+                    input_grad()
+                if threads and not single:
+                    pools.set(threads)
+                fold()                       # [kernel; bias] <- [kernel; bias] - lr [x, 1]^T dz
+            be.advance(self.data.cursor, self.rows, self.hyper, self.acc)
+        finally:
+            pools.set(policy.caller)  # the caller's count between steps
         end = time.perf_counter()
         policy.step_done(end - start, end)
 

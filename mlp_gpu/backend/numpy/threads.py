@@ -270,6 +270,12 @@ def _time_call(call, repeats: int = 7, calls: int = 30) -> float:
     return best
 
 
+def smallest_paying(timings, gain: float = 1.15) -> int | None:
+    """The fewest multiply-adds among the timed products that two threads ran ``gain`` times as fast as one."""
+    paying = [t["m"] * t["n"] * t["k"] for t in timings if t["us_1"] >= gain * t["us_2"]]
+    return min(paying) if paying else None
+
+
 def calibrate(cpus: int | None = None, gain: float = 1.15, shapes=CALIBRATION_SHAPES, save: bool = True) -> dict:
     """Time the prepared float32 product at each shape with one and with two threads; the rule's
     ``work_per_thread`` is half the smallest product that two threads ran ``gain`` times faster (NEVER
@@ -290,7 +296,7 @@ def calibrate(cpus: int | None = None, gain: float = 1.15, shapes=CALIBRATION_SH
                 "note": f"not calibrated: {others} runnable threads of other processes"}
     rng = np.random.default_rng(0)
     before = pools.get()
-    timings, smallest = [], None
+    timings = []
     try:
         for m, n, k in shapes:
             a, b, c = (rng.random(s, dtype=np.float32) for s in ((m, k), (k, n), (m, n)))
@@ -300,10 +306,9 @@ def calibrate(cpus: int | None = None, gain: float = 1.15, shapes=CALIBRATION_SH
                 pools.set(threads)
                 row[f"us_{threads}"] = round(_time_call(call) * 1e6, 2)
             timings.append(row)
-            if smallest is None and row["us_1"] >= gain * row["us_2"]:
-                smallest = m * n * k
     finally:
         pools.set(before)
+    smallest = smallest_paying(timings, gain)
     rule = ThreadRule(NEVER if smallest is None else max(1, smallest // 2), f"calibrated {time.strftime('%Y-%m-%d')}")
     out = {"rule": rule, "timings": timings, "cpus": cpus,
            "note": "one thread was as fast at every shape" if smallest is None else

@@ -212,6 +212,16 @@ def test_calibration_is_cached_per_machine(tmp_path, monkeypatch):
     assert policy.rule == cached
 
 
+def test_the_calibrated_rule_starts_where_a_second_thread_paid():
+    timed = [{"m": 32, "n": 300, "k": 785, "us_1": 149.0, "us_2": 83.0},   # issue 30's machine, quiet
+             {"m": 32, "n": 10, "k": 101, "us_1": 2.0, "us_2": 2.0},
+             {"m": 32, "n": 100, "k": 301, "us_1": 21.1, "us_2": 13.9},
+             {"m": 32, "n": 64, "k": 128, "us_1": 5.0, "us_2": 4.9}]
+    assert cpu_threads.smallest_paying(timed) == 32 * 100 * 301
+    assert cpu_threads.smallest_paying(timed, gain=1.6) == 32 * 300 * 785
+    assert cpu_threads.smallest_paying(timed[1:2]) is None
+
+
 def test_calibration_waits_for_a_quiet_machine(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(cpu_threads, "others_runnable", lambda: 3)
