@@ -96,10 +96,20 @@ class NumpyBackend(LayerOpsReference, OptimizerOpsReference, Backend):
     fused_step = True  # train through numpy_step's folded SGD step where the model allows it
     route = None       # what the last make_runner chose: {"route", "reason", "rows"}
 
+    _in_step = False  # matmul picks threads per product inside a training step only
+
     def __init__(self, fused_step: bool = True, threads: ThreadPolicy | None = None):
         self.fused_step = check_bool(fused_step, "NumpyBackend(fused_step)")
-        self.threads = ThreadPolicy() if threads is None else threads  # BLAS threads per product (threads.py)
-        self._in_step = False  # matmul picks threads per product inside a training step only
+        self._threads = threads
+
+    @property
+    def threads(self) -> ThreadPolicy:
+        """This backend's BLAS thread choices and oversubscription guard (threads.py); made when first asked
+        for, so that a subclass whose __init__ does not call this one's still has its own."""
+        policy = self.__dict__.get("_threads")
+        if policy is None:
+            policy = self._threads = ThreadPolicy()
+        return policy
 
     def __repr__(self) -> str:
         return "NumpyBackend()" if self.fused_step else "NumpyBackend(fused_step=False)"
