@@ -229,3 +229,17 @@ def test_calibration_waits_for_a_quiet_machine(tmp_path, monkeypatch):
     assert got["timings"] == [] and "not calibrated" in got["note"] and "cache" not in got
     assert not (tmp_path / "mlp_gpu").exists()
     assert cpu_threads.calibrate(cpus=1)["rule"].work_per_thread == NEVER
+
+
+def _fit_in_worker(_):
+    """A short fit in a joblib worker: (the policy's cap, the caller's count it read)."""
+    backend = quiet_backend()
+    fit_watching_threads(backend, rows=64, epochs=1)
+    return backend.threads.cap, backend.threads.caller
+
+
+def test_a_joblib_workers_thread_limit_is_honoured():
+    joblib = pytest.importorskip("joblib")
+    with joblib.parallel_config(backend="loky", inner_max_num_threads=1):
+        got = joblib.Parallel(n_jobs=2)(joblib.delayed(_fit_in_worker)(i) for i in range(2))
+    assert got == [(1, 1), (1, 1)]
