@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from mlp_gpu import SGD, Dense, Input, Sequential  # noqa: E402
 from mlp_gpu.backend import NumpyBackend  # noqa: E402
 from mlp_gpu.backend.numpy import blas as prepared_blas  # noqa: E402
-from mlp_gpu.backend.numpy.fused_step import FoldedSgdStep  # noqa: E402
+from mlp_gpu.backend.numpy.fused_step import FusedSgdStep  # noqa: E402
 from mlp_gpu.training.fit import prepare_fit  # noqa: E402
 
 BATCH = 32
@@ -43,7 +43,7 @@ def folded_step(rows=16000, seed=0, hollow=False):
     run = prepare_fit(model, x, y, batch_size=BATCH)
     model.backend.threads.begin()
     with recording_gemms(hollow) as gemms:
-        return FoldedSgdStep(model.backend, model, run.train, run.sums.buffer, BATCH), gemms
+        return FusedSgdStep(model.backend, model, run.train, run.sums.buffer, BATCH), gemms
 
 
 @contextlib.contextmanager

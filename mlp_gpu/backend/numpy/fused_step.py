@@ -28,15 +28,15 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ..base import HYPER
 from . import blas as prepared_blas
+from ... import activations
+from ..base import HYPER
+from ..step_spec import optimizer_kind, param_offsets, spec_from_model  # one rule for both fused steps
 from .threads import blas_pools
 
 
-def folded_sgd_unsupported(model, rows: int) -> str | None:
-    """Why the folded step cannot train ``model``, or None."""
-    from ..cuda.fused_step import optimizer_kind, spec_from_model  # one rule for both folded steps
-
+def fused_sgd_unsupported(model, rows: int) -> str | None:
+    """Why the fused step cannot train ``model``, or None."""
     _, reason = spec_from_model(model, rows)
     if reason:
         return reason
@@ -46,7 +46,7 @@ def folded_sgd_unsupported(model, rows: int) -> str | None:
     return None
 
 
-class FoldedSgdStep:
+class FusedSgdStep:
     """One training step of ``model`` on the batch of ``rows`` rows at ``data``'s cursor.
 
     ``backend``: the NumPy backend (its activation, loss and advance ops); ``acc``: the running sums.
@@ -54,13 +54,9 @@ class FoldedSgdStep:
     """
 
     def __init__(self, backend, model, data, acc, rows: int):
-        reason = folded_sgd_unsupported(model, rows)
+        reason = fused_sgd_unsupported(model, rows)
         if reason:
-            raise ValueError(f"the folded SGD step cannot train this model: {reason}")
-        from ..cuda.step_plan import param_offsets
-        from .backend import activate  # the backend imports this module
-
-        self.activate = activate
+            raise ValueError(f"the fused SGD step cannot train this model: {reason}")
         self.be, self.data, self.acc, self.rows = backend, data, acc, rows
         self.optimizer, self.hyper = model.optimizer, model.optimizer.hyper
         layers = model.compute_layers
@@ -95,7 +91,8 @@ class FoldedSgdStep:
         def whole(i):  # ReLU over a hidden layer's whole buffer, else the activation over the output itself
             return i < last and acts[i] == "relu"
 
-        self.forward = [(*planned(gemm(inputs[i], blocks[i], outputs[i])), acts[i],
+        self.forward = [(*planned(gemm(inputs[i], blocks[i], outputs[i])),
+                         None if acts[i] == "linear" else activations.get(acts[i]).forward,
                          inputs[i + 1] if whole(i) else outputs[i]) for i in range(last + 1)]
         self.backward = [(acts[i], wide[i] if whole(i) else grads[i], inputs[i + 1] if whole(i) else outputs[i],
                           np.empty(wide[i].shape, bool) if whole(i) else None,
@@ -106,7 +103,7 @@ class FoldedSgdStep:
         self.loss = (loss.kind(), any(m.kind is None for m in model.compiled_metrics), loss.accuracy_threshold())
 
     def __call__(self) -> None:
-        be, policy, pools, activate = self.be, self.policy, self.pools, self.activate
+        be, policy, pools = self.be, self.policy, self.pools
         start = time.perf_counter()
         single = policy.single is not None  # the guard's choice holds for the whole step
         if single:
@@ -115,12 +112,12 @@ class FoldedSgdStep:
             self.data.gather(self.batch)
             self.optimizer.begin_step()  # a schedule's rate for this step
             self.neg_lr.value = -float(self.hyper[_LR])
-            for threads, forward, act, out in self.forward:
+            for threads, forward, activate, out in self.forward:
                 if threads and not single:
                     pools.set(threads)
                 forward()                    # out <- [x, 1] @ [kernel; bias]
-                if act != "linear":
-                    activate(out, act)
+                if activate is not None:
+                    activate(out)
             kind, count, threshold = self.loss
             be.loss_grad(kind, self.logits, self.y, self.dz_logits, self.acc, count, threshold)
             for act, dz, y, mask, grad_threads, input_grad, threads, fold in self.backward:

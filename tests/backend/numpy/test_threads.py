@@ -101,7 +101,7 @@ def test_the_rule_gives_a_thread_per_share_of_work_capped():
 def test_a_quiet_machine_runs_the_large_products_on_several_threads():
     backend = quiet_backend()
     seen = fit_watching_threads(backend)
-    assert backend.route["route"] == "folded-sgd"
+    assert backend.route["route"] == "fused-sgd"
     assert set(seen) == {2}, seen  # the 32 x 300 x 785 product's count, still set as the loss runs
     assert backend.threads.single is None
 
