@@ -69,8 +69,15 @@ test: $(DEV) peers data cupy-api
 	@echo "make: running the test suite (about 13 minutes on 2 cores; GPU tests skip without a GPU, saying why)"
 	$(PY) -m pytest -q
 
-bench: peers data
+# The CPU matrix, quiet and then beside one busy process per CPU; README's CPU table is copied from its results.
+# JAX (the bench extra) is a peer of the CPU bench only: make test does not install it.
+$(VENV)/.bench-peers: $(VENV)/.peers
+	$(PY) -m pip install -q -e '.[bench]' || echo "jax did not install: the bench skips its JAX peer, saying so"
+	touch $@
+
+bench: peers data $(VENV)/.bench-peers
 	$(VENV)/bin/mlp-gpu bench --matrix cpu --out benchmarks/results
+	$(PY) benchmarks/readme_table.py
 
 # Chapter 11's net (BatchNormalization, Dropout, Nadam) for 10 epochs against Keras 3 and PyTorch.
 bench-toolbox: peers data

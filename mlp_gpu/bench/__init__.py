@@ -17,9 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from .._checks import check_int
+from ..backend.numpy import threads as cpu_threads
 from . import report
+from .load import busy_competitors
 from .runners import RUNNERS, Skip
-from .workloads import MATRICES, Workload, on_gpu
+from .workloads import MATRICES, Matrix, Workload, on_gpu
 
 
 def load_data():
@@ -48,7 +50,8 @@ def _subset(data, rows):
 def _base(workload, impl):
     rows = workload.rows_for(impl)
     return {"workload": workload.name, "impl": impl, "sizes": list(workload.sizes), "batch": workload.batch,
-            "rows": rows, "steps_per_epoch": math.ceil(rows / workload.batch)}
+            "rows": rows, "steps_per_epoch": math.ceil(rows / workload.batch), "net": workload.net,
+            "loaded": workload.loaded}
 
 
 def _summarize(base, workload, times, extra, peaks, host_mb):
@@ -102,7 +105,7 @@ def _run_cells(spec, data, repeats, peaks, log):
     return cells
 
 
-RATIOS = [("numpy", "handwritten_numpy"), ("numpy", "torch_cpu"), ("numpy", "keras_cpu"),
+RATIOS = [("numpy", "handwritten_numpy"), ("numpy", "torch_cpu"), ("numpy", "keras_cpu"), ("numpy", "jax_cpu"),
           ("cupy_graph", "torch_cuda"), ("cupy_eager", "torch_cuda"), ("cupy_graph", "cupy_eager"),
           ("cupy_graph", "numpy")]
 
@@ -118,12 +121,46 @@ def ratios(cells):
     return out
 
 
+def _step_s(cell) -> float:
+    return cell["median_s"] / cell["steps_per_epoch"]
+
+
+def loaded_ratios(cells):
+    """Each implementation's time per step with busy competitors over its time per step on the quiet machine,
+    the same net and batch (the quiet cell with the most rows: the loaded ones may train fewer)."""
+    out = {}
+    timed = [c for c in cells if "median_s" in c]
+    for cell in (c for c in timed if c.get("loaded")):
+        quiet = [q for q in timed if not q.get("loaded") and q["impl"] == cell["impl"] and q["sizes"] == cell["sizes"]
+                 and q["batch"] == cell["batch"] and q.get("net") == cell.get("net")]
+        if quiet:
+            base = max(quiet, key=lambda q: q["rows"])
+            out[f"{cell['workload']}: {cell['impl']} loaded / {base['workload']} quiet (per step)"] = \
+                _step_s(cell) / _step_s(base)
+    return out
+
+
+# Issue 30's bars: (what, cell a, cell b, how a / b must compare, the bound)
+TARGETS = [("ours loaded / quiet (per step)", ("reference-loaded", "numpy"), ("reference", "numpy"), "<=", 3.0),
+           ("JAX scanned epoch / ours, quiet", ("reference", "jax_cpu"), ("reference", "numpy"), ">=", 1.2),
+           ("PyTorch eager / ours, quiet", ("reference", "torch_cpu"), ("reference", "numpy"), ">=", 2.0)]
+
+
+def targets(cells):
+    """Issue 30's bars with this run's values: [{"what", "value", "bound", "met"}]; None where a cell is absent."""
+    got = {(c["workload"], c["impl"]): c for c in cells if "median_s" in c}
+    out = []
+    for what, a, b, sense, bound in TARGETS:
+        value = _step_s(got[a]) / _step_s(got[b]) if a in got and b in got else None
+        met = None if value is None else (value <= bound if sense == "<=" else value >= bound)
+        out.append({"what": what, "value": value, "bound": f"{sense} {bound}", "met": met})
+    return out
+
+
 def _one_cell(args):
     """A child process's share of a parallel run: one (workload, impl) cell, its own data and peaks."""
     workload, impl, repeats, peaks = args
     from dataclasses import replace
-
-    from .workloads import Matrix
 
     _, data = load_data()
     return _run_cells(Matrix("one", [replace(workload, impls=(impl,))]), data, repeats, peaks, lambda *_: None)[0]
@@ -163,14 +200,32 @@ def run_suite(matrix="auto", repeats=5, out=None, plot=True, log=print, parallel
     spec = MATRICES[matrix]()
     source, data = load_data()
     started = time.time()
+    machine = report.describe_machine()  # before any cell: the load average of the machine as found
+    blas = None
+    if matrix == "cpu":  # the NumPy backend's thread rule for this machine, measured and cached before its cells
+        blas = cpu_threads.calibrate()
+        log(f"bench {matrix}: BLAS threads: {blas['note']}")
+        blas["rule"] = vars(blas["rule"])
     peaks = report.measure_peaks(gpu=matrix == "gpu")
     log(f"bench {matrix}: data {source}; peaks {peaks}")
-    cells = _run_parallel(spec, repeats, peaks, log) if parallel else _run_cells(spec, data, repeats, peaks, log)
+    quiet = Matrix(spec.name, [w for w in spec.workloads if not w.loaded])
+    loaded = Matrix(spec.name, [w for w in spec.workloads if w.loaded])
+    run = _run_parallel if parallel else lambda m, *args: _run_cells(m, data, *args)
+    cells = run(quiet, repeats, peaks, log) if quiet.workloads else []
+    competitors = None
+    if loaded.workloads:  # in the same run, after the quiet cells: each system's epochs beside busy processes
+        with busy_competitors() as pids:
+            competitors = len(pids)
+            log(f"bench {matrix}: {competitors} busy competitor processes running")
+            cells += run(loaded, repeats, peaks, log)
     result = {"benchmark": "mlp_gpu bench", "matrix": matrix, "repeats": repeats, "data": source,
               "schedule": "parallel processes" if parallel else "interleaved epochs",
               "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "seconds": round(time.time() - started, 1),
-              "machine": report.describe_machine(), "peaks": peaks, "cells": cells, "ratios": ratios(cells),
-              "host_peak_rss_mb": report.peak_rss_mb()}
+              "machine": machine, "peaks": peaks, "blas_threads": blas, "competitors": competitors,
+              "cells": cells, "ratios": ratios(cells), "loaded_ratios": loaded_ratios(cells),
+              "targets": targets(cells) if matrix == "cpu" else [], "host_peak_rss_mb": report.peak_rss_mb()}
+    for line in report.summary_lines(result):
+        log(line)
     if out is not None:
         paths = report.write(result, Path(out), plot=plot)
         result["files"] = [str(p) for p in paths]

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..backend.numpy import threads as cpu_threads
+
 
 def rss_mb() -> float | None:
     try:
@@ -49,7 +51,10 @@ def describe_machine() -> dict:
 
     info = {"cpu": _cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
             "python": platform.python_version(), "mlp_gpu": __version__, "numpy": np.__version__,
-            "torch": _version("torch"), "h5py": _version("h5py"),
+            "torch": _version("torch"), "jax": _version("jax"), "h5py": _version("h5py"),
+            "usable_cpus": cpu_threads.usable_cpus(), "cgroup_cpu_quota": cpu_threads.cgroup_cpu_limit(),
+            "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+            "other_runnable_threads": cpu_threads.others_runnable(), "blas": cpu_threads.blas_pools().describe(),
             "blas_env": {k: v for k, v in os.environ.items() if k.startswith(("OPENBLAS_", "OMP_", "MKL_"))}}
     if available_backends()["cupy"] is None:
         info["gpu"] = get_backend("cupy").describe()
@@ -96,6 +101,60 @@ def one_line(c) -> str:
             f"{c['samples_per_s']:10.0f} samples/s  {c['gflops']:8.1f} GFLOP/s{acc}")
 
 
+def summary_lines(r) -> list[str]:
+    """The ratios and issue 30's bars as console lines."""
+    lines = [f"  {k}: {v:.3f}" for k, v in {**r["ratios"], **r.get("loaded_ratios", {})}.items()]
+    for t in r.get("targets", []):
+        value = "absent" if t["value"] is None else f"{t['value']:.2f}"
+        met = "" if t["met"] is None else ("  met" if t["met"] else "  NOT met")
+        lines.append(f"  target {t['what']}: {value} (bar {t['bound']}){met}")
+    return lines
+
+
+PEER_COLUMNS = (("numpy", "NumPy backend"), ("jax_cpu", "JAX (jitted lax.scan epoch)"), ("torch_cpu", "PyTorch eager"),
+                ("handwritten_numpy", "hand-written NumPy"))
+
+
+def cpu_table(r) -> str:
+    """The README's CPU table: ms per batch-32 step of the reference net, quiet and beside one busy process
+    per CPU, and the peers' times over ours (above 1: ours is faster)."""
+    got = {(c["workload"], c["impl"]): c for c in r["cells"] if "median_s" in c}
+    scenarios = [("reference", "quiet"), ("reference-loaded", f"loaded ({r.get('competitors')} busy processes)")]
+    head = "| scenario | " + " | ".join(f"{name} ms/step" for _, name in PEER_COLUMNS) + \
+        " | JAX / ours | PyTorch / ours |"
+    lines = [head, "|" + "---|" * (len(PEER_COLUMNS) + 3)]
+    for workload, label in scenarios:
+        steps = {impl: 1e3 * got[(workload, impl)]["median_s"] / got[(workload, impl)]["steps_per_epoch"]
+                 for impl, _ in PEER_COLUMNS if (workload, impl) in got}
+        if not steps:
+            continue
+        cells = [_fmt(steps.get(impl), ".3f") for impl, _ in PEER_COLUMNS]
+        ours = steps.get("numpy")
+        over = [_fmt(ours and steps.get(peer) and steps[peer] / ours, ".2f") for peer in ("jax_cpu", "torch_cpu")]
+        lines.append(f"| {label} | " + " | ".join(cells + over) + " |")
+    loaded = {k.split(": ", 1)[1].split(" loaded")[0]: v for k, v in r.get("loaded_ratios", {}).items()
+              if k.startswith("reference-loaded")}
+    if loaded:
+        lines.append("| loaded / quiet | " + " | ".join(_fmt(loaded.get(impl), ".2f") for impl, _ in PEER_COLUMNS)
+                     + " | | |")
+    return "\n".join(lines) + "\n"
+
+
+README_BEGIN, README_END = "<!-- bench-cpu table: begin -->", "<!-- bench-cpu table: end -->"
+
+
+def with_cpu_table(readme: str, r) -> str:
+    """``readme`` with the text between its CPU-table markers replaced by this run's table and its source."""
+    start, end = readme.find(README_BEGIN), readme.find(README_END)
+    if start < 0 or end < start:
+        raise ValueError(f"the README has no {README_BEGIN} ... {README_END} block")
+    m = r["machine"]
+    block = (f"{README_BEGIN}\nFrom `mlp-gpu bench --matrix cpu` ({r['date']}, {m['cpu']}, {m['cores']} cores, "
+             f"load average at the start {', '.join(f'{v:.2f}' for v in m.get('load_average') or ())}; "
+             f"median of {r['repeats']} interleaved epochs):\n\n{cpu_table(r)}")
+    return readme[:start] + block + readme[end:]
+
+
 def _fmt(v, spec):
     return "" if v is None else format(v, spec)
 
@@ -108,8 +167,12 @@ def markdown(r) -> str:
              + ("every cell in its own process, all at once; " if r.get("schedule") == "parallel processes" else
                 "interleaved (each round trains one epoch of every cell); ") +
              f"the whole run took {r['seconds']} s; peak host RSS {r['host_peak_rss_mb']:.0f} MB.", "",
-             f"Machine: {m['cpu']}, {m['cores']} cores" + (f"; GPU: {gpu}" if gpu else "") +
-             f"; Python {m['python']}, NumPy {m['numpy']}, PyTorch {m['torch'] or 'absent'}.", "",
+             f"Machine: {m['cpu']}, {m['cores']} cores" + (f" ({m['usable_cpus']} usable)" if m.get('usable_cpus')
+                                                           else "") + (f"; GPU: {gpu}" if gpu else "") +
+             f"; Python {m['python']}, NumPy {m['numpy']}, PyTorch {m['torch'] or 'absent'}, "
+             f"JAX {m.get('jax') or 'absent'}; BLAS {', '.join(m.get('blas', [])) or 'unknown'}"
+             + (f"; load average at the start {', '.join(f'{v:.2f}' for v in m['load_average'])}"
+                if m.get("load_average") else "") + ".", "",
              f"Peak measured in this run: CPU SGEMM {r['peaks']['cpu_sgemm_gflops']:.1f} GFLOP/s" +
              (f", GPU SGEMM {r['peaks']['gpu_sgemm_gflops']:.1f} GFLOP/s" if r['peaks']['gpu_sgemm_gflops'] else ""),
              "", "| workload | implementation | rows | median s/epoch | min | max | samples/s | steps/s | "
@@ -129,11 +192,27 @@ def markdown(r) -> str:
             f"{_fmt(c.get('test_accuracy'), '.4f')} | {_fmt(c.get('val_accuracy'), '.4f')} |")
     lines += ["", "Ratios of median epoch times (below 1: the first is faster):", ""]
     lines += [f"- {k}: **{v:.3f}**" for k, v in r["ratios"].items()]
+    if r.get("loaded_ratios"):
+        lines += ["", f"With {r['competitors']} busy competitor processes (one per CPU) running, in the same run: "
+                  "time per step over the quiet cell's time per step:", ""]
+        lines += [f"- {k}: **{v:.3f}**" for k, v in r["loaded_ratios"].items()]
+    if r.get("targets"):
+        lines += ["", "Issue 30's bars:", ""]
+        lines += [f"- {t['what']}: **{_fmt(t['value'], '.2f') or 'absent'}** (bar {t['bound']}: "
+                  f"{'no value' if t['met'] is None else 'met' if t['met'] else 'not met'})" for t in r["targets"]]
+        lines += ["", "The README's CPU table (`python benchmarks/readme_table.py` copies it there):", "",
+                  cpu_table(r).rstrip()]
+    if r.get("blas_threads"):
+        b = r["blas_threads"]
+        lines += ["", f"NumPy backend's BLAS threads: {b['note']} (rule: one thread per "
+                  f"{b['rule']['work_per_thread']:,} multiply-adds, capped at {b['cpus']} usable CPUs)."]
     lines += ["", "Workloads: `reference` 784-300-100-10 batch 32; `batch-N` the same net at batch N; `wide` "
               "784-4096-4096-10 batch 32 (CPU implementations on fewer rows, as the rows column says); "
-              "`rows-N` the reference on N rows; `toolbox` the reference with BatchNormalization and Dropout 0.2 "
-              "after each hidden layer and Nadam (val acc after warm-up + timed epochs). SGD 0.01 elsewhere; "
-              "GFLOP/s counts the forward, "
+              "`rows-N` the reference on N rows; `reference-loaded` the reference on 16,000 rows (the hand-written "
+              "loop and PyTorch on 2,000) while one busy process per CPU runs; `toolbox` the reference with "
+              "BatchNormalization and Dropout 0.2 after each hidden layer and Nadam (val acc after warm-up + "
+              "timed epochs). SGD 0.01 elsewhere; `jax_cpu` trains each epoch as one jitted `lax.scan` over the "
+              "batches; GFLOP/s counts the forward, "
               "weight-gradient and input-gradient GEMMs from the layer shapes; host MB is the resident memory a "
               "cell added over its setup and first epoch; device MB is the CuPy pool in use or PyTorch's "
               "allocated bytes after training."]

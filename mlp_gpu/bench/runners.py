@@ -154,6 +154,81 @@ class TorchSession:
         return out
 
 
+class JaxSession:
+    """JAX on the CPU, the epoch as one jitted ``lax.scan`` over the full batches (and one jitted step for a
+    shorter last batch): uint8 data on the device, a device-side permutation per epoch, one loss read."""
+
+    def __init__(self, workload, data):
+        try:
+            import jax
+            import jax.numpy as jnp
+        except ImportError as exc:
+            raise Skip(f"jax not importable ({exc}); pip install 'mlp_gpu[bench]' for this peer") from None
+        if workload.net != "mlp":
+            raise Skip("the JAX peer trains the plain Dense net only")
+        self.jax, self.workload, self.data = jax, workload, data
+        cpu = jax.devices("cpu")[0]
+        self.x = jax.device_put(np.asarray(data["x"]), cpu)
+        self.y = jax.device_put(data["y"].astype(np.int32), cpu)
+        key = jax.random.PRNGKey(0)
+        self.params = []
+        for fan_in, fan_out in zip(workload.sizes[:-1], workload.sizes[1:]):  # Glorot uniform, zero biases
+            key, sub = jax.random.split(key)
+            limit = float(np.sqrt(6.0 / (fan_in + fan_out)))
+            self.params.append((jax.random.uniform(sub, (fan_in, fan_out), jnp.float32, -limit, limit),
+                                jnp.zeros(fan_out, jnp.float32)))
+        self.key, self.count = key, 0
+        batch, rows = workload.batch, len(data["y"])
+        full, rest = divmod(rows, batch)
+
+        def logits(params, xb):
+            h = xb
+            for i, (w, b) in enumerate(params):
+                h = h @ w + b
+                if i < len(params) - 1:
+                    h = jax.nn.relu(h)
+            return h
+
+        def loss(params, xb, yb):  # the batch's summed cross-entropy; the gradient step divides by its rows
+            z = jax.nn.log_softmax(logits(params, xb))
+            return -jnp.take_along_axis(z, yb[:, None], axis=1).sum()
+
+        def step(params, idx):
+            xb, yb = self.x[idx].astype(jnp.float32) / 255, self.y[idx]
+            total, grads = jax.value_and_grad(loss)(params, xb, yb)
+            scale = LR / idx.shape[0]
+            return jax.tree_util.tree_map(lambda p, g: p - scale * g, params, grads), total
+
+        def epoch(params, key):
+            order = jax.random.permutation(key, rows)
+            params, totals = jax.lax.scan(step, params, order[:full * batch].reshape(full, batch))
+            total = totals.sum()
+            if rest:
+                params, last = step(params, order[full * batch:])
+                total = total + last
+            return params, total / rows
+
+        self._epoch = jax.jit(epoch)
+        self._logits = jax.jit(logits)
+
+    def epoch(self) -> float:
+        key = self.jax.random.fold_in(self.key, self.count)
+        self.count += 1
+        start = time.perf_counter()
+        self.params, loss = self._epoch(self.params, key)
+        float(loss)  # one read per epoch, as mlp_gpu does
+        return time.perf_counter() - start
+
+    def result(self) -> dict:
+        out = {"jax": self.jax.__version__}
+        if self.workload.accuracy:
+            for split in ("test", "val"):
+                xt = np.asarray(self.data[f"x_{split}"], np.float32) / np.float32(255)
+                pred = np.asarray(self._logits(self.params, xt)).argmax(axis=1)
+                out[f"{split}_accuracy"] = float(np.mean(pred == self.data[f"y_{split}"]))
+        return out
+
+
 class KerasSession:
     """Keras 3 on its PyTorch backend, on the CPU (the backend is chosen before Keras is imported)."""
 
@@ -207,4 +282,5 @@ RUNNERS = {
     "torch_cpu": lambda w, d: TorchSession(w, d, "cpu"),
     "torch_cuda": lambda w, d: TorchSession(w, d, "cuda"),
     "keras_cpu": KerasSession,
+    "jax_cpu": JaxSession,
 }

@@ -1,12 +1,16 @@
 """The benchmark suite and the GPU check script run and write well-formed reports (no timing is asserted)."""
 import json
+import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from mlp_gpu.bench import handwritten, ratios, run_suite
+from mlp_gpu.bench import handwritten, loaded_ratios, ratios, report, run_suite, targets
+from mlp_gpu.bench.load import busy_competitors
+from mlp_gpu.bench.runners import JaxSession, Skip
 from mlp_gpu.bench.workloads import REFERENCE, WIDE, Workload, cpu_matrix
 from mlp_gpu.cli import main
 
@@ -28,7 +32,11 @@ def test_cpu_matrix_covers_the_issue():
     assert {"reference", "batch-1024", "batch-4096", "wide"} <= set(names)
     assert {w.rows for w in m.workloads if w.sizes == REFERENCE and w.batch == 32} >= {5000, 55000}
     ref = m.workloads[0]
-    assert {"numpy", "handwritten_numpy", "torch_cpu", "keras_cpu"} <= set(ref.impls) and ref.accuracy
+    assert {"numpy", "handwritten_numpy", "torch_cpu", "keras_cpu", "jax_cpu"} <= set(ref.impls) and ref.accuracy
+    loaded = [w for w in m.workloads if w.loaded]
+    assert [w.name for w in loaded] == ["reference-loaded"] and loaded[0].sizes == REFERENCE
+    assert {"numpy", "jax_cpu", "torch_cpu"} <= set(loaded[0].impls)
+    assert loaded[0].rows_for("numpy") == 16000 and loaded[0].rows_for("torch_cpu") == 2000
 
 
 @needs_data
@@ -41,6 +49,8 @@ def test_smoke_suite_writes_reports(tmp_path):
         assert cell[key] is not None, key
     assert cell["rows"] == 600 and cell["steps_per_epoch"] == 19 and cell["epochs_timed"] == 1
     assert "reference: numpy / handwritten_numpy" in result["ratios"]
+    assert cells[("reference-loaded", "numpy")]["loaded"] and result["competitors"] == os.cpu_count()
+    assert list(result["loaded_ratios"]) == ["reference-loaded: numpy loaded / reference quiet (per step)"]
     saved = json.loads((tmp_path / "bench-smoke.json").read_text())
     assert saved["machine"]["cores"] and saved["peaks"]["cpu_sgemm_gflops"] > 0
     md = (tmp_path / "bench-smoke.md").read_text()
@@ -54,6 +64,80 @@ def test_ratios_compare_only_like_with_like():
              {"workload": "w", "impl": "torch_cpu", "rows": 5, "median_s": 1.0},
              {"workload": "w", "impl": "keras_cpu", "rows": 10, "skipped": "absent"}]
     assert ratios(cells) == {"w: numpy / handwritten_numpy": 0.5}
+
+
+def cell(workload, impl, median_s, steps=10, loaded=False, rows=320):
+    return {"workload": workload, "impl": impl, "median_s": median_s, "steps_per_epoch": steps, "rows": rows,
+            "sizes": list(REFERENCE), "batch": 32, "net": "mlp", "loaded": loaded}
+
+
+def test_loaded_ratios_and_targets_compare_times_per_step():
+    cells = [cell("reference", "numpy", 1.0, steps=100, rows=3200), cell("reference", "jax_cpu", 1.5, steps=100),
+             cell("reference", "torch_cpu", 1.9, steps=100), cell("rows-5", "numpy", 0.1, steps=5, rows=160),
+             cell("reference-loaded", "numpy", 0.5, steps=20, loaded=True),   # 25 ms a step against 10 quiet
+             cell("reference-loaded", "torch_cpu", 0.4, steps=2, loaded=True)]
+    got = loaded_ratios(cells)
+    assert got == pytest.approx({"reference-loaded: numpy loaded / reference quiet (per step)": 2.5,
+                                 "reference-loaded: torch_cpu loaded / reference quiet (per step)": 0.2 / 0.019})
+    bars = {t["what"]: t for t in targets(cells)}
+    assert bars["ours loaded / quiet (per step)"]["value"] == pytest.approx(2.5)
+    assert bars["ours loaded / quiet (per step)"]["met"] is True
+    assert bars["JAX scanned epoch / ours, quiet"]["met"] is True
+    assert bars["PyTorch eager / ours, quiet"]["met"] is False  # 1.9x, the bar is 2x
+    assert all(t["value"] is None and t["met"] is None for t in targets(cells[1:2]))
+
+
+def test_the_readme_quotes_the_benchs_cpu_table():
+    cells = [cell("reference", "numpy", 1.0, steps=100), cell("reference", "jax_cpu", 1.5, steps=100),
+             cell("reference-loaded", "numpy", 0.5, steps=20, loaded=True)]
+    result = {"cells": cells, "loaded_ratios": loaded_ratios(cells), "competitors": 2, "date": "today",
+              "repeats": 5, "machine": {"cpu": "AMD EPYC", "cores": 2, "load_average": [0.1, 0.2, 0.3]}}
+    table = report.cpu_table(result)
+    assert "| quiet | 10.000 | 15.000 |  |  | 1.50 |  |" in table
+    assert "| loaded (2 busy processes) | 25.000 |" in table and "| loaded / quiet | 2.50 |" in table
+    readme = f"intro\n{report.README_BEGIN}\nold numbers\n{report.README_END}\nafter\n"
+    updated = report.with_cpu_table(readme, result)
+    assert table in updated and "old numbers" not in updated and updated.endswith(f"{report.README_END}\nafter\n")
+    assert report.with_cpu_table(updated, result) == updated
+    with pytest.raises(ValueError, match="no <!-- bench-cpu table"):
+        report.with_cpu_table("no markers", result)
+    assert report.README_BEGIN in (ROOT / "README.md").read_text()
+
+
+def test_busy_competitors_spin_while_the_block_runs_and_are_gone_after():
+    with busy_competitors(2, settle=0.3) as pids:
+        time.sleep(0.3)
+        ticks = [int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[11]) for pid in pids]
+        assert len(pids) == 2 and all(t > 0 for t in ticks)  # user CPU time: they run
+    assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
+
+
+def learnable_uint8(rows, seed=0):
+    """784-pixel rows whose class lights its own band of pixels."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 10, rows).astype(np.int32)
+    x = rng.integers(0, 60, (rows, 784)).astype(np.uint8)
+    for k in range(10):
+        x[y == k, 70 * k:70 * k + 60] = 250
+    return x, y
+
+
+def test_jax_peer_trains_the_reference_net_with_a_short_last_batch():
+    pytest.importorskip("jax", reason="jax absent: the bench skips its JAX peer (pip install 'mlp_gpu[bench]')")
+    x, y = learnable_uint8(400)  # 12 full batches and one of 16 rows
+    xt, yt = learnable_uint8(200, seed=1)
+    session = JaxSession(Workload("r", rows=400, accuracy=True), {"x": x, "y": y, "x_test": xt, "y_test": yt,
+                                                                  "x_val": xt, "y_val": yt})
+    before = session.result()["test_accuracy"]
+    assert all(session.epoch() > 0 for _ in range(3))
+    after = session.result()
+    assert after["test_accuracy"] > 0.9 > before and after["jax"]
+
+
+def test_jax_peer_skips_saying_how_to_get_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "jax", None)  # import jax raises ImportError
+    with pytest.raises(Skip, match=r"jax not importable .*mlp_gpu\[bench\]"):
+        JaxSession(Workload("r"), {})
 
 
 def test_bench_rejects_bad_arguments():
@@ -85,3 +169,17 @@ def test_handwritten_loop_learns():
     for _ in range(5):
         last = handwritten.train_epoch(params, x, y, 0.1, 16, rng)
     assert last < first and handwritten.accuracy(params, x, y) > 0.95
+
+
+def test_cpu_step_profile_times_the_step_its_overhead_and_every_gemm(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import cpu_step
+
+    out = tmp_path / "parts.json"
+    assert cpu_step.main(["--steps", "20", "--rounds", "1", "--json", str(out)]) == 0
+    got = json.loads(out.read_text())
+    gemms = [k for k in got if k.startswith(("gemm ", "fold "))]
+    assert len(gemms) == 8 and {"gemm 32x300x785", "fold 785x300x32", "gemm 32x300x100"} <= set(gemms)
+    assert got["GEMMs (sum)"] == pytest.approx(sum(got[k] for k in gemms))
+    assert all(got[k] > 0 for k in ("step", "overhead (GEMMs no-ops)"))
+    assert cpu_step.prepared_blas.gemm.__name__ == "gemm"  # the recording patch is undone

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 
 import numpy as np
 from scipy.linalg import blas
@@ -18,6 +19,7 @@ from ..base import ACC, HYPER, LOSS_KINDS, METRIC_KINDS, Backend, StepRunner
 from .fused_step import FusedSgdStep, fused_sgd_unsupported
 from .layer_ops import LayerOpsReference
 from .optimizer_ops import OptimizerOpsReference, decay_weights
+from .threads import ThreadPolicy, blas_pools, usable_cpus
 from ..shared_constants import PIXEL_MAX
 
 log = logging.getLogger("mlp_gpu")
@@ -32,7 +34,7 @@ def count_correct(z, target, acc, threshold: float = 0.0) -> None:
         hits = z.argmax(axis=1) == target
     else:
         hits = z.argmax(axis=1) == target.argmax(axis=1)
-    acc[_CORRECT] += hits.sum()
+    acc[_CORRECT] += np.count_nonzero(hits)
 
 
 def metric_sum(xp, kind, z, target, acc, slot, activation="linear", threshold=0.5) -> None:
@@ -67,16 +69,32 @@ class NumpyBackend(LayerOpsReference, OptimizerOpsReference, Backend):
     fused_step = True  # train through numpy/fused_step.py's SGD step where the model allows it
     route = None       # what the last make_runner chose: {"route", "reason", "rows"}
 
-    def __init__(self, fused_step: bool = True):
+    _in_step = False  # matmul picks threads per product inside a training step only
+
+    def __init__(self, fused_step: bool = True, threads: ThreadPolicy | None = None):
         self.fused_step = check_bool(fused_step, "NumpyBackend(fused_step)")
+        self._threads = threads
+
+    @property
+    def threads(self) -> ThreadPolicy:
+        """This backend's BLAS thread choices and oversubscription guard (threads.py); made when first asked
+        for, so that a subclass whose __init__ does not call this one's still has its own."""
+        policy = self.__dict__.get("_threads")
+        if policy is None:
+            policy = self._threads = ThreadPolicy()
+        return policy
 
     def __repr__(self) -> str:
         return "NumpyBackend()" if self.fused_step else "NumpyBackend(fused_step=False)"
 
+    def describe(self) -> dict:
+        return {**super().describe(), "blas": "; ".join(blas_pools().describe()), "usable_cpus": usable_cpus(),
+                "blas_threads": self.threads.describe()}
+
     def make_runner(self, step, rows, max_steps=None, split=None, model=None, data=None, acc=None, **parts):
         """The fused SGD step (fused_step.py) where the model allows it and ``fused_step`` is on, else ``step``;
         ``route`` records the choice and why, and the log says it."""
-
+        self.threads.begin()  # the caller's BLAS limit and the usable CPUs, read at the start of every fit
         if not self.fused_step:
             why = "NumpyBackend(fused_step=False)"
         elif split is not None:
@@ -93,11 +111,30 @@ class NumpyBackend(LayerOpsReference, OptimizerOpsReference, Backend):
             return StepRunner(step)
         self.route = {"route": "general", "reason": why, "rows": rows}
         log.debug("numpy step for %d rows: the general step (%s)", rows, why)
-        return StepRunner(step)
+        return StepRunner(functools.partial(self._general_step, step))
+
+    def _general_step(self, step) -> None:
+        """The general step with the thread policy: its guard's choice for the whole step, else matmul's."""
+        policy, pools = self.threads, blas_pools()
+        start = time.perf_counter()
+        if policy.single is not None:
+            pools.set(1)
+        self._in_step = True
+        try:
+            step()
+        finally:
+            self._in_step = False
+            pools.set(policy.caller)
+        end = time.perf_counter()
+        policy.step_done(end - start, end)
 
     # Every GEMM goes through SciPy's BLAS, as the optimizers' axpy does: two OpenBLAS thread pools
     # (NumPy's and SciPy's) taking turns within one step cost more than the in-place update saves.
     def matmul(self, a, b, out, trans_a=False, trans_b=False):
+        if self._in_step and self.threads.single is None:
+            threads = self.threads.plan(out.shape[0] * out.shape[1] * (a.shape[0] if trans_a else a.shape[1]))
+            if threads:
+                blas_pools().set(threads)
         if not (a.flags.c_contiguous and b.flags.c_contiguous and out.flags.c_contiguous):
             return np.matmul(a.T if trans_a else a, b.T if trans_b else b, out=out)
         # row-major out = op(a) op(b) is column-major out.T = op(b).T op(a).T, over the same memory
@@ -126,20 +163,22 @@ class NumpyBackend(LayerOpsReference, OptimizerOpsReference, Backend):
             np.subtract(z, z.max(axis=1, keepdims=True), out=dz)  # shifted logits
             # row loss = log(sum exp(shifted)) - shifted[label]
             if kind == "softmax_xent_sparse":
-                rows = np.arange(n)
+                rows = _arange(n)
                 picked = dz[rows, target]
             else:
                 picked = (dz * target).sum(axis=1)
             np.exp(dz, out=dz)
             total = dz.sum(axis=1, keepdims=True)
-            dz /= total
             if kind == "softmax_xent_sparse":
                 acc[_LOSS] += (np.log(total[:, 0]) - picked).sum()
-                dz[rows, target] -= 1
+                total *= n
+                dz /= total                 # softmax / n in one pass
+                dz[rows, target] -= 1 / n
             else:
                 acc[_LOSS] += (np.log(total[:, 0]) * target.sum(axis=1) - picked).sum()
+                dz /= total
                 dz -= target
-            dz /= n
+                dz /= n
         elif kind == "sigmoid_bce":
             # max(z,0) - z t + log(1 + exp(-|z|)), averaged over the outputs of a row
             elem = np.maximum(z, 0) - z * target + np.log1p(np.exp(-np.abs(z)))
@@ -205,6 +244,14 @@ class NumpyBackend(LayerOpsReference, OptimizerOpsReference, Backend):
         grads += eps
         np.divide(m, grads, out=grads)
         axpy(grads, params, a=-alpha)         # w <- w - alpha m / (sqrt(v) + eps)
+
+
+@functools.lru_cache(maxsize=64)
+def _arange(n: int):
+    """0 .. n-1, made once per batch size (the sparse loss indexes its rows with it every step)."""
+    rows = np.arange(n)
+    rows.flags.writeable = False
+    return rows
 
 
 @functools.lru_cache(maxsize=None)

@@ -12,7 +12,8 @@ with dz's column sums. A step is then 3 GEMMs a layer (2 for the first), the act
 derivatives, and the loss: a flat list of calls prepared once (``prepared_blas``, on the OpenBLAS
 NumPy's wheel carries where it has one). A layer's input gradient is taken before its kernel moves.
 Sums run in another order than the general step's, so weights agree within float32 rounding, not bit
-for bit.
+for bit. Each GEMM runs on the BLAS threads ``threads.ThreadPolicy`` plans for its size, every one on
+a single thread while the machine is oversubscribed; between steps the caller's count is back.
 
 Limits (else the general step runs, and ``NumpyBackend.route`` says why): the model is a plain Dense
 stack in float32 with accuracy as its only metric and no regularizer (the GPU's fused step's rules,
@@ -22,12 +23,16 @@ all-reduces the gradients between backward and update).
 """
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
+
+import numpy as np
 
 from . import blas as prepared_blas
 from ... import activations
 from ..base import HYPER
 from ..step_spec import optimizer_kind, param_offsets, spec_from_model  # one rule for both fused steps
+from .threads import blas_pools
 
 
 def fused_sgd_unsupported(model, rows: int) -> str | None:
@@ -62,8 +67,12 @@ class FusedSgdStep:
         for buffer, width in zip(inputs, sizes):
             buffer[:, width] = 1
         outputs = [buffer[:, :width] for buffer, width in zip(inputs[1:], sizes[1:])] + [ws.a[-1]]
+        # a hidden layer's gradient is as wide as its output's buffer, its last column 0: ReLU and its mask then
+        # run over whole contiguous buffers (ReLU keeps the ones column 1), not over strided views
+        wide = [backend.zeros((rows, width + 1), dtype) for width in sizes[1:-1]] + [ws.dz[-1]]
+        grads = [buffer[:, :width] for buffer, width in zip(wide, sizes[1:])]
         self.batch = SimpleNamespace(x=inputs[0][:, :sizes[0]], y=ws.y, rows=rows)  # what data.gather fills
-        self.logits, self.dz, self.y = ws.a[-1], ws.dz, ws.y
+        self.logits, self.dz_logits, self.y = ws.a[-1], ws.dz[-1], ws.y
         acts = [layer.activation for layer in layers]
         if model.loss_fused:
             acts[-1] = "linear"  # the loss takes logits
@@ -73,33 +82,62 @@ class FusedSgdStep:
         self.neg_lr = prepared_blas.cell(dtype)
         self.blas = prepared_blas.library()
         gemm = prepared_blas.gemm
-        self.forward = [(gemm(inputs[i], blocks[i], outputs[i]), outputs[i], acts[i]) for i in range(last + 1)]
-        self.backward = [(ws.dz[i], outputs[i], acts[i],
-                          gemm(ws.dz[i], blocks[i][:-1], ws.dz[i - 1], trans_b=True) if i else None,
-                          gemm(inputs[i], ws.dz[i], blocks[i], trans_a=True, alpha=self.neg_lr, beta=1.0))
+        # each product with its thread count (backend.threads' plan: None where the count does not matter)
+        self.policy, self.pools = backend.threads, blas_pools()
+
+        def planned(call):
+            return (self.policy.plan(call.macs), call) if call is not None else (None, None)
+
+        def whole(i):  # ReLU over a hidden layer's whole buffer, else the activation over the output itself
+            return i < last and acts[i] == "relu"
+
+        self.forward = [(*planned(gemm(inputs[i], blocks[i], outputs[i])),
+                         None if acts[i] == "linear" else activations.get(acts[i]).forward,
+                         inputs[i + 1] if whole(i) else outputs[i]) for i in range(last + 1)]
+        self.backward = [(acts[i], wide[i] if whole(i) else grads[i], inputs[i + 1] if whole(i) else outputs[i],
+                          np.empty(wide[i].shape, bool) if whole(i) else None,
+                          *planned(gemm(grads[i], blocks[i][:-1], grads[i - 1], trans_b=True) if i else None),
+                          *planned(gemm(inputs[i], grads[i], blocks[i], trans_a=True, alpha=self.neg_lr, beta=1.0)))
                          for i in range(last, -1, -1)]
         loss = model.loss
         self.loss = (loss.kind(), any(m.kind is None for m in model.compiled_metrics), loss.accuracy_threshold())
 
     def __call__(self) -> None:
-
-        be = self.be
-        self.data.gather(self.batch)
-        self.optimizer.begin_step()  # a schedule's rate for this step
-        self.neg_lr.value = -float(self.hyper[_LR])
-        for forward, out, act in self.forward:
-            forward()                    # out <- [x, 1] @ [kernel; bias]
-            if act != "linear":
-                activations.get(act).forward(out)
-        kind, count, threshold = self.loss
-        be.loss_grad(kind, self.logits, self.y, self.dz[-1], self.acc, count, threshold)
-        for dz, y, act, input_grad, fold in self.backward:
-            if act != "linear":
-                be.act_backward(dz, y, act)
-            if input_grad is not None:  # with the kernel as it was
-                input_grad()
-            fold()                       # [kernel; bias] <- [kernel; bias] - lr [x, 1]^T dz
-        be.advance(self.data.cursor, self.rows, self.hyper, self.acc)
+        be, policy, pools = self.be, self.policy, self.pools
+        start = time.perf_counter()
+        single = policy.single is not None  # the guard's choice holds for the whole step
+        if single:
+            pools.set(1)
+        try:
+            self.data.gather(self.batch)
+            self.optimizer.begin_step()  # a schedule's rate for this step
+            self.neg_lr.value = -float(self.hyper[_LR])
+            for threads, forward, activate, out in self.forward:
+                if threads and not single:
+                    pools.set(threads)
+                forward()                    # out <- [x, 1] @ [kernel; bias]
+                if activate is not None:
+                    activate(out)
+            kind, count, threshold = self.loss
+            be.loss_grad(kind, self.logits, self.y, self.dz_logits, self.acc, count, threshold)
+            for act, dz, y, mask, grad_threads, input_grad, threads, fold in self.backward:
+                if mask is not None:         # ReLU's derivative: dz <- dz * (y > 0)
+                    np.greater(y, 0, out=mask)
+                    np.multiply(dz, mask, out=dz)
+                elif act != "linear":
+                    be.act_backward(dz, y, act)
+                if input_grad is not None:  # with the kernel as it was
+                    if grad_threads and not single:
+                        pools.set(grad_threads)
+                    input_grad()
+                if threads and not single:
+                    pools.set(threads)
+                fold()                       # [kernel; bias] <- [kernel; bias] - lr [x, 1]^T dz
+            be.advance(self.data.cursor, self.rows, self.hyper, self.acc)
+        finally:
+            pools.set(policy.caller)  # the caller's count between steps
+        end = time.perf_counter()
+        policy.step_done(end - start, end)
 
 
 _LR = HYPER["lr"]
