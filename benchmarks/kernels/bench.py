@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from mlp_gpu.optimizers import schedules  # noqa: E402
+from mlp_gpu.optimizers.adamax import adamax_rule  # noqa: E402
 from mlp_gpu.backend import NumpyBackend, available_backends, get_backend  # noqa: E402
 from mlp_gpu.backend.numpy.layer_ops import philox4x32  # noqa: E402
 from mlp_gpu.backend.shared_constants import ACC_SIZE, HYPER, HYPER_SIZE  # noqa: E402
@@ -193,7 +194,15 @@ def toolbox_cases(n: int, small: bool = False) -> list[Case]:
         Case(f"rmsprop momentum centered ({size})", "rmsprop_update", centered, 9 * slot),
         Case(f"adagrad_update ({size})", "adagrad_update", _flat(size, 1), 5 * slot),
         Case(f"nadam_update ({size})", "nadam_update", _flat(size, 2), 7 * slot),
+        Case(f"adamax_update ({size})", "optimizer_update", lambda r: _own_rule("adamax_update", adamax_rule,
+                                                                                 _flat(size, 2)(r)), 7 * slot),
     ]
+
+
+def _own_rule(kernel, rule, args):
+    """optimizer_update's arguments for an optimizer file's own kernel: its slots as one (slots, size) buffer."""
+    w, g, *slots, hyper = args
+    return [kernel, rule, w, g, np.stack(slots), hyper]
 
 
 def _call(backend, case, args):

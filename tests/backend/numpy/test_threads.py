@@ -48,7 +48,9 @@ def quiet_backend():
     return NumpyBackend(threads=ThreadPolicy(others=lambda: 0))
 
 
-two_cpus = pytest.mark.skipif(cpu_threads.usable_cpus() < 2, reason="needs two usable CPUs")
+# Two CPUs, and no thread limit already in force (OPENBLAS_NUM_THREADS=1 is a caller's limit, honoured).
+two_cpus = pytest.mark.skipif(cpu_threads.usable_cpus() < 2 or blas_threads_now() < 2,
+                              reason="needs two usable CPUs and BLAS allowed two threads")
 
 
 # ---- usable CPUs ---------------------------------------------------------------------------------
@@ -128,6 +130,7 @@ def test_the_general_step_picks_threads_per_product_and_restores_the_callers_cou
 
 
 # ---- the oversubscription guard ------------------------------------------------------------------
+@two_cpus
 def test_busy_competitors_drop_the_backend_to_one_thread_logged_once(caplog):
     """One busy process per CPU, started here: the guard reads the machine's runnable threads."""
     competitors = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count())]
@@ -146,6 +149,7 @@ def test_busy_competitors_drop_the_backend_to_one_thread_logged_once(caplog):
     assert sum(DROP in record.getMessage() for record in caplog.records) == 1
 
 
+@two_cpus
 def test_the_guard_drops_while_others_hold_the_cores_and_comes_back(caplog):
     load = [0]
     policy = ThreadPolicy(ThreadRule(1000), period=0.0, clear_checks=3, others=lambda: load[0], cpus=lambda: 2)
@@ -168,6 +172,7 @@ def test_the_guard_drops_while_others_hold_the_cores_and_comes_back(caplog):
     assert sum(DROP in record.getMessage() for record in caplog.records) == 1
 
 
+@two_cpus
 def test_steps_far_slower_than_the_fastest_seen_drop_for_the_rest_of_the_fit():
     policy = ThreadPolicy(ThreadRule(1000), period=0.0, slow=4.0, clear_checks=1, others=lambda: None,
                           cpus=lambda: 2)
