@@ -255,8 +255,11 @@ __device__ __forceinline__ void run(const In* __restrict__ src_x, const Y* __res
         }
         __syncthreads();
         // ---- backward, layer by layer
+        // Adam's step size at t = iterations + 1, in double as the NumPy reference computes it (a float32
+        // 1 - b^t loses digits early on), once a step
+        const double t_adam = (double)it0 + step + 1.0;
         const float alpha = optimizer == PERSIST_OPT_ADAM
-            ? lr * sqrtf(1.0f - powf(b2, it0 + step + 1.0f)) / (1.0f - powf(b1, it0 + step + 1.0f)) : 0.0f;
+            ? (float)((double)lr * sqrt(1.0 - pow((double)b2, t_adam)) / (1.0 - pow((double)b1, t_adam))) : 0.0f;
         for (int l = L - 1; l >= 0; --l) {
             int cnt = tab.cnt(l), n = tab.width(l + 1), lo = tab.lo(l), fan_in = tab.width(l);
             float* w = fs + tab.woff(l);
@@ -318,7 +321,7 @@ __device__ __forceinline__ void run(const In* __restrict__ src_x, const Y* __res
 }  // namespace persist
 
 // What every persistent_step_* entry point passes on: its parameters, named alike in each.
-#define PERSIST_ARGS src_x, src_y, perm, cursor, net, params, state, hyper, acc, scratch, bar, rows, steps, \
+#define PERSISTENT_STEP_ARGS src_x, src_y, perm, cursor, net, params, state, hyper, acc, scratch, bar, rows, steps, \
                      optimizer, nesterov, count, slots
 
 // Launch (every persistent_step_*): cooperative (all G blocks resident at once: cuLaunchCooperativeKernel, or
@@ -333,7 +336,7 @@ extern "C" __global__ void persistent_step_u8_i32(const unsigned char* __restric
         const int* __restrict__ src_y, const long long* __restrict__ perm, long long* cursor,
         const int* __restrict__ net, float* params, float* state, float* hyper, double* acc, float* scratch,
         unsigned* bar, int rows, int steps, int optimizer, int nesterov, int count, int slots) {
-    persist::run(PERSIST_ARGS, 1.0f / PIXEL_MAX);
+    persist::run(PERSISTENT_STEP_ARGS, 1.0f / PIXEL_MAX);
 }
 
 // float32 features, int32 labels. Launch: as above (every persistent_step_*).
@@ -341,7 +344,7 @@ extern "C" __global__ void persistent_step_f32_i32(const float* __restrict__ src
         const int* __restrict__ src_y, const long long* __restrict__ perm, long long* cursor,
         const int* __restrict__ net, float* params, float* state, float* hyper, double* acc, float* scratch,
         unsigned* bar, int rows, int steps, int optimizer, int nesterov, int count, int slots) {
-    persist::run(PERSIST_ARGS, 1.0f);
+    persist::run(PERSISTENT_STEP_ARGS, 1.0f);
 }
 
 // uint8 pixels, float32 targets (categorical cross-entropy). Launch: as above.
@@ -349,7 +352,7 @@ extern "C" __global__ void persistent_step_u8_f32(const unsigned char* __restric
         const float* __restrict__ src_y, const long long* __restrict__ perm, long long* cursor,
         const int* __restrict__ net, float* params, float* state, float* hyper, double* acc, float* scratch,
         unsigned* bar, int rows, int steps, int optimizer, int nesterov, int count, int slots) {
-    persist::run(PERSIST_ARGS, 1.0f / PIXEL_MAX);
+    persist::run(PERSISTENT_STEP_ARGS, 1.0f / PIXEL_MAX);
 }
 
 // float32 features and targets. Launch: as above.
@@ -357,5 +360,5 @@ extern "C" __global__ void persistent_step_f32_f32(const float* __restrict__ src
         const float* __restrict__ src_y, const long long* __restrict__ perm, long long* cursor,
         const int* __restrict__ net, float* params, float* state, float* hyper, double* acc, float* scratch,
         unsigned* bar, int rows, int steps, int optimizer, int nesterov, int count, int slots) {
-    persist::run(PERSIST_ARGS, 1.0f);
+    persist::run(PERSISTENT_STEP_ARGS, 1.0f);
 }

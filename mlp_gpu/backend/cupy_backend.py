@@ -14,6 +14,7 @@ import numpy as np
 
 from . import kernels
 from .base import BackendUnavailable, DeviceMemoryError, StepRunner, device_memory_message
+from .cooperative import EPOCH, CooperativeLaunches, persistent_runner
 from .cuda_ops import CudaOps
 from .staging import HostStage
 
@@ -68,7 +69,7 @@ def column_major_gemm(a_shape, b_shape, out_shape, trans_a, trans_b):
     return trans_b, trans_a, cols, rows, k, b_shape[1], a_shape[1], cols
 
 
-GEMMS = ("auto", "kernel", "cublas", "lt")
+GEMMS = ("auto", "kernel", "cublas", "lt", "persistent")
 
 
 def _env_steps(value):
@@ -82,7 +83,7 @@ def _env_steps(value):
     return steps
 
 
-class CupyBackend(CudaOps):
+class CupyBackend(CooperativeLaunches, CudaOps):
     """Arrays on the current CUDA device; the fused ops are our kernels.
 
     graph: capture training steps as CUDA graphs and replay them (env MLP_GPU_GRAPH, default on).
@@ -93,7 +94,11 @@ class CupyBackend(CudaOps):
                     can be captured, else our kernel;
            "kernel" our sgemm_strided;
            "cublas" cuBLAS through nvmath-python's bindings, which can be captured;
-           "lt"     the fused cuBLASLt step (step_plan.py) where the model fits it, else "cublas".
+           "lt"     the fused cuBLASLt step (step_plan.py) where the model fits it, else "cublas";
+           "persistent" a block of steps (an epoch, or steps_per_graph when above 1) in one cooperative
+                    launch of kernels/persistent_step.cu (persistent_step.py) where the model and its
+                    on-chip budget fit, with or without graph mode; else as "auto". "auto" does not pick it:
+                    no GPU has timed it yet (benchmarks/graph_routes.py measures it against "lt").
            A route that cannot run falls back and logs why; backend.route says what ran.
     steps_per_graph: training steps captured in one graph (env MLP_GPU_STEPS_PER_GRAPH, default 1).
     """
@@ -244,6 +249,8 @@ class CupyBackend(CudaOps):
         from .fused_step import FusedStep
 
         choice, notes = self.gemm_choice, []
+        if choice == "persistent":  # it did not fit (make_runner says why): as "auto"
+            choice = "auto"
         if choice == "auto" and vendor_gemm.unavailable_reason() is None:
             choice = "lt"
         if choice == "lt":
@@ -320,8 +327,19 @@ class CupyBackend(CudaOps):
         With ``model``, ``data`` (x, y, perm, cursor on the device) and ``acc`` the lt route builds its
         own fused step; otherwise ``step`` is captured as it is. ``split``: see ``_runner_around``.
         """
+        persistent_note = None
+        if self.gemm_choice == "persistent" and split is None:
+            runner, info = persistent_runner(self, rows, max_steps, model, data, acc,
+                                             self.steps_per_graph if self.steps_per_graph > 1 else EPOCH)
+            if runner is not None:
+                if max_steps is None or self.route is None:
+                    self.route = info
+                return runner
+            persistent_note = f"persistent route not taken: {info}"
+            log.info("graph mode: %s", persistent_note)
         if not self.graph:
-            self.route = {"route": "eager", "reason": "graph=False", "steps_per_graph": 1}
+            self.route = {"route": "eager", "reason": "; ".join(filter(None, [persistent_note, "graph=False"])),
+                          "steps_per_graph": 1}
             return StepRunner(step)
         if split is not None:
             return self._runner_around(step, rows, max_steps, split)
@@ -336,6 +354,8 @@ class CupyBackend(CudaOps):
             why += f"; its capture failed ({type(exc).__name__}: {exc}): our sgemm_strided kernel instead"
             route, capture_gemm = "kernel", "kernel"
             runner = GraphRunner(self, step, block, capture_gemm)
+        if persistent_note:
+            why = f"{persistent_note}; {why}"
         info = {"route": route, "reason": why, "steps_per_graph": block, "rows": rows,
                 "nodes_per_step": self._nodes_per_step(model, rows, route),
                 "graph_nodes_per_step": runner.nodes_per_step}

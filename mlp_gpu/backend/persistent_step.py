@@ -3,14 +3,16 @@ kernels/persistent_step.cu, each thread block keeping its slice of every layer's
 shared memory for the whole launch.
 
 Whoever runs it supplies ``zeros``, ``asarray``, ``launch_cooperative(name, grid, block, shared_mem, args)``,
-``shared_memory_limit()`` (dynamic shared memory one block may have, bytes) and ``resident_blocks(name,
+``shared_memory_limit()`` (dynamic shared memory one block may have, bytes), ``resident_blocks(name,
 threads, shared_mem)`` (the blocks of that shape the whole device holds at once: the occupancy API times the
-multiprocessors): the CuPy backend on a GPU, the test harness (tests/harness/persistent.py) on the CPU.
+multiprocessors) and ``max_persistent_blocks()`` (the most blocks worth launching): the CuPy backend on a GPU
+(cooperative.py), the test harness (tests/harness/persistent.py) on the CPU.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from .base import StepRunner
 from .fused_step import _resident, spec_from_model
 from .shared_constants import (ACT_CODES, PERSIST_BLOCK, PERSIST_MAX_LAYERS, PERSIST_NET_INTS, PERSIST_OPT_CODES,
                                PERSIST_TABLE_INTS)
@@ -67,11 +69,18 @@ def unsupported(model, rows: int) -> str | None:
     return None
 
 
+def kernel_name(pixels: bool, sparse: bool) -> str:
+    """The entry point for uint8 pixels or float32 features, int32 labels or float32 targets."""
+    return f"persistent_step_{'u8' if pixels else 'f32'}_{'i32' if sparse else 'f32'}"
+
+
 def choose_grid(runner, name: str, sizes, rows: int, threads: int, slots: int) -> tuple[int, int, str | None]:
-    """(blocks, shared bytes, None) for the most blocks that are all resident at once and own at least one
-    unit of the widest layer, or (0, bytes, why) when even that many cannot hold the weights on chip."""
+    """(blocks, shared bytes, None) for the most blocks that are all resident at once, own at least one unit
+    of the widest layer and are no more than ``runner.max_persistent_blocks()`` (on a GPU its multiprocessors:
+    a second block on a multiprocessor only shares its shared memory and adds barrier arrivals), or
+    (0, bytes, why) when even that many cannot hold the weights on chip."""
     limit = runner.shared_memory_limit()
-    grid = max(sizes[1:])  # more blocks would own nothing of any layer
+    grid = min(max(sizes[1:]), runner.max_persistent_blocks())
     while True:
         shared, _ = layout(sizes, rows, grid, threads, slots)
         if shared > limit:
@@ -94,8 +103,7 @@ class PersistentStep:
         if not reason and not _resident(data):
             reason = "the training data is not resident on the device (x, y, perm and cursor)"
         spec = None if reason else spec_from_model(model, rows)[0]
-        pixels = not reason and np.dtype(data.x.dtype) == np.uint8
-        self.name = f"persistent_step_{'u8' if pixels else 'f32'}_{'i32' if spec and spec.sparse else 'f32'}"
+        self.name = kernel_name(not reason and np.dtype(data.x.dtype) == np.uint8, bool(spec and spec.sparse))
         if not reason:
             self.slots = SLOTS[spec.optimizer]
             self.grid, self.shared_mem, reason = choose_grid(runner, self.name, spec.sizes, rows, threads, self.slots)
@@ -121,12 +129,9 @@ class PersistentStep:
                                            self.args + (np.int32(count),) + self.tail)
 
 
-class PersistentRunner:
+class PersistentRunner(StepRunner):
     """The trainer's runner over a PersistentStep: ``count`` steps a call in one launch; ``block`` the most
     steps the loop hands over at once (an epoch's worth unless the backend caps it)."""
-
-    def __init__(self, step: PersistentStep, block: int):
-        self.step, self.block = step, block
 
     def __call__(self, count: int = 1) -> None:
         self.step(count)

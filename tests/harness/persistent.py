@@ -21,11 +21,15 @@ class HostPersistentOps(HostCudaOps):
     def __init__(self, blocks: int, threads: int = 64, steps_per_launch: int = 1 << 30,
                  shared_limit: int = SHARED_LIMIT):
         super().__init__()
-        self.blocks, self.threads, self.steps_per_launch, self.shared_limit = blocks, threads, steps_per_launch, shared_limit
+        self.blocks, self.threads, self.steps_per_launch = blocks, threads, steps_per_launch
+        self.shared_limit = shared_limit
         self.route = None
 
     def shared_memory_limit(self) -> int:
         return self.shared_limit
+
+    def max_persistent_blocks(self) -> int:
+        return self.blocks
 
     def resident_blocks(self, name, threads, shared_mem) -> int:
         return self.blocks if shared_mem <= self.shared_limit else 0
