@@ -107,6 +107,24 @@ def full_run(backend, data, epochs) -> dict:
             "test_accuracy": model.evaluate(data["x_test"], data["y_test"])[1]}
 
 
+def persistent_headline(data, epochs=30) -> dict:
+    """Issue 28's headline, early so that a run cut short has it: the reference workload's 30 epochs with
+    per-epoch validation on the persistent route (target 0.6 s, 10 µs a step) against the lt route and PyTorch
+    with a captured step, and each route's parity with NumPy after an epoch. graph_routes (a later stage) has
+    every route at batch 32, 256, 1024 and on the wide net."""
+    keep = ("graph_lt", "persistent")
+    setup = graph_routes.Setup(routes={k: graph_routes.ROUTES[k] for k in keep}, peers=("torch_graph",),
+                               long_epochs=epochs, validation=(True,))
+    runs = []
+    for impl in keep + setup.peers:
+        try:
+            runs.append(graph_routes.thirty_epochs(data, impl, setup, say, validation=True))
+        except Exception as exc:  # no torch CUDA, or a route failing: reported, the rest go on
+            runs.append({"impl": impl, "skipped": f"{type(exc).__name__}: {exc}"})
+    return {"target_seconds": 0.6, "thirty_epochs_with_validation": runs,
+            "parity": [graph_routes.parity(data, impl, setup) for impl in keep]}
+
+
 def nccl_one_rank(data, epochs=1) -> dict:
     """The NCCL engine on this one GPU: the reference workload in graph mode with its all-reduce in the
     captured step, against the same fit without it (same weights; time per step with and without)."""
@@ -215,6 +233,7 @@ def main(argv=None) -> int:
         result["tests"] = stages.run("gpu tests", 60, lambda: run_gpu_tests(out, max(30.0, stages.left() - 150)))
         result["full_run"] = stages.run("30-epoch graph run", 40,
                                         lambda: full_run(get_backend("cupy", graph=True), data, 30))
+        result["persistent"] = stages.run("persistent route", 30, lambda: persistent_headline(data))
         suite = stages.run("bench matrix", 40, lambda: run_suite("gpu", repeats=3, out=out, log=say))
         kernels = stages.run("kernel bench", 15, lambda: kernel_bench.run(validate_only=False, log=say))
         if kernels is not None:
@@ -271,6 +290,11 @@ def markdown(r) -> str:
         lines += ["", f"Full run ({fr['backend']}): {fr['epochs']} epochs of the reference workload with per-epoch "
                   f"validation in {fr['train_seconds_with_validation']:.2f} s; val accuracy {fr['val_accuracy']:.4f}, "
                   f"test accuracy {fr['test_accuracy']:.4f}."]
+    for run in (r.get("persistent") or {}).get("thirty_epochs_with_validation", []):
+        lines += ["", f"Persistent-route headline, {run['impl']}: " + (
+            f"{run['epochs']} epochs with validation in {run['seconds']:.2f} s (target 0.6 s on the persistent route); "
+            f"route {(run.get('route') or {}).get('route', run['impl'])}" if "seconds" in run
+            else f"skipped: {run['skipped']}")]
     if r.get("ratios"):
         lines += ["", "Ratios from the suite (see the bench-* files):", ""]
         lines += [f"- {k}: {v:.3f}" for k, v in r["ratios"].items()]

@@ -388,5 +388,32 @@ def test_graph_routes_benchmark_runs_end_to_end_on_the_cpu(tmp_path):
         assert "skipped" in cells[peer] or "us_per_step" in cells[peer]
     assert result["parity"][0]["ok"] and result["parity"][0]["max_abs_weight_diff"] == 0
     assert result["thirty_epochs"][0]["epochs"] == 1
+    assert [(t["impl"], t["validation"]) for t in result["thirty_epochs"]] == [
+        (impl, v) for v in (False, True) for impl in ("numpy", "torch_eager", "torch_graph")]
+    assert result["fastest"]["tiny"]["impl"] == "numpy" and "keeps the lt route" in result["auto_note"]
     text = (tmp_path / "graph-routes.md").read_text()
-    assert "| tiny | numpy |" in text and "parity after one epoch" in text
+    assert "| tiny | numpy |" in text and "parity after one epoch" in text and "fastest of our routes" in text
+    assert "persistent" in graph_routes.ROUTES and "reference-b256" in [w.name for w in graph_routes.WORKLOADS]
+
+
+def test_gpu_check_persistent_stage_runs_on_the_cpu(monkeypatch):
+    """gpu-check's persistent-route stage end to end, NumPy standing in for the lt and persistent routes (the
+    PyTorch peer reports itself skipped without CUDA), so the GPU run does not find a typo in it."""
+    import sys
+
+    sys.path.insert(0, str(kernels.kernel_dir().parent / "benchmarks"))
+    import gpu_check
+    import graph_routes
+
+    monkeypatch.setitem(graph_routes.ROUTES, "graph_lt", ("numpy", {}))
+    monkeypatch.setitem(graph_routes.ROUTES, "persistent", ("numpy", {}))
+    rng = np.random.default_rng(1)
+    data = {"x": rng.integers(0, 256, (96, 784)).astype(np.uint8), "y": rng.integers(0, 10, 96).astype(np.int32)}
+    data.update(x_test=data["x"][:32], y_test=data["y"][:32], x_val=data["x"][32:64], y_val=data["y"][32:64])
+    monkeypatch.setattr(graph_routes.Setup, "parity_rows", 64)
+    result = gpu_check.persistent_headline(data, epochs=1)
+    runs = {r["impl"]: r for r in result["thirty_epochs_with_validation"]}
+    assert runs["persistent"]["epochs"] == 1 and runs["persistent"]["validation"] and runs["graph_lt"]["seconds"] > 0
+    assert "skipped" in runs["torch_graph"] or "seconds" in runs["torch_graph"]
+    assert [p["impl"] for p in result["parity"]] == ["graph_lt", "persistent"]
+    assert all(p["ok"] for p in result["parity"])
