@@ -129,7 +129,7 @@ def nccl_one_rank(data, epochs=1) -> dict:
     """The NCCL engine on this one GPU: the reference workload in graph mode with its all-reduce in the
     captured step, against the same fit without it (same weights; time per step with and without)."""
     from mlp_gpu.backend import BackendUnavailable
-    from mlp_gpu.backend.nccl_engine import NcclCommunicator
+    from mlp_gpu.backend.cuda.nccl import NcclCommunicator
     from mlp_gpu.distributed import SingleProcess
 
     try:
@@ -206,7 +206,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     gpu = available_backends()["cupy"] is None
-    from mlp_gpu.backend import vendor_gemm
+    from mlp_gpu.backend.cuda import vendor_gemm
 
     say("nvmath-python:", vendor_gemm.unavailable_reason() or "importable")
     if args.routes_only:

@@ -1,5 +1,5 @@
 // The persistent route (issue 28): a block of training steps of a Dense stack in one cooperative launch,
-// weight-stationary. mlp_gpu/backend/persistent_step.py builds every buffer and the launch.
+// weight-stationary. mlp_gpu/backend/cuda/persistent_step.py builds every buffer and the launch.
 // Layout (every buffer is the caller's; the kernel owns scratch and bar for the length of its launch):
 //   src_x (rows_total, s0) uint8 pixels (scaled by 1 / PIXEL_MAX) or float32 features, row-major;
 //   src_y (rows_total,) int32 labels, or (rows_total, sL) float32 targets; perm (rows_total,) int64;

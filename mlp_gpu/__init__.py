@@ -1,15 +1,22 @@
 """mlp_gpu: Keras-like multilayer perceptrons on CUDA (CuPy) or NumPy."""
 __version__ = "0.1.0"
 
-from . import callbacks, data, datasets, distributed, initializers, losses, optimizers, regularizers, utils  # noqa: E402
+import sys
+
+from . import callbacks, data, datasets, distributed, initializers, layers, losses, models, optimizers  # noqa: E402,F401
+from . import regularizers, utils  # noqa: E402
 from .backend import available_backends, get_backend  # noqa: E402
 from .callbacks import Callback, EarlyStopping, History  # noqa: E402
 from .io import load_model  # noqa: E402
-from .layers import Dense, Flatten, Input, Dropout, BatchNormalization, Normalization  # noqa: E402
-from .model import Sequential  # noqa: E402
-from . import models  # noqa: E402
-from .optimizers import SGD, Adam  # noqa: E402
-from .trainer import TrainingDiverged  # noqa: E402
+from .layers import BatchNormalization, Dense, Dropout, Flatten, Input, Normalization  # noqa: E402
+from .models import Sequential  # noqa: E402
+from .optimizers import SGD, Adam, schedules  # noqa: E402
+from .training.fit import TrainingDiverged  # noqa: E402
+
+# Import paths that earlier releases and the docs use, kept as names of the modules' new homes.
+data_sources = data.sources
+sys.modules[__name__ + ".data_sources"] = data.sources
+sys.modules[__name__ + ".schedules"] = schedules
 
 __all__ = ["Sequential", "Dense", "Flatten", "Input", "Dropout", "BatchNormalization", "Normalization",
            "regularizers", "SGD", "Adam", "EarlyStopping", "Callback", "History",

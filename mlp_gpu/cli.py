@@ -25,7 +25,7 @@ def _load_data(args, need_test=True):
     from . import data
 
     if _hdf5_data(args):
-        from .data_sources import open_hdf5
+        from .data.hdf5 import open_hdf5
 
         train = open_hdf5(args.data)
         test = open_hdf5(args.data, "test") if need_test or "test" in train[0].file else None
@@ -68,7 +68,7 @@ def cmd_train(args):
     backend = get_backend(args.backend, graph=not args.no_graph, tf32=args.tf32)
     (x_full, y_full), test = _load_data(args, need_test=False)
     if _hdf5_data(args):  # row ranges of the file's datasets: nothing is read before fit streams it
-        from .data_sources import split_rows
+        from .data.sources import split_rows
 
         (x, y), (x_val, y_val) = split_rows(x_full, y_full, args.validation_size)
     else:
@@ -118,7 +118,7 @@ def cmd_evaluate(args):
     loss, acc = model.evaluate(x_test, y_test)
     result = {"test_loss": loss, "test_accuracy": acc}
     if args.plot:
-        from .data import FASHION_CLASSES
+        from .data.idx import FASHION_CLASSES
         from .plots import plot_confusion
 
         names = FASHION_CLASSES if args.dataset == "fashion-mnist" else [str(k) for k in range(10)]
@@ -162,8 +162,8 @@ def cmd_export(args):
 
 
 def cmd_convert(args):
-    from .data import find_dataset
-    from .data_sources import write_hdf5
+    from .data.idx import find_dataset
+    from .data.hdf5 import write_hdf5
 
     (x, y), test = _load_data(args)
     source = find_dataset(args.dataset, args.data)["train_images"].parent

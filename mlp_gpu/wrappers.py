@@ -29,7 +29,7 @@ try:
 except ImportError as exc:  # pragma: no cover - the sklearn extra is part of dev
     raise ImportError("mlp_gpu.wrappers needs scikit-learn >= 1.6: pip install 'mlp_gpu[sklearn]'") from exc
 
-from .model import Sequential
+from .models.sequential import Sequential
 
 
 def _clone(model):

@@ -61,7 +61,7 @@ def numpy_backend():
 
 def pytest_terminal_summary(terminalreporter):
     """Report the registers and spills nvcc gave each kernel (collected by test_kernels)."""
-    from tests import test_kernels
+    from tests.kernels import test_kernels
 
     if test_kernels.RESOURCES:
         terminalreporter.write_line("kernel registers / spill bytes (nvcc -arch=sm_90 --resource-usage):")

@@ -1,7 +1,7 @@
 """Every CuPy name mlp_gpu's backend and GPU benchmarks use, in one list, and the means to check
 it against a CuPy install.
 
-``USES`` is what tests/test_cupy_api.py finds in the backend's source (attribute chains on
+``USES`` is what tests/backend/cuda/test_cupy_api.py finds in the backend's source (attribute chains on
 ``self.xp``, ``cupy``, CuPy modules imported by name, and on what their calls return), written as
 the code spells them with the root spelled ``cupy``; a new use fails that test until it is listed
 here. ``UNTRACKED`` are uses the scan cannot see (methods of arrays passed in as parameters, a
@@ -49,7 +49,7 @@ USES = (
     "cupy.cuda.Stream().begin_capture",
     "cupy.cuda.Stream().end_capture",
     "cupy.cuda.device.get_cublas_handle",
-    "cupy.cuda.driver.funcSetAttribute",      # the persistent route (backend/cooperative.py)
+    "cupy.cuda.driver.funcSetAttribute",      # the persistent route (backend/cuda/cooperative.py)
     "cupy.cuda.driver.launchCooperativeKernel",
     "cupy.cuda.driver.occupancyMaxActiveBlocksPerMultiprocessor",
     "cupy.cuda.get_current_stream",

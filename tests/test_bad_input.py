@@ -12,8 +12,9 @@ import mlp_gpu
 from mlp_gpu import SGD, Adam, Dense, Flatten, Input, Sequential
 from mlp_gpu.backend import BackendUnavailable, get_backend
 from mlp_gpu.backend.base import device_memory_message
-from mlp_gpu.callbacks import EarlyStopping, ModelCheckpoint
-from mlp_gpu.data import IDXError, read_idx
+from mlp_gpu.callbacks.monitor import EarlyStopping
+from mlp_gpu.callbacks.checkpoint import ModelCheckpoint
+from mlp_gpu.data.idx import IDXError, read_idx
 from mlp_gpu.io import ModelFileError, SaveError, files
 
 from .conftest import CUPY_REASON

@@ -4,7 +4,7 @@ import pytest
 
 from mlp_gpu import Dense, Input, Sequential
 from mlp_gpu._checks import check_bool, check_int, check_number
-from mlp_gpu.trainer import prepare_fit, run_epochs
+from mlp_gpu.training.fit import prepare_fit, run_epochs
 
 from .conftest import blobs
 

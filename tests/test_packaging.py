@@ -34,7 +34,7 @@ def test_wheel_contains_kernels(tmp_path):
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     code = ("import sys; sys.path.insert(0, sys.argv[1]); import mlp_gpu, mlp_gpu.datasets, mlp_gpu.distributed; "
-            "from mlp_gpu.backend import kernels; print(mlp_gpu.__file__); print(kernels.kernel_dir())")
+            "from mlp_gpu.backend.cuda import kernels; print(mlp_gpu.__file__); print(kernels.kernel_dir())")
     out = subprocess.run([sys.executable, "-c", code, str(site)], capture_output=True, text=True, cwd=tmp_path,
                          env={"PATH": "/usr/bin:/bin"}, check=True).stdout.split()
     assert Path(out[0]) == site / "mlp_gpu" / "__init__.py"

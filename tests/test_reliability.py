@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 import mlp_gpu
 from mlp_gpu import SGD, Dense, Input, Sequential, TrainingDiverged
-from mlp_gpu.callbacks import ModelCheckpoint
-from mlp_gpu.data import IDXError, read_idx
+from mlp_gpu.callbacks.checkpoint import ModelCheckpoint
+from mlp_gpu.data.idx import IDXError, read_idx
 from mlp_gpu.io import ModelFileError
 
 from .conftest import blobs, write_idx

@@ -23,9 +23,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from mlp_gpu import schedules  # noqa: E402
+from mlp_gpu.optimizers import schedules  # noqa: E402
 from mlp_gpu.backend import NumpyBackend, available_backends, get_backend  # noqa: E402
-from mlp_gpu.backend.layer_ops import philox4x32  # noqa: E402
+from mlp_gpu.backend.numpy.layer_ops import philox4x32  # noqa: E402
 from mlp_gpu.backend.shared_constants import ACC_SIZE, HYPER, HYPER_SIZE  # noqa: E402
 
 PARAMS = 266_610  # the reference net's parameter count

@@ -11,7 +11,7 @@ import os
 import sys
 
 from .base import Backend, BackendUnavailable
-from .numpy_backend import NumpyBackend
+from .numpy.backend import NumpyBackend
 
 log = logging.getLogger("mlp_gpu")
 
@@ -40,7 +40,7 @@ def get_backend(name: str | Backend | None = None, **options) -> Backend:
     name = name.strip().lower()
     if name == "numpy":
         return NumpyBackend()
-    from . import cupy_backend  # imports cupy lazily, guarded
+    from .cuda import backend as cupy_backend  # imports cupy lazily, guarded
 
     if name == "cupy":
         return cupy_backend.CupyBackend(**options)
@@ -53,7 +53,7 @@ def get_backend(name: str | Backend | None = None, **options) -> Backend:
 
 def available_backends() -> dict[str, str | None]:
     """Map each concrete backend name to None (usable) or the reason it is not."""
-    from . import cupy_backend
+    from .cuda import backend as cupy_backend
 
     return {"numpy": None, "cupy": cupy_backend.unavailable_reason()}
 
@@ -63,7 +63,7 @@ def use_local_device(local_rank: int) -> None:
 
     Called by ``mlp_gpu.distributed.init`` before any model allocates; a no-op without a GPU.
     """
-    from . import cupy_backend
+    from .cuda import backend as cupy_backend
 
     if cupy_backend.unavailable_reason() is None:
         cupy_backend.use_device_for_rank(local_rank)

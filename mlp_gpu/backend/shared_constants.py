@@ -55,7 +55,7 @@ BIAS_GRAD_ROWS = 8     # bias_grad: (32, BIAS_GRAD_ROWS) threads, the rows split
 COLUMN_ROWS = 8        # batchnorm_train/_backward: (32, COLUMN_ROWS) threads, the rows split COLUMN_ROWS ways
 REDUCE_BLOCK = 256     # regularize, clip_by_norm: REDUCE_BLOCK threads, a power of two (a tree sum)
 
-# The persistent route (kernels/persistent_step.cu, backend/persistent_step.py): threads per block on a GPU
+# The persistent route (kernels/persistent_step.cu, backend/cuda/persistent_step.py): threads per block on a GPU
 # (whole warps), the most Dense layers, the ints of the block's table in shared memory (widths, activations
 # and 6 per-layer entries, the parameter count last), and the optimizer codes (PERSIST_OPT_<NAME>).
 PERSIST_BLOCK = 256

@@ -24,7 +24,8 @@ from .workloads import MATRICES, Workload, on_gpu
 
 def load_data():
     """Fashion-MNIST as uint8 rows (55,000 training, 5,000 validation, 10,000 test); synthetic if absent."""
-    from ..data import load_fashion_mnist, split_validation
+    from ..data.idx import load_fashion_mnist
+    from ..data.sources import split_validation
 
     try:
         (x_full, y_full), (x_test, y_test) = load_fashion_mnist()

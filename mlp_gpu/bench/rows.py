@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..callbacks import Callback
+from ..callbacks.base import Callback
 
 ROW_COUNTS = (55_000, 1_000_000, 10_000_000)
 FEATURES, CLASSES, BATCH = 784, 10, 32
@@ -85,8 +85,8 @@ class StepClock(Callback):
 def run_cell(folder, rows, mode, backend_name, warmup, steps) -> dict:
     """One cell, in this process: train from the memmaps; return timings and memory."""
     from .. import SGD, Dense, Input, Sequential, get_backend
-    from ..data_sources import ChunkedSource
-    from ..streaming import StreamedData
+    from ..data.sources import ChunkedSource
+    from ..data.placement import StreamedData
 
     px, py = write_rows(Path(folder), rows)
     x, y = np.load(px, mmap_mode="r"), np.load(py, mmap_mode="r")

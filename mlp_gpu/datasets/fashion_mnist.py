@@ -1,5 +1,5 @@
 """``load_data()`` as ``keras.datasets.fashion_mnist.load_data()``."""
-from ..data import load_fashion_mnist
+from ..data.idx import load_fashion_mnist
 
 
 def load_data(path=None):

@@ -1,5 +1,5 @@
 """``load_data()`` as ``keras.datasets.mnist.load_data()``."""
-from ..data import load_mnist
+from ..data.idx import load_mnist
 
 
 def load_data(path=None):

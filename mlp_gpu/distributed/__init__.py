@@ -52,7 +52,7 @@ def _make(engine: str) -> Communicator:
     use_local_device(host.local_rank)
     if engine == "mpi":
         return host
-    from ..backend.nccl_engine import NcclCommunicator
+    from ..backend.cuda.nccl import NcclCommunicator
 
     return NcclCommunicator(host)
 

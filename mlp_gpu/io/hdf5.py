@@ -193,7 +193,7 @@ def load_model(path, backend=None):
         from .keras_zip import load_keras
         return load_keras(path, backend=backend)
     from .. import losses, optimizers
-    from ..model import Sequential
+    from ..models.sequential import Sequential
 
     with _damaged_as_model_file_error(path), _open(path) as f:
         try:

@@ -209,7 +209,7 @@ def save_keras(model, path) -> None:
 
 # ---- reading ---------------------------------------------------------------------------------------
 def _input_from_keras(cfg):
-    from ..layers import Input
+    from ..layers.core import Input
 
     shape = cfg.get("batch_shape") or cfg.get("batch_input_shape")
     if not isinstance(shape, list) or len(shape) < 2:
@@ -218,7 +218,7 @@ def _input_from_keras(cfg):
 
 
 def _flatten_from_keras(cfg):
-    from ..layers import Flatten
+    from ..layers.core import Flatten
 
     return Flatten(name=cfg.get("name"))
 
@@ -235,7 +235,7 @@ def _initializer_name(value):
 
 
 def _dense_from_keras(cfg):
-    from ..layers import Dense
+    from ..layers.core import Dense
 
     if not cfg.get("use_bias", True):
         raise ValueError(f"Dense {cfg.get('name')!r}: use_bias=False is not supported (mlp_gpu's Dense has a bias)")
@@ -249,13 +249,13 @@ def _dense_from_keras(cfg):
 
 
 def _dropout_from_keras(cfg):
-    from ..dropout import Dropout
+    from ..layers.dropout import Dropout
 
     return Dropout(cfg.get("rate"), noise_shape=cfg.get("noise_shape"), seed=cfg.get("seed"), name=cfg.get("name"))
 
 
 def _batch_normalization_from_keras(cfg):
-    from ..normalization import BatchNormalization
+    from ..layers.normalization import BatchNormalization
 
     inits = {k: _initializer_name(cfg[k]) for k in ("beta_initializer", "gamma_initializer",
                                                     "moving_mean_initializer", "moving_variance_initializer")
@@ -271,7 +271,7 @@ def _batch_normalization_from_keras(cfg):
 
 
 def _normalization_from_keras(cfg):
-    from ..normalization import Normalization
+    from ..layers.normalization import Normalization
 
     return Normalization(axis=cfg.get("axis", -1), mean=cfg.get("mean"), variance=cfg.get("variance"),
                          invert=cfg.get("invert", False), name=cfg.get("name"))
@@ -283,7 +283,7 @@ FROM_KERAS = {"InputLayer": _input_from_keras, "Flatten": _flatten_from_keras, "
 
 
 def _model_from_config(config, backend):
-    from ..model import Sequential
+    from ..models.sequential import Sequential
 
     if not isinstance(config, dict) or config.get("class_name") != "Sequential":
         raise ValueError(f"expected a Keras Sequential model, got class {config.get('class_name')!r}"
@@ -296,7 +296,7 @@ def _model_from_config(config, backend):
         layers.append(FROM_KERAS[kind](entry.get("config", {})))
     build_shape = config.get("config", {}).get("build_input_shape")
     if layers and type(layers[0]).__name__ != "Input" and isinstance(build_shape, list):
-        from ..layers import Input
+        from ..layers.core import Input
 
         layers.insert(0, Input(build_shape[1:]))
     return Sequential(layers, name=config.get("config", {}).get("name"), backend=backend)

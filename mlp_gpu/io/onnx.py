@@ -113,7 +113,7 @@ def _batch_normalization(layer, graph, x):
 @exporter("Normalization")
 def _normalization(layer, graph, x):
     """(x - mean) / max(sqrt(variance), 1e-7); invert: x * that + mean."""
-    from ..backend.layer_ops import NORMALIZATION_EPSILON
+    from ..backend.numpy.layer_ops import NORMALIZATION_EPSILON
 
     host = layer.backend.to_host
     std = np.maximum(np.sqrt(host(layer.variance)), NORMALIZATION_EPSILON)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mlp_gpu.backend import kernels
-from mlp_gpu.backend.cuda_ops import CudaOps
+from mlp_gpu.backend.cuda import kernels
+from mlp_gpu.backend.cuda.ops import CudaOps
 from mlp_gpu.backend.shared_constants import define_options
 
 HEADER = Path(__file__).resolve().parent / "cuda_host.h"

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from mlp_gpu.backend.base import StepRunner
-from mlp_gpu.backend.fused_step import FusedStep
-from mlp_gpu.backend.step_plan import SCALARS
+from mlp_gpu.backend.cuda.fused_step import FusedStep
+from mlp_gpu.backend.cuda.step_plan import SCALARS
 
 from .host_ops import HostCudaOps
 

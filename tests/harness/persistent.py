@@ -8,7 +8,7 @@ the general step, and ``route`` says which ran and why.
 from __future__ import annotations
 
 from mlp_gpu.backend.base import StepRunner
-from mlp_gpu.backend.persistent_step import PersistentRunner, PersistentStep
+from mlp_gpu.backend.cuda.persistent_step import PersistentRunner, PersistentStep
 
 from .host_ops import HostCudaOps
 

@@ -1,0 +1,258 @@
+"""The CPU backend: the reference implementation of every op, on NumPy.
+
+These bodies are the CPU fallback and the oracle the kernels are tested against;
+the contract of each op is documented once, on the interface in ``base.py``.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+
+import numpy as np
+from scipy.linalg import blas
+
+from ..._checks import check_bool
+from ..base import ACC, ACTIVATIONS, HYPER, LOSS_KINDS, METRIC_KINDS, Backend, StepRunner
+from .layer_ops import LayerOpsReference
+from .optimizer_ops import OptimizerOpsReference, decay_weights
+from ..shared_constants import PIXEL_MAX
+
+log = logging.getLogger("mlp_gpu")
+_LOSS, _CORRECT, _FINITE = ACC["loss_sum"], ACC["correct"], ACC["finite_steps"]
+
+
+def sigmoid(z, out, xp=np):
+    """out <- 1 / (1 + exp(-z)), z clipped to +-88 so exp never overflows (as the kernels' sigmoidf_stable)."""
+    xp.negative(z, out=out)
+    xp.clip(out, -88.0, 88.0, out=out)
+    xp.exp(out, out=out)
+    out += 1
+    xp.reciprocal(out, out=out)
+    return out
+
+
+def count_correct(z, target, acc, threshold: float = 0.0) -> None:
+    """acc[correct] += rows predicted right (the rule is in ``Backend.loss_grad``)."""
+    if z.shape[1] == 1:
+        hits = (z[:, 0] > threshold) == (target.reshape(-1) > 0.5)
+    elif target.ndim == 1:
+        hits = z.argmax(axis=1) == target
+    else:
+        hits = z.argmax(axis=1) == target.argmax(axis=1)
+    acc[_CORRECT] += hits.sum()
+
+
+def metric_sum(xp, kind, z, target, acc, slot, activation="linear", threshold=0.5) -> None:
+    """Backend.metric_sum written against the array module xp (NumPy here; CupyBackend calls it with CuPy)."""
+    if activation == "sigmoid":
+        p = sigmoid(z, xp.empty_like(z), xp)
+    elif activation == "softmax":
+        p = xp.exp(z - z.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+    elif activation == "linear":
+        p = z
+    else:
+        raise ValueError(f"activation: expected 'linear', 'sigmoid' or 'softmax', got {activation!r}")
+    t = target.reshape(z.shape)
+    if kind == "abs_error":
+        values = xp.abs(p - t)
+    elif kind == "squared_error":
+        values = (p - t) ** 2
+    elif kind == "binary_hits":
+        values = (t == (p > threshold)).astype(z.dtype)
+    else:
+        raise ValueError(f"metric kind: expected one of {METRIC_KINDS}, got {kind!r}")
+    acc[slot] += values.mean(axis=1).sum()
+
+
+def activate(z, act) -> None:
+    """z <- act(z) in place (bias_act without the bias; z may be a strided view)."""
+    if act == "relu":
+        np.maximum(z, 0, out=z)
+    elif act == "sigmoid":
+        sigmoid(z, out=z)
+    elif act == "tanh":
+        np.tanh(z, out=z)
+    elif act == "softmax":
+        z -= z.max(axis=1, keepdims=True)
+        np.exp(z, out=z)
+        z /= z.sum(axis=1, keepdims=True)
+    elif act != "linear":
+        raise _unknown_activation(act)
+
+
+def _unknown_activation(act):
+    return ValueError(f"activation: expected one of {ACTIVATIONS}, got {act!r}")
+
+
+class NumpyBackend(LayerOpsReference, OptimizerOpsReference, Backend):
+    """Runs everywhere; its ops are the ones the GPU kernels are tested against."""
+
+    name = "numpy"
+    xp = np
+
+    fused_step = True  # train through numpy_step's folded SGD step where the model allows it
+    route = None       # what the last make_runner chose: {"route", "reason", "rows"}
+
+    def __init__(self, fused_step: bool = True):
+        self.fused_step = check_bool(fused_step, "NumpyBackend(fused_step)")
+
+    def __repr__(self) -> str:
+        return "NumpyBackend()" if self.fused_step else "NumpyBackend(fused_step=False)"
+
+    def make_runner(self, step, rows, max_steps=None, split=None, model=None, data=None, acc=None, **parts):
+        """The folded SGD step (numpy_step.py) where the model allows it and ``fused_step`` is on, else ``step``;
+        ``route`` records the choice and why, and the log says it."""
+        from .fused_step import FoldedSgdStep, folded_sgd_unsupported
+
+        if not self.fused_step:
+            why = "NumpyBackend(fused_step=False)"
+        elif split is not None:
+            why = "a distributed fit all-reduces the gradients between backward and update"
+        elif model is None or data is None or acc is None:
+            why = "the caller passed no model, data and sums to build the folded step from"
+        else:
+            why = folded_sgd_unsupported(model, rows)
+        if why is None:
+            step = FoldedSgdStep(self, model, data, acc, rows)
+            why = f"plain SGD folded into the weight-gradient GEMMs ({step.blas}'s BLAS)"
+            self.route = {"route": "folded-sgd", "reason": why, "rows": rows}
+            log.debug("numpy step for %d rows: %s", rows, why)
+            return StepRunner(step)
+        self.route = {"route": "general", "reason": why, "rows": rows}
+        log.debug("numpy step for %d rows: the general step (%s)", rows, why)
+        return StepRunner(step)
+
+    # Every GEMM goes through SciPy's BLAS, as the optimizers' axpy does: two OpenBLAS thread pools
+    # (NumPy's and SciPy's) taking turns within one step cost more than the in-place update saves.
+    def matmul(self, a, b, out, trans_a=False, trans_b=False):
+        if not (a.flags.c_contiguous and b.flags.c_contiguous and out.flags.c_contiguous):
+            return np.matmul(a.T if trans_a else a, b.T if trans_b else b, out=out)
+        # row-major out = op(a) op(b) is column-major out.T = op(b).T op(a).T, over the same memory
+        c = out.T
+        got = _blas_for("gemm", out.dtype)(1.0, b.T, a.T, beta=0.0, c=c, trans_a=int(trans_b), trans_b=int(trans_a),
+                                            overwrite_c=1)
+        if got is not c:
+            out[...] = got.T
+        return out
+
+    def bias_act(self, z, b, act):
+        z += b
+        activate(z, act)
+
+    def act_backward(self, dy, y, act):
+        if act == "relu":
+            np.multiply(dy, y > 0, out=dy)
+        elif act == "sigmoid":
+            dy *= y * (1 - y)
+        elif act == "tanh":
+            dy *= 1 - y * y
+        elif act == "softmax":
+            s = (dy * y).sum(axis=1, keepdims=True)
+            dy -= s
+            dy *= y
+        elif act != "linear":
+            raise _unknown_activation(act)
+
+    def bias_grad(self, dz, db):
+        dz.sum(axis=0, out=db)
+
+    def loss_grad(self, kind, z, target, dz, acc, count=False, threshold=0.0):
+        if count:
+            count_correct(z, target, acc, threshold)
+        n, k = z.shape
+        if kind in ("softmax_xent_sparse", "softmax_xent"):
+            np.subtract(z, z.max(axis=1, keepdims=True), out=dz)  # shifted logits
+            # row loss = log(sum exp(shifted)) - shifted[label]
+            if kind == "softmax_xent_sparse":
+                rows = np.arange(n)
+                picked = dz[rows, target]
+            else:
+                picked = (dz * target).sum(axis=1)
+            np.exp(dz, out=dz)
+            total = dz.sum(axis=1, keepdims=True)
+            dz /= total
+            if kind == "softmax_xent_sparse":
+                acc[_LOSS] += (np.log(total[:, 0]) - picked).sum()
+                dz[rows, target] -= 1
+            else:
+                acc[_LOSS] += (np.log(total[:, 0]) * target.sum(axis=1) - picked).sum()
+                dz -= target
+            dz /= n
+        elif kind == "sigmoid_bce":
+            # max(z,0) - z t + log(1 + exp(-|z|)), averaged over the outputs of a row
+            elem = np.maximum(z, 0) - z * target + np.log1p(np.exp(-np.abs(z)))
+            acc[_LOSS] += elem.sum() / k
+            sigmoid(z, out=dz)
+            dz -= target
+            dz /= n * k
+        elif kind == "mse":
+            np.subtract(z, target, out=dz)
+            acc[_LOSS] += (dz * dz).sum() / k
+            dz *= 2.0 / (n * k)
+        else:
+            raise ValueError(f"loss kind: expected one of {LOSS_KINDS}, got {kind!r}")
+
+    def metric_sum(self, kind, z, target, acc, slot, activation="linear", threshold=0.5):
+        metric_sum(np, kind, z, target, acc, slot, activation, threshold)
+
+    def gather_rows(self, src, perm, cursor, out):
+        n = out.shape[0]
+        start = int(cursor[0])
+        idx = perm[start:start + n]
+        if src.dtype == np.uint8:
+            np.multiply(src[idx], np.float32(1 / PIXEL_MAX), out=out)
+        else:
+            np.take(src, idx, axis=0, out=out)
+
+    def advance(self, cursor, n, hyper=None, acc=None):
+        cursor += n
+        if hyper is not None:
+            hyper[HYPER["iterations"]] += 1
+        if acc is not None and np.isfinite(acc[_LOSS]):
+            acc[_FINITE] += 1
+
+    # The optimizers make as few passes over the flat buffers as BLAS allows: axpy updates in place
+    # (y <- a x + y, one pass, no temporary), where NumPy would need a scaled copy and a subtraction.
+    def sgd_update(self, params, grads, velocity, hyper, nesterov=False):
+        decay_weights(params, hyper)
+        lr = float(hyper[HYPER["lr"]])
+        if velocity is None:
+            axpy(grads, params, a=-lr)
+            return
+        m = float(hyper[HYPER["momentum"]])
+        velocity *= m
+        axpy(grads, velocity, a=-lr)          # v <- m v - lr g
+        if nesterov:
+            axpy(grads, params, a=-lr)        # w <- w + m v - lr g
+            axpy(velocity, params, a=m)
+        else:
+            axpy(velocity, params, a=1.0)     # w <- w + v
+
+    def adam_update(self, params, grads, m, v, hyper):
+        decay_weights(params, hyper)
+        h = hyper
+        lr, b1, b2, eps = (float(h[HYPER[k]]) for k in ("lr", "beta_1", "beta_2", "epsilon"))
+        t = float(h[HYPER["iterations"]]) + 1
+        alpha = lr * np.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+        m *= b1
+        axpy(grads, m, a=1 - b1)              # m <- b1 m + (1 - b1) g
+        grads *= grads
+        v *= b2
+        axpy(grads, v, a=1 - b2)              # v <- b2 v + (1 - b2) g^2
+        np.sqrt(v, out=grads)                 # grads is scratch from here on
+        grads += eps
+        np.divide(m, grads, out=grads)
+        axpy(grads, params, a=-alpha)         # w <- w - alpha m / (sqrt(v) + eps)
+
+
+@functools.lru_cache(maxsize=None)
+def _blas_for(name, dtype):
+    return blas.get_blas_funcs(name, dtype=dtype)  # s... for float32, d... for float64
+
+
+def axpy(x, y, a: float) -> None:
+    """y <- a x + y in place, one pass (BLAS axpy)."""
+    out = _blas_for("axpy", y.dtype)(x, y, a=a)
+    if out is not y:  # f2py copied (y not contiguous, or of another dtype): write the result back
+        y[...] = out

@@ -1,0 +1,51 @@
+"""Callbacks with Keras names and hooks, the History they fill, and the progress bar.
+
+Reading device state every step would force a GPU sync, so the trainer calls
+``on_batch_end`` only when some callback overrides it; ``on_progress`` (running
+loss and accuracy) comes a few times a second instead, and costs nothing when
+no callback wants it.
+"""
+from __future__ import annotations
+
+import sys
+from .base import Callback
+
+
+
+
+
+def _fmt(logs):
+    return " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
+
+
+class ProgressBar(Callback):
+    """verbose=1: a tqdm bar per epoch with ETA, samples/s and running metrics; verbose=2: a line per epoch."""
+
+    chief_only = True
+
+    def __init__(self, verbose=1, file=None):
+        self.verbose = verbose
+        self.file = file or sys.stdout
+        self.wants_progress = verbose == 1
+        self.bar = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.verbose == 1:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.params["samples"], unit="sample", unit_scale=True, file=self.file,
+                            desc=f"Epoch {epoch + 1}/{self.params['epochs']}", leave=True, dynamic_ncols=True)
+
+    def on_progress(self, step, logs):
+        if self.bar is not None:
+            self.bar.n = min(step * self.params["batch_size"], self.params["samples"])
+            self.bar.set_postfix_str(_fmt(logs), refresh=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.bar is not None:
+            self.bar.n = self.params["samples"]
+            self.bar.set_postfix_str(_fmt(logs or {}), refresh=False)  # close() draws the final state once
+            self.bar.close()
+            self.bar = None
+        elif self.verbose == 2:
+            print(f"Epoch {epoch + 1}/{self.params['epochs']} - {_fmt(logs or {})}", file=self.file, flush=True)

@@ -1,0 +1,8 @@
+"""``keras.layers``: every layer class, one file per family; ``base`` holds the protocol and registry."""
+from .base import (LAYER_CLASSES, Layer, Variable, check_activation, check_weights, flat_features,  # noqa: F401
+                   layer_from_config, write_weights)
+from .core import Dense, Flatten, Input, InputLayer
+from .dropout import Dropout
+from .normalization import BatchNormalization, Normalization
+
+__all__ = ["Layer", "Input", "InputLayer", "Flatten", "Dense", "Dropout", "BatchNormalization", "Normalization"]

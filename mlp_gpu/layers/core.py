@@ -1,0 +1,121 @@
+"""Layers and the protocol every layer follows; a layer holds views into the model's flat buffers."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import initializers, regularizers
+from .._checks import check_int
+from .base import Layer, _check_shape, check_activation, flat_features
+
+
+
+class Input(Layer):
+    """Declares the shape of one sample, e.g. ``Input(shape=(28, 28))``."""
+
+    computes = False
+    config_keys = frozenset({"name", "shape"})
+
+    def __init__(self, shape, name: str | None = None):
+        super().__init__(name)
+        self.shape = _check_shape(shape, "Input(shape)")
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape)}
+
+
+class InputLayer(Input):
+    """Keras' InputLayer: ``InputLayer(shape=[28, 28])`` or the older ``InputLayer(input_shape=[28, 28])``."""
+
+    def __init__(self, shape=None, batch_size=None, dtype=None, name: str | None = None, input_shape=None,
+                 batch_shape=None):
+        if batch_shape is not None and shape is None and input_shape is None:
+            shape = tuple(batch_shape)[1:]
+        if shape is not None and input_shape is not None:
+            raise ValueError("InputLayer: give shape or input_shape, not both")
+        shape = input_shape if shape is None else shape
+        if shape is None:
+            raise ValueError("InputLayer: expected shape=(...) (or input_shape=) for one sample")
+        super().__init__(shape, name)
+
+
+class Flatten(Layer):
+    """Flattens each sample to a vector (28×28 → 784). Free: a reshape of the input."""
+
+    computes = False
+
+    def __init__(self, data_format=None, name: str | None = None, input_shape=None, input_dim=None):
+        super().__init__(name, input_shape, input_dim)
+
+    def output_shape(self, input_shape):
+        return (int(np.prod(input_shape)),)
+
+
+class Dense(Layer):
+    """``y = activation(x @ kernel + bias)``, kernel stored (inputs, units) as in Keras."""
+
+    config_keys = frozenset({"name", "units", "activation", "kernel_initializer", "bias_initializer",
+                             "kernel_regularizer", "bias_regularizer", "input_shape"})
+
+    def __init__(self, units: int, activation=None, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 input_shape=None, name: str | None = None, input_dim=None):
+        super().__init__(name, input_shape, input_dim)
+        self.units = check_int(units, "Dense(units)", 1)
+        self.activation = check_activation(activation)
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
+        self._kernel_init = initializers.get(kernel_initializer)
+        self._bias_init = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.input_dim: int | None = None
+        self.kernel = self.bias = self.kernel_grad = self.bias_grad = None
+
+    def output_shape(self, input_shape):
+        self.input_dim = flat_features(self, input_shape)
+        return (self.units,)
+
+    def param_shapes(self):
+        return [(self.input_dim, self.units), (self.units,)]
+
+    def weight_names(self):
+        return ["kernel", "bias"]
+
+    def initial_values(self, rng) -> list[np.ndarray]:
+        kernel_shape, bias_shape = self.param_shapes()
+        return [self._kernel_init(kernel_shape, rng), self._bias_init(bias_shape, rng)]
+
+    def bind(self, backend, params, grads, state):
+        super().bind(backend, params, grads, state)
+        self.kernel, self.bias = params
+        self.kernel_grad, self.bias_grad = grads
+
+    def regularized(self):
+        pairs = ((self.kernel, self.kernel_grad, self.kernel_regularizer),
+                 (self.bias, self.bias_grad, self.bias_regularizer))
+        return [p for p in pairs if p[2] is not None]
+
+    def forward(self, backend, x, out, training=False, aux=None, activation=None) -> None:
+        """out <- activation(x @ kernel + bias); ``activation`` overrides the layer's (a fused loss)."""
+        backend.matmul(x, self.kernel, out=out)
+        backend.bias_act(out, self.bias, self.activation if activation is None else activation)
+
+    def backward(self, backend, x, y, dy, dx, aux=None, activation=None) -> None:
+        """dy (dL/dy, overwritten) -> kernel and bias gradients and dx (if not None).
+
+        ``activation="linear"`` when dy is already dL/d(pre-activation) (a fused loss)."""
+        backend.act_backward(dy, y, self.activation if activation is None else activation)
+        backend.matmul(x, dy, out=self.kernel_grad, trans_a=True)
+        backend.bias_grad(dy, self.bias_grad)
+        if dx is not None:
+            backend.matmul(dy, self.kernel, out=dx, trans_b=True)
+
+    def get_config(self) -> dict:
+        cfg = {**super().get_config(), "units": self.units, "activation": self.activation}
+        for key in ("kernel_initializer", "bias_initializer"):
+            value = getattr(self, key)
+            cfg[key] = value if isinstance(value, str) else getattr(value, "__name__", "custom")
+        for key in ("kernel_regularizer", "bias_regularizer"):
+            if getattr(self, key) is not None:
+                cfg[key] = regularizers.serialize(getattr(self, key))
+        return cfg

@@ -1,0 +1,463 @@
+"""Sequential: build the network, run its forward and backward passes, describe it."""
+from __future__ import annotations
+
+import hashlib
+import re
+import weakref
+
+import numpy as np
+
+from .. import losses, metrics as metrics_mod, optimizers
+from ..backend import get_backend
+from ..layers.core import Dense, Input
+from ..layers.base import Layer, layer_from_config, write_weights
+from ..utils import draw_seed
+from .workspace import Workspace
+
+
+
+
+class Sequential:
+    """A stack of layers, Keras style: ``Sequential([Input((28, 28)), Flatten(), Dense(10, "softmax")])``."""
+
+    def __init__(self, layers=None, name: str | None = None, backend=None, dtype="float32"):
+        self.name = name or "sequential"
+        # float64 exists for gradient checks on the NumPy backend; training runs in float32.
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype: expected 'float32' or 'float64', got {dtype!r}")
+        self.layers: list[Layer] = []  # as in Keras, without the Input: model.layers[0] is the first real layer
+        self._input: Input | None = None
+        self._compile_seed = None       # compile's seed, kept for a build that waits for data
+        self._drawn_digest = None       # digest of the initial weights, to tell them from trained ones
+        self._backend_request = backend
+        self.backend = None
+        self.built = False
+        self.loss = self.optimizer = None
+        self.metrics: list = []              # compile's metrics as saved: names or {class_name, config}
+        self.compiled_metrics: list = []     # the Metric objects, in compile's order
+        self.metric_slots: list[int] = []    # each one's slot in the running sums (trainer.Sums)
+        self.history = None
+        self.stop_training = False
+        self.epochs_done = 0    # completed epochs, saved with the model for resuming
+        self.fit_seed = None    # the seed of the last fit's shuffles
+        for layer in layers or []:
+            self.add(layer)
+
+    # ---- structure ----------------------------------------------------------
+    def add(self, layer: Layer) -> None:
+        if not isinstance(layer, Layer):
+            raise TypeError(f"layer: expected a mlp_gpu layer (Input, Flatten, Dense, ...), got {type(layer).__name__}")
+        if self.built:
+            raise RuntimeError("cannot add layers to a model that is already built")
+        if isinstance(layer, Input):
+            if self.layers or self._input is not None:
+                raise ValueError("model: an Input/InputLayer must come first, and only once")
+            self._input = layer
+            return
+        names = {other.name for other in self.layers}
+        if layer.name is None:  # Keras' names, counted per model: dense, dense_1, ...
+            base, k = re.sub(r"(?<!^)(?=[A-Z][a-z])", "_", type(layer).__name__).lower(), 0  # Keras' snake case
+            while (name := base if k == 0 else f"{base}_{k}") in names:
+                k += 1
+            layer.name = name
+        elif layer.name in names:
+            raise ValueError(f"layer names must be unique, {layer.name!r} appears twice")
+        self.layers.append(layer)
+
+    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
+        """The layer called ``name`` (or at ``index`` of ``model.layers``), as Keras' get_layer."""
+        if (name is None) == (index is None):
+            raise ValueError("get_layer: give name or index, not both")
+        if index is not None:
+            if isinstance(index, bool) or not isinstance(index, (int, np.integer)) \
+                    or not -len(self.layers) <= index < len(self.layers):
+                raise ValueError(f"get_layer(index): expected an int in [0, {len(self.layers) - 1}], got {index!r}")
+            return self.layers[index]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        names = [layer.name for layer in self.layers]
+        raise ValueError(f"get_layer: no layer named {name!r}; the layers are {names}")
+    @property
+    def dense_layers(self) -> list[Dense]:
+        return [layer for layer in self.layers if isinstance(layer, Dense)]
+
+    @property
+    def compute_layers(self) -> list[Layer]:
+        """The layers the passes run, in order (Input and Flatten only shape the data)."""
+        return [layer for layer in self.layers if layer.computes]
+
+    def _input_shape(self, input_shape=None):
+        """The sample shape: declared (Input, or input_shape= on the first layer), else the one given."""
+        if self._input is not None:
+            return self._input.shape
+        first = self.layers[0] if self.layers else None
+        if first is not None and first.input_shape is not None:
+            return first.input_shape
+        if input_shape is not None and len(input_shape) > 1 and input_shape[0] is None:
+            input_shape = input_shape[1:]  # Keras' build((None, 28, 28)) names the batch axis
+        return input_shape
+
+    @property
+    def input_known(self) -> bool:
+        """Whether the sample shape is declared, so the model can be built before it sees data."""
+        return self._input_shape() is not None
+
+    def build(self, input_shape=None, seed=None) -> "Sequential":
+        """Fix shapes, draw initial weights and lay all parameters out in one flat buffer.
+
+        ``input_shape`` is one sample's shape (or Keras' batch shape with None first); it is needed
+        only when no Input/input_shape declared it. A compiled model gets its optimizer state here
+        when compile had to wait for the shape (deferred build, as in Keras)."""
+        if self.built:
+            return self
+        if not self.dense_layers:
+            raise ValueError("model: needs at least one Dense layer")
+        self._check_layers_are_own()
+        shape = self._input_shape(input_shape)
+        if shape is None:
+            raise ValueError("model: the input shape is unknown; start with Input(shape=...), give the first "
+                             "layer an input_shape, or let fit/evaluate/predict build it from the data")
+        self.input_shape = tuple(int(d) for d in shape)
+        for layer in self.layers:
+            shape = layer.output_shape(shape)
+            layer.shape_out = shape
+        last = self.compute_layers[-1]
+        if not isinstance(last, Dense):
+            raise ValueError(f"model: the last layer must be a Dense (the output), got {type(last).__name__}")
+        self.output_units = last.units
+        self.in_dim = int(np.prod(self.input_shape))
+
+        self.backend = get_backend(self._backend_request)
+        if self.dtype != np.float32 and self.backend.name != "numpy":
+            raise ValueError(f"dtype={self.dtype.name!r} runs only on the numpy backend, not {self.backend.name!r}")
+        rng = np.random.default_rng(draw_seed() if seed is None else seed)
+        layers = self.compute_layers
+        self.params = self._flat([v for layer in layers for v in layer.initial_values(rng)])
+        self.grads = self.backend.zeros(self.params.size, self.dtype)
+        self.state = self._flat([v for layer in layers for v in layer.initial_state()])
+        # Dropout's Philox counter: on the device, advanced once per training forward pass.
+        self.rng_counter = self.backend.zeros(1, np.int64)
+        p_off = s_off = 0
+        self.param_segments = [0]  # where each trainable tensor starts and ends in the flat buffers
+        for layer in layers:
+            p, g, st = [], [], []
+            for shape_ in layer.param_shapes():
+                size = int(np.prod(shape_))
+                p.append(self.params[p_off:p_off + size].reshape(shape_))
+                g.append(self.grads[p_off:p_off + size].reshape(shape_))
+                p_off += size
+                self.param_segments.append(p_off)
+            for shape_ in layer.state_shapes():
+                size = int(np.prod(shape_))
+                st.append(self.state[s_off:s_off + size].reshape(shape_))
+                s_off += size
+            layer.bind(self.backend, p, g, st)
+            if getattr(layer, "uses_rng", False):
+                layer.attach_rng(rng, self.rng_counter)
+        for layer in self.layers:
+            layer._owner = weakref.ref(self)
+        self.built = True
+        self._drawn_digest = self._weights_digest()
+        if self.optimizer is not None:  # compile waited for the shape (its optimizer may hold another model's state)
+            self.optimizer.build(self.backend, self.params.size, dtype=self.dtype, segments=self.param_segments)
+        return self
+
+    def _check_layers_are_own(self) -> None:
+        """A layer holds views into one model's flat buffers: building it into a second model would
+        silently point the first one at the second's weights."""
+        for layer in self.layers:
+            owner = layer._owner() if getattr(layer, "_owner", None) is not None else None
+            if owner is not None and owner is not self:
+                raise ValueError(f"layer {layer.name!r} already belongs to model {owner.name!r}; Keras would share its "
+                                 "weights between both models, mlp_gpu keeps one weight buffer per model. Use new "
+                                 "layers (e.g. mlp_gpu.models.clone_model(model)) and copy weights with "
+                                 "set_weights(old.get_weights())")
+
+    def _weights_digest(self) -> str:
+        return hashlib.sha256(self.backend.to_host(self.params).tobytes()).hexdigest()
+
+    def build_for_data(self, x) -> None:
+        """Keras' deferred build: a model without a declared input shape takes it from the first data."""
+        if not self.built:
+            shape = np.shape(x)[1:]
+            if not shape:
+                raise ValueError(f"x: expected an array of samples (rows, ...), got shape {np.shape(x)}")
+            self.build(input_shape=shape, seed=self._compile_seed)
+
+    def _flat(self, host_arrays):
+        """One device buffer holding the arrays back to back, in the model's dtype."""
+        if not host_arrays:
+            return self.backend.zeros(0, self.dtype)
+        return self.backend.asarray(np.concatenate([np.asarray(v, self.dtype).ravel() for v in host_arrays]))
+
+    def count_params(self) -> int:
+        """Trainable and non-trainable parameters, as Keras counts them."""
+        self._require_built("count_params")
+        return sum(int(w.size) for w in self._weight_views())
+
+    def _require_built(self, what):
+        if not self.built and self.input_known:  # as in Keras, a declared input shape is enough to build
+            self.build(seed=self._compile_seed)
+        if not self.built:
+            raise RuntimeError(f"{what}: the model is not built yet: its input shape is unknown; start with "
+                               "Input(shape=...), call build(input_shape), or fit/evaluate/predict on data first")
+
+    def _require_compiled(self, what):
+        if self.loss is None:
+            raise RuntimeError(f"{what}: the model is not compiled; call compile(loss=..., optimizer=...) first")
+
+    # ---- training setup -----------------------------------------------------
+    def compile(self, loss="sparse_categorical_crossentropy", optimizer="sgd", metrics=None, seed=None):
+        """Choose the loss, the optimizer and the metrics (each a name, class, object or Keras function)."""
+        loss = losses.get(loss)
+        optimizer = optimizers.get(optimizer)
+        compiled = metrics_mod.get_list(metrics)
+        if not self.dense_layers:
+            raise ValueError("model: needs at least one Dense layer")
+        last = self.dense_layers[-1]
+        loss.check_output(last.activation, last.units)
+        for metric in compiled:
+            metric.check(loss, last.units)
+        if seed is not None and self.built:
+            self._redraw(seed)
+        self.loss, self.optimizer = loss, optimizer
+        self.compiled_metrics, self.metric_slots = compiled, metrics_mod.slots(compiled)
+        self.metrics = [metric.get_config() for metric in compiled]
+        self._compile_seed = seed
+        if self.built:
+            self.optimizer.build(self.backend, self.params.size, dtype=self.dtype,
+                                 segments=self.param_segments)
+        elif self.input_known:
+            self.build(seed=seed)  # builds the optimizer too
+        return self
+
+    def _redraw(self, seed) -> None:
+        """compile(seed=...) on a built model: draw its initial weights again from that seed, unless
+        they were trained or set since they were drawn (a seed is never ignored silently)."""
+        if self._weights_digest() != self._drawn_digest:
+            raise ValueError(f"compile(seed={seed}): the model already holds trained or set weights; a seed only "
+                             "chooses initial weights. Compile without seed to keep them, or build a new model.")
+        self.built = False
+        self.build(seed=seed)
+
+    @property
+    def loss_fused(self) -> bool:
+        return self.loss is not None and self.loss.fused_activation == self.compute_layers[-1].activation
+
+    def workspace(self, rows: int) -> Workspace:
+        sparse = self.loss is None or self.loss.sparse
+        target_shape = () if sparse else (self.output_units,)
+        return Workspace(self.backend, rows, self.in_dim, self.compute_layers,
+                         target_shape, np.int32 if sparse else self.dtype, self.dtype)
+
+    # ---- the passes -----------------------------------------------------------
+    def forward(self, x, ws: Workspace, logits: bool = False, training: bool = False):
+        """Run the layers on x (rows, in_dim) into ws; return the output buffer.
+
+        With ``logits`` the output activation is left out when the loss applies it. With
+        ``training``, Dropout drops and BatchNormalization uses (and moves) batch statistics.
+        """
+        be = self.backend
+        layers = self.compute_layers
+        a = x
+        for i, layer in enumerate(layers):
+            if i == len(layers) - 1 and logits and self.loss_fused:
+                layer.forward(be, a, ws.a[i], training, ws.aux[i], activation="linear")
+            else:
+                layer.forward(be, a, ws.a[i], training, ws.aux[i])
+            a = ws.a[i]
+        if training and any(getattr(layer, "uses_rng", False) for layer in layers):
+            be.advance(self.rng_counter, 1)  # the next pass draws fresh dropout masks
+        return a
+
+    @property
+    def metrics_names(self) -> list[str]:
+        """The keys evaluate's list and each epoch's logs use, as Keras names them: loss first."""
+        return ["loss"] + [metric.name for metric in self.compiled_metrics]
+
+    def loss_and_count(self, ws: Workspace, y, sums) -> None:
+        """ws.dz[-1] <- dL/d(output); the running sums get the summed row losses, the correct rows and
+        each metric's rows (see trainer.Sums). Needs forward(logits=True)."""
+        be, last = self.backend, self.dense_layers[-1]
+        count = any(metric.kind is None for metric in self.compiled_metrics)
+        be.loss_grad(self.loss.kind(), ws.a[-1], y, ws.dz[-1], sums, count=count,
+                     threshold=self.loss.accuracy_threshold())
+        output_activation = last.activation if self.loss_fused else "linear"  # ws.a[-1] holds logits when fused
+        for metric, slot in zip(self.compiled_metrics, self.metric_slots):
+            if metric.kind is not None:
+                be.metric_sum(metric.kind, ws.a[-1], y, sums, slot, output_activation, metric.threshold())
+        for w, _, reg in self._regularized():  # penalties join the summed loss once per row, as in Keras
+            be.regularize(w, None, reg.l1, reg.l2, sums, ws.rows)
+
+    def _regularized(self):
+        return [r for layer in self.compute_layers for r in layer.regularized()]
+
+    def backward(self, x, ws: Workspace) -> None:
+        """Fill the flat gradient buffer from ws.dz[-1] (as left by ``loss_and_count``)."""
+        be = self.backend
+        layers = self.compute_layers
+        for i in range(len(layers) - 1, -1, -1):
+            layer = layers[i]
+            args = (be, ws.a[i - 1] if i else x, ws.a[i], ws.dz[i], ws.dz[i - 1] if i else None, ws.aux[i])
+            if i == len(layers) - 1 and self.loss_fused:
+                layer.backward(*args, activation="linear")
+            else:
+                layer.backward(*args)
+        for w, g, reg in self._regularized():
+            be.regularize(w, g, reg.l1, reg.l2, None, 0)
+
+    # ---- weights ----------------------------------------------------------------
+    def _weight_views(self) -> list:
+        return [w for layer in self.compute_layers for w in layer.weight_views]
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Host copies of every layer's weights, in layer order, each layer's in Keras' order
+        (Dense: kernel, bias; BatchNormalization: gamma, beta, moving_mean, moving_variance)."""
+        self._require_built("get_weights")
+        return [w for layer in self.layers for w in layer.get_weights()]
+
+    # Keras' variable lists, layer by layer, each layer's trainable weights first (layers.Variable).
+    @property
+    def weights(self) -> list:
+        return self._variables("weights")
+
+    @property
+    def trainable_weights(self) -> list:
+        return self._variables("trainable_weights")
+
+    @property
+    def non_trainable_weights(self) -> list:
+        return self._variables("non_trainable_weights")
+
+    variables, trainable_variables, non_trainable_variables = weights, trainable_weights, non_trainable_weights
+
+    def _variables(self, kind) -> list:
+        if not self.built and self.input_known:  # as in Keras, a declared input shape has built the model
+            self.build(seed=self._compile_seed)
+        return [v for layer in self.layers for v in getattr(layer, kind)]
+
+    def weights_finite(self) -> bool:
+        """Whether every weight (and stored statistic) is finite: one reduction on the device."""
+        self._require_built("weights_finite")
+        xp = self.backend.xp
+        buffers = [b for b in (self.params, getattr(self, "state", None)) if b is not None and b.size]
+        return all(bool(xp.isfinite(b).all()) for b in buffers)
+
+    def set_weights(self, weights) -> None:
+        self._require_built("set_weights")
+        write_weights(self.backend, [w for layer in self.layers for w in layer.weight_views], weights)
+
+    # ---- description ------------------------------------------------------------
+    def get_config(self) -> dict:
+        layers = ([self._input] if self._input is not None else []) + self.layers
+        return {"name": self.name,
+                "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()} for layer in layers]}
+
+    @classmethod
+    def from_config(cls, config: dict, backend=None) -> "Sequential":
+        if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+            raise ValueError("model config: expected a dict with a 'layers' list")
+        layers = []
+        for entry in config["layers"]:
+            if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
+                raise ValueError(f"model config: bad layer entry {entry!r}")
+            layers.append(layer_from_config(entry.get("class_name"), entry["config"]))
+        return cls(layers, name=config.get("name"), backend=backend)
+
+    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False, show_trainable=False,
+                layer_range=None) -> None:
+        """Print each layer's output shape and parameter count, and the float32 size. Keras' arguments;
+        only ``print_fn`` changes what is printed (no nested models to expand; columns fit their text)."""
+        print_fn = print if print_fn is None else print_fn
+        self.build()
+        rows = [("Layer (type)", "Output Shape", "Param #")]
+        for layer in self.layers:
+            if isinstance(layer, Input):  # as in Keras, the input is not a row of its own
+                continue
+            n = sum(int(w.size) for w in layer.weight_views) if layer.computes else 0
+            rows.append((f"{layer.name} ({type(layer).__name__})", str((None,) + tuple(layer.shape_out)), f"{n:,}"))
+        widths = [max(len(r[i]) for r in rows) + 2 for i in range(3)]
+        rule = "=" * sum(widths)
+        lines = [f'Model: "{self.name}"', rule]
+        for k, r in enumerate(rows):
+            lines.append("".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+            lines.append(rule if k == 0 else "-" * sum(widths))
+        total, trainable = self.count_params(), int(self.params.size)
+        lines[-1] = rule
+        lines += [f"Total params: {total:,} ({_size(total * 4)}; {total * 4:,} bytes as float32)",
+                  f"Trainable params: {trainable:,} ({_size(trainable * 4)})",
+                  f"Non-trainable params: {total - trainable:,} ({_size((total - trainable) * 4)})",
+                  f"Backend: {self.backend.name}"]
+        for line in lines:
+            print_fn(line)
+
+    # ---- loops and files (trainer.py, io/) -----------------------------------
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
+            validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0,
+            steps_per_epoch=None, validation_steps=None, validation_batch_size=None, validation_freq=1, *,
+            seed=None, on_nan="continue", distribute=None):
+        """Train on (x, y) as Keras' ``fit`` (same arguments and order; ``batch_size=None`` is 32); return the
+        History. ``seed`` fixes the shuffles; ``on_nan="raise"`` stops a diverging run with TrainingDiverged
+        (by default it goes on, as in Keras, and the History records nan). ``distribute``: data-parallel
+        training over several processes (see ``mlp_gpu.distributed``; default: as the program was started).
+        Keras' per-sample and per-class weights, step limits and validation frequency are refused by name."""
+        from ..training.fit import EVAL_BATCH, fit
+        unsupported = dict(class_weight=class_weight, sample_weight=sample_weight, steps_per_epoch=steps_per_epoch,
+                           validation_steps=validation_steps, validation_batch_size=validation_batch_size)
+        for arg, value in unsupported.items():
+            if value is not None:
+                raise TypeError(f"fit({arg}): not supported by mlp_gpu (every sample and epoch counts "
+                                          f"once, validation in batches of {EVAL_BATCH} rows); leave it None")
+        if validation_freq != 1:
+            raise TypeError(f"fit(validation_freq): only 1 (validate after every epoch), got "
+                                      f"{validation_freq!r}")
+        if not isinstance(shuffle, (bool, np.bool_)):
+            raise TypeError(f"fit(shuffle): expected True or False, got {type(shuffle).__name__} {shuffle!r}")
+        return fit(self, x, y, 32 if batch_size is None else batch_size, epochs, verbose, callbacks,
+                   validation_split, validation_data, shuffle, initial_epoch, seed, on_nan, distribute)
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose=0, return_dict=False):
+        """``[loss, *metrics]`` over (x, y) in compile's order (the loss alone without metrics), or a dict."""
+        from ..training.fit import EVAL_BATCH, evaluate
+        return evaluate(self, x, y, EVAL_BATCH if batch_size is None else batch_size, verbose, return_dict)
+
+    def predict(self, x, batch_size=None, verbose=0):
+        """The last layer's outputs for x as a host array (rows, units)."""
+        from ..training.fit import EVAL_BATCH, predict
+        return predict(self, x, EVAL_BATCH if batch_size is None else batch_size, verbose)
+
+    def __call__(self, x, training=False):
+        """Keras' ``model(x)``: the outputs for the inputs ``x`` (a NumPy array here, a tensor in Keras)."""
+        if training not in (False, None):
+            raise NotImplementedError("model(x, training=True): only inference calls are supported; train with "
+                                      "fit(), or use predict(x) / model(x)")
+        return self.predict(x, verbose=0)
+
+    def save(self, path) -> None:
+        from ..io import save_model
+        save_model(self, path)
+
+    def export(self, filepath, format="onnx", verbose=None, input_signature=None, **kwargs) -> None:
+        """Keras' ``export``; only ``format="onnx"`` (see mlp_gpu/io/onnx.py). kwargs: ``opset_version``,
+        ``input_dtype`` ("float32", or "uint8" to take raw pixels scaled by 1/255 in the graph)."""
+        from ..io.onnx import export_model
+
+        export_model(self, filepath, format, verbose, input_signature, **kwargs)
+
+    def save_weights(self, path) -> None:
+        from ..io import save_weights
+        save_weights(self, path)
+
+    def load_weights(self, path) -> None:
+        from ..io import load_weights
+        load_weights(self, path)
+
+
+def _size(nbytes: int) -> str:
+    """Bytes as Keras' summary writes them: 1.02 MB, 4.69 KB, 0.00 B."""
+    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.2f} {unit}"
+    return f"{nbytes:.2f} B"

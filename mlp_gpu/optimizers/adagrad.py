@@ -1,0 +1,36 @@
+"""Optimizers: one update over the model's flat parameter buffer per step.
+
+Hyperparameters live in a small device buffer (see ``backend.base.HYPER``) so a
+captured training step reads a new learning rate without being captured again.
+"""
+from __future__ import annotations
+
+
+from ..backend.base import HYPER
+from .base import Optimizer, _nonnegative, _positive
+
+
+
+class Adagrad(Optimizer):
+    """Keras Adagrad (accumulators start at 0.1, epsilon 1e-7)."""
+
+    name = "adagrad"
+    slots = 1
+
+    def __init__(self, learning_rate=0.001, initial_accumulator_value: float = 0.1, epsilon: float = 1e-7,
+                 **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.initial_accumulator_value = _nonnegative(initial_accumulator_value,
+                                                      "Adagrad(initial_accumulator_value)")
+        self.epsilon = _positive(epsilon, "Adagrad(epsilon)")
+        self._host_hyper[HYPER["epsilon"]] = self.epsilon
+
+    def _init_state(self):
+        self.state.fill(self.initial_accumulator_value)
+
+    def apply(self, params, grads):
+        self.backend.adagrad_update(params, grads, self.state[0], self.hyper)
+
+    def get_config(self):
+        return {**super().get_config(), "initial_accumulator_value": self.initial_accumulator_value,
+                "epsilon": self.epsilon}

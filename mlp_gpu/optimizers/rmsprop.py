@@ -1,0 +1,37 @@
+"""Optimizers: one update over the model's flat parameter buffer per step.
+
+Hyperparameters live in a small device buffer (see ``backend.base.HYPER``) so a
+captured training step reads a new learning rate without being captured again.
+"""
+from __future__ import annotations
+
+
+from ..backend.base import HYPER
+from .base import Optimizer, _fraction, _positive
+
+
+
+class RMSprop(Optimizer):
+    """Keras RMSprop (rho 0.9, epsilon 1e-7), with optional momentum and centering."""
+
+    name = "rmsprop"
+
+    def __init__(self, learning_rate=0.001, rho: float = 0.9, momentum: float = 0.0, epsilon: float = 1e-7,
+                 centered: bool = False, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.rho = _fraction(rho, "RMSprop(rho)")
+        self.momentum = _fraction(momentum, "RMSprop(momentum)")
+        self.epsilon = _positive(epsilon, "RMSprop(epsilon)")
+        self.centered = bool(centered)
+        for key in ("rho", "momentum", "epsilon"):
+            self._host_hyper[HYPER[key]] = getattr(self, key)
+        self.slots = 1 + (self.momentum > 0) + self.centered  # velocity, [momentum], [average gradient]
+
+    def apply(self, params, grads):
+        momentum = self.state[1] if self.momentum > 0 else None
+        average = self.state[self.slots - 1] if self.centered else None
+        self.backend.rmsprop_update(params, grads, self.state[0], momentum, average, self.hyper)
+
+    def get_config(self):
+        return {**super().get_config(), "rho": self.rho, "momentum": self.momentum, "epsilon": self.epsilon,
+                "centered": self.centered}
