@@ -12,13 +12,12 @@ from mlp_gpu.backend.cuda import kernels
 from mlp_gpu.backend.base import HYPER, HYPER_SIZE
 from mlp_gpu.backend.cuda.fused_step import FusedStep, spec_from_model
 from mlp_gpu.backend.cuda.step_plan import SCALARS, StepSpec, lt_unsupported, nodes_per_step, plan_step
-from mlp_gpu import losses
 from mlp_gpu.optimizers import schedules
-from mlp_gpu.training.steps import DeviceData, train_step
-from mlp_gpu.data.sources import check_inputs
+from mlp_gpu.training.steps import DeviceData
 
 from ...conftest import blobs, requires_gpu
 from ...harness.host_ops import HostCudaOps, compiler
+from ...harness.epoch import epoch_steps, general_step
 from ...harness.lt_emulator import HostLtOps
 
 needs_gxx = pytest.mark.skipif(compiler() is None, reason="g++ not found: the host harness needs it")
@@ -85,21 +84,8 @@ def test_op_plan_is_what_the_step_launches(layers, optimizer, loss):
 def _run_steps(backend, layers, optimizer, x, y, batch, loss, fused):
     """One epoch of steps (the last one shorter) in a fixed shuffled order; weights and accumulators after."""
     model = _model(backend, layers(), optimizer(), loss)
-    x = check_inputs(model, x)
-    data = DeviceData(backend, x, losses.check_targets(model.loss, y, len(x), model.output_units, model.dtype))
-    data.perm[...] = backend.asarray(np.random.default_rng(3).permutation(len(x)))
-    acc = backend.zeros(3, np.float64)
-    n = len(x)
-    sizes = [batch] * (n // batch) + ([n % batch] if n % batch else [])
-    steps = {}
-    for rows in sorted(set(sizes)):
-        if fused:
-            steps[rows] = FusedStep(backend, model, data, acc, rows)
-        else:
-            ws = model.workspace(rows)
-            steps[rows] = lambda ws=ws: train_step(model, ws, data, acc)
-    for rows in sizes:
-        steps[rows]()
+    make = (lambda m, d, a, rows: FusedStep(backend, m, d, a, rows)) if fused else general_step
+    *_, (data, acc) = epoch_steps(model, x, y, batch, make)
     return model, np.array(acc), int(np.array(data.cursor)[0])
 
 

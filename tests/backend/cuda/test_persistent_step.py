@@ -7,16 +7,15 @@ import ctypes
 import numpy as np
 import pytest
 
-from mlp_gpu import SGD, Adam, Dense, Flatten, Input, Sequential, losses, schedules
+from mlp_gpu import SGD, Adam, Dense, Flatten, Input, Sequential, schedules
 from mlp_gpu.optimizers import RMSprop
 from mlp_gpu.backend import NumpyBackend
 from mlp_gpu.backend.cuda.persistent_step import PersistentStep, choose_grid, kernel_name, layout, unsupported
 from mlp_gpu.backend.shared_constants import PERSIST_MAX_LAYERS, PERSIST_TABLE_INTS
-from mlp_gpu.data.sources import check_inputs
-from mlp_gpu.training.steps import DeviceData, train_step
 
 from ...conftest import blobs, requires_gpu
 from ...harness import host_ops
+from ...harness.epoch import epoch_steps, general_step
 from ...harness.host_ops import compiler
 from ...harness.persistent import SHARED_LIMIT, HostPersistentOps
 
@@ -94,25 +93,13 @@ def test_grid_sync_orders_every_block_in_the_harness(blocks, grid_sync_lib):
 
 # ---- step by step against NumPy ------------------------------------------------------------------------
 
-def _steps(backend, sizes, activations, optimizer, x, y, batch, loss, persistent, order_seed=3):
+def _steps(backend, sizes, activations, optimizer, x, y, batch, loss, persistent):
     """One epoch of single steps in a fixed shuffled order (the last one shorter); the model, acc and cursor
     after each step."""
     model = _model(backend, sizes, activations, optimizer(), loss)
-    x = check_inputs(model, x)
-    data = DeviceData(backend, x, losses.check_targets(model.loss, y, len(x), model.output_units, model.dtype))
-    data.perm[...] = backend.asarray(np.random.default_rng(order_seed).permutation(len(x)))
-    acc = backend.zeros(3, np.float64)
-    n = len(x)
-    sizes_ = [batch] * (n // batch) + ([n % batch] if n % batch else [])
-    steps = {}
-    for rows in sorted(set(sizes_)):
-        if persistent:
-            steps[rows] = PersistentStep(backend, model, data, acc, rows, backend.threads)
-        else:
-            ws = model.workspace(rows)
-            steps[rows] = lambda ws=ws: train_step(model, ws, data, acc)
-    for rows in sizes_:
-        steps[rows]()
+    make = (lambda m, d, a, rows: PersistentStep(backend, m, d, a, rows, backend.threads)) if persistent \
+        else general_step
+    for data, acc in epoch_steps(model, x, y, batch, make):
         yield model, np.array(acc), int(np.array(data.cursor)[0])
 
 
