@@ -52,9 +52,10 @@ def say(*parts):
     print(*parts, flush=True)
 
 
-def run_gpu_tests(out: Path, timeout_s: float) -> dict:
-    """pytest -m gpu, spread over 8 processes where pytest-xdist is installed (the GPU machine has it),
-    each test limited to 120 s where pytest-timeout is, the whole run to timeout_s."""
+def run_gpu_tests(out: Path, timeout_s: float, where: str = "tests", log_name: str = "gpu-tests.log") -> dict:
+    """pytest -m gpu over ``where`` (a folder or file under the repository), spread over 8 processes where
+    pytest-xdist is installed (the GPU machine has it), each test limited to 120 s where pytest-timeout is, the
+    whole run to timeout_s."""
     import importlib.util
 
     cmd = [sys.executable, "-m", "pytest", "-v", "-rfE", "--tb=short", "-m", "gpu", "-p", "no:cacheprovider"]
@@ -65,13 +66,13 @@ def run_gpu_tests(out: Path, timeout_s: float) -> dict:
     path = [str(ROOT)] + os.environ.get("PYTHONPATH", "").split(os.pathsep)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
     try:
-        proc = subprocess.run(cmd + [str(ROOT / "tests")], capture_output=True, text=True, cwd=ROOT, env=env,
+        proc = subprocess.run(cmd + [str(ROOT / where)], capture_output=True, text=True, cwd=ROOT, env=env,
                               timeout=timeout_s)
         text, code = proc.stdout + proc.stderr, proc.returncode
     except subprocess.TimeoutExpired as exc:
         text = "".join(part.decode() if isinstance(part, bytes) else (part or "") for part in (exc.stdout, exc.stderr))
         text, code = text + f"\n(stopped after {timeout_s:.0f} s)", "timeout"
-    (out / "gpu-tests.log").write_text(text)
+    (out / log_name).write_text(text)
     import re
 
     finals = [line for line in text.splitlines() if re.match(r"=+ .* in [\d.]+s.* =+$", line)]
@@ -200,6 +201,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--smoke", action="store_true", help="the CPU smoke matrix, to check this script without a GPU")
     ap.add_argument("--routes-only", action="store_true", help="only the graph routes against PyTorch")
+    ap.add_argument("--persistent-only", action="store_true", help="only the persistent route: its GPU tests and "
+                    "the 30-epoch headline against the lt route and PyTorch (a short first device check)")
     ap.add_argument("--budget", type=float, default=300.0, help="seconds the whole run may take (stages that "
                     "would not fit are skipped and reported)")
     args = ap.parse_args(argv)
@@ -215,6 +218,15 @@ def main(argv=None) -> int:
             return 1
         routes = graph_routes.run(out, graph_routes.Setup(epochs=1, long_epochs=3) if args.smoke else None, log=say)
         return 0 if all(p["ok"] for p in routes["parity"]) else 1
+    if args.persistent_only:
+        if not gpu:
+            say("the persistent route needs a GPU:", available_backends()["cupy"])
+            return 1
+        check = {"tests": run_gpu_tests(out, 180, "tests/backend/cuda/test_persistent_step.py", "persistent-tests.log")}
+        check["headline"] = persistent_headline(load_data()[1])
+        (out / "persistent-check.json").write_text(json.dumps(check, indent=2, default=str) + "\n")
+        say("wrote", out / "persistent-check.json")
+        return 0 if check["tests"]["exit_code"] == 0 and all(p["ok"] for p in check["headline"]["parity"]) else 1
     result = {"benchmark": "gpu_check", "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "smoke": args.smoke,
               "budget_s": args.budget, "machine": describe_machine(), "cupy_unavailable": available_backends()["cupy"],
               "nvmath": vendor_gemm.unavailable_reason() or "importable"}

@@ -158,6 +158,34 @@ def test_launch_of_several_steps_matches_numpy(case):
     assert got.backend.launches.count(kernel_name(x.dtype == np.uint8, loss.startswith("sparse"))) == 4
 
 
+@needs_gxx
+def test_the_host_sees_the_weights_after_every_launch():
+    """Weights return to the parameter buffer at the end of each launch: a callback reading them after every
+    batch (the trainer then hands one step a launch) sees NumPy's, step for step."""
+    from mlp_gpu import Callback
+
+    class Weights(Callback):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def on_batch_end(self, batch, logs=None):
+            self.seen.append([w.copy() for w in self.model.get_weights()])
+
+    x, y = blobs(n=30, features=6)
+    seen = []
+    for backend in (NumpyBackend(), HostPersistentOps(2, threads=32)):
+        cb = Weights()
+        _model(backend, (6, 9, 3), ("relu", "softmax"), SGD(0.1, momentum=0.9)).fit(
+            x, y, batch_size=8, epochs=1, seed=4, verbose=0, callbacks=[cb])
+        seen.append(cb.seen)
+    assert len(seen[1]) == len(seen[0]) == 4
+    assert backend.launches.count(kernel_name(False, True)) == 4  # one launch a step
+    for ref, got in zip(*seen):
+        for a, b in zip(ref, got):
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+
 # ---- whole fits: 100 steps -------------------------------------------------------------------------------
 
 def _fit_both(sizes, acts, opt, x, y, batch, blocks, epochs=1, threads=32, **fit):
