@@ -14,7 +14,7 @@
 //   scratch float32: act_l (rows, s_{l+1}) row-major for l < L one after another (act_{L-1} holds the logits),
 //     then two partial-gradient buffers of G * rows * hmax floats, hmax = max(s_1 .. s_{L-1}): layer l's
 //     input gradient as the blocks' partial sums, [block][row][unit of layer l-1] with row stride s_l;
-//   bar (2,) unsigned, zero between launches (grid_sync's counter and generation).
+//   bar (2,) unsigned, grid_sync's count (zero between launches: each barrier resets it) and generation (any).
 // Ownership: of G blocks, block b owns units [b s / G, (b + 1) s / G) of each layer of s units: those columns
 // of the layer's [kernel; bias] live in its shared memory for the whole launch, with their optimizer state,
 // and only it updates them. Its shared memory (the launch's shared_mem bytes, persistent_step.py:layout):
@@ -29,6 +29,8 @@
 #include "common.cuh"
 
 namespace persist {
+
+static_assert(3 + 7 * PERSIST_MAX_LAYERS < PERSIST_TABLE_INTS, "the block's table overlaps its last slot");
 
 // Where the block's table lives in shared memory: widths, activations, the slice of each layer.
 struct Table {
@@ -331,6 +333,7 @@ __device__ __forceinline__ void run(const In* __restrict__ src_x, const Y* __res
 // block-wide loop. Pre: bar == {0, 0}; steps >= 0; cursor + steps * rows <= rows_total; 1 <= L <=
 // PERSIST_MAX_LAYERS; the fused softmax cross-entropy is the loss; optimizer a PERSIST_OPT_* code with
 // slots = its state slots (0, 1, 2); every block reaches every grid_sync (no early return).
+// The pre bar == {0, 0} is for the first launch: later ones find the count at 0 and any generation.
 // uint8 pixels, int32 labels.
 extern "C" __global__ void persistent_step_u8_i32(const unsigned char* __restrict__ src_x,
         const int* __restrict__ src_y, const long long* __restrict__ perm, long long* cursor,

@@ -99,6 +99,8 @@ class PersistentStep:
     perm, cursor) and acc. Raises ValueError (with the reason) when the model or the budget does not fit."""
 
     def __init__(self, runner, model, data, acc, rows: int, threads: int = PERSIST_BLOCK):
+        if threads % 32 or threads < 32:
+            raise ValueError(f"the persistent route: {threads} threads a block, not whole warps")
         reason = unsupported(model, rows)
         if not reason and not _resident(data):
             reason = "the training data is not resident on the device (x, y, perm and cursor)"
