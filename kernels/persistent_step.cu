@@ -27,6 +27,8 @@
 // barrier after each layer but the first. 2L - 1 grid barriers a step (one more when L == 1).
 // Sums are float32 in a fixed order (deterministic launch to launch; the order is not NumPy's BLAS').
 #include "common.cuh"
+// activate, activation_derivative: generated from mlp_gpu/activations.py
+#include "activations.cuh"
 
 namespace persist {
 
@@ -49,22 +51,6 @@ struct Table {
 // int32 labels (sparse targets) or float32 targets.
 template <class Y> struct Labels { static constexpr bool value = false; };
 template <> struct Labels<int> { static constexpr bool value = true; };
-
-__device__ __forceinline__ float act_forward(float x, int act) {
-    switch (act) {
-        case ACT_RELU: return fmaxf(x, 0.0f);
-        case ACT_SIGMOID: return sigmoidf_stable(x);
-        case ACT_TANH: return tanhf(x);
-        default: return x;
-    }
-}
-
-// act'(.) through the activation's output y.
-__device__ __forceinline__ float act_derivative(float y, int act) {
-    return act == ACT_RELU ? (y > 0.0f ? 1.0f : 0.0f)
-         : act == ACT_SIGMOID ? y * (1.0f - y)
-         : act == ACT_TANH ? 1.0f - y * y : 1.0f;
-}
 
 // sink(p, sum_{k < K} term(p, k)) for every p < P, by the whole block: S threads an output (S = blockDim.x / P
 // when that is more than 1, at most K), thread t summing the terms k = t % S, t % S + S, ... of output
@@ -197,7 +183,7 @@ __device__ __forceinline__ void run(const In* __restrict__ src_x, const Y* __res
                 },
                 [&](int p, float z) {
                     int r = p / cnt, j = p % cnt;
-                    out[(long long)r * n + lo + j] = act_forward(z + w[fan_in * cnt + j], a);
+                    out[(long long)r * n + lo + j] = activate(z + w[fan_in * cnt + j], a);
                 });
             grid_sync(bar);
         }
@@ -273,7 +259,7 @@ __device__ __forceinline__ void run(const In* __restrict__ src_x, const Y* __res
                 block_sums(rows * cnt, G, red,
                     [&](int p, int g) { return part[((long long)g * rows + p / cnt) * n + lo + p % cnt]; },
                     [&](int p, float v) {
-                        dz[p] = v * act_derivative(y[(long long)(p / cnt) * n + lo + p % cnt], a);
+                        dz[p] = v * activation_derivative(y[(long long)(p / cnt) * n + lo + p % cnt], a);
                     });
                 __syncthreads();
             }

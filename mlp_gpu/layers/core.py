@@ -8,7 +8,6 @@ from .._checks import check_int
 from .base import Layer, _check_shape, check_activation, flat_features
 
 
-
 class Input(Layer):
     """Declares the shape of one sample, e.g. ``Input(shape=(28, 28))``."""
 

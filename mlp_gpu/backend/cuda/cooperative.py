@@ -9,13 +9,9 @@ the occupancy API (``cuOccupancyMaxActiveBlocksPerMultiprocessor`` times the mul
 from __future__ import annotations
 
 import ctypes
-import logging
 
 import numpy as np
 
-from .persistent_step import PersistentRunner, PersistentStep
-
-log = logging.getLogger("mlp_gpu")
 _ATTR_MAX_DYNAMIC_SHARED = 8  # CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
 _SCALAR_TYPES = {np.dtype(np.int32): ctypes.c_int, np.dtype(np.uint32): ctypes.c_uint,
                  np.dtype(np.int64): ctypes.c_longlong, np.dtype(np.float32): ctypes.c_float,
@@ -64,19 +60,3 @@ class CooperativeLaunches:
         self.xp.cuda.driver.launchCooperativeKernel(function.ptr, *grid, *block, int(shared_mem),
                                                     self.xp.cuda.get_current_stream().ptr,
                                                     ctypes.addressof(params))
-
-
-def persistent_runner(backend, rows, max_steps, model, data, acc, steps_per_launch):
-    """(runner, route info) on the persistent route, or (None, why not)."""
-    if model is None:
-        return None, "the caller passed no model and data to build the persistent step from"
-    try:
-        step = PersistentStep(backend, model, data, acc, rows)
-    except Exception as exc:  # the model or the budget does not fit, no cooperative launch, a compile error
-        return None, f"{type(exc).__name__}: {exc}"
-    block = 1 if max_steps == 1 else (steps_per_launch if max_steps is None else min(max_steps, steps_per_launch))
-    info = {"route": "persistent", "reason": f"gemm='persistent': {step.grid} blocks of {step.threads} threads, "
-            f"{step.shared_mem} bytes of shared memory each", "steps_per_graph": block, "rows": rows,
-            "nodes_per_step": 1, "blocks": step.grid, "shared_mem": step.shared_mem}
-    log.info("persistent route for %d rows: %s, up to %d steps a launch", rows, info["reason"], block)
-    return PersistentRunner(step, block), info

@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from ... import activations
 from ..base import StepRunner
 from ..shared_constants import (ACT_CODES, PERSIST_BLOCK, PERSIST_MAX_LAYERS, PERSIST_NET_INTS, PERSIST_OPT_CODES,
                                PERSIST_TABLE_INTS)
-from .fused_step import _resident, spec_from_model
+from ..step_spec import spec_from_model
+from .fused_step import _resident
+from .step_plan import persistent_kernel as kernel_name
 
 LOSSES = ("softmax_xent_sparse", "softmax_xent")  # the fused softmax cross-entropies the kernel computes
-HIDDEN = ("linear", "relu", "sigmoid", "tanh")     # hidden activations with a forward and a derivative there
+# hidden activations: every element-wise entry of the activation table (kernels/activations.cuh, generated)
+HIDDEN = tuple(a.name for a in activations.TABLE if not a.row_wise)
 SLOTS = {"sgd": 0, "sgd_momentum": 1, "adam": 2}   # optimizer state slots, as the optimizers keep them
 _CLIPPING = ("clipnorm", "clipvalue", "global_clipnorm", "weight_decay")
 
@@ -53,7 +57,7 @@ def unsupported(model, rows: int) -> str | None:
         return f"{spec.layers} Dense layers, more than the kernel's PERSIST_MAX_LAYERS = {PERSIST_MAX_LAYERS}"
     bad = [a for a in spec.activations[:-1] if a not in HIDDEN]
     if bad:
-        return f"hidden activation {bad[0]!r} is not in the kernel's table ({', '.join(HIDDEN)})"
+        return f"hidden activation {bad[0]!r} is a row operation (the kernel's are element-wise: {', '.join(HIDDEN)})"
     if not (spec.loss in LOSSES and spec.loss_fused):
         return f"loss {spec.loss!r} (the kernel fuses softmax cross-entropy only: {', '.join(LOSSES)})"
     optimizer = model.optimizer
@@ -67,11 +71,6 @@ def unsupported(model, rows: int) -> str | None:
     if getattr(optimizer, "amsgrad", False):
         return "Adam with amsgrad"
     return None
-
-
-def kernel_name(pixels: bool, sparse: bool) -> str:
-    """The entry point for uint8 pixels or float32 features, int32 labels or float32 targets."""
-    return f"persistent_step_{'u8' if pixels else 'f32'}_{'i32' if sparse else 'f32'}"
 
 
 def choose_grid(runner, name: str, sizes, rows: int, threads: int, slots: int) -> tuple[int, int, str | None]:

@@ -127,10 +127,11 @@ def test_each_step_matches_numpy(blocks, batch):
 
 
 @needs_gxx
-@pytest.mark.parametrize("case", ["dense-targets-adam", "pixels-nesterov", "one-layer-sgd", "sigmoid-hidden-adam"])
+@pytest.mark.parametrize("case", ["dense-targets-adam", "pixels-nesterov", "one-layer-sgd", "table-hidden-adam"])
 def test_launch_of_several_steps_matches_numpy(case):
     """Several steps in one launch (the whole epoch but its shorter last batch), on 3 blocks: float features with
-    categorical targets, uint8 pixels, a single Dense layer (the barrier at the end of each step), sigmoid."""
+    categorical targets, uint8 pixels, a single Dense layer (the barrier at the end of each step), sigmoid,
+    leaky_relu and linear hidden layers (the activation table's kernels/activations.cuh)."""
     rng = np.random.default_rng(0)
     x, y = blobs(n=45, features=6, classes=3)
     sizes, acts, loss, opt = (6, 9, 3), ("relu", "softmax"), "sparse_categorical_crossentropy", lambda: Adam(0.01)
@@ -143,7 +144,7 @@ def test_launch_of_several_steps_matches_numpy(case):
     elif case == "one-layer-sgd":
         sizes, acts, opt = (6, 3), ("softmax",), lambda: SGD(0.1)  # noqa: E731
     else:
-        sizes, acts = (6, 11, 4, 3), ("sigmoid", "linear", "softmax")
+        sizes, acts = (6, 11, 4, 5, 3), ("sigmoid", "leaky_relu", "linear", "softmax")
     fits = []
     for backend in (NumpyBackend(), HostPersistentOps(3, threads=32)):
         model = _model(backend, sizes, acts, opt(), loss, flatten=flatten)
