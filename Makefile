@@ -7,7 +7,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 EPOCHS ?= 30
 BACKEND ?= auto
 
-.PHONY: install peers data cupy-api headers train test bench bench-toolbox fuzz gpu-data gpu-wheels gpu-check gpu-routes lint clean
+.PHONY: install peers data cupy-api headers train test bench bench-toolbox fuzz gpu-data gpu-wheels gpu-check gpu-routes gpu-persistent lint clean
 
 # Two installs: `make train` the package with only what training and its plot need (EXTRAS; add cuda13 or
 # gpu for CuPy on a GPU machine), `make test` the dev extra on top. Each stamp names its extras, so a
@@ -111,6 +111,10 @@ gpu-check:
 # Only the graph routes against PyTorch (a few minutes less than the whole gpu-check).
 gpu-routes:
 	$(GPU_ENV) python3 benchmarks/gpu_check.py --routes-only --out $(GPU_OUT)
+
+# Only the persistent route (issue 28): its GPU tests and the 30-epoch headline, a short first device check.
+gpu-persistent:
+	$(GPU_ENV) python3 benchmarks/gpu_check.py --persistent-only --out $(GPU_OUT)
 
 # The generated kernel headers (shared numbers, the activation switch) from their Python sources; a test
 # keeps the committed files equal to them.

@@ -52,9 +52,10 @@ def say(*parts):
     print(*parts, flush=True)
 
 
-def run_gpu_tests(out: Path, timeout_s: float) -> dict:
-    """pytest -m gpu, spread over 8 processes where pytest-xdist is installed (the GPU machine has it),
-    each test limited to 120 s where pytest-timeout is, the whole run to timeout_s."""
+def run_gpu_tests(out: Path, timeout_s: float, where: str = "tests", log_name: str = "gpu-tests.log") -> dict:
+    """pytest -m gpu over ``where`` (a folder or file under the repository), spread over 8 processes where
+    pytest-xdist is installed (the GPU machine has it), each test limited to 120 s where pytest-timeout is, the
+    whole run to timeout_s."""
     import importlib.util
 
     cmd = [sys.executable, "-m", "pytest", "-v", "-rfE", "--tb=short", "-m", "gpu", "-p", "no:cacheprovider"]
@@ -65,13 +66,13 @@ def run_gpu_tests(out: Path, timeout_s: float) -> dict:
     path = [str(ROOT)] + os.environ.get("PYTHONPATH", "").split(os.pathsep)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
     try:
-        proc = subprocess.run(cmd + [str(ROOT / "tests")], capture_output=True, text=True, cwd=ROOT, env=env,
+        proc = subprocess.run(cmd + [str(ROOT / where)], capture_output=True, text=True, cwd=ROOT, env=env,
                               timeout=timeout_s)
         text, code = proc.stdout + proc.stderr, proc.returncode
     except subprocess.TimeoutExpired as exc:
         text = "".join(part.decode() if isinstance(part, bytes) else (part or "") for part in (exc.stdout, exc.stderr))
         text, code = text + f"\n(stopped after {timeout_s:.0f} s)", "timeout"
-    (out / "gpu-tests.log").write_text(text)
+    (out / log_name).write_text(text)
     import re
 
     finals = [line for line in text.splitlines() if re.match(r"=+ .* in [\d.]+s.* =+$", line)]
@@ -105,6 +106,24 @@ def full_run(backend, data, epochs) -> dict:
     return {"backend": repr(backend), "epochs": epochs, "train_seconds_with_validation": seconds,
             "val_accuracy": history.history["val_accuracy"][-1],
             "test_accuracy": model.evaluate(data["x_test"], data["y_test"])[1]}
+
+
+def persistent_headline(data, epochs=30) -> dict:
+    """Issue 28's headline, early so that a run cut short has it: the reference workload's 30 epochs with
+    per-epoch validation on the persistent route (target 0.6 s, 10 µs a step) against the lt route and PyTorch
+    with a captured step, and each route's parity with NumPy after an epoch. graph_routes (a later stage) has
+    every route at batch 32, 256, 1024 and on the wide net."""
+    keep = ("graph_lt", "persistent")
+    setup = graph_routes.Setup(routes={k: graph_routes.ROUTES[k] for k in keep}, peers=("torch_graph",),
+                               long_epochs=epochs, validation=(True,))
+    runs = []
+    for impl in keep + setup.peers:
+        try:
+            runs.append(graph_routes.thirty_epochs(data, impl, setup, say, validation=True))
+        except Exception as exc:  # no torch CUDA, or a route failing: reported, the rest go on
+            runs.append({"impl": impl, "skipped": f"{type(exc).__name__}: {exc}"})
+    return {"target_seconds": 0.6, "thirty_epochs_with_validation": runs,
+            "parity": [graph_routes.parity(data, impl, setup) for impl in keep]}
 
 
 def nccl_one_rank(data, epochs=1) -> dict:
@@ -182,6 +201,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--smoke", action="store_true", help="the CPU smoke matrix, to check this script without a GPU")
     ap.add_argument("--routes-only", action="store_true", help="only the graph routes against PyTorch")
+    ap.add_argument("--persistent-only", action="store_true", help="only the persistent route: its GPU tests and "
+                    "the 30-epoch headline against the lt route and PyTorch (a short first device check)")
     ap.add_argument("--budget", type=float, default=300.0, help="seconds the whole run may take (stages that "
                     "would not fit are skipped and reported)")
     args = ap.parse_args(argv)
@@ -197,6 +218,15 @@ def main(argv=None) -> int:
             return 1
         routes = graph_routes.run(out, graph_routes.Setup(epochs=1, long_epochs=3) if args.smoke else None, log=say)
         return 0 if all(p["ok"] for p in routes["parity"]) else 1
+    if args.persistent_only:
+        if not gpu:
+            say("the persistent route needs a GPU:", available_backends()["cupy"])
+            return 1
+        check = {"tests": run_gpu_tests(out, 180, "tests/backend/cuda/test_persistent_step.py", "persistent-tests.log")}
+        check["headline"] = persistent_headline(load_data()[1])
+        (out / "persistent-check.json").write_text(json.dumps(check, indent=2, default=str) + "\n")
+        say("wrote", out / "persistent-check.json")
+        return 0 if check["tests"]["exit_code"] == 0 and all(p["ok"] for p in check["headline"]["parity"]) else 1
     result = {"benchmark": "gpu_check", "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "smoke": args.smoke,
               "budget_s": args.budget, "machine": describe_machine(), "cupy_unavailable": available_backends()["cupy"],
               "nvmath": vendor_gemm.unavailable_reason() or "importable"}
@@ -215,6 +245,7 @@ def main(argv=None) -> int:
         result["tests"] = stages.run("gpu tests", 60, lambda: run_gpu_tests(out, max(30.0, stages.left() - 150)))
         result["full_run"] = stages.run("30-epoch graph run", 40,
                                         lambda: full_run(get_backend("cupy", graph=True), data, 30))
+        result["persistent"] = stages.run("persistent route", 30, lambda: persistent_headline(data))
         suite = stages.run("bench matrix", 40, lambda: run_suite("gpu", repeats=3, out=out, log=say))
         kernels = stages.run("kernel bench", 15, lambda: kernel_bench.run(validate_only=False, log=say))
         if kernels is not None:
@@ -271,6 +302,11 @@ def markdown(r) -> str:
         lines += ["", f"Full run ({fr['backend']}): {fr['epochs']} epochs of the reference workload with per-epoch "
                   f"validation in {fr['train_seconds_with_validation']:.2f} s; val accuracy {fr['val_accuracy']:.4f}, "
                   f"test accuracy {fr['test_accuracy']:.4f}."]
+    for run in (r.get("persistent") or {}).get("thirty_epochs_with_validation", []):
+        lines += ["", f"Persistent-route headline, {run['impl']}: " + (
+            f"{run['epochs']} epochs with validation in {run['seconds']:.2f} s (target 0.6 s on the persistent route); "
+            f"route {(run.get('route') or {}).get('route', run['impl'])}" if "seconds" in run
+            else f"skipped: {run['skipped']}")]
     if r.get("ratios"):
         lines += ["", "Ratios from the suite (see the bench-* files):", ""]
         lines += [f"- {k}: {v:.3f}" for k, v in r["ratios"].items()]

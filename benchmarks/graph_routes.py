@@ -1,10 +1,12 @@
-"""The GEMM routes of graph mode against PyTorch on the same card (issue 19, item 6), in one run.
+"""The GEMM routes of graph mode and the persistent route against PyTorch on the same card (issues 19 and 28).
 
-For the reference net at batch 32 and 1,024 and the wide net: µs per training step (median of timed
+For the reference net at batch 32, 256 and 1,024 and the wide net: µs per training step (median of timed
 epochs, round-robin over every cell), nodes per step (planned, and counted in the captured graph where
-cuda-bindings can read it), the route each cell really took and why; the 30-epoch time of the
-reference workload on every route; parity of each route's weights with the NumPy backend after one
-epoch. Peers: PyTorch eager and PyTorch with the whole training step captured as one CUDA graph.
+cuda-bindings can read it; the persistent route: one launch per block of steps), the route each cell really
+took and why; the 30-epoch time of the reference workload on every route, without and with per-epoch
+validation; parity of each route's weights with the NumPy backend after one epoch; which of our routes
+measured fastest on each workload (what `auto` should pick: it keeps "lt" until a run here shows otherwise).
+Peers: PyTorch eager and PyTorch with the whole training step captured as one CUDA graph.
 
     PYTHONPATH=. python3 benchmarks/graph_routes.py [--out DIR] [--quick]
 """
@@ -33,10 +35,11 @@ ROUTES = {  # our cells: backend name and options
     "graph_cublas": ("cupy", {"graph": True, "gemm": "cublas"}),
     "graph_lt": ("cupy", {"graph": True, "gemm": "lt"}),
     "graph_lt_x16": ("cupy", {"graph": True, "gemm": "lt", "steps_per_graph": 16}),
+    "persistent": ("cupy", {"gemm": "persistent"}),  # an epoch a launch (kernels/persistent_step.cu)
 }
 PEERS = ("torch_eager", "torch_graph")
-WORKLOADS = [Workload("reference-b32", REFERENCE, 32), Workload("reference-b1024", REFERENCE, 1024),
-             Workload("wide-b32", WIDE, 32, rows=8000)]
+WORKLOADS = [Workload("reference-b32", REFERENCE, 32), Workload("reference-b256", REFERENCE, 256),
+             Workload("reference-b1024", REFERENCE, 1024), Workload("wide-b32", WIDE, 32, rows=8000)]
 
 
 @dataclass
@@ -48,6 +51,7 @@ class Setup:
     epochs: int = 3          # timed epochs per cell, after one warm-up epoch
     long_epochs: int = 30    # the end-to-end run of the reference workload
     parity_rows: int = 3200
+    validation: tuple = (False, True)  # the end-to-end run without, then with, per-epoch validation
 
 
 class TorchGraphSession(TorchSession):
@@ -147,8 +151,24 @@ def reference_model(backend):
     return model
 
 
-def thirty_epochs(data, impl, setup, log) -> dict:
-    """The reference workload trained from scratch for `long_epochs` epochs in one fit (no validation)."""
+def _validation_split(data):
+    """The validation rows: the data's own split where it has one (gpu-check's full run uses it), else the test's."""
+    return (data["x_val"], data["y_val"]) if "x_val" in data else (data["x_test"], data["y_test"])
+
+
+def _peer_accuracy(session, data) -> float:
+    """A PyTorch peer's validation accuracy, computed on the device and read once: its per-epoch validation."""
+    torch = session.torch
+    xv, yv = _validation_split(data)
+    with torch.no_grad():
+        x = torch.from_numpy(np.array(xv)).to(session.dev).float() / 255
+        y = torch.from_numpy(yv.astype(np.int64)).to(session.dev)
+        return float((session.net(x).argmax(dim=1) == y).float().mean())
+
+
+def thirty_epochs(data, impl, setup, log, validation=False) -> dict:
+    """The reference workload trained from scratch for `long_epochs` epochs in one fit, with or without
+    validation after every epoch (_validation_split)."""
     from mlp_gpu import get_backend
 
     epochs = setup.long_epochs
@@ -158,7 +178,8 @@ def thirty_epochs(data, impl, setup, log) -> dict:
         model = reference_model(backend)
         backend.synchronize()
         t0 = time.perf_counter()
-        model.fit(data["x"], data["y"], batch_size=32, epochs=epochs, verbose=0, seed=2)
+        model.fit(data["x"], data["y"], batch_size=32, epochs=epochs, verbose=0, seed=2,
+                  validation_data=_validation_split(data) if validation else None)
         backend.synchronize()
         seconds = time.perf_counter() - t0
         out = {"test_accuracy": model.evaluate(data["x_test"], data["y_test"])[1],
@@ -168,10 +189,34 @@ def thirty_epochs(data, impl, setup, log) -> dict:
         t0 = time.perf_counter()
         for _ in range(epochs):
             session.epoch()
+            if validation:
+                _peer_accuracy(session, data)
         seconds = time.perf_counter() - t0
         out = session.result()
-    log(f"  {epochs} epochs {impl:14s} {seconds:8.2f} s  test accuracy {out.get('test_accuracy')}")
-    return {"impl": impl, "epochs": epochs, "seconds": seconds, **out}
+    log(f"  {epochs} epochs {impl:14s} {'with' if validation else 'without'} validation {seconds:8.2f} s  "
+        f"test accuracy {out.get('test_accuracy')}")
+    return {"impl": impl, "epochs": epochs, "validation": validation, "seconds": seconds, **out}
+
+
+def fastest_routes(cells, routes) -> dict:
+    """Per workload, which of our routes measured fastest (µs per step) and by how much over "graph_lt"."""
+    out = {}
+    for cell in cells:
+        if cell["impl"] not in routes or "us_per_step" not in cell:
+            continue
+        best = out.get(cell["workload"])
+        if best is None or cell["us_per_step"] < best["us_per_step"]:
+            out[cell["workload"]] = {"impl": cell["impl"], "us_per_step": cell["us_per_step"],
+                                     "route": cell["route"].get("route")}
+    for workload, best in out.items():
+        lt = next((c for c in cells if c["workload"] == workload and c["impl"] == "graph_lt" and "us_per_step" in c),
+                  None)
+        best["lt_over_fastest"] = lt["us_per_step"] / best["us_per_step"] if lt else None
+    return out
+
+
+AUTO_NOTE = ('`auto` keeps the lt route (cupy_backend.CupyBackend): the persistent route becomes its choice only '
+             'for the workloads where a run of this benchmark on the card measured it fastest.')
 
 
 def parity(data, impl, setup) -> dict:
@@ -209,13 +254,17 @@ def run(out: Path, setup: Setup | None = None, data=None, log=print) -> dict:
             p = {"impl": impl, "error": f"{type(exc).__name__}: {exc}", "ok": False}
             log(f"  {impl:14s} FAILED {p['error']}")
         result["parity"].append(p)
+    result["fastest"] = fastest_routes(result["cells"], setup.routes)
+    result["auto_note"] = AUTO_NOTE
     log(f"graph routes: {setup.long_epochs}-epoch runs of the reference workload")
     result["thirty_epochs"] = []
-    for impl in list(setup.routes) + list(setup.peers):
-        try:
-            result["thirty_epochs"].append(thirty_epochs(data, impl, setup, log))
-        except Exception as exc:  # Skip (no torch CUDA) or a failure: reported, the rest go on
-            result["thirty_epochs"].append({"impl": impl, "skipped": f"{type(exc).__name__}: {exc}"})
+    for validation in setup.validation:
+        for impl in list(setup.routes) + list(setup.peers):
+            try:
+                result["thirty_epochs"].append(thirty_epochs(data, impl, setup, log, validation))
+            except Exception as exc:  # Skip (no torch CUDA) or a failure: reported, the rest go on
+                result["thirty_epochs"].append({"impl": impl, "validation": validation,
+                                                "skipped": f"{type(exc).__name__}: {exc}"})
     (out / "graph-routes.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     (out / "graph-routes.md").write_text(markdown(result))
     log("wrote", out / "graph-routes.md")
@@ -238,9 +287,18 @@ def markdown(r) -> str:
                      f"{route.get('route', '')} | {route.get('nodes_per_step', '')} | "
                      f"{route.get('graph_nodes_per_step', '')} |")
     lines += ["", "Ratios are peer µs/step over this cell's (above 1: this cell is faster).", "",
-              "| end to end, reference b32 | epochs | seconds | test accuracy |", "|---|---:|---:|---:|"]
-    lines += [f"| {t['impl']} | {t['epochs']} | {t['seconds']:.2f} | {t.get('test_accuracy', '')} |" if "seconds" in t
-              else f"| {t['impl']} | skipped: {t['skipped']} | | |" for t in r["thirty_epochs"]]
+              "| fastest of our routes | impl | µs/step | route taken | graph_lt / fastest |",
+              "|---|---|---:|---|---:|"]
+    for workload, best in r.get("fastest", {}).items():
+        ratio = f"{best['lt_over_fastest']:.2f}×" if best.get("lt_over_fastest") else ""
+        lines.append(f"| {workload} | {best['impl']} | {best['us_per_step']:.2f} | {best['route']} | {ratio} |")
+    lines += ["", r.get("auto_note", ""), "",
+              "| end to end, reference b32 | validation | epochs | seconds | test accuracy |",
+              "|---|---|---:|---:|---:|"]
+    lines += [f"| {t['impl']} | {t.get('validation', False)} | {t['epochs']} | {t['seconds']:.2f} | "
+              f"{t.get('test_accuracy', '')} |" if "seconds" in t
+              else f"| {t['impl']} | {t.get('validation', False)} | skipped: {t['skipped']} | | |"
+              for t in r["thirty_epochs"]]
     lines += ["", "| parity after one epoch | rows | max abs weight diff | loss numpy | loss route | ok |",
               "|---|---:|---:|---:|---:|---|"]
     for p in r["parity"]:

@@ -49,6 +49,9 @@ USES = (
     "cupy.cuda.Stream().begin_capture",
     "cupy.cuda.Stream().end_capture",
     "cupy.cuda.device.get_cublas_handle",
+    "cupy.cuda.driver.funcSetAttribute",      # the persistent route (backend/cuda/cooperative.py)
+    "cupy.cuda.driver.launchCooperativeKernel",
+    "cupy.cuda.driver.occupancyMaxActiveBlocksPerMultiprocessor",
     "cupy.cuda.get_current_stream",
     "cupy.cuda.get_elapsed_time",
     "cupy.cuda.get_current_stream().ptr",
@@ -87,6 +90,8 @@ UNTRACKED = (
     "cupy.ndarray.flags",                     # cuda_ops: a.flags.c_contiguous
     "cupy.ndarray.all",                       # the capture probe: (c == 16).all()
     "cupy.RawKernel.__call__",                # launch: function(grid, block, args)
+    "cupy.RawKernel.kernel",                  # cooperative.py: self._function(name).kernel.ptr, the CUfunction
+    "cupy.cuda.function.Function.ptr",
     "cupy.cuda.Stream.__enter__",             # capture: with stream:
     "cupy.cuda.Stream.__exit__",
     "cupy.cuda.graph.Graph.launch",           # make_runner: graph.launch, graph from capture()

@@ -56,6 +56,16 @@ BIAS_GRAD_ROWS = 8     # bias_grad: (32, BIAS_GRAD_ROWS) threads, the rows split
 COLUMN_ROWS = 8        # batchnorm_train/_backward: (32, COLUMN_ROWS) threads, the rows split COLUMN_ROWS ways
 REDUCE_BLOCK = 256     # regularize, clip_by_norm: REDUCE_BLOCK threads, a power of two (a tree sum)
 
+# The persistent route (kernels/persistent_step.cu, backend/cuda/persistent_step.py): threads per block on a GPU
+# (whole warps), the most Dense layers, the ints of the block's table in shared memory (widths, activations
+# and 6 per-layer entries, the parameter count last), and the optimizer codes (PERSIST_OPT_<NAME>).
+PERSIST_BLOCK = 256
+PERSIST_MAX_LAYERS = 8
+PERSIST_TABLE_INTS = 64
+PERSIST_NET_INTS = 2 + 2 * PERSIST_MAX_LAYERS  # [L, widths (L + 1), activation codes (L)]
+PERSIST_OPTIMIZERS = ("sgd", "sgd_momentum", "adam")
+PERSIST_OPT_CODES = {name: code for code, name in enumerate(PERSIST_OPTIMIZERS)}
+
 
 def defines() -> dict[str, int | float]:
     """Every shared constant under its C name."""
@@ -72,6 +82,9 @@ def defines() -> dict[str, int | float]:
     out.update(DROPOUT_BITS=DROPOUT_BITS, NADAM_DECAY=NADAM_DECAY, PIXEL_MAX=PIXEL_MAX)
     out.update(GEMM_TILE=GEMM_TILE, BIAS_GRAD_ROWS=BIAS_GRAD_ROWS, COLUMN_ROWS=COLUMN_ROWS,
                REDUCE_BLOCK=REDUCE_BLOCK)
+    out.update(PERSIST_BLOCK=PERSIST_BLOCK, PERSIST_MAX_LAYERS=PERSIST_MAX_LAYERS,
+               PERSIST_TABLE_INTS=PERSIST_TABLE_INTS, PERSIST_NET_INTS=PERSIST_NET_INTS)
+    out.update({f"PERSIST_OPT_{name.upper()}": code for name, code in PERSIST_OPT_CODES.items()})
     return out
 
 

@@ -20,7 +20,7 @@ from mlp_gpu.backend.shared_constants import (ACC, ACT_CODES, ACTIVATIONS, HYPER
 
 from ..harness.host_ops import HEADER, HostCudaOps, compiler
 
-SHARED_PREFIXES = ("ACT_", "HYPER_", "ACC_", "LT_SCALAR_", "METRIC_", "SCHEDULE_", "PHILOX_")
+SHARED_PREFIXES = ("ACT_", "HYPER_", "ACC_", "LT_SCALAR_", "METRIC_", "SCHEDULE_", "PHILOX_", "PERSIST_")
 
 
 def test_fused_ops_are_the_interface():

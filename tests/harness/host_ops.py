@@ -34,7 +34,8 @@ def compiler() -> str | None:
 
 
 def _wrapper(path: Path) -> str:
-    """C wrappers launch_<kernel>(grid, block, kernel args...) that ctypes can call."""
+    """C wrappers that ctypes can call: launch_<kernel>(grid, block, kernel args...), and
+    launch_coop_<kernel>(grid, block, shared bytes, kernel args...), a cooperative launch."""
     lines = [f'#include "{path}"']
     for name, params in kernels.signatures(path.read_text()).items():
         decl = ", ".join(f"{t} {n}" for t, n in params)
@@ -43,6 +44,11 @@ def _wrapper(path: Path) -> str:
             f'extern "C" void launch_{name}(unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, '
             f"unsigned bz, {decl}) {{\n"
             f"    mlp_host::launch(dim3{{gx, gy, gz}}, dim3{{bx, by, bz}}, [=] {{ {name}({call}); }});\n}}")
+        lines.append(
+            f'extern "C" void launch_coop_{name}(unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, '
+            f"unsigned bz, unsigned shared, {decl}) {{\n"
+            f"    mlp_host::launch_cooperative(dim3{{gx, gy, gz}}, dim3{{bx, by, bz}}, shared, "
+            f"[=] {{ {name}({call}); }});\n}}")
     return "\n".join(lines) + "\n"
 
 
@@ -90,6 +96,14 @@ class HostCudaOps(CudaOps):
         self.launches = []
 
     def launch(self, name, grid, block, args):
+        self._launch(name, grid, block, args, None)
+
+    def launch_cooperative(self, name, grid, block, shared_mem, args):
+        """A cooperative launch: every block of the grid runs at once with shared_mem bytes of dynamic
+        shared memory of its own, so a kernel may wait on a grid-wide barrier (common.cuh's grid_sync)."""
+        self._launch(name, grid, block, args, int(shared_mem))
+
+    def _launch(self, name, grid, block, args, shared_mem):
         path = kernels.kernel_index()[name]
         expected = kernels.signatures(path.read_text())[name]
         if len(args) != len(expected):
@@ -100,4 +114,8 @@ class HostCudaOps(CudaOps):
         grid = tuple(grid) + (1,) * (3 - len(grid))
         block = tuple(block) + (1,) * (3 - len(block))
         self.launches.append(name)
-        getattr(library(path), f"launch_{name}")(*grid, *block, *(_arg(a) for a in args))
+        lib = library(path)
+        if shared_mem is None:
+            getattr(lib, f"launch_{name}")(*grid, *block, *(_arg(a) for a in args))
+        else:
+            getattr(lib, f"launch_coop_{name}")(*grid, *block, ctypes.c_uint(shared_mem), *(_arg(a) for a in args))

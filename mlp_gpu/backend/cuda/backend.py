@@ -16,6 +16,8 @@ from . import kernels, routes, vendor_gemm
 from ..step_spec import spec_from_model
 from .step_plan import nodes_per_step
 from ..base import BackendUnavailable, DeviceMemoryError, StepRunner, device_memory_message
+from .cooperative import EPOCH, CooperativeLaunches
+from .persistent_step import PersistentRunner
 from .ops import CudaOps
 from .graphs import GraphRunner
 from .staging import PinnedStage
@@ -82,7 +84,7 @@ def _env_steps(value):
     return steps
 
 
-class CupyBackend(CudaOps):
+class CupyBackend(CooperativeLaunches, CudaOps):
     """Arrays on the current CUDA device; the fused ops are our kernels.
 
     graph: capture training steps as CUDA graphs and replay them (env MLP_GPU_GRAPH, default on).
@@ -93,8 +95,12 @@ class CupyBackend(CudaOps):
                     can be captured, else our kernel;
            "kernel" our sgemm_strided;
            "cublas" cuBLAS through nvmath-python's bindings, which can be captured;
-           "lt"     the fused cuBLASLt step (step_plan.py) where the model fits it, else "cublas".
-           A route that cannot run falls back and logs why; backend.route says what ran.
+           "lt"     the fused cuBLASLt step (step_plan.py) where the model fits it, else "cublas";
+           "persistent" a block of steps (an epoch, or steps_per_graph when above 1) in one cooperative
+                    launch of kernels/persistent_step.cu (persistent_step.py) where the model and its
+                    on-chip budget fit, with or without graph mode; else "lt" (graph mode) or eager.
+                    "auto" does not take it: no GPU has timed it yet (benchmarks/graph_routes.py).
+           A route that cannot run falls back and logs why; backend.route says what ran (routes.py).
     steps_per_graph: training steps captured in one graph (env MLP_GPU_STEPS_PER_GRAPH, default 1).
     """
 
@@ -291,13 +297,22 @@ class CupyBackend(CudaOps):
         With ``model``, ``data`` (x, y, perm, cursor on the device) and ``acc`` the lt route builds its
         own fused step; otherwise ``step`` is captured as it is. ``split``: see ``_runner_around``.
         """
+        why = "graph=False"
+        if not self.graph and self.gemm_choice == "persistent" and split is None:  # not a graph: it may run
+            try:
+                body = routes.ROUTES["persistent"].build(self, step, rows, model, data, acc)
+                return self._launch_runner(routes.ROUTES["persistent"], "gemm='persistent'", body, rows, max_steps)
+            except routes.RouteUnavailable as exc:
+                why = f"persistent route not taken: {exc}; graph=False"
         if not self.graph:
-            self.route = {"route": "eager", "reason": "graph=False", "steps_per_graph": 1}
+            self.route = {"route": "eager", "reason": why, "steps_per_graph": 1}
             return StepRunner(step)
         if split is not None:
             return self._runner_around(step, rows, max_steps, split)
         self._load_all()
         route, why, body = routes.choose(self, self.gemm_choice, step, rows, model, data, acc)
+        if not route.captured:
+            return self._launch_runner(route, why, body, rows, max_steps)
         block = self.steps_per_graph if max_steps is None else max(1, min(self.steps_per_graph, max_steps))
         try:
             runner = GraphRunner(self, body, block, route.capture_gemm)
@@ -315,6 +330,19 @@ class CupyBackend(CudaOps):
         log.info("graph route %s for %d rows, %s nodes per step, %d steps per graph (%s)", route.name, rows,
                  info["nodes_per_step"] or "?", block, why)
         return runner
+
+    def _launch_runner(self, route, why, step, rows, max_steps):
+        """The persistent route's runner: up to an epoch of steps a launch (steps_per_graph caps it when above 1),
+        one step for the shorter last batch."""
+        block = self.steps_per_graph if self.steps_per_graph > 1 else EPOCH
+        block = block if max_steps is None else max(1, min(block, max_steps))
+        why = f"{why}: {step.grid} blocks of {step.threads} threads, {step.shared_mem} bytes of shared memory each"
+        info = {"route": route.name, "reason": why, "steps_per_graph": block, "rows": rows, "nodes_per_step": 1,
+                "blocks": step.grid, "shared_mem": step.shared_mem}
+        if max_steps is None or self.route is None:
+            self.route = info
+        log.info("persistent route for %d rows, up to %d steps a launch (%s)", rows, block, why)
+        return PersistentRunner(step, block)
 
     @staticmethod
     def _nodes_per_step(model, rows, route):

@@ -9,13 +9,17 @@ cannot run here; ``backend.route`` then names the one that ran. Adding a route i
     cublas       the general step, GEMMs by cuBLAS through nvmath-python's bindings (capturable)
     cupy-cublas  the general step, GEMMs by CuPy's own cuBLAS, where it can be captured (checked once)
     kernel       the general step, GEMMs by our sgemm_strided kernel: always possible
+    persistent   no capture: a block of steps (up to an epoch) in one cooperative launch of
+                 kernels/persistent_step.cu (persistent_step.py); asked for by name only, never by "auto"
+                 until a GPU has measured it fastest (benchmarks/graph_routes.py); falls back to lt
 """
 from __future__ import annotations
 
 from . import vendor_gemm
 from .fused_step import FusedStep
+from .persistent_step import PersistentStep
 
-GEMMS = ("auto", "kernel", "cublas", "lt")  # what gemm= may ask for
+GEMMS = ("auto", "kernel", "cublas", "lt", "persistent")  # what gemm= may ask for
 
 
 class RouteUnavailable(Exception):
@@ -27,6 +31,7 @@ class Route:
     plan: str            # the step_plan route whose nodes this one launches
     capture_gemm: str    # the GEMM the backend calls while capturing ("kernel", "cublas", "nvmath")
     fallback: str | None  # the route to try when this one cannot run
+    captured = True      # its step is captured in a CUDA graph (the persistent route's is a launch of its own)
 
     def build(self, backend, step, rows, model, data, acc):
         """The step to capture on this route, or RouteUnavailable saying why not."""
@@ -77,9 +82,25 @@ class KernelRoute(Route):
     name, plan, capture_gemm, fallback = "kernel", "kernel", "kernel", None
 
 
-ROUTES = {route.name: route for route in (LtRoute(), CublasRoute(), CupyCublasRoute(), KernelRoute())}
+class PersistentRoute(Route):
+    """Nothing captured: build returns the PersistentStep, whose call runs a block of steps in one launch."""
+    name, plan, capture_gemm, fallback = "persistent", "persistent", None, "lt"
+    captured = False
+
+    def build(self, backend, step, rows, model, data, acc):
+        if model is None:
+            raise RouteUnavailable("the caller passed no model and data to build the persistent step from")
+        try:
+            return PersistentStep(backend, model, data, acc, rows)
+        except Exception as exc:  # the model or the budget does not fit, no cooperative launch, a compile error
+            raise RouteUnavailable(f"{type(exc).__name__}: {exc}") from None
+
+
+ROUTES = {route.name: route for route in (PersistentRoute(), LtRoute(), CublasRoute(), CupyCublasRoute(),
+                                          KernelRoute())}
 LABELS = {"lt": "the fused cuBLASLt step", "cublas": "cuBLAS through nvmath-python",
-          "cupy-cublas": "CuPy's cuBLAS", "kernel": "our sgemm_strided kernel"}
+          "cupy-cublas": "CuPy's cuBLAS", "kernel": "our sgemm_strided kernel",
+          "persistent": "a block of steps in one cooperative launch"}
 
 
 def first_route(gemm: str) -> str:

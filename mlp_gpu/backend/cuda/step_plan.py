@@ -30,7 +30,7 @@ from .ops import BLOCK, _LOSS_KERNELS
 from ..shared_constants import LT_SCALARS
 from ..step_spec import StepSpec
 
-PLANS = ("kernel", "cublas", "lt")  # the node plans; routes.py says which route launches which
+PLANS = ("kernel", "cublas", "lt", "persistent")  # the node plans; routes.py says which route launches which
 UPDATE_KERNELS = {"sgd": "sgd_update", "sgd_scheduled": "sgd_update", "sgd_momentum": "sgd_momentum_update",
                   "adam": "adam_update"}
 FUSED_ACTIVATIONS = ("relu", "linear")  # hidden activations with a cuBLASLt epilogue and its derivative
@@ -186,10 +186,19 @@ def _lt_plan(spec: StepSpec) -> list[Node]:
     return nodes
 
 
+def persistent_kernel(pixels: bool, sparse: bool) -> str:
+    """kernels/persistent_step.cu's entry point for uint8 pixels or float32 features, int32 labels or float32
+    targets."""
+    return f"persistent_step_{_dtype_name(pixels)}_{'i32' if sparse else 'f32'}"
+
+
 def plan_step(spec: StepSpec, route: str) -> list[Node]:
-    """The nodes one training step launches on ``route``, in order."""
+    """The nodes one training step launches on ``route``, in order (the persistent route: one cooperative launch
+    runs a whole block of steps, so a step takes at most that one node)."""
     if route not in PLANS:
         raise ValueError(f"route: expected one of {PLANS}, got {route!r}")
+    if route == "persistent":
+        return [Node("kernel", persistent_kernel(spec.pixels, spec.sparse))]
     if route == "lt":
         reason = lt_unsupported(spec)
         if reason:

@@ -14,13 +14,12 @@ from mlp_gpu.backend.cuda.fused_step import FusedStep
 from mlp_gpu.backend.step_spec import spec_from_model
 from mlp_gpu.backend.cuda.step_plan import SCALARS, lt_unsupported, nodes_per_step, plan_step
 from mlp_gpu.backend.step_spec import StepSpec
-from mlp_gpu import losses
 from mlp_gpu.optimizers import schedules
-from mlp_gpu.training.steps import DeviceData, train_step
-from mlp_gpu.data.sources import check_inputs
+from mlp_gpu.training.steps import DeviceData
 
 from ...conftest import blobs, requires_gpu
 from ...harness.host_ops import HostCudaOps, compiler
+from ...harness.epoch import epoch_steps, general_step
 from ...harness.lt_emulator import HostLtOps
 
 needs_gxx = pytest.mark.skipif(compiler() is None, reason="g++ not found: the host harness needs it")
@@ -87,21 +86,8 @@ def test_op_plan_is_what_the_step_launches(layers, optimizer, loss):
 def _run_steps(backend, layers, optimizer, x, y, batch, loss, fused):
     """One epoch of steps (the last one shorter) in a fixed shuffled order; weights and accumulators after."""
     model = _model(backend, layers(), optimizer(), loss)
-    x = check_inputs(model, x)
-    data = DeviceData(backend, x, losses.check_targets(model.loss, y, len(x), model.output_units, model.dtype))
-    data.perm[...] = backend.asarray(np.random.default_rng(3).permutation(len(x)))
-    acc = backend.zeros(3, np.float64)
-    n = len(x)
-    sizes = [batch] * (n // batch) + ([n % batch] if n % batch else [])
-    steps = {}
-    for rows in sorted(set(sizes)):
-        if fused:
-            steps[rows] = FusedStep(backend, model, data, acc, rows)
-        else:
-            ws = model.workspace(rows)
-            steps[rows] = lambda ws=ws: train_step(model, ws, data, acc)
-    for rows in sizes:
-        steps[rows]()
+    make = (lambda m, d, a, rows: FusedStep(backend, m, d, a, rows)) if fused else general_step
+    *_, (data, acc) = epoch_steps(model, x, y, batch, make)
     return model, np.array(acc), int(np.array(data.cursor)[0])
 
 
@@ -395,5 +381,32 @@ def test_graph_routes_benchmark_runs_end_to_end_on_the_cpu(tmp_path):
         assert "skipped" in cells[peer] or "us_per_step" in cells[peer]
     assert result["parity"][0]["ok"] and result["parity"][0]["max_abs_weight_diff"] == 0
     assert result["thirty_epochs"][0]["epochs"] == 1
+    assert [(t["impl"], t["validation"]) for t in result["thirty_epochs"]] == [
+        (impl, v) for v in (False, True) for impl in ("numpy", "torch_eager", "torch_graph")]
+    assert result["fastest"]["tiny"]["impl"] == "numpy" and "keeps the lt route" in result["auto_note"]
     text = (tmp_path / "graph-routes.md").read_text()
-    assert "| tiny | numpy |" in text and "parity after one epoch" in text
+    assert "| tiny | numpy |" in text and "parity after one epoch" in text and "fastest of our routes" in text
+    assert "persistent" in graph_routes.ROUTES and "reference-b256" in [w.name for w in graph_routes.WORKLOADS]
+
+
+def test_gpu_check_persistent_stage_runs_on_the_cpu(monkeypatch):
+    """gpu-check's persistent-route stage end to end, NumPy standing in for the lt and persistent routes (the
+    PyTorch peer reports itself skipped without CUDA), so the GPU run does not find a typo in it."""
+    import sys
+
+    sys.path.insert(0, str(kernels.kernel_dir().parent / "benchmarks"))
+    import gpu_check
+    import graph_routes
+
+    monkeypatch.setitem(graph_routes.ROUTES, "graph_lt", ("numpy", {}))
+    monkeypatch.setitem(graph_routes.ROUTES, "persistent", ("numpy", {}))
+    rng = np.random.default_rng(1)
+    data = {"x": rng.integers(0, 256, (96, 784)).astype(np.uint8), "y": rng.integers(0, 10, 96).astype(np.int32)}
+    data.update(x_test=data["x"][:32], y_test=data["y"][:32], x_val=data["x"][32:64], y_val=data["y"][32:64])
+    monkeypatch.setattr(graph_routes.Setup, "parity_rows", 64)
+    result = gpu_check.persistent_headline(data, epochs=1)
+    runs = {r["impl"]: r for r in result["thirty_epochs_with_validation"]}
+    assert runs["persistent"]["epochs"] == 1 and runs["persistent"]["validation"] and runs["graph_lt"]["seconds"] > 0
+    assert "skipped" in runs["torch_graph"] or "seconds" in runs["torch_graph"]
+    assert [p["impl"] for p in result["parity"]] == ["graph_lt", "persistent"]
+    assert all(p["ok"] for p in result["parity"])

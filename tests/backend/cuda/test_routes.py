@@ -99,3 +99,39 @@ def test_lt_builds_its_fused_step_where_the_model_fits(nvmath, monkeypatch, hidd
         assert isinstance(body, FusedStep)
     else:
         assert body is step and "tanh" in why
+
+
+def test_persistent_without_a_model_takes_lt_and_auto_never_starts_there(nvmath):
+    nvmath(True)
+    route, why, body = routes.choose(Stub(), "persistent", step, 32)
+    assert route.name == "cublas" and "persistent route not taken: the caller passed no model" in why
+    assert not routes.ROUTES["persistent"].captured and all(r.captured for n, r in routes.ROUTES.items()
+                                                             if n != "persistent")
+    for importable in (True, False):
+        nvmath(importable)
+        assert routes.first_route("auto") != "persistent"
+
+
+@pytest.mark.skipif(compiler() is None, reason="g++ not found: the host harness needs it")
+@pytest.mark.parametrize("loss,expected", [("sparse_categorical_crossentropy", "persistent"), ("mse", "lt")])
+def test_persistent_builds_its_step_where_the_model_fits(nvmath, loss, expected):
+    """The persistent route builds a PersistentStep on the harness' cooperative launches; a model outside it (mse)
+    goes on to lt, saying why."""
+    from mlp_gpu.backend.cuda.persistent_step import PersistentStep
+
+    from ...harness.persistent import HostPersistentOps
+
+    nvmath(False)  # lt then cannot run either: the chain ends on the general step
+    backend = HostPersistentOps(2, threads=32)
+    backend.cupy_cublas_captures = lambda: (False, "the harness has no CuPy")
+    model = Sequential([Input((6,)), Dense(5, "relu"), Dense(3, "softmax" if loss != "mse" else "linear")],
+                       backend=backend)
+    model.compile(optimizer=SGD(0.1), loss=loss, seed=0)
+    x, y = blobs(n=16, features=6)
+    data = DeviceData(backend, x, y.astype(np.int32) if loss != "mse" else np.eye(3, dtype=np.float32)[y])
+    route, why, body = routes.choose(backend, "persistent", step, 16, model, data, backend.zeros(3, np.float64))
+    if expected == "persistent":
+        assert route.name == "persistent" and isinstance(body, PersistentStep) and body.grid == 2
+        assert step_plan.nodes_per_step(body.spec, route.plan) == 1
+    else:
+        assert route.name == "kernel" and "persistent route not taken" in why and "mse" in why
