@@ -14,7 +14,7 @@
 5. trains the reference workload with the NCCL engine on one rank (its all-reduce inside the captured
    step) against the same fit without it: equal weights, and the cost of the all-reduce per step;
 6. times resident against streamed training from synthetic data on disk (55 thousand and 1 million
-   rows; mlp_gpu/bench/rows.py), writing bench-rows-cupy.json/.md.
+   rows; mlp_gpu/benchmarks/rows.py), writing bench-rows-cupy.json/.md.
 
 Data: Fashion-MNIST from $MLP_GPU_DATA or the usual search path (synthetic pixels otherwise:
 timings hold, accuracies do not).
@@ -40,9 +40,9 @@ sys.path.insert(0, str(ROOT))
 
 from mlp_gpu import SGD, Dense, Input, Sequential  # noqa: E402
 from mlp_gpu.backend import available_backends, get_backend  # noqa: E402
-from mlp_gpu.bench import load_data, run_suite  # noqa: E402
-from mlp_gpu.bench.report import describe_machine  # noqa: E402
-from mlp_gpu.bench.rows import run_rows  # noqa: E402
+from mlp_gpu.benchmarks import load_data, run_suite  # noqa: E402
+from mlp_gpu.benchmarks.report import describe_machine  # noqa: E402
+from mlp_gpu.benchmarks.rows import run_rows  # noqa: E402
 from benchmarks.kernels import bench as kernel_bench  # noqa: E402
 
 import graph_routes  # noqa: E402  (benchmarks/graph_routes.py, beside this file)

@@ -25,9 +25,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mlp_gpu.bench import load_data  # noqa: E402
-from mlp_gpu.bench.runners import LR, MlpGpuSession, TorchSession  # noqa: E402
-from mlp_gpu.bench.workloads import REFERENCE, WIDE, Workload  # noqa: E402
+from mlp_gpu.benchmarks import load_data  # noqa: E402
+from mlp_gpu.benchmarks.runners import LR, MlpGpuSession, TorchSession  # noqa: E402
+from mlp_gpu.benchmarks.workloads import REFERENCE, WIDE, Workload  # noqa: E402
 
 ROUTES = {  # our cells: backend name and options
     "cupy_eager": ("cupy", {"graph": False}),

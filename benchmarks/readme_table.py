@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mlp_gpu.bench.report import with_cpu_table  # noqa: E402
+from mlp_gpu.benchmarks.report import with_cpu_table  # noqa: E402
 
 
 def main(argv=None) -> int:

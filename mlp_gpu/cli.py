@@ -259,7 +259,7 @@ def cmd_info(args):
 
 
 def cmd_bench(args):
-    from .bench import run_suite
+    from .benchmarks import run_suite
 
     result = run_suite(args.matrix, repeats=args.repeats, out=args.out, plot=not args.no_plot,
                        parallel=args.parallel)
@@ -370,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--matrix", default="auto", choices=["auto", "cpu", "gpu", "smoke", "toolbox", "dist", "rows"],
                    help="auto: the gpu matrix where CuPy has a device, else the cpu one; dist: 1 against 2 MPI "
                         "ranks on the CPU; rows: resident against streamed training from synthetic data on disk "
-                        "at 55 thousand, 1 and 10 million rows (mlp_gpu/bench/rows.py)")
+                        "at 55 thousand, 1 and 10 million rows (mlp_gpu/benchmarks/rows.py)")
     b.add_argument("--repeats", type=int, default=5, help="timed epochs per cell, after one warm-up epoch "
                    "(rows: rounds of resident and streamed runs)")
     b.add_argument("--out", default="benchmarks/results", help="folder for the reports")

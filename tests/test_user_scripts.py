@@ -230,8 +230,8 @@ def _public_subclasses(base):
     while todo:
         for sub in todo.pop().__subclasses__():
             todo.append(sub)
-            # mlp_gpu.bench is the benchmark tool, not the user API: its helper callbacks stay there
-            public = sub.__module__.startswith("mlp_gpu") and not sub.__module__.startswith("mlp_gpu.bench")
+            # mlp_gpu.benchmarks is the benchmark tool, not the user API: its helper callbacks stay there
+            public = sub.__module__.startswith("mlp_gpu") and not sub.__module__.startswith("mlp_gpu.benchmarks")
             if public and not sub.__name__.startswith("_"):
                 found.append(sub)
     return found

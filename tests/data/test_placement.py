@@ -338,7 +338,7 @@ def test_a_model_without_an_input_shape_builds_from_a_source(on_disk, kind):
 
 
 def test_rows_bench_times_resident_and_streamed_cells_and_reports_them(tmp_path, monkeypatch):
-    from mlp_gpu.bench import rows
+    from mlp_gpu.benchmarks import rows
 
     monkeypatch.setitem(rows.STEPS, "numpy", (16, 48))
     result = rows.run_rows((3000,), out=tmp_path / "out", scratch=tmp_path, rounds=1, log=lambda *_: None)

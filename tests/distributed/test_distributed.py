@@ -182,7 +182,7 @@ def test_cli_trains_under_mpiexec_and_with_workers(tiny_dataset, tmp_path):
 
 
 def test_bench_dist_job_reports_its_all_reduce_time():
-    from mlp_gpu.bench.dist import _job
+    from mlp_gpu.benchmarks.dist import _job
 
     result = _job(ranks=2, threads=1, batch=256, rows=1024, epochs=2, timeout=LIMIT)
     assert result["ranks"] == 2 and result["steps"] == 4 and len(result["epoch_seconds"]) == 2

@@ -65,9 +65,9 @@ def test_reduce_lr_on_plateau_in_training():
 def test_toolbox_bench_cells_run_and_report_validation_accuracy():
     """The `--matrix toolbox` cells on 300 rows (Keras' cell runs in `make bench-toolbox` only: importing it
     here would cost more than the rest of this file): each builds the net and reports val accuracy."""
-    from mlp_gpu.bench import _run_cells, load_data
-    from mlp_gpu.bench.report import one_line
-    from mlp_gpu.bench.workloads import Matrix, Workload
+    from mlp_gpu.benchmarks import _run_cells, load_data
+    from mlp_gpu.benchmarks.report import one_line
+    from mlp_gpu.benchmarks.workloads import Matrix, Workload
 
     spec = Matrix("toolbox", [Workload("toolbox", net="toolbox", rows=300, accuracy=True,
                                        impls=("numpy", "torch_cpu"))])

@@ -14,7 +14,7 @@ from ... import cupy_api
 
 ROOT = Path(__file__).resolve().parents[3]
 # Where CuPy is used: the backend, and the GPU benchmarks that `make gpu-check` runs
-SCANNED = ("mlp_gpu/backend/**/*.py", "mlp_gpu/bench/*.py", "benchmarks/*.py", "benchmarks/kernels/*.py")
+SCANNED = ("mlp_gpu/backend/**/*.py", "mlp_gpu/benchmarks/*.py", "benchmarks/*.py", "benchmarks/kernels/*.py")
 INSTALLS = ROOT / ".cupy-api"
 
 

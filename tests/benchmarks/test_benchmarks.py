@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlp_gpu.bench import handwritten, loaded_ratios, ratios, report, run_suite, targets
-from mlp_gpu.bench.load import busy_competitors
-from mlp_gpu.bench.runners import JaxSession, Skip
-from mlp_gpu.bench.workloads import REFERENCE, WIDE, Workload, cpu_matrix
+from mlp_gpu.benchmarks import handwritten, loaded_ratios, ratios, report, run_suite, targets
+from mlp_gpu.benchmarks.load import busy_competitors
+from mlp_gpu.benchmarks.runners import JaxSession, Skip
+from mlp_gpu.benchmarks.workloads import REFERENCE, WIDE, Workload, cpu_matrix
 from mlp_gpu.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,7 +13,7 @@ resident and it is under ``MLP_GPU_BENCH_RESIDENT_GB`` (default 2: this host is 
 ``bench-rows.json/.md`` (NumPy) or ``bench-rows-cupy.json/.md``.
 
     mlp-gpu bench --matrix rows [--repeats 3]      # or:
-    python -m mlp_gpu.bench.rows [--rows 55000 1000000] [--backend numpy] [--rounds 3] [--out benchmarks/results]
+    python -m mlp_gpu.benchmarks.rows [--rows 55000 1000000] [--backend numpy] [--rounds 3] [--out benchmarks/results]
 """
 from __future__ import annotations
 
@@ -193,7 +193,7 @@ def _merge(runs) -> dict:
 
 
 def _child(folder, rows, mode, backend, warmup, steps) -> dict:
-    cmd = [sys.executable, "-m", "mlp_gpu.bench.rows", "--cell", str(folder), str(rows), mode, backend,
+    cmd = [sys.executable, "-m", "mlp_gpu.benchmarks.rows", "--cell", str(folder), str(rows), mode, backend,
            str(warmup), str(steps)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:

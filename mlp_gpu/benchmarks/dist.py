@@ -7,7 +7,7 @@ Reported: samples/s, the speed-up of 2 ranks over 1 rank on the whole machine, t
 (2 ranks against twice one rank on the same cores per rank), the time per step inside the gradient
 all-reduce (waiting for the slower rank included), and an all-reduce of the gradient buffer timed alone.
 
-Each job is a separate process (`python -m mlp_gpu.bench.dist --worker ...`, under mpiexec for 2 ranks).
+Each job is a separate process (`python -m mlp_gpu.benchmarks.dist --worker ...`, under mpiexec for 2 ranks).
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def _configs(cores):
 def _job(ranks, threads, batch, rows, epochs, timeout):
     from ..distributed.launch import find_mpiexec
 
-    cmd = [sys.executable, "-m", "mlp_gpu.bench.dist", "--worker", "--batch", str(batch), "--rows", str(rows),
+    cmd = [sys.executable, "-m", "mlp_gpu.benchmarks.dist", "--worker", "--batch", str(batch), "--rows", str(rows),
            "--epochs", str(epochs)]
     if ranks > 1:
         cmd = [find_mpiexec(), "-n", str(ranks), *cmd]

@@ -3,7 +3,7 @@ in one run on one machine, reported as medians, ratios and fractions of a peak m
 Epochs are interleaved: round after round, every cell trains one epoch in turn, so a drift in the
 machine's speed (shared hosts drift) falls on every cell alike.
 
-    from mlp_gpu.bench import run_suite
+    from mlp_gpu.benchmarks import run_suite
     result = run_suite("cpu", repeats=5, out="benchmarks/results")
 """
 from __future__ import annotations
