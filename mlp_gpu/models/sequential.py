@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import losses, metrics as metrics_mod, optimizers
 from ..backend import get_backend
+from ..backend.base import ACC, ACC_SIZE
 from ..layers.core import Dense, Input
 from ..layers.base import Layer, layer_from_config, write_weights
 from ..utils import draw_seed
@@ -128,7 +129,10 @@ class Sequential:
             raise ValueError(f"model: the last layer must be a Dense (the output), got {type(last).__name__}")
         self.output_units = last.units
         self.in_dim = int(np.prod(self.input_shape))
+        return self._allocate(seed)
 
+    def _allocate(self, seed) -> "Sequential":
+        """Draw the computing layers' initial weights into one flat buffer and bind each layer's views."""
         self.backend = get_backend(self._backend_request)
         if self.dtype != np.float32 and self.backend.name != "numpy":
             raise ValueError(f"dtype={self.dtype.name!r} runs only on the numpy backend, not {self.backend.name!r}")
@@ -143,6 +147,7 @@ class Sequential:
         self.param_segments = [0]  # where each trainable tensor starts and ends in the flat buffers
         for layer in layers:
             p, g, st = [], [], []
+            start = p_off
             for shape_ in layer.param_shapes():
                 size = int(np.prod(shape_))
                 p.append(self.params[p_off:p_off + size].reshape(shape_))
@@ -154,6 +159,7 @@ class Sequential:
                 st.append(self.state[s_off:s_off + size].reshape(shape_))
                 s_off += size
             layer.bind(self.backend, p, g, st)
+            layer._param_range = (start, p_off)  # a layer used twice in a graph sums its gradients here
             if getattr(layer, "uses_rng", False):
                 layer.attach_rng(rng, self.rng_counter)
         for layer in self.layers:
@@ -271,6 +277,18 @@ class Sequential:
         if training and any(getattr(layer, "uses_rng", False) for layer in layers):
             be.advance(self.rng_counter, 1)  # the next pass draws fresh dropout masks
         return a
+
+    @property
+    def sums_size(self) -> int:
+        """Slots of the running sums (training/steps.Sums): the fixed ones, then each metric's."""
+        return max([ACC_SIZE - 1, *self.metric_slots]) + 1
+
+    def sum_logs(self, sums, rows: int) -> dict:
+        """Mean loss and each metric from the host copy of the running sums over ``rows`` rows."""
+        logs = {"loss": float(sums[ACC["loss_sum"]] / rows)}
+        for metric, slot in zip(self.compiled_metrics, self.metric_slots):
+            logs[metric.name] = metric.result(sums[slot], rows)
+        return logs
 
     @property
     def metrics_names(self) -> list[str]:
