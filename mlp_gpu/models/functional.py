@@ -125,7 +125,7 @@ class Model(Sequential):
             shape = value if isinstance(value, tuple) and all(isinstance(d, (int, type(None))) for d in value) \
                 else tuple(np.shape(value)[1:])
             shape = shape[1:] if shape and shape[0] is None else shape
-            return Input(shape, name=name)
+            return Input(shape, name=name).output  # Keras hands call() tensors, not layers
         if isinstance(x, dict):
             inputs = {k: sym(v, k) for k, v in x.items()}
         elif isinstance(x, (list, tuple)) and x and not isinstance(x[0], (int, type(None))):
@@ -136,6 +136,10 @@ class Model(Sequential):
         outputs = self.call(inputs, training=None) if wants_training else self.call(inputs)
         flat = list(inputs.values()) if isinstance(inputs, dict) else inputs
         self._init_graph(flat, outputs)
+        pending, self._pending_compile = getattr(self, "_pending_compile", None), None
+        if pending is not None:  # compile came before the graph was known
+            self.loss = None
+            self.compile(**pending)
 
     def _require_graph(self, what):
         if self._graph is None:
@@ -338,12 +342,7 @@ class Model(Sequential):
 
     # ---- loops: several inputs and outputs joined into one x and one y (models/packing.py) ---------
     def _packed(self, x, y=None, validation_data=None):
-        if self._graph is None:
-            self._trace(x)
-            pending = getattr(self, "_pending_compile", None)
-            if pending is not None:
-                self._pending_compile = None
-                self.compile(**pending)
+        self._trace(x)
         return (packing.pack_inputs(self, x), packing.pack_targets(self, y),
                 packing.pack_validation(self, validation_data))
 
