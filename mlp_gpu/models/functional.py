@@ -370,3 +370,59 @@ class Model(Sequential):
     def output_widths(self) -> list[int]:
         """Columns of each output, as predict returns them."""
         return [self.output_units] if not self._general else list(self._units)
+
+    # ---- description and files ------------------------------------------------------------------
+    def _refuse_files(self, what):
+        if self._general:
+            raise NotImplementedError(f"{what}: model {self.name!r} is a graph of layers (not a chain); saving "
+                                      "graphs (.keras functional config, .h5, ONNX) is not supported yet. Keep its "
+                                      "weights with [layer.get_weights() for layer in model.layers]")
+
+    def get_config(self) -> dict:
+        self._refuse_files("get_config")
+        return super().get_config()
+
+    def save(self, path) -> None:
+        self._refuse_files("save")
+        super().save(path)
+
+    def save_weights(self, path) -> None:
+        self._refuse_files("save_weights")
+        super().save_weights(path)
+
+    def load_weights(self, path) -> None:
+        self._refuse_files("load_weights")
+        super().load_weights(path)
+
+    def export(self, filepath, format="onnx", verbose=None, input_signature=None, **kwargs) -> None:
+        self._refuse_files("export")
+        super().export(filepath, format, verbose, input_signature, **kwargs)
+
+    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False, show_trainable=False,
+                layer_range=None) -> None:
+        """Keras' summary of a graph: each layer's output shape, parameters and "Connected to" (the
+        tensors it reads, as ``layer[node][0]``); a chain prints as a Sequential."""
+        if not self._general:
+            return super().summary(line_length, positions, print_fn, expand_nested, show_trainable, layer_range)
+        print_fn = print if print_fn is None else print_fn
+        self._require_built("summary")
+        rows = [("Layer (type)", "Output Shape", "Param #", "Connected to")]
+        for layer in self.layers:
+            n = sum(int(w.size) for w in layer.weight_views) if layer.computes else 0
+            nodes = [n_ for n_ in layer._inbound_nodes if n_ in self._graph.nodes]
+            sources = [f"{t.node.layer.name}[{t.node.index if not isinstance(t.node.layer, Input) else 0}][0]"
+                       for node in nodes for t in node.inputs]
+            shape = str((None,) + tuple(layer.shape if isinstance(layer, Input) else layer.shape_out))
+            rows.append((f"{layer.name} ({type(layer).__name__})", shape, f"{n:,}", ", ".join(sources) or "-"))
+        widths = [max(len(r[i]) for r in rows) + 2 for i in range(4)]
+        rule = "=" * sum(widths)
+        lines = [f'Model: "{self.name}"', rule]
+        for k, r in enumerate(rows):
+            lines.append("".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+            lines.append(rule if k == 0 else "-" * sum(widths))
+        total, trainable = self.count_params(), int(self.params.size)
+        lines[-1] = rule
+        lines += [f"Total params: {total:,}", f"Trainable params: {trainable:,}",
+                  f"Non-trainable params: {total - trainable:,}", f"Backend: {self.backend.name}"]
+        for line in lines:
+            print_fn(line)
