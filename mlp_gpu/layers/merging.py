@@ -36,15 +36,20 @@ class Merge(Layer):
     def get_config(self) -> dict:
         return {"name": self.name}
 
+    fold = None  # the element-wise xp function (by name) that folds the inputs left to right
+
+    def forward(self, backend, xs, out, training=False, aux=None) -> None:
+        xp = backend.xp
+        op = getattr(xp, self.fold)
+        xp.copyto(out, xs[0])
+        for x in xs[1:]:
+            op(out, x, out=out)
+
 
 class Add(Merge):
     """``x1 + x2 + ...``"""
 
-    def forward(self, backend, xs, out, training=False, aux=None) -> None:
-        xp = backend.xp
-        xp.copyto(out, xs[0])
-        for x in xs[1:]:
-            xp.add(out, x, out=out)
+    fold = "add"
 
     def backward(self, backend, xs, y, dy, dxs, aux=None) -> None:
         for dx in dxs:
@@ -75,11 +80,7 @@ class Subtract(Merge):
 class Multiply(Merge):
     """``x1 * x2 * ...`` element-wise."""
 
-    def forward(self, backend, xs, out, training=False, aux=None) -> None:
-        xp = backend.xp
-        xp.copyto(out, xs[0])
-        for x in xs[1:]:
-            xp.multiply(out, x, out=out)
+    fold = "multiply"
 
     def backward(self, backend, xs, y, dy, dxs, aux=None) -> None:
         xp = backend.xp
@@ -95,8 +96,10 @@ class Multiply(Merge):
 class Average(Merge):
     """``(x1 + ... + xn) / n``"""
 
+    fold = "add"
+
     def forward(self, backend, xs, out, training=False, aux=None) -> None:
-        Add.forward(self, backend, xs, out)
+        super().forward(backend, xs, out)
         out *= 1.0 / len(xs)
 
     def backward(self, backend, xs, y, dy, dxs, aux=None) -> None:
@@ -108,15 +111,6 @@ class Average(Merge):
 class _Extremum(Merge):
     """The element-wise maximum or minimum; the gradient goes to the first input holding it (on ties
     too, where torch would split it)."""
-
-    pick = None  # xp.maximum or xp.minimum, by name
-
-    def forward(self, backend, xs, out, training=False, aux=None) -> None:
-        xp = backend.xp
-        pick = getattr(xp, self.pick)
-        xp.copyto(out, xs[0])
-        for x in xs[1:]:
-            pick(out, x, out=out)
 
     def backward(self, backend, xs, y, dy, dxs, aux=None) -> None:
         xp = backend.xp
@@ -131,13 +125,13 @@ class _Extremum(Merge):
 class Maximum(_Extremum):
     """The element-wise maximum of the inputs."""
 
-    pick = "maximum"
+    fold = "maximum"
 
 
 class Minimum(_Extremum):
     """The element-wise minimum of the inputs."""
 
-    pick = "minimum"
+    fold = "minimum"
 
 
 class Concatenate(Merge):
@@ -172,34 +166,19 @@ class Concatenate(Merge):
         return {"name": self.name, "axis": self.axis}
 
 
-def _merge(cls, inputs, **kwargs):
-    return cls(**kwargs)(inputs)
+def _helper(cls):
+    """Keras' lowercase functional form of a merge layer: ``add([x1, x2])`` is ``Add()([x1, x2])``."""
+    def merge(inputs, **kwargs):
+        return cls(**kwargs)(inputs)
+    merge.__name__ = merge.__qualname__ = cls.__name__.lower()
+    merge.__doc__ = f"``{merge.__name__}(inputs, **kwargs)`` is ``{cls.__name__}(**kwargs)(inputs)``."
+    return merge
 
 
-def add(inputs, **kwargs):
-    """Keras' functional form: ``add([x1, x2])`` is ``Add()([x1, x2])``."""
-    return _merge(Add, inputs, **kwargs)
-
-
-def subtract(inputs, **kwargs):
-    return _merge(Subtract, inputs, **kwargs)
-
-
-def multiply(inputs, **kwargs):
-    return _merge(Multiply, inputs, **kwargs)
-
-
-def average(inputs, **kwargs):
-    return _merge(Average, inputs, **kwargs)
-
-
-def maximum(inputs, **kwargs):
-    return _merge(Maximum, inputs, **kwargs)
-
-
-def minimum(inputs, **kwargs):
-    return _merge(Minimum, inputs, **kwargs)
+add, subtract, multiply, average, maximum, minimum = map(_helper, (Add, Subtract, Multiply, Average, Maximum,
+                                                                   Minimum))
 
 
 def concatenate(inputs, axis=-1, **kwargs):
-    return _merge(Concatenate, inputs, axis=axis, **kwargs)
+    """``concatenate(inputs, axis=-1, **kwargs)`` is ``Concatenate(axis, **kwargs)(inputs)``."""
+    return Concatenate(axis=axis, **kwargs)(inputs)

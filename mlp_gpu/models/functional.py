@@ -398,14 +398,11 @@ class Model(Sequential):
         self._refuse_files("export")
         super().export(filepath, format, verbose, input_signature, **kwargs)
 
-    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False, show_trainable=False,
-                layer_range=None) -> None:
+    def _summary_rows(self) -> list[tuple]:
         """Keras' summary of a graph: each layer's output shape, parameters and "Connected to" (the
         tensors it reads, as ``layer[node][0]``); a chain prints as a Sequential."""
         if not self._general:
-            return super().summary(line_length, positions, print_fn, expand_nested, show_trainable, layer_range)
-        print_fn = print if print_fn is None else print_fn
-        self._require_built("summary")
+            return super()._summary_rows()
         rows = [("Layer (type)", "Output Shape", "Param #", "Connected to")]
         for layer in self.layers:
             n = sum(int(w.size) for w in layer.weight_views) if layer.computes else 0
@@ -414,15 +411,4 @@ class Model(Sequential):
                        for node in nodes for t in node.inputs]
             shape = str((None,) + tuple(layer.shape if isinstance(layer, Input) else layer.shape_out))
             rows.append((f"{layer.name} ({type(layer).__name__})", shape, f"{n:,}", ", ".join(sources) or "-"))
-        widths = [max(len(r[i]) for r in rows) + 2 for i in range(4)]
-        rule = "=" * sum(widths)
-        lines = [f'Model: "{self.name}"', rule]
-        for k, r in enumerate(rows):
-            lines.append("".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-            lines.append(rule if k == 0 else "-" * sum(widths))
-        total, trainable = self.count_params(), int(self.params.size)
-        lines[-1] = rule
-        lines += [f"Total params: {total:,}", f"Trainable params: {trainable:,}",
-                  f"Non-trainable params: {total - trainable:,}", f"Backend: {self.backend.name}"]
-        for line in lines:
-            print_fn(line)
+        return rows

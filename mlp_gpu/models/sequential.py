@@ -390,13 +390,8 @@ class Sequential:
         only ``print_fn`` changes what is printed (no nested models to expand; columns fit their text)."""
         print_fn = print if print_fn is None else print_fn
         self.build()
-        rows = [("Layer (type)", "Output Shape", "Param #")]
-        for layer in self.layers:
-            if isinstance(layer, Input):  # as in Keras, the input is not a row of its own
-                continue
-            n = sum(int(w.size) for w in layer.weight_views) if layer.computes else 0
-            rows.append((f"{layer.name} ({type(layer).__name__})", str((None,) + tuple(layer.shape_out)), f"{n:,}"))
-        widths = [max(len(r[i]) for r in rows) + 2 for i in range(3)]
+        rows = self._summary_rows()
+        widths = [max(len(r[i]) for r in rows) + 2 for i in range(len(rows[0]))]
         rule = "=" * sum(widths)
         lines = [f'Model: "{self.name}"', rule]
         for k, r in enumerate(rows):
@@ -410,6 +405,16 @@ class Sequential:
                   f"Backend: {self.backend.name}"]
         for line in lines:
             print_fn(line)
+
+    def _summary_rows(self) -> list[tuple]:
+        """The summary's table: a header, then one row per layer."""
+        rows = [("Layer (type)", "Output Shape", "Param #")]
+        for layer in self.layers:
+            if isinstance(layer, Input):  # as in Keras, the input is not a row of its own
+                continue
+            n = sum(int(w.size) for w in layer.weight_views) if layer.computes else 0
+            rows.append((f"{layer.name} ({type(layer).__name__})", str((None,) + tuple(layer.shape_out)), f"{n:,}"))
+        return rows
 
     # ---- loops and files (trainer.py, io/) -----------------------------------
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
