@@ -230,8 +230,6 @@ class Model(Sequential):
         self.metrics = [[m.get_config() for m in ms] for ms in compiled]
         widths = [1 if loss_k.sparse else u for loss_k, u in zip(lossed, self._units)]
         self._y_cuts = [sum(widths[:i]) for i in range(n + 1)]
-        if n > 1:
-            self.output_units = self._y_cuts[-1]
         fused = [loss_k.fused_activation == graph_mod.output_activation(t)
                  and self._graph.consumers[self._graph.tid[id(t)]] == 0
                  for t, loss_k in zip(self._graph.outputs, lossed)]
@@ -244,6 +242,8 @@ class Model(Sequential):
             self.optimizer.build(self.backend, self.params.size, dtype=self.dtype, segments=self.param_segments)
         else:
             self.build(seed=seed)
+        if n > 1:  # the data sets check y as the outputs' targets side by side
+            self.output_units = self._y_cuts[-1]
         return self
 
     def _layout_sums(self) -> None:

@@ -173,7 +173,8 @@ def forward(model, graph: Graph, ws: GraphWorkspace, logits: bool, training: boo
         train = training if node.training is None else node.training
         extra = {"activation": "linear"} if out in fused_at else {}
         layer.forward(be, xs if layer.merges else xs[0], ws.value[out], train, ws.aux[k], **extra)
-    if training and any(getattr(layer, "uses_rng", False) for layer in graph.layers):
+    if any(getattr(n.layer, "uses_rng", False) and (training if n.training is None else n.training)
+           for n in graph.nodes):  # the next pass draws fresh masks (also where a call forces training=True)
         be.advance(model.rng_counter, 1)
     return [ws.value[graph.tid[id(t)]] for t in graph.outputs]
 
