@@ -123,7 +123,7 @@ class Layer:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if cls.__module__.startswith("mlp_gpu."):  # files name only our own classes
+        if cls.__module__.startswith("mlp_gpu.") and not cls.__dict__.get("_abstract"):  # files name our own classes
             LAYER_CLASSES[cls.__name__] = cls
 
     def __init__(self, name: str | None = None, input_shape=None, input_dim=None):

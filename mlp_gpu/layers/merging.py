@@ -13,6 +13,7 @@ from .base import Layer
 class Merge(Layer):
     """Keras' base merge layer: equal input shapes (no broadcasting here), the output has that shape."""
 
+    _abstract = True  # not a layer of its own: no file names it
     merges = True
     min_inputs = 1
 
@@ -111,6 +112,8 @@ class Average(Merge):
 class _Extremum(Merge):
     """The element-wise maximum or minimum; the gradient goes to the first input holding it (on ties
     too, where torch would split it)."""
+
+    _abstract = True
 
     def backward(self, backend, xs, y, dy, dxs, aux=None) -> None:
         xp = backend.xp

@@ -375,7 +375,7 @@ class Model(Sequential):
     def _refuse_files(self, what):
         if self._general:
             raise NotImplementedError(f"{what}: model {self.name!r} is a graph of layers (not a chain); saving "
-                                      "graphs (.keras functional config, .h5, ONNX) is not supported yet. Keep its "
+                                      "graphs (.keras functional config, .h5) is not supported yet (export to ONNX is). Keep its "
                                       "weights with [layer.get_weights() for layer in model.layers]")
 
     def get_config(self) -> dict:
@@ -393,10 +393,6 @@ class Model(Sequential):
     def load_weights(self, path) -> None:
         self._refuse_files("load_weights")
         super().load_weights(path)
-
-    def export(self, filepath, format="onnx", verbose=None, input_signature=None, **kwargs) -> None:
-        self._refuse_files("export")
-        super().export(filepath, format, verbose, input_signature, **kwargs)
 
     def _summary_rows(self) -> list[tuple]:
         """Keras' summary of a graph: each layer's output shape, parameters and "Connected to" (the
