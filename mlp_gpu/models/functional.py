@@ -91,7 +91,8 @@ class Model(Sequential):
     def _init_graph(self, inputs, outputs) -> None:
         graph = graph_mod.Graph(inputs, outputs)
         self._graph, self._input = graph, graph.inputs[0].node.layer
-        self._input_struct = inputs
+        self._inputs_listed = isinstance(inputs, (list, tuple, dict))  # how configs write input_layers
+        self._outputs_listed = isinstance(outputs, (list, tuple, dict))
         self._output_list = isinstance(outputs, (list, tuple, dict)) and len(graph.outputs) > 1
         taken = {layer.name for layer in graph.layers if layer.name is not None}
         if len(taken) != sum(layer.name is not None for layer in graph.layers):
@@ -227,7 +228,8 @@ class Model(Sequential):
         self.loss = lossed[0] if n == 1 else _PackedTargets(lossed, names)
         self.compiled_metrics = compiled[0] if n == 1 else [m for ms in compiled for m in ms]
         self.metric_slots = metrics_mod.slots(self.compiled_metrics) if n == 1 else []
-        self.metrics = [[m.get_config() for m in ms] for ms in compiled]
+        configs = [[m.get_config() for m in ms] for ms in compiled]
+        self.metrics = configs[0] if n == 1 else configs  # as saved: one list per output
         widths = [1 if loss_k.sparse else u for loss_k, u in zip(lossed, self._units)]
         self._y_cuts = [sum(widths[:i]) for i in range(n + 1)]
         fused = [loss_k.fused_activation == graph_mod.output_activation(t)
@@ -375,7 +377,7 @@ class Model(Sequential):
     def _refuse_files(self, what):
         if self._general:
             raise NotImplementedError(f"{what}: model {self.name!r} is a graph of layers (not a chain); saving "
-                                      "graphs (.keras functional config, .h5) is not supported yet (export to ONNX is). Keep its "
+                                      "graphs to .h5 is not supported yet (.keras and ONNX are). Keep its "
                                       "weights with [layer.get_weights() for layer in model.layers]")
 
     def get_config(self) -> dict:
@@ -383,7 +385,8 @@ class Model(Sequential):
         return super().get_config()
 
     def save(self, path) -> None:
-        self._refuse_files("save")
+        if not str(path).endswith(".keras"):
+            self._refuse_files("save")
         super().save(path)
 
     def save_weights(self, path) -> None:

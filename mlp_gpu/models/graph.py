@@ -47,7 +47,8 @@ class Graph:
         for i, t in enumerate(self.outputs):
             if isinstance(t.node.layer, Input):
                 raise ValueError(f"outputs[{i}]: an Input cannot be an output; put a layer after it")
-        self.nodes = self._order()
+        post, first_seen = self._order()
+        self.nodes = [n for n in post if not isinstance(n.layer, Input)]
         self.tid = {id(t): k for k, t in enumerate(self.inputs)}
         for node in self.nodes:
             self.tid[id(node.output)] = len(self.tid)
@@ -55,40 +56,33 @@ class Graph:
         for node in self.nodes:
             for t in node.inputs:
                 self.consumers[self.tid[id(t)]] += 1
-        layers, seen = [t.node.layer for t in self.inputs], set()
-        for node in self.nodes:
-            if id(node.layer) not in seen:
-                seen.add(id(node.layer))
-                layers.append(node.layer)
-        self.layers: list[Layer] = layers  # Keras' model.layers: inputs first, each layer once
+        self.layers: list[Layer] = _keras_layer_order(post, first_seen, self.inputs)  # Keras' model.layers
 
-    def _order(self) -> list:
-        """Nodes reachable from the outputs, each after its inputs (iterative depth-first post-order)."""
+    def _order(self):
+        """The nodes reachable from the outputs, each after its inputs (Keras' depth-first post-order,
+        Input nodes included), and each layer's first-visit index (Keras' ``_build_map``)."""
         inputs = {id(t) for t in self.inputs}
-        order, done, stack = [], set(), [(t, False) for t in reversed(self.outputs)]
-        on_path = set()
+        post, done, first_seen = [], set(), {}
+        stack = [(t, False) for t in reversed(self.outputs)]
         while stack:
             t, expanded = stack.pop()
             node = t.node
             if id(node) in done:
                 continue
+            first_seen.setdefault(id(node.layer), len(first_seen))
             if isinstance(node.layer, Input):
                 if id(t) not in inputs:
                     raise ValueError(f"outputs: they depend on Input {node.layer.name or t.name!r}, which is not "
                                      "in inputs; pass every Input the outputs are computed from")
                 done.add(id(node))
-                continue
-            if expanded:
-                on_path.discard(id(node))
+                post.append(node)
+            elif expanded:
                 done.add(id(node))
-                order.append(node)
-                continue
-            on_path.add(id(node))
-            stack.append((t, True))
-            for x in reversed(node.inputs):
-                if id(x.node) not in done:
-                    stack.append((x, False))
-        return order
+                post.append(node)
+            else:
+                stack.append((t, True))
+                stack.extend((x, False) for x in reversed(node.inputs) if id(x.node) not in done)
+        return post, first_seen
 
     @property
     def is_chain(self) -> bool:
@@ -235,6 +229,24 @@ def backward(model, graph: Graph, ws: GraphWorkspace, plan) -> None:
         for m, t in zip(modes, tids):
             if m == "add":
                 xp.add(ws.grad[t], ws.scratch[t], out=ws.grad[t])
+
+
+def _keras_layer_order(post, first_seen, inputs) -> list:
+    """Keras' ``map_graph`` order of the layers: by depth from the outputs (deepest first), ties by
+    first visit; unused inputs last at depth 0. Weight files and optimizer state follow this order."""
+    node_depth, layer_depth, layers = {}, {}, {}
+    for node in reversed(post):
+        depth = max(node_depth.setdefault(id(node), 0), layer_depth.get(id(node.layer), 0))
+        layer_depth[id(node.layer)] = node_depth[id(node)] = depth
+        layers[id(node.layer)] = node.layer
+        for t in node.inputs:
+            node_depth[id(t.node)] = max(depth + 1, node_depth.get(id(t.node), 0))
+    for t in inputs:
+        if id(t.node.layer) not in layer_depth:
+            layer_depth[id(t.node.layer)], layers[id(t.node.layer)] = 0, t.node.layer
+            first_seen.setdefault(id(t.node.layer), -1)
+    order = sorted(layers, key=lambda k: (-layer_depth[k], first_seen[k]))
+    return [layers[k] for k in order]
 
 
 def output_activation(tensor: KerasTensor) -> str:

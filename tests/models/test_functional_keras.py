@@ -37,7 +37,7 @@ def _pack(items):
     return tuple(items) if len(items) > 1 else items[0]
 
 
-def run_keras(case, model, xs, ys, tmp_path):
+def run_keras(case, model, xs, ys, tmp_path, *files):
     if importlib.util.find_spec("keras") is None or importlib.util.find_spec("torch") is None:
         pytest.skip("keras with the torch backend is not installed")
     arrays = {f"x{i}": x for i, x in enumerate(xs)} | {f"y{i}": y for i, y in enumerate(ys)}
@@ -47,7 +47,7 @@ def run_keras(case, model, xs, ys, tmp_path):
     np.savez(tmp_path / "data.npz", **arrays)
     env = dict(os.environ, KERAS_BACKEND="torch", OMP_NUM_THREADS="1")
     subprocess.run([sys.executable, str(HERE / "keras_side.py"), case, str(tmp_path / "data.npz"),
-                    str(tmp_path / "out.json"), str(EPOCHS)], check=True, env=env, timeout=600,
+                    str(tmp_path / "out.json"), str(EPOCHS), *map(str, files)], check=True, env=env, timeout=600,
                    capture_output=True)
     return json.loads((tmp_path / "out.json").read_text())
 
@@ -58,6 +58,7 @@ def test_same_losses_metrics_and_weights_as_keras(case, tmp_path):
     model = ours(case)
     theirs = run_keras(case, model, xs, ys, tmp_path)
     history = model.fit(_pack(xs), _pack(ys), batch_size=len(xs[0]), epochs=EPOCHS, shuffle=False, verbose=0)
+    assert [layer.name for layer in model.layers] == theirs["layers"]  # Keras' order: weight files follow it
     assert sorted(history.history) == sorted(theirs["history"])  # Keras' keys: loss, output_loss, output_mae ...
     for key, values in theirs["history"].items():
         np.testing.assert_allclose(history.history[key], values, rtol=2e-5, atol=1e-6, err_msg=key)
@@ -73,3 +74,34 @@ def test_same_losses_metrics_and_weights_as_keras(case, tmp_path):
     for layer in model.layers:
         for w, v in zip(layer.get_weights(), theirs["weights"][layer.name]):
             np.testing.assert_allclose(w, v, rtol=1e-4, atol=1e-6, err_msg=layer.name)
+
+
+def _predictions(model, xs):
+    pred = model.predict(_pack(xs))
+    return pred if isinstance(pred, list) else [pred]
+
+
+@pytest.mark.parametrize("case", ["two_outputs", "residual"])
+def test_keras_loads_our_functional_file(case, tmp_path):
+    xs, ys = make_data(case)
+    model = ours(case)
+    model.fit(_pack(xs), _pack(ys), epochs=1, verbose=0)
+    model.save(tmp_path / "ours.keras")
+    theirs = run_keras(case, model, xs, ys, tmp_path, "load", tmp_path / "ours.keras")
+    assert theirs["class"] == "Functional" and theirs["layers"] == [layer.name for layer in model.layers]
+    for p, q in zip(_predictions(model, xs), theirs["predict"], strict=True):
+        np.testing.assert_allclose(p, q, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", ["two_outputs", "residual"])
+def test_we_load_keras_functional_file(case, tmp_path):
+    xs, ys = make_data(case)
+    theirs = run_keras(case, ours(case), xs, ys, tmp_path, "save", tmp_path / "theirs.keras")
+    model = mlp_gpu.models.load_model(tmp_path / "theirs.keras", backend="numpy")
+    assert type(model).__name__ == "Model" and [layer.name for layer in model.layers] == theirs["layers"]
+    for p, q in zip(_predictions(model, xs), theirs["predict"], strict=True):
+        np.testing.assert_allclose(p, q, rtol=1e-5, atol=1e-6)
+    compiled = cases.COMPILE[case]
+    if "loss_weights" in compiled:
+        assert model._loss_weights == list(compiled["loss_weights"])
+    model.fit(_pack(xs), _pack(ys), epochs=1, verbose=0)  # compiled from the file's compile_config
