@@ -17,7 +17,8 @@ import numpy as np
 from .. import losses as losses_mod, metrics as metrics_mod, optimizers
 from ..backend.base import ACC, ACC_SIZE
 from ..layers.core import Input
-from . import graph as graph_mod, packing
+from ..layers.base import layer_from_config
+from . import graph as graph_mod, graph_config, packing
 from .sequential import Sequential
 
 _LOSS = ACC["loss_sum"]
@@ -374,28 +375,41 @@ class Model(Sequential):
         return [self.output_units] if not self._general else list(self._units)
 
     # ---- description and files ------------------------------------------------------------------
-    def _refuse_files(self, what):
-        if self._general:
-            raise NotImplementedError(f"{what}: model {self.name!r} is a graph of layers (not a chain); saving "
-                                      "graphs to .h5 is not supported yet (.keras and ONNX are). Keep its "
-                                      "weights with [layer.get_weights() for layer in model.layers]")
-
     def get_config(self) -> dict:
-        self._refuse_files("get_config")
-        return super().get_config()
+        """A chain: Sequential's config. A graph: each layer's config with its calls in this model
+        (``inbound_nodes``: per call the [layer, call] it reads, whether a list, training), and the
+        input and output [layer, call] pairs (models/graph_config.py)."""
+        if not self._general:
+            return super().get_config()
+        entries, in_refs, out_refs = graph_config.wiring(self)
+        layers = [{"class_name": type(layer).__name__, "config": layer.get_config(),
+                   "inbound_nodes": [[[list(r) for r in refs], takes_list, training]
+                                     for refs, takes_list, training in calls]} for layer, calls in entries]
+        return {"name": self.name, "class_name": "Functional", "layers": layers,
+                "input_layers": [list(r) for r in in_refs], "output_layers": [list(r) for r in out_refs]}
 
-    def save(self, path) -> None:
-        if not str(path).endswith(".keras"):
-            self._refuse_files("save")
-        super().save(path)
-
-    def save_weights(self, path) -> None:
-        self._refuse_files("save_weights")
-        super().save_weights(path)
-
-    def load_weights(self, path) -> None:
-        self._refuse_files("load_weights")
-        super().load_weights(path)
+    @classmethod
+    def from_config(cls, config: dict, backend=None) -> "Model":
+        """The model of ``get_config()``: fresh layers from their configs, called as recorded."""
+        if not isinstance(config, dict) or not isinstance(config.get("layers"), list) \
+                or "input_layers" not in config or "output_layers" not in config:
+            raise ValueError("model config: expected a dict with 'layers', 'input_layers' and 'output_layers'")
+        entries = []
+        for entry in config["layers"]:
+            if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict) \
+                    or not isinstance(entry.get("inbound_nodes", []), list):
+                raise ValueError(f"model config: bad layer entry {entry!r:.120}")
+            layer = layer_from_config(entry.get("class_name"), entry["config"])
+            calls = []
+            for node in entry.get("inbound_nodes", []):
+                if not (isinstance(node, list) and len(node) == 3 and isinstance(node[0], list)
+                        and node[2] in (None, True, False)):
+                    raise ValueError(f"model config: layer {layer.name!r} has a bad inbound node {node!r:.120}")
+                calls.append(([tuple(r) for r in node[0]], bool(node[1]), node[2]))
+            entries.append((layer, calls))
+        return graph_config.rebuild(entries, [tuple(r) for r in config["input_layers"]],
+                                    [tuple(r) for r in config["output_layers"]],
+                                    lambda i, o: cls(i, o, name=config.get("name"), backend=backend))
 
     def _summary_rows(self) -> list[tuple]:
         """Keras' summary of a graph: each layer's output shape, parameters and "Connected to" (the
