@@ -92,3 +92,30 @@ def test_graph_errors():
         mlp_gpu.Model(a, a)
     with pytest.raises(TypeError, match="start of a graph, not a layer to call"):
         a(b)
+
+
+def test_a_graph_trains_streamed_as_resident():
+    from mlp_gpu.data.sources import ChunkedSource
+
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(250, 8)).astype(np.float32), rng.integers(0, 3, 250)
+    histories, weights = [], []
+    for data in ((x, y), (ChunkedSource(x, y, chunk_rows=64, resident=False),)):
+        model = cases.residual(mlp_gpu)
+        model._backend_request = "numpy"
+        model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd", metrics=["accuracy"], seed=0)
+        histories.append(model.fit(*data, batch_size=16, epochs=2, shuffle=False, verbose=0).history)
+        weights.append(model.get_weights())
+    for key in histories[0]:
+        np.testing.assert_allclose(histories[1][key], histories[0][key], rtol=1e-5)
+    for a, b in zip(*weights):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_streaming_sources_for_several_inputs_are_refused_by_name():
+    from mlp_gpu.data.sources import ChunkedSource
+
+    model = cases.two_inputs(mlp_gpu)
+    model.compile(loss="mse", optimizer="sgd", seed=0)
+    with pytest.raises(TypeError, match=r"x: the model has 2 inputs .*data sources stream one array"):
+        model.fit(ChunkedSource(np.zeros((4, 11)), np.zeros((4, 1))), verbose=0)
