@@ -115,12 +115,18 @@ class _Extremum(Merge):
 
     _abstract = True
 
+    def buffers(self) -> dict:
+        return {"hit": (self.shape_out, True), "taken": (self.shape_out, True)}  # 0/1 masks, preallocated
+
     def backward(self, backend, xs, y, dy, dxs, aux=None) -> None:
         xp = backend.xp
-        taken = xp.zeros(y.shape, dtype=bool)
+        hit, taken = aux["hit"], aux["taken"]
+        taken.fill(0)
         for x, dx in zip(xs, dxs):
-            hit = (x == y) & ~taken
-            taken |= hit
+            xp.equal(x, y, out=hit)  # where this input holds the extremum ...
+            xp.subtract(hit, taken, out=hit)
+            xp.maximum(hit, 0, out=hit)  # ... and no earlier input took it
+            xp.add(taken, hit, out=taken)
             if dx is not None:
                 xp.multiply(dy, hit, out=dx)
 

@@ -331,10 +331,12 @@ class Model(Sequential):
         reg = sums[ACC_SIZE:] if several else sums
         for w, _, r in self._regularized():
             be.regularize(w, None, r.l1, r.l2, reg, ws.rows)
-        if several:  # the total: each output's summed loss times its weight, plus the penalties
-            xp = be.xp
-            idx = [ACC_SIZE + _LOSS] + [off + _LOSS for off in self._sum_offsets]
-            sums[_LOSS:_LOSS + 1] = xp.dot(sums[idx], xp.asarray([1.0] + self._loss_weights))
+        if several:  # the total: each output's summed loss times its weight, plus the penalties (no allocation)
+            xp, total, term = be.xp, sums[_LOSS:_LOSS + 1], ws.loss_term
+            xp.copyto(total, sums[ACC_SIZE + _LOSS:ACC_SIZE + _LOSS + 1])
+            for off, w in zip(self._sum_offsets, self._loss_weights):
+                xp.multiply(sums[off + _LOSS:off + _LOSS + 1], w, out=term)
+                xp.add(total, term, out=total)
 
     def backward(self, x, ws) -> None:
         if not self._general:

@@ -114,7 +114,7 @@ class GraphWorkspace:
     def __init__(self, backend, rows, graph: Graph, in_widths, target_specs, packed_y, dtype, _views=None):
         if _views is not None:
             (self.x, self.y, self.value, self.grad, self.scratch, self.aux, self._per_row, self.targets,
-             self.gsave) = _views
+             self.gsave, self.loss_term) = _views
             self.rows = rows
             return
         self.rows = rows
@@ -142,13 +142,14 @@ class GraphWorkspace:
         self.targets = [empty((rows,) + shape, tdtype) for shape, tdtype in target_specs] if packed_y else [self.y]
         sizes = [sum(int(np.prod(s)) for s in layer.param_shapes()) for layer in graph.layers]
         self.gsave = backend.empty((max(sizes, default=0),), dtype)  # a shared layer's earlier gradients
+        self.loss_term = backend.empty((1,), np.float64)  # one output's weighted loss sum, on its way to the total
 
     def view(self, n: int) -> "GraphWorkspace":
         def cut(items):
             return [None if v is None else v[:n] for v in items]
         aux = [{k: (v[:n] if k in rows else v) for k, v in bufs.items()} for bufs, rows in zip(self.aux, self._per_row)]
         views = (self.x[:n], self.y[:n], cut(self.value), cut(self.grad), cut(self.scratch), aux, self._per_row,
-                 cut(self.targets), self.gsave)
+                 cut(self.targets), self.gsave, self.loss_term)
         return GraphWorkspace(None, n, None, None, None, None, None, _views=views)
 
 

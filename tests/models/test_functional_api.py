@@ -119,3 +119,16 @@ def test_streaming_sources_for_several_inputs_are_refused_by_name():
     model.compile(loss="mse", optimizer="sgd", seed=0)
     with pytest.raises(TypeError, match=r"x: the model has 2 inputs .*data sources stream one array"):
         model.fit(ChunkedSource(np.zeros((4, 11)), np.zeros((4, 1))), verbose=0)
+
+
+def test_clone_model_of_a_graph_keeps_the_wiring():
+    model = cases.two_outputs(mlp_gpu)
+    model._backend_request = "numpy"
+    model.build(seed=0)
+    clone = mlp_gpu.models.clone_model(model)
+    assert type(clone) is mlp_gpu.Model and [layer.name for layer in clone.layers] == [
+        layer.name for layer in model.layers]
+    clone.set_weights(model.get_weights())
+    x = (np.ones((2, 5), np.float32), np.ones((2, 6), np.float32))
+    for a, b in zip(clone.predict(x), model.predict(x)):
+        np.testing.assert_array_equal(a, b)
