@@ -17,7 +17,6 @@ import numpy as np
 from .. import losses as losses_mod, metrics as metrics_mod, optimizers
 from ..backend.base import ACC, ACC_SIZE
 from ..layers.core import Input
-from ..layers.base import layer_from_config
 from . import graph as graph_mod, graph_config, packing
 from .sequential import Sequential
 
@@ -376,54 +375,17 @@ class Model(Sequential):
         """Columns of each output, as predict returns them."""
         return [self.output_units] if not self._general else list(self._units)
 
-    # ---- description and files ------------------------------------------------------------------
+    # ---- description and files (models/graph_config.py) ---------------------------------------------
     def get_config(self) -> dict:
-        """A chain: Sequential's config. A graph: each layer's config with its calls in this model
-        (``inbound_nodes``: per call the [layer, call] it reads, whether a list, training), and the
-        input and output [layer, call] pairs (models/graph_config.py)."""
-        if not self._general:
-            return super().get_config()
-        entries, in_refs, out_refs = graph_config.wiring(self)
-        layers = [{"class_name": type(layer).__name__, "config": layer.get_config(),
-                   "inbound_nodes": [[[list(r) for r in refs], takes_list, training]
-                                     for refs, takes_list, training in calls]} for layer, calls in entries]
-        return {"name": self.name, "class_name": "Functional", "layers": layers,
-                "input_layers": [list(r) for r in in_refs], "output_layers": [list(r) for r in out_refs]}
+        """A chain: Sequential's config. A graph: each layer's config with its calls in this model, and
+        the input and output [layer, call] pairs."""
+        return super().get_config() if not self._general else graph_config.model_config(self)
 
     @classmethod
     def from_config(cls, config: dict, backend=None) -> "Model":
         """The model of ``get_config()``: fresh layers from their configs, called as recorded."""
-        if not isinstance(config, dict) or not isinstance(config.get("layers"), list) \
-                or "input_layers" not in config or "output_layers" not in config:
-            raise ValueError("model config: expected a dict with 'layers', 'input_layers' and 'output_layers'")
-        entries = []
-        for entry in config["layers"]:
-            if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict) \
-                    or not isinstance(entry.get("inbound_nodes", []), list):
-                raise ValueError(f"model config: bad layer entry {entry!r:.120}")
-            layer = layer_from_config(entry.get("class_name"), entry["config"])
-            calls = []
-            for node in entry.get("inbound_nodes", []):
-                if not (isinstance(node, list) and len(node) == 3 and isinstance(node[0], list)
-                        and node[2] in (None, True, False)):
-                    raise ValueError(f"model config: layer {layer.name!r} has a bad inbound node {node!r:.120}")
-                calls.append(([tuple(r) for r in node[0]], bool(node[1]), node[2]))
-            entries.append((layer, calls))
-        return graph_config.rebuild(entries, [tuple(r) for r in config["input_layers"]],
-                                    [tuple(r) for r in config["output_layers"]],
-                                    lambda i, o: cls(i, o, name=config.get("name"), backend=backend))
+        return graph_config.model_from_config(cls, config, backend)
 
     def _summary_rows(self) -> list[tuple]:
-        """Keras' summary of a graph: each layer's output shape, parameters and "Connected to" (the
-        tensors it reads, as ``layer[node][0]``); a chain prints as a Sequential."""
-        if not self._general:
-            return super()._summary_rows()
-        rows = [("Layer (type)", "Output Shape", "Param #", "Connected to")]
-        for layer in self.layers:
-            n = sum(int(w.size) for w in layer.weight_views) if layer.computes else 0
-            nodes = [n_ for n_ in layer._inbound_nodes if n_ in self._graph.nodes]
-            sources = [f"{t.node.layer.name}[{t.node.index if not isinstance(t.node.layer, Input) else 0}][0]"
-                       for node in nodes for t in node.inputs]
-            shape = str((None,) + tuple(layer.shape if isinstance(layer, Input) else layer.shape_out))
-            rows.append((f"{layer.name} ({type(layer).__name__})", shape, f"{n:,}", ", ".join(sources) or "-"))
-        return rows
+        """Keras' summary of a graph, with its "Connected to" column; a chain prints as a Sequential."""
+        return super()._summary_rows() if not self._general else graph_config.summary_rows(self)

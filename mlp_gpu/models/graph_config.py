@@ -7,6 +7,7 @@ Keras' ``inbound_nodes`` do. ``rebuild`` replays such a description with fresh l
 """
 from __future__ import annotations
 
+from ..layers.base import layer_from_config
 from ..layers.core import Input
 
 
@@ -58,3 +59,49 @@ def rebuild(entries, input_refs, output_refs, make_model):
             raise ValueError(f"model config: {arg} names {list(r)}, which no layer makes")
         return tensors[tuple(r)]
     return make_model([find(r, "input_layers") for r in input_refs], [find(r, "output_layers") for r in output_refs])
+
+
+def model_config(model) -> dict:
+    """Our config of a graph (.h5, clone_model): per layer its config and ``inbound_nodes`` (per call:
+    the [layer, call] pairs it reads, whether a list, training); input and output [layer, call] pairs."""
+    entries, in_refs, out_refs = wiring(model)
+    layers = [{"class_name": type(layer).__name__, "config": layer.get_config(),
+               "inbound_nodes": [[[list(r) for r in refs], takes_list, training]
+                                 for refs, takes_list, training in calls]} for layer, calls in entries]
+    return {"name": model.name, "class_name": "Functional", "layers": layers,
+            "input_layers": [list(r) for r in in_refs], "output_layers": [list(r) for r in out_refs]}
+
+
+def model_from_config(cls, config, backend=None):
+    """``cls(inputs, outputs)`` from ``model_config`` output, every entry checked before use."""
+    if not isinstance(config, dict) or not isinstance(config.get("layers"), list) \
+            or "input_layers" not in config or "output_layers" not in config:
+        raise ValueError("model config: expected a dict with 'layers', 'input_layers' and 'output_layers'")
+    entries = []
+    for entry in config["layers"]:
+        if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict) \
+                or not isinstance(entry.get("inbound_nodes", []), list):
+            raise ValueError(f"model config: bad layer entry {entry!r:.120}")
+        layer = layer_from_config(entry.get("class_name"), entry["config"])
+        calls = []
+        for node in entry.get("inbound_nodes", []):
+            if not (isinstance(node, list) and len(node) == 3 and isinstance(node[0], list)
+                    and node[2] in (None, True, False)):
+                raise ValueError(f"model config: layer {layer.name!r} has a bad inbound node {node!r:.120}")
+            calls.append(([tuple(r) for r in node[0]], bool(node[1]), node[2]))
+        entries.append((layer, calls))
+    return rebuild(entries, [tuple(r) for r in config["input_layers"]], [tuple(r) for r in config["output_layers"]],
+                   lambda i, o: cls(i, o, name=config.get("name"), backend=backend))
+
+
+def summary_rows(model) -> list[tuple]:
+    """Keras' summary table of a graph: each layer's output shape, parameters and "Connected to" (the
+    tensors each call reads, as ``layer[call][0]``)."""
+    entries, _, _ = wiring(model)
+    rows = [("Layer (type)", "Output Shape", "Param #", "Connected to")]
+    for layer, calls in entries:
+        n = sum(int(w.size) for w in layer.weight_views) if layer.computes else 0
+        sources = [f"{name}[{k}][0]" for refs, _, _ in calls for name, k in refs]
+        shape = str((None,) + tuple(layer.shape if isinstance(layer, Input) else layer.shape_out))
+        rows.append((f"{layer.name} ({type(layer).__name__})", shape, f"{n:,}", ", ".join(sources) or "-"))
+    return rows
