@@ -17,6 +17,7 @@ import numpy as np
 from .. import losses as losses_mod, metrics as metrics_mod, optimizers
 from ..backend.base import ACC, ACC_SIZE
 from ..layers.core import Input
+from ..layers.node import symbolic
 from . import graph as graph_mod, graph_config, packing
 from .sequential import Sequential
 
@@ -374,6 +375,17 @@ class Model(Sequential):
     def output_widths(self) -> list[int]:
         """Columns of each output, as predict returns them."""
         return [self.output_units] if not self._general else list(self._units)
+
+    def __call__(self, x, training=False):
+        """``model(x)`` on arrays (a tuple, list or dict for several inputs): predict's outputs."""
+        if symbolic(x) is not None or (isinstance(x, (list, tuple)) and any(symbolic(v) is not None for v in x)):
+            raise NotImplementedError(f"model {self.name!r} called on symbolic tensors: nesting a model inside "
+                                      "another is not supported; call its layers on the tensors instead")
+        return super().__call__(x, training)
+
+    def add(self, layer) -> None:
+        raise TypeError("Model.add: a functional or subclassed model is wired by its layer calls; add() is "
+                        "Sequential's")
 
     # ---- description and files (models/graph_config.py) ---------------------------------------------
     def get_config(self) -> dict:

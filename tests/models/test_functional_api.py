@@ -132,3 +132,15 @@ def test_clone_model_of_a_graph_keeps_the_wiring():
     x = (np.ones((2, 5), np.float32), np.ones((2, 6), np.float32))
     for a, b in zip(clone.predict(x), model.predict(x)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_calling_and_adding_to_a_functional_model():
+    model = cases.residual(mlp_gpu)
+    model._backend_request = "numpy"
+    model.build(seed=0)
+    x = np.ones((2, 8), np.float32)
+    np.testing.assert_array_equal(model(x), model.predict(x))
+    with pytest.raises(NotImplementedError, match="nesting a model"):
+        model(mlp_gpu.Input((8,)))
+    with pytest.raises(TypeError, match="add\\(\\) is Sequential's"):
+        model.add(L.Dense(2))
