@@ -10,7 +10,7 @@ from __future__ import annotations
 from .base import Layer
 
 
-class Merge(Layer):
+class _Merge(Layer):
     """Keras' base merge layer: equal input shapes (no broadcasting here), the output has that shape."""
 
     _abstract = True  # not a layer of its own: no file names it
@@ -47,7 +47,7 @@ class Merge(Layer):
             op(out, x, out=out)
 
 
-class Add(Merge):
+class Add(_Merge):
     """``x1 + x2 + ...``"""
 
     fold = "add"
@@ -58,7 +58,7 @@ class Add(Merge):
                 backend.xp.copyto(dx, dy)
 
 
-class Subtract(Merge):
+class Subtract(_Merge):
     """``x1 - x2``: exactly two inputs, as in Keras."""
 
     min_inputs = 2
@@ -78,7 +78,7 @@ class Subtract(Merge):
             backend.xp.negative(dy, out=dxs[1])
 
 
-class Multiply(Merge):
+class Multiply(_Merge):
     """``x1 * x2 * ...`` element-wise."""
 
     fold = "multiply"
@@ -94,7 +94,7 @@ class Multiply(Merge):
                     xp.multiply(dx, x, out=dx)
 
 
-class Average(Merge):
+class Average(_Merge):
     """``(x1 + ... + xn) / n``"""
 
     fold = "add"
@@ -109,7 +109,7 @@ class Average(Merge):
                 backend.xp.multiply(dy, 1.0 / len(xs), out=dx)
 
 
-class _Extremum(Merge):
+class _Extremum(_Merge):
     """The element-wise maximum or minimum; the gradient goes to the first input holding it (on ties
     too, where torch would split it)."""
 
@@ -143,7 +143,7 @@ class Minimum(_Extremum):
     fold = "minimum"
 
 
-class Concatenate(Merge):
+class Concatenate(_Merge):
     """The inputs side by side along the feature axis: ``axis=-1`` (or 1: samples here are flat)."""
 
     config_keys = frozenset({"name", "axis"})
