@@ -9,7 +9,6 @@ from .node import Node
 from .base import Layer, _check_shape, check_activation, flat_features
 
 
-
 class Input(Layer):
     """Declares the shape of one sample, e.g. ``Input(shape=(28, 28))``."""
 

@@ -16,8 +16,6 @@ from ..utils import draw_seed
 from .workspace import Workspace
 
 
-
-
 class Sequential:
     """A stack of layers, Keras style: ``Sequential([Input((28, 28)), Flatten(), Dense(10, "softmax")])``."""
 

@@ -28,7 +28,6 @@ from ..backend.base import ACC, ACC_SIZE
 from ..distributed.parallel import FitPlan
 
 
-
 class DeviceData:
     """A data set resident on the device: x, y (None for predict), a row permutation and a cursor.
 

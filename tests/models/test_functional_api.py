@@ -16,7 +16,7 @@ def test_chain_runs_as_a_sequential_with_the_folded_step():
     model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd", seed=0)
     rng = np.random.default_rng(0)
     model.fit(rng.normal(size=(40, 6)), rng.integers(0, 3, 40), epochs=1, verbose=0)
-    assert model.backend.route["route"] == "folded-sgd"
+    assert model.backend.route["route"] == "fused-sgd"
 
 
 def test_graph_falls_back_to_the_general_step_and_says_why():
@@ -25,7 +25,7 @@ def test_graph_falls_back_to_the_general_step_and_says_why():
     model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd", seed=0)
     rng = np.random.default_rng(0)
     model.fit(rng.normal(size=(40, 8)), rng.integers(0, 3, 40), epochs=1, verbose=0)
-    assert model.backend.route["route"] != "folded-sgd" and "graph" in model.backend.route["reason"]
+    assert model.backend.route["route"] != "fused-sgd" and "graph" in model.backend.route["reason"]
 
 
 def test_summary_has_keras_connected_to_column():
