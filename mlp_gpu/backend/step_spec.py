@@ -57,6 +57,8 @@ def optimizer_kind(optimizer) -> str:
 
 def spec_from_model(model, rows: int) -> tuple[StepSpec | None, str | None]:
     """The step's StepSpec, or None and the reason the model's step is not a plain Dense stack."""
+    if getattr(model, "_general", False):  # a functional model that is not a chain
+        return None, "the model is a graph of layers, not a chain (the general step runs it)"
     dense = []
     for layer in model.layers:
         kind = type(layer).__name__

@@ -74,9 +74,11 @@ def save_model(model, path, epoch: int | None = None) -> None:
     def write(f):
         _write_weights(f, model)
         if model.optimizer is not None:
-            f.attrs["training_config"] = json.dumps({
-                "loss": model.loss.get_config(), "metrics": model.metrics,
-                "optimizer": model.optimizer.get_config()})
+            several = getattr(model, "_losses", None) is not None and len(model._losses) > 1
+            f.attrs["training_config"] = json.dumps({  # a graph with several outputs: a loss each, weighted
+                "loss": [loss.get_config() for loss in model._losses] if several else model.loss.get_config(),
+                "metrics": model.metrics, "optimizer": model.optimizer.get_config(),
+                **({"loss_weights": model._loss_weights} if several else {})})
             g = f.create_group("optimizer")
             _checked_dataset(g, "state", model.backend.to_host(model.optimizer.state).astype(np.float32))
             g.attrs["iterations"] = model.optimizer.iterations
@@ -178,11 +180,14 @@ def load_model(path, backend=None):
         from .keras_zip import load_keras
         return load_keras(path, backend=backend)
     from .. import losses, optimizers
+    from ..models.functional import Model
     from ..models.sequential import Sequential
 
     with _damaged_as_model_file_error(path), _open(path) as g:
         try:
-            model = Sequential.from_config(_json_attr(g, "model_config", path), backend=backend)
+            config = _json_attr(g, "model_config", path)
+            graph = isinstance(config, dict) and config.get("class_name") == "Functional"
+            model = (Model if graph else Sequential).from_config(config, backend=backend)
             declared = declared_weights(model)
         except (TypeError, ValueError) as exc:
             if isinstance(exc, ModelFileError):
@@ -195,7 +200,10 @@ def load_model(path, backend=None):
             cfg = _json_attr(g, "training_config", path)
             try:
                 opt = optimizers.from_config(cfg["optimizer"])
-                model.compile(loss=losses.get(cfg["loss"]), optimizer=opt, metrics=cfg.get("metrics"))
+                loss = cfg["loss"]
+                several = {"loss_weights": cfg["loss_weights"]} if "loss_weights" in cfg else {}
+                model.compile(loss=[losses.get(v) for v in loss] if several else losses.get(loss), optimizer=opt,
+                              metrics=cfg.get("metrics"), **several)
             except (KeyError, TypeError, ValueError) as exc:
                 raise ModelFileError(f"path: {str(path)!r} has an invalid training_config: {exc}") from None
             state = g.dataset("optimizer/state", kinds="f", shape=(opt.slots, int(model.params.size)),

@@ -131,7 +131,12 @@ def _compile_config(model):
 
 
 def model_config(model) -> dict:
-    """The model as Keras serializes a Sequential (also what TensorBoard's graph plugin draws)."""
+    """The model as Keras serializes a Sequential (also what TensorBoard's graph plugin draws), or a
+    graph of layers as Keras' Functional (io/keras_functional.py)."""
+    if getattr(model, "_general", False):
+        from .keras_functional import functional_config
+
+        return functional_config(model)
     shape = list(model.input_shape)
     input_name = next((layer.name for layer in model.layers if type(layer).__name__ == "Input"), "input_layer")
     layers = [_serialized("keras.layers", "InputLayer", {"batch_shape": [None, *shape], "dtype": "float32",
@@ -154,7 +159,12 @@ def _weights_image(model) -> bytes:
 
     buffer = io.BytesIO()
     with h5py.File(buffer, "w") as f:
-        write_keras3_weights(f, model)
+        if getattr(model, "_general", False):
+            from .keras_functional import write_functional_weights
+
+            write_functional_weights(f, model)
+        else:
+            write_keras3_weights(f, model)
         if model.optimizer is not None:
             _write_optimizer(f.create_group("optimizer").create_group("vars"), model)
     return buffer.getvalue()
@@ -294,6 +304,10 @@ FROM_KERAS = {"InputLayer": _input_from_keras, "Flatten": _flatten_from_keras, "
 def _model_from_config(config, backend):
     from ..models.sequential import Sequential
 
+    if isinstance(config, dict) and config.get("class_name") == "Functional":
+        from .keras_functional import functional_from_config
+
+        return functional_from_config(config, backend)
     if not isinstance(config, dict) or config.get("class_name") != "Sequential":
         raise ValueError(f"expected a Keras Sequential model, got class {config.get('class_name')!r}"
                          if isinstance(config, dict) else "config.json is not a JSON object")
@@ -326,13 +340,19 @@ def _compile_from_keras(model, cfg):
     settings = opt.get("config", {}) if isinstance(opt, dict) else {}
     optimizer = optimizers.get(name)
     optimizer = type(optimizer)(**{k: settings[k] for k in OPTIMIZERS[name][1] if k in settings})
-    loss = cfg.get("loss")
+    loss, metrics = cfg.get("loss"), cfg.get("metrics") or []
+    if isinstance(loss, list):  # several outputs: one loss and one metrics list each, and their weights
+        model.compile(loss=[_one_loss(v) for v in loss], optimizer=optimizer, loss_weights=cfg.get("loss_weights"),
+                      metrics=[[_named(m) for m in (ms if isinstance(ms, list) else [ms])] if ms else None
+                               for ms in metrics] or None)
+        return
+    model.compile(loss=_one_loss(loss), optimizer=optimizer, metrics=[_named(m) for m in metrics])
+
+
+def _one_loss(loss):
     if isinstance(loss, dict) and (loss.get("config") or {}).get("from_logits"):
-        loss = {"class_name": loss.get("class_name"), "config": {"from_logits": True}}
-    else:
-        loss = {"mean_squared_error": "mse"}.get(_named(loss), _named(loss))
-    metrics = [_named(m) for m in cfg.get("metrics") or []]
-    model.compile(loss=loss, optimizer=optimizer, metrics=metrics)
+        return {"class_name": loss.get("class_name"), "config": {"from_logits": True}}
+    return {"mean_squared_error": "mse"}.get(_named(loss), _named(loss))
 
 
 MAX_WEIGHTS_BYTES = 8 << 30  # model.weights.h5 is read into memory: refuse a member past 8 GiB

@@ -126,16 +126,75 @@ def _normalization(layer, graph, x):
     return graph.node("Div", [graph.node("Sub", [x, mean], f"{layer.name}/sub"), std], f"{layer.name}/div")
 
 
-def _input_stage(graph, input_dtype):
+# Merge layers (a functional graph): the exporter gets the list of its inputs' tensor names.
+_VARIADIC = {"Add": "Sum", "Average": "Mean", "Maximum": "Max", "Minimum": "Min"}
+
+
+def _variadic(layer, graph, xs):
+    return graph.node(_VARIADIC[type(layer).__name__], xs, f"{layer.name}/{_VARIADIC[type(layer).__name__].lower()}")
+
+
+for _kind in _VARIADIC:
+    exporter(_kind)(_variadic)
+
+
+@exporter("Subtract")
+def _subtract(layer, graph, xs):
+    return graph.node("Sub", xs, f"{layer.name}/sub")
+
+
+@exporter("Multiply")
+def _multiply(layer, graph, xs):
+    out = xs[0]
+    for x in xs[1:]:
+        out = graph.node("Mul", [out, x], f"{layer.name}/mul")
+    return out
+
+
+@exporter("Concatenate")
+def _concatenate(layer, graph, xs):
+    return graph.node("Concat", xs, f"{layer.name}/concat", axis=-1)
+
+
+def _input_stage(graph, input_dtype, name="input"):
     """The graph input and the tensor the first layer reads (scaled to float32 for uint8 pixels)."""
     from onnx import TensorProto
 
     if input_dtype == "float32":
-        return TensorProto.FLOAT, "input"
-    graph.name("input")
-    as_float = graph.node("Cast", ["input"], "input/cast", to=TensorProto.FLOAT)
-    scale = graph.weight("input/scale", np.float32(1 / 255))
-    return TensorProto.UINT8, graph.node("Mul", [as_float, scale], "input/scaled")
+        graph.name(name)
+        return TensorProto.FLOAT, name
+    graph.name(name)
+    as_float = graph.node("Cast", [name], f"{name}/cast", to=TensorProto.FLOAT)
+    scale = graph.weight(f"{name}/scale", np.float32(1 / 255))
+    return TensorProto.UINT8, graph.node("Mul", [as_float, scale], f"{name}/scaled")
+
+
+def _exporter_of(layer):
+    kind = type(layer).__name__
+    if kind not in EXPORTERS:
+        raise ValueError(f"export: layer {layer.name!r} ({kind}) has no ONNX exporter; supported: {sorted(EXPORTERS)}")
+    return EXPORTERS[kind]
+
+
+def _graph_body(model, graph, input_dtype):
+    """A functional graph's nodes: ONNX inputs named as the model's (``input`` for one), outputs likewise."""
+    from onnx import TensorProto, helper
+
+    g = model._graph
+    names = ["input"] if len(g.inputs) == 1 else model.input_names
+    tensor, inputs = {}, []
+    for t, name in zip(g.inputs, names):
+        elem_type, tensor[id(t)] = _input_stage(graph, input_dtype, name)
+        inputs.append(helper.make_tensor_value_info(name, elem_type, ["batch", *t.sample_shape]))
+    for node in g.nodes:
+        xs = [tensor[id(t)] for t in node.inputs]
+        tensor[id(node.output)] = _exporter_of(node.layer)(node.layer, graph, xs if node.layer.merges else xs[0])
+    out_names = ["output"] if len(g.outputs) == 1 else model.output_names
+    outputs = []
+    for t, name in zip(g.outputs, out_names):
+        graph.node("Identity", [tensor[id(t)]], name)
+        outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", *t.sample_shape]))
+    return inputs, outputs
 
 
 def to_onnx(model, input_dtype="float32", opset_version=None):
@@ -152,16 +211,15 @@ def to_onnx(model, input_dtype="float32", opset_version=None):
     if isinstance(opset, bool) or not isinstance(opset, int) or opset < 13:
         raise ValueError(f"opset_version: expected an int >= 13 (Softmax over the last axis), got {opset!r}")
     graph = Graph(model)
-    elem_type, x = _input_stage(graph, input_dtype)
-    for layer in model.layers:
-        kind = type(layer).__name__
-        if kind not in EXPORTERS:
-            raise ValueError(f"export: layer {layer.name!r} ({kind}) has no ONNX exporter; "
-                             f"supported: {sorted(EXPORTERS)}")
-        x = EXPORTERS[kind](layer, graph, x)
-    x = graph.node("Identity", [x], "output")
-    inputs = [helper.make_tensor_value_info("input", elem_type, ["batch", *model.input_shape])]
-    outputs = [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", model.output_units])]
+    if getattr(model, "_general", False):
+        inputs, outputs = _graph_body(model, graph, input_dtype)
+    else:
+        elem_type, x = _input_stage(graph, input_dtype)
+        for layer in model.layers:
+            x = _exporter_of(layer)(layer, graph, x)
+        x = graph.node("Identity", [x], "output")
+        inputs = [helper.make_tensor_value_info("input", elem_type, ["batch", *model.input_shape])]
+        outputs = [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", model.output_units])]
     proto = helper.make_model(helper.make_graph(graph.nodes, model.name, inputs, outputs, graph.initializers),
                               opset_imports=[helper.make_opsetid("", opset)],
                               producer_name="mlp_gpu", producer_version=__version__)

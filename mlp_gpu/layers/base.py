@@ -5,6 +5,7 @@ import numpy as np
 
 from .. import activations
 from .._checks import check_int
+from .node import Node, symbolic
 
 
 def check_activation(activation) -> str:
@@ -120,7 +121,7 @@ class Layer:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if cls.__module__.startswith("mlp_gpu."):  # files name only our own classes
+        if cls.__module__.startswith("mlp_gpu.") and not cls.__dict__.get("_abstract"):  # files name our own classes
             LAYER_CLASSES[cls.__name__] = cls
 
     def __init__(self, name: str | None = None, input_shape=None, input_dim=None):
@@ -131,6 +132,39 @@ class Layer:
         self.input_shape = _first_layer_shape(type(self).__name__, input_shape, input_dim)
         self.backend = None  # the model's, once built
         self.params, self.grads, self.state = [], [], []
+        self._inbound_nodes = []  # one Node per call on symbolic tensors (a functional model's edges)
+
+    merges = False  # a merge layer takes a list of tensors (layers/merging.py)
+
+    def __call__(self, inputs, training=None, **kwargs):
+        """Keras' ``layer(x)`` on symbolic tensors (``Input(...)`` or another layer's output): records the
+        call as a node of a graph and returns its symbolic output. Calling it again shares its weights."""
+        what = f"{type(self).__name__} layer {self.name!r}" if self.name else f"{type(self).__name__} layer"
+        if kwargs:
+            raise TypeError(f"{what}: unexpected call arguments {sorted(kwargs)}; only `training` is taken")
+        if training not in (None, True, False):
+            raise ValueError(f"{what}(training): expected None, True or False, got {training!r}")
+        if self.merges:
+            if not isinstance(inputs, (list, tuple)) or not inputs:
+                raise ValueError(f"{what}: a merge layer should be called on a list of at least 1 input, got "
+                                 f"{type(inputs).__name__}")
+            tensors = [symbolic(t) for t in inputs]
+        else:
+            if isinstance(inputs, (list, tuple)) and len(inputs) == 1:
+                inputs = inputs[0]
+            tensors = [symbolic(inputs)]
+        if any(t is None for t in tensors):
+            raise TypeError(f"{what}: expected symbolic tensors (mlp_gpu.Input(shape) or a layer's output), got "
+                            f"{type(inputs).__name__}; mlp_gpu runs layers inside a model: build "
+                            "mlp_gpu.Model(inputs, outputs) or a Sequential and call predict(x)")
+        shapes = [t.sample_shape for t in tensors]
+        if self._inbound_nodes:
+            first = [t.sample_shape for t in self._inbound_nodes[0].inputs]
+            if shapes != first:
+                raise ValueError(f"{what} is called again (sharing its weights) on inputs of shapes {shapes}, "
+                                 f"but its first call took {first}; shared weights need the same shapes")
+        self.shape_out = self.output_shape(shapes if self.merges else shapes[0])
+        return Node(self, tensors, self.shape_out, training, self.merges).output
 
     def param_shapes(self) -> list[tuple[int, ...]]:
         return []

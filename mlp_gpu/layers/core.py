@@ -5,6 +5,7 @@ import numpy as np
 
 from .. import initializers, regularizers
 from .._checks import check_int
+from .node import Node
 from .base import Layer, _check_shape, check_activation, flat_features
 
 
@@ -17,6 +18,12 @@ class Input(Layer):
     def __init__(self, shape, name: str | None = None):
         super().__init__(name)
         self.shape = _check_shape(shape, "Input(shape)")
+        # The source of a functional graph: layers called on this Input take this tensor.
+        self.output = Node(self, [], self.shape).output
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError("an Input is the start of a graph, not a layer to call: pass it to a layer, "
+                        "e.g. Dense(10)(Input(shape=(8,)))")
 
     def get_config(self) -> dict:
         return {"name": self.name, "shape": list(self.shape)}

@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import losses, metrics as metrics_mod, optimizers
 from ..backend import get_backend
+from ..backend.base import ACC, ACC_SIZE
 from ..layers.core import Dense, Input
 from ..layers.base import Layer, layer_from_config, write_weights
 from ..utils import draw_seed
@@ -126,7 +127,10 @@ class Sequential:
             raise ValueError(f"model: the last layer must be a Dense (the output), got {type(last).__name__}")
         self.output_units = last.units
         self.in_dim = int(np.prod(self.input_shape))
+        return self._allocate(seed)
 
+    def _allocate(self, seed) -> "Sequential":
+        """Draw the computing layers' initial weights into one flat buffer and bind each layer's views."""
         self.backend = get_backend(self._backend_request)
         if self.dtype != np.float32 and self.backend.name != "numpy":
             raise ValueError(f"dtype={self.dtype.name!r} runs only on the numpy backend, not {self.backend.name!r}")
@@ -141,6 +145,7 @@ class Sequential:
         self.param_segments = [0]  # where each trainable tensor starts and ends in the flat buffers
         for layer in layers:
             p, g, st = [], [], []
+            start = p_off
             for shape_ in layer.param_shapes():
                 size = int(np.prod(shape_))
                 p.append(self.params[p_off:p_off + size].reshape(shape_))
@@ -152,6 +157,7 @@ class Sequential:
                 st.append(self.state[s_off:s_off + size].reshape(shape_))
                 s_off += size
             layer.bind(self.backend, p, g, st)
+            layer._param_range = (start, p_off)  # a layer used twice in a graph sums its gradients here
             if getattr(layer, "uses_rng", False):
                 layer.attach_rng(rng, self.rng_counter)
         for layer in self.layers:
@@ -271,6 +277,18 @@ class Sequential:
         return a
 
     @property
+    def sums_size(self) -> int:
+        """Slots of the running sums (training/steps.Sums): the fixed ones, then each metric's."""
+        return max([ACC_SIZE - 1, *self.metric_slots]) + 1
+
+    def sum_logs(self, sums, rows: int) -> dict:
+        """Mean loss and each metric from the host copy of the running sums over ``rows`` rows."""
+        logs = {"loss": float(sums[ACC["loss_sum"]] / rows)}
+        for metric, slot in zip(self.compiled_metrics, self.metric_slots):
+            logs[metric.name] = metric.result(sums[slot], rows)
+        return logs
+
+    @property
     def metrics_names(self) -> list[str]:
         """The keys evaluate's list and each epoch's logs use, as Keras names them: loss first."""
         return ["loss"] + [metric.name for metric in self.compiled_metrics]
@@ -370,13 +388,8 @@ class Sequential:
         only ``print_fn`` changes what is printed (no nested models to expand; columns fit their text)."""
         print_fn = print if print_fn is None else print_fn
         self.build()
-        rows = [("Layer (type)", "Output Shape", "Param #")]
-        for layer in self.layers:
-            if isinstance(layer, Input):  # as in Keras, the input is not a row of its own
-                continue
-            n = sum(int(w.size) for w in layer.weight_views) if layer.computes else 0
-            rows.append((f"{layer.name} ({type(layer).__name__})", str((None,) + tuple(layer.shape_out)), f"{n:,}"))
-        widths = [max(len(r[i]) for r in rows) + 2 for i in range(3)]
+        rows = self._summary_rows()
+        widths = [max(len(r[i]) for r in rows) + 2 for i in range(len(rows[0]))]
         rule = "=" * sum(widths)
         lines = [f'Model: "{self.name}"', rule]
         for k, r in enumerate(rows):
@@ -390,6 +403,16 @@ class Sequential:
                   f"Backend: {self.backend.name}"]
         for line in lines:
             print_fn(line)
+
+    def _summary_rows(self) -> list[tuple]:
+        """The summary's table: a header, then one row per layer."""
+        rows = [("Layer (type)", "Output Shape", "Param #")]
+        for layer in self.layers:
+            if isinstance(layer, Input):  # as in Keras, the input is not a row of its own
+                continue
+            n = sum(int(w.size) for w in layer.weight_views) if layer.computes else 0
+            rows.append((f"{layer.name} ({type(layer).__name__})", str((None,) + tuple(layer.shape_out)), f"{n:,}"))
+        return rows
 
     # ---- loops and files (trainer.py, io/) -----------------------------------
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,

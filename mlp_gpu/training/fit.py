@@ -392,14 +392,18 @@ def predict(model, x, batch_size=EVAL_BATCH, verbose=0):
     data = device_data(model, bound_source(model, x, need_y=False), batch_size, "predict")
     be = model.backend
     ws = model.workspace(data.step_rows(batch_size))
-    out = np.empty((data.rows, model.output_units), model.dtype)
+    widths = getattr(model, "output_widths", [model.output_units])  # a graph may have several outputs
+    outs = [np.empty((data.rows, w), model.dtype) for w in widths]
     done = 0
     with contextlib.closing(data.parts()) as parts:
         for part in parts:
             for start in range(0, part.rows, ws.rows):
                 view = ws.view(min(ws.rows, part.rows - start))
                 part.gather(view)
-                out[done:done + view.rows] = be.to_host(model.forward(view.x, view))
+                result = model.forward(view.x, view)
+                for out, r in zip(outs, result if len(outs) > 1 else [result]):
+                    out[done:done + view.rows] = be.to_host(r)
                 be.advance(part.cursor, view.rows)
                 done += view.rows
-    return out if done == len(out) else out[:done]  # a PyDataset's batches may have been shorter than batch 0
+    outs = [out if done == len(out) else out[:done] for out in outs]  # a PyDataset's batches may be shorter
+    return outs[0] if len(outs) == 1 else outs

@@ -85,7 +85,7 @@ class Sums:
     def __init__(self, model, plan=None):
         self.model = model
         self.plan = plan
-        self.buffer = model.backend.zeros(max([self.SIZE - 1, *model.metric_slots]) + 1, np.float64)
+        self.buffer = model.backend.zeros(model.sums_size, np.float64)
 
     def reset(self) -> None:
         self.buffer[...] = 0
@@ -104,11 +104,7 @@ class Sums:
 
     def logs(self, rows: int, local: bool = False) -> dict:
         """Mean loss and each metric over ``rows`` rows (all ranks' unless ``local``): one host read."""
-        sums = self.read(local)
-        logs = {"loss": float(sums[self.LOSS] / rows)}
-        for metric, slot in zip(self.model.compiled_metrics, self.model.metric_slots):
-            logs[metric.name] = metric.result(sums[slot], rows)
-        return logs
+        return self.model.sum_logs(self.read(local), rows)
 
 
 def _batch_loss(model, ws, data, sums, training=False):

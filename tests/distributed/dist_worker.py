@@ -25,6 +25,22 @@ def data(rows, features=20, classes=3):
     return x, y
 
 
+def graph_model(lr, seed):
+    """Two inputs (the first 8 features, the other 12), two outputs: the classes and a regression."""
+    wide, deep = Input((8,), name="wide"), Input((12,), name="deep")
+    hidden = Dense(16, "relu", name="hidden")(deep)
+    main = Dense(3, "softmax", name="main")(mlp_gpu.layers.concatenate([wide, hidden]))
+    aux = Dense(1, name="aux")(hidden)
+    model = mlp_gpu.Model([wide, deep], [main, aux], backend="numpy")
+    model.compile(loss=["sparse_categorical_crossentropy", "mse"], loss_weights=[1.0, 0.5],
+                  optimizer=SGD(lr, momentum=0.9), metrics=[["accuracy"], None], seed=seed)
+    return model
+
+
+def graph_data(x, y):
+    return (x[:, :8], x[:, 8:]), (y, x[:, :1])
+
+
 class Weights(mlp_gpu.Callback):
     def __init__(self):
         self.after = {}
@@ -57,6 +73,7 @@ def main():
     ap.add_argument("--per-rank", action="store_true", help="per-rank batches, no warm-up")
     ap.add_argument("--resume", default=None)
     ap.add_argument("--fail-rank", type=int, default=None)
+    ap.add_argument("--graph", action="store_true", help="a functional model with two inputs and two outputs")
     args = ap.parse_args()
     comm = distributed.init()
     rank = comm.rank
@@ -66,7 +83,11 @@ def main():
     os.chdir(folder)
     x, y = data(args.rows)
     x_val, y_val = data(101)
-    if args.resume:
+    if args.graph:
+        model = graph_model(args.lr, 0 if rank == 0 else 99 + rank)
+        (x, y), (x_val, y_val) = graph_data(x, y), graph_data(x_val, y_val)
+        initial_epoch, seed = 0, 5
+    elif args.resume:
         model = mlp_gpu.load_model(args.resume)
         initial_epoch, seed = model.epochs_done, model.fit_seed
     else:

@@ -136,6 +136,19 @@ def test_uneven_split_matches_one_process(tmp_path, ranks):
     np.testing.assert_allclose(spread["loss"], reference["loss"], rtol=1e-5)
 
 
+def test_graph_with_two_inputs_and_outputs_on_two_ranks_matches_one_process(tmp_path):
+    args = ("--graph", "--rows", 301, "--batch", 20, "--epochs", 2)
+    reference = trained(1, tmp_path / "one", *args)[0]
+    rank0, rank1 = trained(2, tmp_path / "two", *args)
+    for key in (k for k in reference.files if k.startswith("e")):  # the aux bias is near 0: float32 steps
+        np.testing.assert_allclose(rank0[key], reference[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    for key in ("loss", "main_loss", "aux_loss", "main_accuracy", "val_loss", "val_aux_loss"):
+        np.testing.assert_allclose(rank0[key], reference[key], rtol=1e-5, err_msg=key)
+    for key in rank0.files:
+        np.testing.assert_array_equal(rank0[key], rank1[key])
+    assert sorted(p.name for p in (tmp_path / "two" / "rank0").iterdir()) == ["ckpt-1.h5", "ckpt-2.h5", "log.csv"]
+
+
 def test_per_rank_batches_scale_the_learning_rate(tmp_path):
     # 2 ranks x 16 rows at lr 0.05 (scaled to 0.1, no warm-up) is one process with 32 rows at lr 0.1
     reference = trained(1, tmp_path / "one", "--batch", 32, "--lr", 0.1)[0]
