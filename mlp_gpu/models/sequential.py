@@ -9,12 +9,13 @@ import numpy as np
 
 from .. import losses, metrics as metrics_mod, optimizers
 from ..backend import get_backend
+from ..backend.base import ACC
 from ..layers.core import Dense, Input
 from ..layers.base import Layer, layer_from_config, write_weights
 from ..utils import draw_seed
 from .workspace import Workspace
 
-
+LOSS_SLOT = ACC["loss_sum"]
 
 
 class Sequential:
@@ -220,6 +221,12 @@ class Sequential:
         loss.check_output(last.activation, last.units)
         for metric in compiled:
             metric.check(loss, last.units)
+        if loss.traced:  # traced once here: an untraceable function is refused at compile, naming its line
+            loss.program(last.units)
+            counted = [m.name for m in compiled if m.kind is None]
+            if counted:
+                raise ValueError(f"metrics: {counted} read the built-in losses' correct count, which the custom "
+                                 f"loss {loss.name!r} does not make; use a metric function or class instead")
         if seed is not None and self.built:
             self._redraw(seed)
         self.loss, self.optimizer = loss, optimizer
@@ -282,11 +289,18 @@ class Sequential:
         each metric's rows (see trainer.Sums). Needs forward(logits=True)."""
         be, last = self.backend, self.dense_layers[-1]
         count = any(metric.kind is None for metric in self.compiled_metrics)
-        be.loss_grad(self.loss.kind(), ws.a[-1], y, ws.dz[-1], sums, count=count,
-                     threshold=self.loss.accuracy_threshold())
+        if self.loss.traced:  # a user's loss: one generated kernel (forward, row means, gradient)
+            acc_scale, grad_scale = self.loss.scales(ws.rows)
+            be.run_traced(self.loss.program(last.units), {"t": y, "z": ws.a[-1], "dz": ws.dz[-1]}, sums,
+                          LOSS_SLOT, acc_scale, {"grad_scale": grad_scale})
+        else:
+            be.loss_grad(self.loss.kind(), ws.a[-1], y, ws.dz[-1], sums, count=count,
+                         threshold=self.loss.accuracy_threshold())
         output_activation = last.activation if self.loss_fused else "linear"  # ws.a[-1] holds logits when fused
         for metric, slot in zip(self.compiled_metrics, self.metric_slots):
-            if metric.kind is not None:
+            if metric.kind == "traced":
+                be.run_traced(metric.program(last.units, output_activation), {"t": y, "z": ws.a[-1]}, sums, slot)
+            elif metric.kind is not None:
                 be.metric_sum(metric.kind, ws.a[-1], y, sums, slot, output_activation, metric.threshold())
         for w, _, reg in self._regularized():  # penalties join the summed loss once per row, as in Keras
             be.regularize(w, None, reg.l1, reg.l2, sums, ws.rows)

@@ -30,6 +30,8 @@ def optimizer_kind(optimizer) -> str:
 
 def spec_from_model(model, rows: int) -> tuple[StepSpec | None, str | None]:
     """The step's StepSpec, or None and the reason the model's step is not a plain Dense stack."""
+    if getattr(model.loss, "traced", False):
+        return None, f"the loss {model.loss.name!r} is a traced Python function (the general step launches its kernel)"
     dense = []
     for layer in model.layers:
         kind = type(layer).__name__
