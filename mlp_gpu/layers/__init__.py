@@ -3,6 +3,8 @@ from .base import (LAYER_CLASSES, Layer, Variable, check_activation, check_weigh
                    layer_from_config, write_weights)
 from .core import Dense, Flatten, Input, InputLayer
 from .dropout import Dropout
+from .lambda_layer import Lambda
 from .normalization import BatchNormalization, Normalization
 
-__all__ = ["Layer", "Input", "InputLayer", "Flatten", "Dense", "Dropout", "BatchNormalization", "Normalization"]
+__all__ = ["Layer", "Input", "InputLayer", "Flatten", "Dense", "Dropout", "Lambda", "BatchNormalization",
+           "Normalization"]

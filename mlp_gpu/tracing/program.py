@@ -27,6 +27,11 @@ def describe(fn) -> str:
         return name
 
 
+def function_name(fn) -> str:
+    """The name a model file stores for a user's function (its code is never stored)."""
+    return getattr(fn, "__name__", type(fn).__name__)
+
+
 def call_traced(fn, label, *args) -> Symbol:
     """fn(*args) on symbols; any failure becomes a TraceError naming the function, its line and the op."""
     try:

@@ -42,6 +42,8 @@ def spec_from_model(model, rows: int) -> tuple[StepSpec | None, str | None]:
         if [tuple(s) for s in layer.param_shapes()] != [(layer.input_dim, layer.units), (layer.units,)] \
                 or getattr(layer, "use_bias", True) is False:
             return None, f"layer {layer.name!r} is not a kernel followed by a bias"
+        if getattr(layer, "activation_fn", None) is not None:
+            return None, f"layer {layer.name!r} has a traced Python activation"
         if any(getattr(layer, attr, None) for attr in _REGULARIZERS):
             return None, f"layer {layer.name!r} has a regularizer"
         dense.append(layer)
