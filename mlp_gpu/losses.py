@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import custom_objects
 from ._checks import check_bool
 from .tracing import describe, trace_rows
 
@@ -161,9 +162,6 @@ class LossFunctionWrapper(Loss):
     def call(self, y_true, y_pred):
         return self.fn(y_true, y_pred, **self._fn_kwargs)
 
-    def get_config(self):
-        """As Keras serializes a function loss: its registered name; load_model finds it in custom_objects."""
-        return {"module": None, "class_name": "function", "config": self.name, "registered_name": "function"}
 
 
 def _logits_note(loss):
@@ -242,6 +240,10 @@ def get(loss) -> Loss:
         return loss
     if isinstance(loss, type) and issubclass(loss, Loss) and loss is not Loss:
         return loss()
+    if custom_objects.is_custom(loss) and loss.get("class_name") not in LOSSES:  # a user's, by name (files)
+        loss = custom_objects.deserialize(loss, "loss")
+        if isinstance(loss, Loss):
+            return loss
     if isinstance(loss, dict) and loss.get("class_name") in LOSSES and isinstance(loss.get("config", {}), dict):
         return LOSSES[loss["class_name"]](**loss.get("config", {}))
     if isinstance(loss, str) and loss in LOSSES:
@@ -256,6 +258,11 @@ def get(loss) -> Loss:
     hint = ""
     raise ValueError(f"loss: expected one of {sorted(LOSSES)}, a mlp_gpu.losses class or function, "
                      f"got {loss!r}{hint}")
+
+
+def serialize(loss: Loss):
+    """What a model file stores: a user's loss as Keras serializes it (by name), ours by get_config."""
+    return custom_objects.serialize(loss) if loss.traced else loss.get_config()
 
 
 def check_targets(loss: Loss, y, rows: int, units: int, dtype=np.float32) -> np.ndarray:

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from . import ops
+from . import custom_objects, ops
 from .backend.base import ACC, ACC_SIZE
 from .losses import mean_squared_error
 from .tracing import Symbol, TraceError, describe, trace_rows
@@ -266,9 +266,6 @@ class MeanMetricWrapper(Mean):
     def update_state(self, y_true, y_pred, sample_weight=None):
         super().update_state(self._trace_fn()(y_true, y_pred), sample_weight)
 
-    def get_config(self):
-        """As Keras serializes a function metric: its registered name; load_model finds it in custom_objects."""
-        return {"module": None, "class_name": "function", "config": self.name, "registered_name": "function"}
 
 
 CLASSES = (Accuracy, SparseCategoricalAccuracy, CategoricalAccuracy, BinaryAccuracy, MeanAbsoluteError,
@@ -291,6 +288,10 @@ def get(identifier) -> Metric:
         return metric
     if isinstance(identifier, type) and issubclass(identifier, Metric) and identifier not in (Metric, _Accuracy):
         return identifier()
+    if custom_objects.is_custom(identifier) and identifier.get("class_name") not in METRICS:  # a user's (files)
+        identifier = custom_objects.deserialize(identifier, "metrics")
+        if isinstance(identifier, Metric):
+            return identifier
     if isinstance(identifier, dict) and identifier.get("class_name") in METRICS:
         return METRICS[identifier["class_name"]](**dict(identifier.get("config") or {}))
     try:
@@ -303,6 +304,11 @@ def get(identifier) -> Metric:
     hint = ""
     raise ValueError(f"metrics: expected names from {sorted(METRICS)}, a mlp_gpu.metrics class, object or function, "
                      f"got {identifier!r}{hint}")
+
+
+def serialize(metric: Metric):
+    """What a model file stores: a user's metric as Keras serializes it (by name), ours by get_config."""
+    return custom_objects.serialize(metric) if metric.kind == "traced" else metric.get_config()
 
 
 def slots(metrics) -> list[int]:

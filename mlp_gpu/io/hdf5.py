@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import losses as loss_configs
 from .files import ModelFileError, save_hdf5, verify_seal
 
 FORMAT = "mlp_gpu"
@@ -77,7 +78,7 @@ def save_model(model, path, epoch: int | None = None) -> None:
         _write_weights(f, model)
         if model.optimizer is not None:
             f.attrs["training_config"] = json.dumps({
-                "loss": model.loss.get_config(), "metrics": model.metrics,
+                "loss": loss_configs.serialize(model.loss), "metrics": model.metrics,
                 "optimizer": model.optimizer.get_config()})
             g = f.create_group("optimizer")
             _checked_dataset(g, "state", model.backend.to_host(model.optimizer.state).astype(np.float32))

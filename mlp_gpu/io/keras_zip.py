@@ -23,6 +23,7 @@ import zipfile
 
 import numpy as np
 
+from .. import custom_objects
 from .files import ModelFileError, atomic_write_bytes, check_save_target
 
 log = logging.getLogger("mlp_gpu")
@@ -57,7 +58,10 @@ def _flatten_config(layer, base):
 
 
 def _dense_config(layer, base):
-    return "Dense", {**base, "units": layer.units, "activation": layer.activation, "use_bias": True,
+    activation = layer.activation  # a Python activation by name, as Keras writes a function
+    if getattr(layer, "activation_fn", None) is not None:
+        activation = custom_objects.serialize_function(layer.activation_fn)
+    return "Dense", {**base, "units": layer.units, "activation": activation, "use_bias": True,
                      "kernel_initializer": _initializer(layer.kernel_initializer),
                      "bias_initializer": _initializer(layer.bias_initializer),
                      "kernel_regularizer": None, "bias_regularizer": None,
@@ -106,6 +110,8 @@ def _layer_config(layer, input_shape):
 
 def _loss_config(loss):
     """The loss's name, or Keras' serialized object when it carries arguments (from_logits=True)."""
+    if loss.traced:  # a user's loss: by name, as Keras writes it
+        return custom_objects.serialize(loss)
     config = loss.get_config()
     if isinstance(config, str):
         return config
@@ -243,7 +249,10 @@ def _dense_from_keras(cfg):
                           "kernel_constraint", "bias_constraint") if cfg.get(k) is not None]
     if extras:
         raise ValueError(f"Dense {cfg.get('name')!r}: {', '.join(extras)} not supported")
-    return Dense(cfg.get("units"), cfg.get("activation"), name=cfg.get("name"),
+    activation = cfg.get("activation")
+    if custom_objects.is_custom(activation):
+        activation = custom_objects.deserialize(activation, f"Dense {cfg.get('name')!r} activation")
+    return Dense(cfg.get("units"), activation, name=cfg.get("name"),
                  kernel_initializer=_initializer_name(cfg.get("kernel_initializer", "glorot_uniform")),
                  bias_initializer=_initializer_name(cfg.get("bias_initializer", "zeros")))
 
@@ -318,11 +327,13 @@ def _compile_from_keras(model, cfg):
     optimizer = optimizers.get(name)
     optimizer = type(optimizer)(**{k: settings[k] for k in OPTIMIZERS[name][1] if k in settings})
     loss = cfg.get("loss")
-    if isinstance(loss, dict) and (loss.get("config") or {}).get("from_logits"):
+    if custom_objects.is_custom(loss):
+        pass  # a user's loss, found in load_model's custom_objects by losses.get
+    elif isinstance(loss, dict) and (loss.get("config") or {}).get("from_logits"):
         loss = {"class_name": loss.get("class_name"), "config": {"from_logits": True}}
     else:
         loss = {"mean_squared_error": "mse"}.get(_named(loss), _named(loss))
-    metrics = [_named(m) for m in cfg.get("metrics") or []]
+    metrics = [m if custom_objects.is_custom(m) else _named(m) for m in cfg.get("metrics") or []]
     model.compile(loss=loss, optimizer=optimizer, metrics=metrics)
 
 

@@ -56,7 +56,11 @@ class Flatten(Layer):
 def traced_activation(activation):
     """The Python function of a custom activation (given, or named by a file and found in load_model's
     custom_objects), else None for a built-in name."""
-    if isinstance(activation, str) and activation not in ACTIVATIONS and get_custom_object(activation) is not None:
+    if isinstance(activation, str) and activation not in ACTIVATIONS:
+        if get_custom_object(activation) is None:
+            raise ValueError(f"activation: expected one of {list(ACTIVATIONS)} or None, got {activation!r} (a custom "
+                             f"activation named in a model file needs load_model(path, custom_objects="
+                             f"{{{activation!r}: fn}}); a file never holds its code)")
         return get_custom_object(activation)
     if callable(activation) and not isinstance(activation, str):
         return activation

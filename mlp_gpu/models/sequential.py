@@ -231,7 +231,7 @@ class Sequential:
             self._redraw(seed)
         self.loss, self.optimizer = loss, optimizer
         self.compiled_metrics, self.metric_slots = compiled, metrics_mod.slots(compiled)
-        self.metrics = [metric.get_config() for metric in compiled]
+        self.metrics = [metrics_mod.serialize(metric) for metric in compiled]
         self._compile_seed = seed
         if self.built:
             self.optimizer.build(self.backend, self.params.size, dtype=self.dtype,

@@ -111,3 +111,36 @@ def test_custom_objects_train_as_in_keras(case):
     # batch_size matters to a "sum" reduction: each batch's loss is its sum
     want = theirs.evaluate(x, y, batch_size=32, return_dict=True, verbose=0)
     assert ours.evaluate(x, y, batch_size=32, return_dict=True) == pytest.approx(want, rel=1e-4)
+
+
+def _saved_model():
+    x, y = _data()
+    model = Sequential(_model(mlp_gpu, OURS, "my_softplus", None), backend="numpy")
+    model.compile(loss=OURS["HuberLoss"](2.0), optimizer="sgd", metrics=[OURS["huber_fn"]], seed=3)
+    model.fit(x, y, epochs=1, verbose=0)
+    return model, x
+
+
+@pytest.mark.parametrize("ext", ["h5", "keras"])
+def test_custom_objects_save_by_name_and_load_with_custom_objects(tmp_path, ext):
+    model, x = _saved_model()
+    path = tmp_path / f"m.{ext}"
+    model.save(path)
+    needed = {"my_softplus": OURS["my_softplus"], "HuberLoss": OURS["HuberLoss"], "huber_fn": OURS["huber_fn"]}
+    for missing in needed:  # the file names each, it holds no code: without one, loading says which
+        given = {k: v for k, v in needed.items() if k != missing}
+        with pytest.raises(mlp_gpu.io.ModelFileError, match=f"'{missing}'.*custom_objects"):
+            mlp_gpu.load_model(path, custom_objects=given)
+    loaded = mlp_gpu.load_model(path, custom_objects=needed)
+    assert type(loaded.loss) is OURS["HuberLoss"] and loaded.loss.threshold == 2.0
+    assert loaded.metrics_names == ["loss", "huber_fn"]
+    np.testing.assert_allclose(loaded.predict(x), model.predict(x), rtol=1e-6)
+
+
+def test_our_keras_file_loads_in_keras_with_its_custom_objects(tmp_path):
+    model, x = _saved_model()
+    model.save(tmp_path / "m.keras")
+    theirs = keras.saving.load_model(tmp_path / "m.keras", custom_objects={
+        "my_softplus": THEIRS["my_softplus"], "HuberLoss": THEIRS["HuberLoss"], "huber_fn": THEIRS["huber_fn"]})
+    np.testing.assert_allclose(np.asarray(theirs.predict(x, verbose=0)), model.predict(x), rtol=1e-5, atol=1e-6)
+    assert theirs.loss.threshold == 2.0
