@@ -85,6 +85,8 @@ class Loss:
         if name is not None:
             self.name = str(name)
 
+    eager_reason = None  # why compile(run_eagerly=True) runs a user's loss on the host, if it does
+
     @property
     def traced(self) -> bool:
         """A user's loss (a subclass with ``call``, or a function): traced, differentiated and compiled."""

@@ -240,9 +240,12 @@ class Mean(Metric, kind="traced", targets="dense"):
             raise TraceError(f"metric {self.name!r}: a Mean traces the values its subclass's update_state passes on")
         return self._values
 
-    def check(self, loss, units):
-        super().check(loss, units)
-        self.program(units)  # traced at compile: an untraceable function is refused here, naming its line
+    eager_reason = None  # why compile(run_eagerly=True) runs it on the host, if it does
+
+    def host_fn(self, activation: str = "linear"):
+        """The metric as a function of concrete (y_true, last layer's buffer) arrays, for the host."""
+        fn = self._trace_fn()
+        return lambda t, z: fn(t, _ACTIVATIONS[activation](z))
 
     def __call__(self, y_true, y_pred):
         fn = self._trace_fn()

@@ -10,6 +10,7 @@ import functools
 import hashlib
 import inspect
 
+from ..backend.cuda import kernels
 from .cuda_source import kernel_source
 from .graph import Symbol, TraceError, reduce, topological, user_site
 from .grad import vjp
@@ -70,6 +71,8 @@ class Program:
         roots = [node for _, node in self.outputs] + ([row_sum] if row_sum is not None else [])
         self.order = topological(roots)
         self.kernel_name = "traced_" + hashlib.sha256(self.source_key().encode()).hexdigest()[:16]
+        # known to the CUDA backend from now on: it compiles it with the kernel files, before any graph capture
+        kernels.register_generated(self.kernel_name, self.source)
 
     def order_of(self, roots) -> list[Symbol]:
         wanted = {n.id for n in topological(roots)}
