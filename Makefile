@@ -7,7 +7,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 EPOCHS ?= 30
 BACKEND ?= auto
 
-.PHONY: install peers data cupy-api train test bench bench-toolbox fuzz gpu-data gpu-wheels gpu-check gpu-routes lint clean
+.PHONY: install peers data cupy-api headers train test bench bench-toolbox fuzz gpu-data gpu-wheels gpu-check gpu-routes lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -87,6 +87,13 @@ gpu-check:
 # Only the graph routes against PyTorch (a few minutes less than the whole gpu-check).
 gpu-routes:
 	$(GPU_ENV) python3 benchmarks/gpu_check.py --routes-only --out $(GPU_OUT)
+
+# The generated kernel headers (shared numbers, the activation switch) from their Python sources; a test
+# keeps the committed files equal to them.
+headers: install
+	$(PY) -c "from mlp_gpu import activations; from mlp_gpu.backend import shared_constants as s; \
+	open('kernels/shared_constants.cuh', 'w').write(s.header_text()); \
+	open('kernels/activations.cuh', 'w').write(activations.cuda_header())"
 
 # The long fuzzing budget (make test runs a quick one).
 fuzz: install data

@@ -2,15 +2,8 @@
 // Layout: z, y, dy are (n, k) row-major float32, contiguous; b is (k,).
 // The caller owns every buffer; kernels work in place.
 #include "common.cuh"
-
-__device__ __forceinline__ float activate(float x, int act) {
-    switch (act) {
-        case ACT_RELU: return fmaxf(x, 0.0f);
-        case ACT_SIGMOID: return sigmoidf_stable(x);
-        case ACT_TANH: return tanhf(x);
-        default: return x;
-    }
-}
+// activate() and activation_derivative(), generated from the table in mlp_gpu/activations.py
+#include "activations.cuh"
 
 // z[i, j] <- act(z[i, j] + b[j]).
 // Launch: 1-D grid of any size, 1-D block of any size; grid-stride, so any n * k.
@@ -43,11 +36,7 @@ extern "C" __global__ void bias_softmax_forward(float* __restrict__ z, const flo
 // for ACT_LINEAR (the caller skips it).
 extern "C" __global__ void act_backward(float* __restrict__ dy, const float* __restrict__ y, long long total, int act) {
     for (long long idx = global_index(); idx < total; idx += grid_stride()) {
-        float out = y[idx];
-        float d = act == ACT_RELU ? (out > 0.0f ? 1.0f : 0.0f)
-                : act == ACT_SIGMOID ? out * (1.0f - out)
-                : act == ACT_TANH ? 1.0f - out * out : 1.0f;
-        dy[idx] *= d;
+        dy[idx] *= activation_derivative(y[idx], act);
     }
 }
 

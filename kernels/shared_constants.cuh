@@ -5,6 +5,7 @@
 #define ACT_SIGMOID 2
 #define ACT_TANH 3
 #define ACT_SOFTMAX 4
+#define ACT_LEAKY_RELU 5
 #define METRIC_ABS_ERROR 0
 #define METRIC_SQUARED_ERROR 1
 #define METRIC_BINARY_HITS 2

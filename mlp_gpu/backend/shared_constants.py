@@ -4,14 +4,15 @@ The kernels never spell these numbers: every compiler that builds them (NVRTC in
 CuPy backend, nvcc and the g++ host harness in the tests) gets them as ``-D`` options
 from :func:`defines`; without them (a plain ``nvcc file.cu``) ``kernels/common.cuh`` includes
 ``kernels/shared_constants.cuh``, generated from the same source by :func:`header_text`.
-Adding an activation: append its name to ``ACTIVATIONS`` (its code is its position),
-then give it a NumPy body and a case in ``kernels/activation.cu``.
+Activations come from the table in ``mlp_gpu/activations.py`` (their code is their position).
 """
 from __future__ import annotations
 
+from .. import activations
+
 # Activations by name; the kernels see ACT_<NAME> = position. softmax is a row op with its
 # own kernels, so its code is never passed to the element-wise ones.
-ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax")
+ACTIVATIONS = tuple(activations.ACTIVATIONS)
 ACT_CODES = {name: code for code, name in enumerate(ACTIVATIONS)}
 
 # Metrics summed per row on the device (kernels/metrics.cu); the kernels see METRIC_<KIND> = position.

@@ -11,7 +11,6 @@ import logging
 from pathlib import Path
 
 
-
 log = logging.getLogger("mlp_gpu")
 
 
@@ -166,32 +165,6 @@ class CallbackList:
         for cb in self.callbacks:
             if cb.wants_progress:
                 cb.on_progress(step, logs)
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 class LambdaCallback(Callback):

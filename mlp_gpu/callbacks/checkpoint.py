@@ -21,7 +21,6 @@ from .monitor import _check_monitor, _improves, _monitor_mode
 log = logging.getLogger("mlp_gpu")
 
 
-
 class ModelCheckpoint(Callback):
     """Save the model (or only its weights) after each epoch or every ``save_freq`` batches, atomically.
 

@@ -20,7 +20,6 @@ from .monitor import _improves, _monitor_mode
 log = logging.getLogger("mlp_gpu")
 
 
-
 def _positional_count(fn) -> int | None:
     """How many positional arguments ``fn`` takes (None: unknown, or any number)."""
     try:

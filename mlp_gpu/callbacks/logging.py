@@ -12,9 +12,6 @@ from pathlib import Path
 from .base import Callback
 
 
-
-
-
 class CSVLogger(Callback):
     """Append one row per epoch (epoch, then each logged metric) to a CSV file, flushed each epoch."""
 

@@ -18,7 +18,6 @@ from .base import Callback
 log = logging.getLogger("mlp_gpu")
 
 
-
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs (Keras 3's rules).
 

@@ -11,9 +11,6 @@ import sys
 from .base import Callback
 
 
-
-
-
 def _fmt(logs):
     return " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
 

@@ -21,8 +21,6 @@ import os
 import numpy as np
 
 
-
-
 # ---- the HDF5 data layout (mlp-gpu convert / train --data FILE.h5) ---------------------------------
 def write_hdf5(path, x, y, test=None, attrs=None, chunk_rows=1024):
     """Write the data layout ``train --data FILE.h5`` reads: datasets ``x`` and ``y`` (the training rows)

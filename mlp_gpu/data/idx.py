@@ -148,5 +148,3 @@ def load_fashion_mnist(path=None, scale: bool = False):
 def load_mnist(path=None, scale: bool = False):
     """Like :func:`load_fashion_mnist`, for the MNIST digits (folder name ``mnist``)."""
     return _load("mnist", path, scale)
-
-

@@ -22,8 +22,6 @@ import os
 import numpy as np
 
 
-
-
 # ---- reading rows ----------------------------------------------------------------------------------
 def _read_rows(src, start, stop, out) -> None:
     """out (stop - start, cols) <- rows start..stop-1 of src, without holding more than ``out`` in memory.

@@ -27,8 +27,6 @@ from .rows import RowRange, _is_h5py, _read_rows, row_range
 CHUNK_BYTES = 64 << 20  # default streamed chunk: rows of x filling 64 MiB, a whole number of batches
 
 
-
-
 def _is_batch_source(x) -> bool:
     """A PyDataset-like object: indexable batches with a length, not an array or a sequence of samples."""
     if isinstance(x, (np.ndarray, list, tuple, str, bytes, dict)) or hasattr(x, "shape"):
@@ -299,26 +297,12 @@ class BatchSource(Source):
         getattr(self.dataset, "on_epoch_end", lambda: None)()
 
 
-
-
-
-
-
-
-
-
-
-
 def split_rows(x, y, size: int):
     """Géron's split without reading: the first ``size`` rows validate. Returns ((x, y), (x_val, y_val))."""
     rows = len(x)
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 0 < size < rows:
         raise ValueError(f"size: expected an int in [1, {rows - 1}], got {size!r}")
     return (row_range(x, size, rows), row_range(y, size, rows)), (row_range(x, 0, size), row_range(y, 0, size))
-
-
-
-
 
 
 def check_inputs(model, x, arg="x") -> np.ndarray:

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import activations
 from .onnx_traced import export_program
 
 OPSET = 21  # a current opset that ONNX Runtime (>= 1.18) runs
 EXPORTERS = {}
-ACTIVATION_OPS = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh"}
 
 
 def exporter(class_name):
@@ -72,11 +72,11 @@ class Graph:
     def activation(self, x, activation, base):
         if activation == "linear":
             return x
-        if activation == "softmax":
-            return self.node("Softmax", [x], f"{base}/softmax", axis=-1)
-        if activation not in ACTIVATION_OPS:
+        entry = activations.get(activation)
+        if entry.onnx is None:
             raise ValueError(f"export: activation {activation!r} has no ONNX form here")
-        return self.node(ACTIVATION_OPS[activation], [x], f"{base}/{activation}")
+        op, attrs = entry.onnx
+        return self.node(op, [x], f"{base}/{activation}", **attrs)
 
 
 @exporter("Input")

@@ -3,15 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import activations
 from .._checks import check_int
-from ..backend.base import ACTIVATIONS
 
 
 def check_activation(activation) -> str:
-    name = "linear" if activation is None else activation
-    if name not in ACTIVATIONS:
-        raise ValueError(f"activation: expected one of {list(ACTIVATIONS)} or None, got {activation!r}")
-    return name
+    """The table name of an activation given as Keras takes it (a name, an entry of the table, or None)."""
+    return activations.get(activation).name
 
 
 def _check_shape(shape, arg):
@@ -214,14 +212,6 @@ def flat_features(layer, input_shape) -> int:
         raise ValueError(f"{type(layer).__name__} layer {layer.name!r} needs flat inputs, got shape "
                          f"{tuple(input_shape)}; put a Flatten() before it")
     return int(input_shape[0])
-
-
-
-
-
-
-
-
 
 
 def layer_from_config(class_name: str, config: dict) -> Layer:

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import initializers, regularizers
+from .. import activations, initializers, regularizers
 from .._checks import check_int
 from ..backend.base import ACTIVATIONS
 from ..tracing import describe, function_name, trace_map
 from ..utils import get_custom_object
 from .base import Layer, _check_shape, check_activation, flat_features
-
 
 
 class Input(Layer):
@@ -62,7 +61,7 @@ def traced_activation(activation):
                              f"activation named in a model file needs load_model(path, custom_objects="
                              f"{{{activation!r}: fn}}); a file never holds its code)")
         return get_custom_object(activation)
-    if callable(activation) and not isinstance(activation, str):
+    if callable(activation) and not isinstance(activation, (str, activations.Activation)):  # entries are callable
         return activation
     return None
 

@@ -2,7 +2,6 @@
 from .sequential import Sequential
 
 
-
 def clone_model(model, input_tensors=None, clone_function=None, **kwargs):
     """Keras' ``clone_model``: a new model of the same layers (same names and settings) with freshly drawn
     weights; copy them with ``clone.set_weights(model.get_weights())``. Only the plain form is supported."""

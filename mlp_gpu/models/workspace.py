@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 
-
-
 class Workspace:
     """Preallocated per-batch buffers: the input, the targets, each computing layer's output and
     gradient, and the scratch each layer asks for (``Layer.buffers``).

@@ -10,7 +10,6 @@ from ..backend.base import HYPER
 from .base import Optimizer, _nonnegative, _positive
 
 
-
 class Adagrad(Optimizer):
     """Keras Adagrad (accumulators start at 0.1, epsilon 1e-7)."""
 

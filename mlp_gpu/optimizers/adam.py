@@ -10,7 +10,6 @@ from ..backend.base import HYPER
 from .base import Optimizer, _fraction, _positive
 
 
-
 class Adam(Optimizer):
     """Keras Adam (epsilon 1e-7)."""
 

@@ -7,9 +7,6 @@ from __future__ import annotations
 from .adam import Adam
 
 
-
-
-
 class AdamW(Adam):
     """Keras AdamW: Adam with decoupled weight decay (default 0.004) applied before each update."""
 

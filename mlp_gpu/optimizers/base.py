@@ -170,22 +170,6 @@ class Optimizer:
         return cfg
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def get(optimizer) -> Optimizer:
     if isinstance(optimizer, Optimizer):
         return optimizer

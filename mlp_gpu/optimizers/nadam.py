@@ -11,7 +11,6 @@ from ..backend.shared_constants import NADAM_DECAY
 from .adam import Adam
 
 
-
 class Nadam(Adam):
     """Keras Nadam: Adam with Nesterov momentum and the 0.96 momentum schedule."""
 

@@ -10,7 +10,6 @@ from ..backend.base import HYPER
 from .base import Optimizer, _fraction, _positive
 
 
-
 class RMSprop(Optimizer):
     """Keras RMSprop (rho 0.9, epsilon 1e-7), with optional momentum and centering."""
 

@@ -11,7 +11,6 @@ from ..backend.base import HYPER
 from .base import Optimizer, _fraction
 
 
-
 class SGD(Optimizer):
     """Keras SGD: plain, with momentum, or Nesterov momentum."""
 

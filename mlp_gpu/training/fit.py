@@ -57,28 +57,6 @@ class TrainingDiverged(FloatingPointError):
         self.history = history
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def build_for_data(model, x) -> None:
     """Keras' deferred build from the first data, whatever holds it (an array, a source, a PyDataset)."""
     if model.built:

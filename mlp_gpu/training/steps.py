@@ -29,7 +29,6 @@ from ..backend.base import StepRunner as BaseRunner
 from ..distributed.parallel import FitPlan
 
 
-
 class DeviceData:
     """A data set resident on the device: x, y (None for predict), a row permutation and a cursor.
 

@@ -4,7 +4,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from mlp_gpu import Dense, Flatten, Input, Sequential
+from mlp_gpu import Dense, Flatten, Input, Sequential, activations
 from mlp_gpu.cli import main
 from mlp_gpu.io.onnx import EXPORTERS, OPSET
 from mlp_gpu.layers.base import Layer
@@ -19,7 +19,7 @@ def run_onnx(path, x):
     return session.run(None, {"input": x})[0]
 
 
-@pytest.mark.parametrize("activation", ["linear", "relu", "sigmoid", "tanh", "softmax"])
+@pytest.mark.parametrize("activation", list(activations.ACTIVATIONS))  # every entry of the table
 def test_each_activation_matches_ours(activation, tmp_path):
     x, y = blobs(n=200, features=6)
     model = Sequential([Input((6,)), Dense(9, activation), Dense(4, activation)], backend="numpy")

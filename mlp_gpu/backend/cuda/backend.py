@@ -12,7 +12,9 @@ import os
 
 import numpy as np
 
-from . import kernels
+from . import kernels, routes, vendor_gemm
+from ..step_spec import spec_from_model
+from .step_plan import nodes_per_step
 from ..base import BackendUnavailable, DeviceMemoryError, StepRunner, device_memory_message
 from .ops import CudaOps
 from .graphs import GraphRunner
@@ -69,9 +71,6 @@ def column_major_gemm(a_shape, b_shape, out_shape, trans_a, trans_b):
     return trans_b, trans_a, cols, rows, k, b_shape[1], a_shape[1], cols
 
 
-GEMMS = ("auto", "kernel", "cublas", "lt")
-
-
 def _env_steps(value):
     value = os.environ.get("MLP_GPU_STEPS_PER_GRAPH", "1") if value is None else value
     try:
@@ -108,8 +107,9 @@ class CupyBackend(CudaOps):
             raise BackendUnavailable(f"backend='cupy' cannot run here: {reason}. "
                                      "Use backend='numpy' or 'auto' to train on the CPU.")
         gemm = os.environ.get("MLP_GPU_GEMM", "auto").strip().lower() if gemm is None else gemm
-        if gemm not in GEMMS:
-            raise ValueError(f"gemm (or MLP_GPU_GEMM): expected one of {', '.join(map(repr, GEMMS))}, got {gemm!r}")
+        if gemm not in routes.GEMMS:
+            raise ValueError(f"gemm (or MLP_GPU_GEMM): expected one of {', '.join(map(repr, routes.GEMMS))}, "
+                             f"got {gemm!r}")
         self.xp, _ = _import_cupy()
         self.graph = _env_flag("MLP_GPU_GRAPH", True) if graph is None else bool(graph)
         self.tf32 = _env_flag("MLP_GPU_TF32", False) if tf32 is None else bool(tf32)
@@ -117,7 +117,7 @@ class CupyBackend(CudaOps):
         self.gemm_choice = gemm
         self.gemm = "kernel" if gemm == "kernel" else "cublas"
         self._scalars = np.array([1.0, 0.0], np.float32)  # alpha, beta for cuBLAS (host pointer mode)
-        self._capture_gemm = None
+        self._cupy_cublas = None  # (captures?, why), tried once (cupy_cublas_captures)
         self._vendor = self._lt = None  # nvmath's cuBLAS and cuBLASLt, made on first use
         self.route = None  # what make_runner chose: route, reason, steps per graph, nodes per step
 
@@ -213,67 +213,37 @@ class CupyBackend(CudaOps):
         return out
 
     # ---- graphs -----------------------------------------------------------------
-    def _choose_capture_gemm(self) -> str:
-        """Can CuPy's cuBLAS run inside stream capture? Try it once on a tiny product."""
-        cp = self.xp
-        a = cp.ones((16, 16), cp.float32)
-        c = cp.zeros((16, 16), cp.float32)
-        self.cublas_matmul(a, a, c, False, False)  # eagerly first: creates the handle outside capture
-        c.fill(0)
-        try:
-            graph, stream = self.capture(lambda: self.cublas_matmul(a, a, c, False, False))
-            graph.launch(stream)
-            stream.synchronize()
-            ok = bool((c == 16).all())
-            reason = "cuBLAS ran inside stream capture" if ok else "cuBLAS captured but replay gave wrong values"
-        except Exception as exc:
-            ok, reason = False, f"cuBLAS refused stream capture ({type(exc).__name__}: {exc})"
-        choice = "cublas" if ok else "kernel"
-        log.info("graph mode GEMM: %s (%s)", "cuBLAS" if ok else "our sgemm_strided kernel", reason)
-        return choice
+    def cupy_cublas_captures(self) -> tuple[bool, str]:
+        """Can CuPy's cuBLAS run inside stream capture (CuPy 13/14 refuse it)? Tried once on a tiny product."""
+        if self._cupy_cublas is None:
+            cp = self.xp
+            a = cp.ones((16, 16), cp.float32)
+            c = cp.zeros((16, 16), cp.float32)
+            self.cublas_matmul(a, a, c, False, False)  # eagerly first: creates the handle outside capture
+            c.fill(0)
+            try:
+                graph, stream = self.capture(lambda: self.cublas_matmul(a, a, c, False, False))
+                graph.launch(stream)
+                stream.synchronize()
+                ok = bool((c == 16).all())
+                why = "cuBLAS ran inside stream capture" if ok else "cuBLAS captured but replay gave wrong values"
+            except Exception as exc:
+                ok, why = False, f"cuBLAS refused stream capture ({type(exc).__name__}: {exc})"
+            log.info("graph mode, CuPy's cuBLAS: %s", why)
+            self._cupy_cublas = ok, why
+        return self._cupy_cublas
+
+    def vendor_gemm(self):
+        """nvmath-python's cuBLAS on our stream (the cublas route), made on first use."""
+        if self._vendor is None:
+            self._vendor = vendor_gemm.CublasGemm(self.xp, self.tf32)
+        return self._vendor
 
     def prepare_lt(self, gemm, arrays):
         """One cuBLASLt call of the fused step, made ready (descriptors, algorithm) before capture."""
-        from . import vendor_gemm
-
         if self._lt is None:
             self._lt = vendor_gemm.LtContext(self.xp, self.tf32)
         return self._lt.prepare(gemm, arrays)
-
-    def _choose_route(self, step, rows, model, data, acc):
-        """(route, why, the step to capture, the GEMM mode during capture); falls back and says why."""
-        from . import vendor_gemm
-        from .fused_step import FusedStep
-
-        choice, notes = self.gemm_choice, []
-        if choice == "auto" and vendor_gemm.unavailable_reason() is None:
-            choice = "lt"
-        if choice == "lt":
-            why = vendor_gemm.unavailable_reason()
-            if why is None and model is None:
-                why = "the caller passed no model and data to build the fused step from"
-            if why is None:
-                try:
-                    return "lt", "gemm='lt'", FusedStep(self, model, data, acc, rows), "cublas"
-                except Exception as exc:  # the model does not fit, no algorithm, a library that will not load
-                    why = f"{type(exc).__name__}: {exc}"
-            notes.append(f"cuBLASLt route not taken: {why}")
-            choice = "cublas"
-        if choice == "cublas":
-            why = vendor_gemm.unavailable_reason()
-            if why is None and self._vendor is None:
-                try:
-                    self._vendor = vendor_gemm.CublasGemm(self.xp, self.tf32)
-                except Exception as exc:  # e.g. nvmath imports but libcublas will not load
-                    why = f"{type(exc).__name__}: {exc}"
-            if why is None:
-                return "cublas", "; ".join(notes + ["cuBLAS through nvmath-python"]), step, "nvmath"
-            notes.append(f"nvmath cuBLAS route not taken: {why}")
-            choice = "auto"
-        if self._capture_gemm is None:
-            self._capture_gemm = "kernel" if choice == "kernel" else self._choose_capture_gemm()
-        route = "kernel" if self._capture_gemm == "kernel" else "cupy-cublas"
-        return route, "; ".join(notes + [f"gemm={self.gemm_choice!r}"]), step, self._capture_gemm
 
     # ---- collectives -------------------------------------------------------------------
     def allreduce(self, comm, buf, op="sum", scale=None):
@@ -309,9 +279,9 @@ class CupyBackend(CudaOps):
                 log.warning("graph mode: the all-reduce could not be captured (%s: %s); replaying two graphs "
                             "around it", type(exc).__name__, exc)
         self._load_all()
-        route, why, _, capture_gemm = self._choose_route(step, rows, None, None, None)
-        first, second = (self.capture(part, 1, capture_gemm)[0] for part in (before, after))  # (graph, stream)
-        self.route = {"route": route + ", two graphs around the all-reduce", "reason": why, "steps_per_graph": 1,
+        route, why, _ = routes.choose(self, self.gemm_choice, step, rows)
+        first, second = (self.capture(part, 1, route.capture_gemm)[0] for part in (before, after))  # (graph, stream)
+        self.route = {"route": route.name + ", two graphs around the all-reduce", "reason": why, "steps_per_graph": 1,
                       "rows": rows}
         return StepRunner(lambda: (first.launch(), collective(), second.launch()))
 
@@ -328,33 +298,29 @@ class CupyBackend(CudaOps):
         if split is not None:
             return self._runner_around(step, rows, max_steps, split)
         self._load_all()
-        route, why, body, capture_gemm = self._choose_route(step, rows, model, data, acc)
+        route, why, body = routes.choose(self, self.gemm_choice, step, rows, model, data, acc)
         block = self.steps_per_graph if max_steps is None else max(1, min(self.steps_per_graph, max_steps))
         try:
-            runner = GraphRunner(self, body, block, capture_gemm)
+            runner = GraphRunner(self, body, block, route.capture_gemm)
         except Exception as exc:
-            if capture_gemm == "kernel" or route == "cupy-cublas":
+            if route.name in ("kernel", "cupy-cublas"):
                 raise
             why += f"; its capture failed ({type(exc).__name__}: {exc}): our sgemm_strided kernel instead"
-            route, capture_gemm = "kernel", "kernel"
-            runner = GraphRunner(self, step, block, capture_gemm)
-        info = {"route": route, "reason": why, "steps_per_graph": block, "rows": rows,
+            route = routes.ROUTES["kernel"]
+            runner = GraphRunner(self, step, block, route.capture_gemm)
+        info = {"route": route.name, "reason": why, "steps_per_graph": block, "rows": rows,
                 "nodes_per_step": self._nodes_per_step(model, rows, route),
                 "graph_nodes_per_step": runner.nodes_per_step}
         if max_steps is None or self.route is None:  # backend.route: the last uncapped (full-batch) runner's
             self.route = info
-        log.info("graph route %s for %d rows, %s nodes per step, %d steps per graph (%s)", route, rows,
+        log.info("graph route %s for %d rows, %s nodes per step, %d steps per graph (%s)", route.name, rows,
                  info["nodes_per_step"] or "?", block, why)
         return runner
 
     @staticmethod
     def _nodes_per_step(model, rows, route):
-        from .fused_step import spec_from_model
-        from .step_plan import nodes_per_step
-
         spec = spec_from_model(model, rows)[0] if model is not None else None
-        plan_route = {"cupy-cublas": "cublas"}.get(route, route)
-        return nodes_per_step(spec, plan_route) if spec is not None else None
+        return nodes_per_step(spec, route.plan) if spec is not None else None
 
     def capture(self, step, count: int = 1, capture_gemm: str | None = None):
         """The one stream-capture helper: a CUDA graph of ``count`` consecutive calls of step() on a fresh
@@ -374,9 +340,3 @@ class CupyBackend(CudaOps):
         finally:
             self.gemm = eager_gemm
         return graph, stream
-
-
-
-
-
-

@@ -10,61 +10,8 @@ import dataclasses
 
 import numpy as np
 
-from .step_plan import SCALARS, StepSpec, lt_buffers, lt_unsupported, param_offsets, plan_step
-
-_CLIPPING = ("clipnorm", "clipvalue", "global_clipnorm", "weight_decay")
-_REGULARIZERS = ("kernel_regularizer", "bias_regularizer", "activity_regularizer")
-
-
-def optimizer_kind(optimizer) -> str:
-    """"sgd" only for plain SGD (foldable into the weight-gradient GEMM); otherwise a descriptive name."""
-    name = type(optimizer).__name__.lower()
-    if name != "sgd":
-        return name
-    if getattr(optimizer, "momentum", 0) or getattr(optimizer, "nesterov", False):
-        return "sgd_momentum"
-    if any(getattr(optimizer, attr, None) for attr in _CLIPPING):
-        return "sgd_clipped"
-    return "sgd"
-
-
-def spec_from_model(model, rows: int) -> tuple[StepSpec | None, str | None]:
-    """The step's StepSpec, or None and the reason the model's step is not a plain Dense stack."""
-    if getattr(model.loss, "traced", False):
-        return None, f"the loss {model.loss.name!r} is a traced Python function (the general step launches its kernel)"
-    dense = []
-    for layer in model.layers:
-        kind = type(layer).__name__
-        if kind in ("Input", "Flatten"):
-            continue
-        if kind != "Dense":
-            return None, f"layer {layer.name!r} ({kind}) is not a Dense layer"
-        if [tuple(s) for s in layer.param_shapes()] != [(layer.input_dim, layer.units), (layer.units,)] \
-                or getattr(layer, "use_bias", True) is False:
-            return None, f"layer {layer.name!r} is not a kernel followed by a bias"
-        if getattr(layer, "activation_fn", None) is not None:
-            return None, f"layer {layer.name!r} has a traced Python activation"
-        if any(getattr(layer, attr, None) for attr in _REGULARIZERS):
-            return None, f"layer {layer.name!r} has a regularizer"
-        dense.append(layer)
-    if np.dtype(model.dtype) != np.float32:
-        return None, f"dtype {np.dtype(model.dtype).name} (the route runs float32)"
-    metrics = getattr(model, "compiled_metrics", [])
-    if any(metric.kind is not None for metric in metrics):
-        return None, "metrics other than accuracy are summed by the general step (backend.metric_sum)"
-    sizes = (dense[0].input_dim,) + tuple(d.units for d in dense)
-    if param_offsets(sizes)[-1] != int(model.params.size):
-        return None, "the parameter buffer is not the Dense layers' kernels and biases alone"
-    optimizer = optimizer_kind(model.optimizer)
-    if optimizer == "sgd" and getattr(model.optimizer, "schedule", None) is not None:
-        # The fold reads the rate from the hyper slot; a schedule's rate is written there by
-        # optimizer_prepare, which only the optimizer's own update runs: no fold then.
-        optimizer = "sgd_scheduled"
-    spec = StepSpec(sizes=sizes, activations=tuple(d.activation for d in dense), loss=model.loss.kind(),
-                    loss_fused=bool(model.loss_fused), optimizer=optimizer, rows=int(rows),
-                    sparse=bool(model.loss.sparse), count=any(metric.kind is None for metric in metrics),
-                    threshold=float(model.loss.accuracy_threshold()))
-    return spec, None
+from .step_plan import SCALARS, lt_buffers, lt_unsupported, plan_step
+from ..step_spec import param_offsets, spec_from_model
 
 
 def _resident(data) -> bool:

@@ -7,9 +7,7 @@ launch (one ``cupy.RawModule`` per file, memoized).
 from __future__ import annotations
 
 
-
 from ..base import StepRunner
-
 
 
 class GraphRunner(StepRunner):

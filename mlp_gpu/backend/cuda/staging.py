@@ -12,7 +12,6 @@ import numpy as np
 from ..staging import HostStage
 
 
-
 class PinnedStage(HostStage):
     """One part of a streamed data set on the GPU: pinned host buffers, device buffers, a side stream.
 

@@ -28,32 +28,14 @@ import numpy as np
 
 from .ops import BLOCK, _LOSS_KERNELS
 from ..shared_constants import LT_SCALARS
+from ..step_spec import StepSpec
 
-ROUTES = ("kernel", "cublas", "lt")
+PLANS = ("kernel", "cublas", "lt")  # the node plans; routes.py says which route launches which
 UPDATE_KERNELS = {"sgd": "sgd_update", "sgd_scheduled": "sgd_update", "sgd_momentum": "sgd_momentum_update",
                   "adam": "adam_update"}
 FUSED_ACTIVATIONS = ("relu", "linear")  # hidden activations with a cuBLASLt epilogue and its derivative
 # Scalar slots read by the lt GEMMs in pointer mode DEVICE (kernels/fused_step.cu writes NEG_LR).
 SCALARS = LT_SCALARS  # slots shared with kernels/fused_step.cu (shared_constants)
-
-
-@dataclass(frozen=True)
-class StepSpec:
-    """What the node plan depends on: shapes, activations, loss and optimizer of one training step."""
-    sizes: tuple            # input width, then each Dense layer's units
-    activations: tuple      # one per Dense layer; the last is the output's
-    loss: str               # a base.LOSS_KINDS entry
-    loss_fused: bool        # the loss applies the output activation itself (logits in)
-    optimizer: str          # "sgd" (plain, constant rate: folded), "sgd_scheduled", "sgd_momentum", "adam", ...
-    rows: int = 32
-    pixels: bool = True     # uint8 inputs scaled on the device, else float32
-    sparse: bool = True     # int32 labels, else float32 targets
-    count: bool = True      # the metrics ask for the correct count
-    threshold: float = 0.0
-
-    @property
-    def layers(self) -> int:
-        return len(self.sizes) - 1
 
 
 @dataclass(frozen=True)
@@ -166,15 +148,6 @@ def lt_buffers(spec: StepSpec) -> dict:
     return out
 
 
-def param_offsets(sizes) -> list[int]:
-    """Offset of each layer's [kernel; bias] block in the flat parameter buffer."""
-    offsets, at = [], 0
-    for fan_in, units in zip(sizes[:-1], sizes[1:]):
-        offsets.append(at)
-        at += (fan_in + 1) * units
-    return offsets + [at]
-
-
 def _lt_plan(spec: StepSpec) -> list[Node]:
     s, n, last = spec.sizes, spec.rows, spec.layers - 1
     fold = spec.optimizer == "sgd"
@@ -215,8 +188,8 @@ def _lt_plan(spec: StepSpec) -> list[Node]:
 
 def plan_step(spec: StepSpec, route: str) -> list[Node]:
     """The nodes one training step launches on ``route``, in order."""
-    if route not in ROUTES:
-        raise ValueError(f"route: expected one of {ROUTES}, got {route!r}")
+    if route not in PLANS:
+        raise ValueError(f"route: expected one of {PLANS}, got {route!r}")
     if route == "lt":
         reason = lt_unsupported(spec)
         if reason:

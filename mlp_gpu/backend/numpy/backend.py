@@ -11,8 +11,11 @@ import logging
 import numpy as np
 from scipy.linalg import blas
 
+from ... import activations
 from ..._checks import check_bool
-from ..base import ACC, ACTIVATIONS, HYPER, LOSS_KINDS, METRIC_KINDS, Backend, StepRunner
+from ...activations import stable_sigmoid
+from ..base import ACC, HYPER, LOSS_KINDS, METRIC_KINDS, Backend, StepRunner
+from .fused_step import FusedSgdStep, fused_sgd_unsupported
 from .layer_ops import LayerOpsReference
 from .optimizer_ops import OptimizerOpsReference, decay_weights
 from ..shared_constants import PIXEL_MAX
@@ -20,16 +23,6 @@ from ...tracing.evaluate import Evaluator
 
 log = logging.getLogger("mlp_gpu")
 _LOSS, _CORRECT, _FINITE = ACC["loss_sum"], ACC["correct"], ACC["finite_steps"]
-
-
-def sigmoid(z, out, xp=np):
-    """out <- 1 / (1 + exp(-z)), z clipped to +-88 so exp never overflows (as the kernels' sigmoidf_stable)."""
-    xp.negative(z, out=out)
-    xp.clip(out, -88.0, 88.0, out=out)
-    xp.exp(out, out=out)
-    out += 1
-    xp.reciprocal(out, out=out)
-    return out
 
 
 def count_correct(z, target, acc, threshold: float = 0.0) -> None:
@@ -46,7 +39,7 @@ def count_correct(z, target, acc, threshold: float = 0.0) -> None:
 def metric_sum(xp, kind, z, target, acc, slot, activation="linear", threshold=0.5) -> None:
     """Backend.metric_sum written against the array module xp (NumPy here; CupyBackend calls it with CuPy)."""
     if activation == "sigmoid":
-        p = sigmoid(z, xp.empty_like(z), xp)
+        p = stable_sigmoid(z, xp.empty_like(z), xp)
     elif activation == "softmax":
         p = xp.exp(z - z.max(axis=1, keepdims=True))
         p /= p.sum(axis=1, keepdims=True)
@@ -66,33 +59,13 @@ def metric_sum(xp, kind, z, target, acc, slot, activation="linear", threshold=0.
     acc[slot] += values.mean(axis=1).sum()
 
 
-def activate(z, act) -> None:
-    """z <- act(z) in place (bias_act without the bias; z may be a strided view)."""
-    if act == "relu":
-        np.maximum(z, 0, out=z)
-    elif act == "sigmoid":
-        sigmoid(z, out=z)
-    elif act == "tanh":
-        np.tanh(z, out=z)
-    elif act == "softmax":
-        z -= z.max(axis=1, keepdims=True)
-        np.exp(z, out=z)
-        z /= z.sum(axis=1, keepdims=True)
-    elif act != "linear":
-        raise _unknown_activation(act)
-
-
-def _unknown_activation(act):
-    return ValueError(f"activation: expected one of {ACTIVATIONS}, got {act!r}")
-
-
 class NumpyBackend(LayerOpsReference, OptimizerOpsReference, Backend):
     """Runs everywhere; its ops are the ones the GPU kernels are tested against."""
 
     name = "numpy"
     xp = np
 
-    fused_step = True  # train through numpy_step's folded SGD step where the model allows it
+    fused_step = True  # train through numpy/fused_step.py's SGD step where the model allows it
     route = None       # what the last make_runner chose: {"route", "reason", "rows"}
 
     def __init__(self, fused_step: bool = True):
@@ -102,22 +75,21 @@ class NumpyBackend(LayerOpsReference, OptimizerOpsReference, Backend):
         return "NumpyBackend()" if self.fused_step else "NumpyBackend(fused_step=False)"
 
     def make_runner(self, step, rows, max_steps=None, split=None, model=None, data=None, acc=None, **parts):
-        """The folded SGD step (numpy_step.py) where the model allows it and ``fused_step`` is on, else ``step``;
+        """The fused SGD step (fused_step.py) where the model allows it and ``fused_step`` is on, else ``step``;
         ``route`` records the choice and why, and the log says it."""
-        from .fused_step import FoldedSgdStep, folded_sgd_unsupported
 
         if not self.fused_step:
             why = "NumpyBackend(fused_step=False)"
         elif split is not None:
             why = "a distributed fit all-reduces the gradients between backward and update"
         elif model is None or data is None or acc is None:
-            why = "the caller passed no model, data and sums to build the folded step from"
+            why = "the caller passed no model, data and sums to build the fused step from"
         else:
-            why = folded_sgd_unsupported(model, rows)
+            why = fused_sgd_unsupported(model, rows)
         if why is None:
-            step = FoldedSgdStep(self, model, data, acc, rows)
+            step = FusedSgdStep(self, model, data, acc, rows)
             why = f"plain SGD folded into the weight-gradient GEMMs ({step.blas}'s BLAS)"
-            self.route = {"route": "folded-sgd", "reason": why, "rows": rows}
+            self.route = {"route": "fused-sgd", "reason": why, "rows": rows}
             log.debug("numpy step for %d rows: %s", rows, why)
             return StepRunner(step)
         self.route = {"route": "general", "reason": why, "rows": rows}
@@ -139,21 +111,10 @@ class NumpyBackend(LayerOpsReference, OptimizerOpsReference, Backend):
 
     def bias_act(self, z, b, act):
         z += b
-        activate(z, act)
+        activations.get(act).forward(z)
 
     def act_backward(self, dy, y, act):
-        if act == "relu":
-            np.multiply(dy, y > 0, out=dy)
-        elif act == "sigmoid":
-            dy *= y * (1 - y)
-        elif act == "tanh":
-            dy *= 1 - y * y
-        elif act == "softmax":
-            s = (dy * y).sum(axis=1, keepdims=True)
-            dy -= s
-            dy *= y
-        elif act != "linear":
-            raise _unknown_activation(act)
+        activations.get(act).derivative(dy, y)
 
     def bias_grad(self, dz, db):
         dz.sum(axis=0, out=db)
@@ -184,7 +145,7 @@ class NumpyBackend(LayerOpsReference, OptimizerOpsReference, Backend):
             # max(z,0) - z t + log(1 + exp(-|z|)), averaged over the outputs of a row
             elem = np.maximum(z, 0) - z * target + np.log1p(np.exp(-np.abs(z)))
             acc[_LOSS] += elem.sum() / k
-            sigmoid(z, out=dz)
+            stable_sigmoid(z, out=dz)
             dz -= target
             dz /= n * k
         elif kind == "mse":

@@ -25,13 +25,13 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from . import blas as prepared_blas
+from ... import activations
 from ..base import HYPER
+from ..step_spec import optimizer_kind, param_offsets, spec_from_model  # one rule for both fused steps
 
 
-def folded_sgd_unsupported(model, rows: int) -> str | None:
-    """Why the folded step cannot train ``model``, or None."""
-    from ..cuda.fused_step import optimizer_kind, spec_from_model  # one rule for both folded steps
-
+def fused_sgd_unsupported(model, rows: int) -> str | None:
+    """Why the fused step cannot train ``model``, or None."""
     _, reason = spec_from_model(model, rows)
     if reason:
         return reason
@@ -41,7 +41,7 @@ def folded_sgd_unsupported(model, rows: int) -> str | None:
     return None
 
 
-class FoldedSgdStep:
+class FusedSgdStep:
     """One training step of ``model`` on the batch of ``rows`` rows at ``data``'s cursor.
 
     ``backend``: the NumPy backend (its activation, loss and advance ops); ``acc``: the running sums.
@@ -49,11 +49,9 @@ class FoldedSgdStep:
     """
 
     def __init__(self, backend, model, data, acc, rows: int):
-        reason = folded_sgd_unsupported(model, rows)
+        reason = fused_sgd_unsupported(model, rows)
         if reason:
-            raise ValueError(f"the folded SGD step cannot train this model: {reason}")
-        from ..cuda.step_plan import param_offsets
-
+            raise ValueError(f"the fused SGD step cannot train this model: {reason}")
         self.be, self.data, self.acc, self.rows = backend, data, acc, rows
         self.optimizer, self.hyper = model.optimizer, model.optimizer.hyper
         layers = model.compute_layers
@@ -84,7 +82,6 @@ class FoldedSgdStep:
         self.loss = (loss.kind(), any(m.kind is None for m in model.compiled_metrics), loss.accuracy_threshold())
 
     def __call__(self) -> None:
-        from .backend import activate
 
         be = self.be
         self.data.gather(self.batch)
@@ -93,7 +90,7 @@ class FoldedSgdStep:
         for forward, out, act in self.forward:
             forward()                    # out <- [x, 1] @ [kernel; bias]
             if act != "linear":
-                activate(out, act)
+                activations.get(act).forward(out)
         kind, count, threshold = self.loss
         be.loss_grad(kind, self.logits, self.y, self.dz[-1], self.acc, count, threshold)
         for dz, y, act, input_grad, fold in self.backward:

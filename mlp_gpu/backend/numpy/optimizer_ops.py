@@ -18,7 +18,6 @@ from ..base import HYPER
 from ..shared_constants import NADAM_DECAY
 
 
-
 def _h(hyper, key):
     return hyper[HYPER[key]]
 

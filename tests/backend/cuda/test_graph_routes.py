@@ -10,8 +10,10 @@ from mlp_gpu import SGD, Adam, Callback, Dense, Flatten, Input, Sequential
 from mlp_gpu.backend import NumpyBackend
 from mlp_gpu.backend.cuda import kernels
 from mlp_gpu.backend.base import HYPER, HYPER_SIZE
-from mlp_gpu.backend.cuda.fused_step import FusedStep, spec_from_model
-from mlp_gpu.backend.cuda.step_plan import SCALARS, StepSpec, lt_unsupported, nodes_per_step, plan_step
+from mlp_gpu.backend.cuda.fused_step import FusedStep
+from mlp_gpu.backend.step_spec import spec_from_model
+from mlp_gpu.backend.cuda.step_plan import SCALARS, lt_unsupported, nodes_per_step, plan_step
+from mlp_gpu.backend.step_spec import StepSpec
 from mlp_gpu import losses
 from mlp_gpu.optimizers import schedules
 from mlp_gpu.training.steps import DeviceData, train_step
@@ -283,7 +285,8 @@ def test_each_cublaslt_call_of_the_plan_against_its_row_major_meaning():
     """Every GEMM of the lt plan, run alone by the column-major emulation on random buffers, computes what
     the row-major step means: forward [a, 1] @ [kernel; bias] (+ ReLU and its mask), input gradient
     (dz @ kernel^T) * mask, and the folded update [kernel; bias] -= lr [a, 1]^T @ dz."""
-    from mlp_gpu.backend.cuda.step_plan import lt_buffers, param_offsets
+    from mlp_gpu.backend.cuda.step_plan import lt_buffers
+    from mlp_gpu.backend.step_spec import param_offsets
     from tests.harness.lt_emulator import lt_matmul
 
     spec = replace(REFERENCE, sizes=(37, 33, 9, 5), rows=31)

@@ -1,4 +1,4 @@
-"""The NumPy backend's folded SGD step (backend/numpy_step.py): taken exactly when nothing else reads the
+"""The NumPy backend's fused SGD step (backend/numpy/fused_step.py): taken exactly when nothing else reads the
 gradients, and training to the weights of the general step (gradient buffer, then the optimizer's update)."""
 import numpy as np
 import pytest
@@ -8,7 +8,7 @@ from mlp_gpu import SGD, Adam, BatchNormalization, Dense, Dropout, Input, Sequen
 from mlp_gpu.optimizers import schedules
 from mlp_gpu.backend import NumpyBackend
 from mlp_gpu.backend.numpy import blas as prepared_blas
-from mlp_gpu.backend.numpy.fused_step import FoldedSgdStep
+from mlp_gpu.backend.numpy.fused_step import FusedSgdStep
 from mlp_gpu.training.fit import prepare_fit
 
 from ...conftest import blobs
@@ -30,7 +30,7 @@ def fit(optimizer, fused, layers=None, loss="sparse_categorical_crossentropy", m
 
 
 def same_training(**kwargs):
-    """Fit with and without the folded step; the same weights and logs within float32 rounding."""
+    """Fit with and without the fused step; the same weights and logs within float32 rounding."""
     folded, h_folded, backend = fit(fused=True, **kwargs)
     general, h_general, _ = fit(fused=False, **kwargs)
     for a, b in zip(folded, general):
@@ -45,9 +45,9 @@ def decaying():
 
 
 @pytest.mark.parametrize("optimizer", [lambda: SGD(0.2), decaying], ids=["sgd", "schedule"])
-def test_folded_step_trains_to_the_general_steps_weights(optimizer):
+def test_fused_step_trains_to_the_general_steps_weights(optimizer):
     backend, folded, _ = same_training(optimizer=optimizer)
-    assert backend.route["route"] == "folded-sgd"
+    assert backend.route["route"] == "fused-sgd"
     assert backend.route["rows"] == 6  # the last, shorter batch folds too
     initial, _, _ = fit(optimizer, fused=True, epochs=0)
     assert all(np.abs(a - b).max() > 1e-3 for a, b in zip(folded, initial))  # every weight moved
@@ -66,7 +66,7 @@ def test_a_rate_set_between_epochs_is_taken():
 
     backend, _, _ = same_training(optimizer=lambda: SGD(0.3), epochs=3,
                                   callbacks=lambda: [mlp_gpu.callbacks.LearningRateScheduler(halve)])
-    assert backend.route["route"] == "folded-sgd"
+    assert backend.route["route"] == "fused-sgd"
 
 
 @pytest.mark.parametrize("loss,units,activation,targets", [
@@ -76,7 +76,7 @@ def test_a_rate_set_between_epochs_is_taken():
 def test_other_losses_fold_to_the_same_weights(loss, units, activation, targets):
     backend, _, _ = same_training(optimizer=lambda: SGD(0.1), loss=loss, y=targets,
                                   layers=lambda: [Dense(16, "sigmoid"), Dense(units, activation)])
-    assert backend.route["route"] == "folded-sgd"
+    assert backend.route["route"] == "fused-sgd"
 
 
 @pytest.mark.parametrize("case,optimizer,kwargs", [
@@ -122,24 +122,24 @@ def test_no_fold_around_an_all_reduce_or_when_switched_off():
     backend.make_runner(noop, 8)
     assert backend.route["route"] == "general"
     backend.make_runner(noop, 8, model=model, data=data, acc=sums)
-    assert backend.route["route"] == "folded-sgd"
+    assert backend.route["route"] == "fused-sgd"
     off = NumpyBackend(fused_step=False)
     off.make_runner(noop, 8, model=model, data=data, acc=sums)
     assert off.route == {"route": "general", "reason": "NumpyBackend(fused_step=False)", "rows": 8}
 
 
-def test_the_folded_step_refuses_what_it_cannot_train():
+def test_the_fused_step_refuses_what_it_cannot_train():
     model, run = _prepared(SGD(0.1, momentum=0.9))
     with pytest.raises(ValueError, match="not plain SGD"):
-        FoldedSgdStep(model.backend, model, run.train, run.sums.buffer, 8)
+        FusedSgdStep(model.backend, model, run.train, run.sums.buffer, 8)
     with pytest.raises(ValueError, match="fused_step"):
         NumpyBackend(fused_step="yes")
 
 
-def test_the_folded_step_writes_no_gradients_and_counts_the_step():
+def test_the_fused_step_writes_no_gradients_and_counts_the_step():
     model, run = _prepared()
     model.grads.fill(np.nan)  # nothing may read them: the weights stay finite
-    step = FoldedSgdStep(model.backend, model, run.train, run.sums.buffer, 8)
+    step = FusedSgdStep(model.backend, model, run.train, run.sums.buffer, 8)
     before = model.get_weights()
     run.train.begin_epoch()
     step()
