@@ -118,25 +118,24 @@ def _reduction(name):
 
 sum = _reduction("sum")  # noqa: A001
 mean = _reduction("mean")
-_max, _min = _reduction("max"), _reduction("min")
 
 
-def max(x, axis=None, keepdims=False, initial=None):  # noqa: A001
-    """The maximum over ``axis``; traced, only axis=-1 and initial=None."""
-    if initial is not None:
+def _extremum(name, other):
+    plain = _reduction(name)
+
+    def extremum(x, axis=None, keepdims=False, initial=None):
+        if initial is None:
+            return plain(x, axis, keepdims)
         if _symbolic(x):
-            refuse("max", "initial= is not traceable; use maximum(max(x, axis=-1), initial)")
-        return array_module(x).max(x, axis=axis, keepdims=keepdims, initial=initial)
-    return _max(x, axis, keepdims)
+            refuse(name, f"initial= is not traceable; use {other}({name}(x, axis=-1), initial)")
+        return getattr(array_module(x), name)(x, axis=axis, keepdims=keepdims, initial=initial)
+    extremum.__name__ = extremum.__qualname__ = name
+    extremum.__doc__ = f"The {name}imum over ``axis``; traced, only axis=-1 and initial=None."
+    return extremum
 
 
-def min(x, axis=None, keepdims=False, initial=None):  # noqa: A001
-    """The minimum over ``axis``; traced, only axis=-1 and initial=None."""
-    if initial is not None:
-        if _symbolic(x):
-            refuse("min", "initial= is not traceable; use minimum(min(x, axis=-1), initial)")
-        return array_module(x).min(x, axis=axis, keepdims=keepdims, initial=initial)
-    return _min(x, axis, keepdims)
+max = _extremum("max", "maximum")  # noqa: A001
+min = _extremum("min", "minimum")  # noqa: A001
 
 
 def cast(x, dtype):

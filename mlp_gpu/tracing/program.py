@@ -58,6 +58,22 @@ def user_site_of(exc) -> str:
     return site or user_site()
 
 
+def _merge_common(roots) -> list[Symbol]:
+    """One node for each distinct computation (the function and its gradient repeat many: abs(error), the
+    same constant), so each is evaluated once a step; the roots, remapped. Nodes are never changed (a
+    layer's forward and backward programs share theirs): a node whose arguments merged is copied."""
+    canonical, remap = {}, {}
+    for node in topological(roots):
+        args = tuple(remap.get(a.id, a) for a in node.args)
+        key = (node.op, node.value, node.shape, node.dtype, tuple(a.id for a in args),
+               tuple(sorted(node.attrs.items())))
+        if key not in canonical:
+            same = all(a is b for a, b in zip(args, node.args))
+            canonical[key] = node if same else Symbol(node.op, args, node.shape, node.dtype, node.attrs, node.value)
+        remap[node.id] = canonical[key]
+    return [remap[r.id] for r in roots]
+
+
 class Program:
     """Inputs (names, (N, k) arrays), outputs (name, Symbol), scalar params and an optional row sum."""
 
@@ -68,7 +84,9 @@ class Program:
         self.outputs = list(outputs)
         self.row_sum = row_sum
         self.param_names = list(params)
-        roots = [node for _, node in self.outputs] + ([row_sum] if row_sum is not None else [])
+        roots = _merge_common([node for _, node in self.outputs] + ([row_sum] if row_sum is not None else []))
+        self.outputs = [(name, node) for (name, _), node in zip(self.outputs, roots)]
+        self.row_sum = roots[-1] if row_sum is not None else None
         self.order = topological(roots)
         self.kernel_name = "traced_" + hashlib.sha256(self.source_key().encode()).hexdigest()[:16]
         # known to the CUDA backend from now on: it compiles it with the kernel files, before any graph capture
