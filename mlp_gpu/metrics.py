@@ -73,6 +73,12 @@ class Metric:
 
     def check(self, loss, units: int) -> None:
         """Raise if this metric cannot be computed for the loss's targets."""
+        own = [c for c in type(self).__mro__ if not c.__module__.startswith("mlp_gpu") and "update_state" in vars(c)]
+        if self.kind is None and own:
+            # a user's Metric with its own variables (add_weight / assign_add) would read the correct count
+            raise ValueError(f"metrics: {type(self).__name__} subclasses Metric with its own state, which is not "
+                             "traced; subclass mlp_gpu.metrics.Mean and pass per-sample values to "
+                             "super().update_state (Géron's HuberMetric(Mean)), or give a metric function")
         sparse = loss.sparse
         if self.targets == "labels" and not sparse:
             raise ValueError(f"metrics: {self.name!r} needs integer class labels (a sparse loss such as "

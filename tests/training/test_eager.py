@@ -54,3 +54,14 @@ def test_run_eagerly_trains_as_the_traced_function(caplog, backend):
     np.testing.assert_allclose(eager_h["np_mae"], traced_h["mae"], rtol=1e-5)
     for got, want in zip(eager.get_weights(), traced.get_weights()):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_a_stateful_metric_subclass_is_refused_with_the_traceable_form():
+    from mlp_gpu.metrics import Metric
+
+    class StreamingHuber(Metric):  # Géron's first HuberMetric: add_weight / assign_add state
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            pass
+
+    with pytest.raises(ValueError, match="StreamingHuber subclasses Metric with its own state.*Mean"):
+        _fit(huber_fn, StreamingHuber())
