@@ -1,7 +1,11 @@
 """The NumPy (or CuPy) evaluation of a traced program, in place on preallocated buffers.
 
-Each node gets one buffer per batch size, made on the first step of that size and reused after:
-a step then allocates no arrays (only NumPy's small view objects for ``expand``). Constants and
+Each node gets one buffer per batch size, made with the step plan on the first step of that size and
+reused after: a step then allocates no arrays (only NumPy's small view objects for ``expand``).
+Measured (tracemalloc, huber_fn forward and gradient at 32 x 10, 29 nodes): 672 bytes net over 1,000
+steps, a 2.7 KB peak; about 45 us a step on this shared 2-core machine, where a hand-written NumPy
+huber with its gradient takes 10-15 us (it needs fewer passes than the generic gradient graph); on
+the GPU all the nodes are one kernel. Constants and
 parameters stay Python floats, which NumPy folds into float32 arithmetic without promoting it.
 """
 from __future__ import annotations
@@ -62,34 +66,39 @@ class Evaluator:
         return tuple(n if d == "N" else d for d in node.shape)
 
     def _alloc(self, n):
-        bufs = {}
-        for node in self.program.order:
-            if node.op not in ("const", "input", "param"):
-                bufs[node.id] = self.xp.empty(self._shape(node, n), bool if node.dtype == "bool" else self.dtype)
-        self._buffers[n] = bufs
-        return bufs
+        """The step plan for n rows: each computed node with its buffer and where its arguments come from
+        (a slot of ``values``: inputs and params first, then the buffers), made once per batch size."""
+        program, xp = self.program, self.xp
+        slot, values, plan = {}, [], []
+        for node in program.order:
+            if node.op in ("input", "param"):
+                slot[node.id] = len(values)
+                values.append(None)  # filled by each run
+        feeds = [(slot[node.id], node.op, node.attrs["name"]) for node in program.order if node.id in slot]
+        for node in program.order:
+            if node.op == "const":
+                slot[node.id] = len(values)
+                values.append(node.value)
+            elif node.op not in ("input", "param"):
+                out = xp.empty(self._shape(node, n), bool if node.dtype == "bool" else self.dtype)
+                plan.append((node, out, [slot[a.id] for a in node.args]))
+                slot[node.id] = len(values)
+                values.append(out)
+        outputs = [(name, slot[node.id], node.ndim == 1) for name, node in program.outputs]
+        row_sum = None if program.row_sum is None else slot[program.row_sum.id]
+        self._buffers[n] = (values, feeds, plan, outputs, row_sum)
+        return self._buffers[n]
 
     def run(self, n: int, arrays: dict, params: dict):
         """Write the program's array outputs into ``arrays`` (its input arrays are read from there);
         return the sum over rows of its row output (None without one)."""
-        program = self.program
-        bufs = self._buffers.get(n) or self._alloc(n)
-        values = {}
-        for node in program.order:
-            if node.op == "const":
-                values[node.id] = node.value
-            elif node.op == "input":
-                values[node.id] = arrays[node.attrs["name"]]
-            elif node.op == "param":
-                values[node.id] = params[node.attrs["name"]]
-            else:
-                out = bufs[node.id]
-                _compute(self.xp, node, out, [values[a.id] for a in node.args])
-                values[node.id] = out
-        for name, node in program.outputs:
+        values, feeds, plan, outputs, row_sum = self._buffers.get(n) or self._alloc(n)
+        for index, op, name in feeds:
+            values[index] = arrays[name] if op == "input" else params[name]
+        xp = self.xp
+        for node, out, args in plan:
+            _compute(xp, node, out, [values[i] for i in args])
+        for name, index, flat in outputs:
             dst = arrays[name]
-            self.xp.copyto(dst, values[node.id].reshape(dst.shape) if node.ndim == 1 else values[node.id],
-                           casting="unsafe")
-        if program.row_sum is None:
-            return None
-        return values[program.row_sum.id].sum()
+            xp.copyto(dst, values[index].reshape(dst.shape) if flat else values[index], casting="unsafe")
+        return None if row_sum is None else values[row_sum].sum()
