@@ -11,29 +11,13 @@ from .. import losses, metrics as metrics_mod, optimizers
 from ..backend import get_backend
 from .._checks import check_bool
 from ..backend.base import ACC
-from ..tracing import TraceError
-from ..training.eager import host_loss, host_metric, warn_eager
+from ..training.eager import host_loss, host_metric, trace_or_eager
 from ..layers.core import Dense, Input
 from ..layers.base import Layer, layer_from_config, write_weights
 from ..utils import draw_seed
 from .workspace import Workspace
 
 LOSS_SLOT = ACC["loss_sum"]
-
-
-def _trace_or_eager(obj, units, activation, run_eagerly) -> None:
-    """Trace a user's loss or metric now; an untraceable one is refused, or with run_eagerly runs on the host."""
-    obj.eager_reason = None
-    try:
-        if isinstance(obj, losses.Loss):
-            obj.program(units)
-        else:
-            obj.program(units, activation)
-    except TraceError as exc:
-        if not run_eagerly:
-            raise
-        obj.eager_reason = str(exc)
-        warn_eager(f"{type(obj).__name__} {obj.name!r}", obj.eager_reason)
 
 
 class Sequential:
@@ -248,7 +232,7 @@ class Sequential:
             metric.check(loss, last.units)
         output_activation = last.activation if loss.fused_activation == last.activation else "linear"
         for obj in ([loss] if loss.traced else []) + [m for m in compiled if m.kind == "traced"]:
-            _trace_or_eager(obj, last.units, output_activation, run_eagerly)
+            trace_or_eager(obj, last.units, output_activation, run_eagerly)
         self.run_eagerly = run_eagerly
         if loss.traced:
             counted = [m.name for m in compiled if m.kind is None]

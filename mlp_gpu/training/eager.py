@@ -13,8 +13,27 @@ import logging
 
 import numpy as np
 
+from ..losses import Loss
+from ..tracing import TraceError
+
 log = logging.getLogger("mlp_gpu")
 _STEP = 1e-4  # relative step of the central differences (float64: error ~ h^2, rounding ~ 1e-16 / h)
+
+
+def trace_or_eager(obj, units, activation, run_eagerly) -> None:
+    """Trace a user's loss or metric at compile; an untraceable one is refused (TraceError, naming its
+    line and op), or with run_eagerly marked to run on the host (``eager_reason``) and logged."""
+    obj.eager_reason = None
+    try:
+        if isinstance(obj, Loss):
+            obj.program(units)
+        else:
+            obj.program(units, activation)
+    except TraceError as exc:
+        if not run_eagerly:
+            raise
+        obj.eager_reason = str(exc)
+        warn_eager(f"{type(obj).__name__} {obj.name!r}", obj.eager_reason)
 
 
 def warn_eager(what: str, reason: str) -> None:
