@@ -4,11 +4,11 @@ __version__ = "0.1.0"
 import sys
 
 from . import callbacks, data, datasets, distributed, initializers, layers, losses, models, optimizers  # noqa: E402,F401
-from . import regularizers, utils  # noqa: E402
+from . import ops, regularizers, utils  # noqa: E402,F401
 from .backend import available_backends, get_backend  # noqa: E402
 from .callbacks import Callback, EarlyStopping, History  # noqa: E402
 from .io import load_model  # noqa: E402
-from .layers import BatchNormalization, Dense, Dropout, Flatten, Input, Normalization  # noqa: E402
+from .layers import BatchNormalization, Dense, Dropout, Flatten, Input, Lambda, Normalization  # noqa: E402
 from .models import Model, Sequential  # noqa: E402
 from .optimizers import SGD, Adam, schedules  # noqa: E402
 from .training.fit import TrainingDiverged  # noqa: E402
@@ -18,7 +18,8 @@ data_sources = data.sources
 sys.modules[__name__ + ".data_sources"] = data.sources
 sys.modules[__name__ + ".schedules"] = schedules
 
-__all__ = ["Sequential", "Model", "Dense", "Flatten", "Input", "Dropout", "BatchNormalization", "Normalization",
+__all__ = ["Sequential", "Model", "Dense", "Flatten", "Input", "Dropout", "Lambda", "BatchNormalization",
+           "Normalization",
            "regularizers", "SGD", "Adam", "EarlyStopping", "Callback", "History",
            "load_model", "get_backend", "available_backends", "data", "distributed", "losses", "optimizers",
            "callbacks", "initializers", "datasets", "models", "utils", "TrainingDiverged", "__version__"]

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import custom_objects
 from ._checks import check_bool
+from .tracing import describe, trace_rows
 
 EPSILON = 1e-7  # Keras' backend.epsilon(): probabilities are clipped to [EPSILON, 1 - EPSILON]
 
@@ -65,7 +67,17 @@ class Loss:
     sparse = False           # targets are integer class labels
     function = None          # Keras' per-sample function
 
-    def __init__(self, from_logits=False, reduction="sum_over_batch_size", name=None):
+    def __init__(self, from_logits=False, reduction="sum_over_batch_size", name=None, dtype=None):
+        if self.traced:  # a user's Loss subclass: Keras' reductions, traced at compile
+            if reduction not in TRACED_REDUCTIONS:
+                raise ValueError(f"{type(self).__name__}(reduction): a training loss reduces with one of "
+                                 f"{TRACED_REDUCTIONS}, got {reduction!r}")
+            if from_logits is not False or dtype not in (None, "float32"):
+                raise ValueError(f"{type(self).__name__}: Keras' Loss takes name, reduction and dtype (float32)")
+            self.reduction = "sum_over_batch_size" if reduction == "mean" else reduction
+            self.name = str(name) if name is not None else _snake(type(self).__name__)
+            self.from_logits = False
+            return
         if reduction not in ("sum_over_batch_size", "auto"):
             raise ValueError(f"{type(self).__name__}(reduction): only 'sum_over_batch_size' (the mean over the "
                              f"batch) is supported, got {reduction!r}")
@@ -73,9 +85,36 @@ class Loss:
         if name is not None:
             self.name = str(name)
 
+    eager_reason = None  # why compile(run_eagerly=True) runs a user's loss on the host, if it does
+
+    @property
+    def traced(self) -> bool:
+        """A user's loss (a subclass with ``call``, or a function): traced, differentiated and compiled."""
+        return type(self).call is not Loss.call
+
+    def call(self, y_true, y_pred):
+        """Keras' per-sample loss of a user's subclass, written with mlp_gpu.ops."""
+        raise NotImplementedError
+
+    def program(self, units: int):
+        """The traced forward and gradient over (rows, units) targets and outputs (made once per width)."""
+        cache = self.__dict__.setdefault("_programs", {})
+        if units not in cache:
+            cache[units] = trace_rows(self.call, units, f"loss {describe(getattr(self, 'fn', self.call))}",
+                                     self.reduction)
+        return cache[units]
+
+    def scales(self, rows: int) -> tuple[float, float]:
+        """(acc_scale, grad_scale): the summed row losses are added once per row as Keras' loss tracker
+        weighs each batch by its rows; the gradient is that of Keras' reduced batch loss."""
+        return (float(rows), 1.0) if self.reduction == "sum" else (1.0, 1.0 / max(rows, 1))
+
     def __call__(self, y_true, y_pred, sample_weight=None):
         if sample_weight is not None:
             raise ValueError("sample_weight: not supported; mlp_gpu weighs every sample alike")
+        if self.traced:  # Keras' reduce_values over the concrete values
+            values = np.asarray(self.call(np.asarray(y_true, np.float32), np.asarray(y_pred, np.float32)))
+            return float(values.sum() if self.reduction == "sum" else values.mean())
         kwargs = {"from_logits": self.from_logits} if self.fused_activation is not None else {}
         return float(np.mean(type(self).function(y_true, y_pred, **kwargs)))
 
@@ -95,11 +134,36 @@ class Loss:
         return 0.0 if self.fused_activation is not None else 0.5
 
     def get_config(self):
-        """The name alone when the arguments are Keras' defaults (what older files hold), else a dict."""
+        """A user's Loss: Keras' base config (name, reduction), which its own get_config extends.
+        Ours: the name alone when the arguments are Keras' defaults (what older files hold), else a dict."""
+        if self.traced:
+            return {"name": self.name, "reduction": self.reduction}
         if not self.from_logits and self.name == type(self).name:
             return self.name
         config = {"name": self.name, **({"from_logits": True} if self.from_logits else {})}
         return {"class_name": type(self).__name__, "config": config}
+
+
+TRACED_REDUCTIONS = ("sum_over_batch_size", "sum", "mean")
+
+
+def _snake(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() and i else c.lower() for i, c in enumerate(name))
+
+
+class LossFunctionWrapper(Loss):
+    """Keras' wrapper of a loss function ``fn(y_true, y_pred, **kwargs)``; compile wraps a function in it,
+    named by the function (as Keras)."""
+
+    def __init__(self, fn, reduction="sum_over_batch_size", name=None, dtype=None, **kwargs):
+        if not callable(fn):
+            raise TypeError(f"LossFunctionWrapper(fn): expected a function, got {fn!r}")
+        self.fn, self._fn_kwargs = fn, kwargs
+        super().__init__(reduction=reduction, name=name or getattr(fn, "__name__", "loss"), dtype=dtype)
+
+    def call(self, y_true, y_pred):
+        return self.fn(y_true, y_pred, **self._fn_kwargs)
+
 
 
 def _logits_note(loss):
@@ -178,6 +242,10 @@ def get(loss) -> Loss:
         return loss
     if isinstance(loss, type) and issubclass(loss, Loss) and loss is not Loss:
         return loss()
+    if custom_objects.is_custom(loss) and loss.get("class_name") not in LOSSES:  # a user's, by name (files)
+        loss = custom_objects.deserialize(loss, "loss")
+        if isinstance(loss, Loss):
+            return loss
     if isinstance(loss, dict) and loss.get("class_name") in LOSSES and isinstance(loss.get("config", {}), dict):
         return LOSSES[loss["class_name"]](**loss.get("config", {}))
     if isinstance(loss, str) and loss in LOSSES:
@@ -187,10 +255,16 @@ def get(loss) -> Loss:
             return FUNCTIONS[loss]()
     except TypeError:  # unhashable
         pass
-    hint = (" (a custom loss function cannot run: each loss is a fused device op)"
-            if callable(loss) else "")
+    if callable(loss) and not isinstance(loss, type):
+        return LossFunctionWrapper(loss)
+    hint = ""
     raise ValueError(f"loss: expected one of {sorted(LOSSES)}, a mlp_gpu.losses class or function, "
                      f"got {loss!r}{hint}")
+
+
+def serialize(loss: Loss):
+    """What a model file stores: a user's loss as Keras serializes it (by name), ours by get_config."""
+    return custom_objects.serialize(loss) if loss.traced else loss.get_config()
 
 
 def check_targets(loss: Loss, y, rows: int, units: int, dtype=np.float32) -> np.ndarray:

@@ -16,8 +16,10 @@ import math
 
 import numpy as np
 
+from . import custom_objects, ops
 from .backend.base import ACC, ACC_SIZE
 from .losses import mean_squared_error
+from .tracing import Symbol, TraceError, describe, trace_rows
 
 
 # ---- Keras' per-sample functions (host, NumPy) --------------------------------------------------
@@ -71,6 +73,12 @@ class Metric:
 
     def check(self, loss, units: int) -> None:
         """Raise if this metric cannot be computed for the loss's targets."""
+        own = [c for c in type(self).__mro__ if not c.__module__.startswith("mlp_gpu") and "update_state" in vars(c)]
+        if self.kind is None and own:
+            # a user's Metric with its own variables (add_weight / assign_add) would read the correct count
+            raise ValueError(f"metrics: {type(self).__name__} subclasses Metric with its own state, which is not "
+                             "traced; subclass mlp_gpu.metrics.Mean and pass per-sample values to "
+                             "super().update_state (Géron's HuberMetric(Mean)), or give a metric function")
         sparse = loss.sparse
         if self.targets == "labels" and not sparse:
             raise ValueError(f"metrics: {self.name!r} needs integer class labels (a sparse loss such as "
@@ -167,6 +175,108 @@ class RootMeanSquaredError(MeanSquaredError):
         return math.sqrt(total / rows)
 
 
+def _softmax(z):
+    e = ops.exp(z - ops.max(z, axis=-1, keepdims=True))
+    return e / ops.sum(e, axis=-1, keepdims=True)
+
+
+_ACTIVATIONS = {"linear": lambda z: z, "sigmoid": ops.sigmoid, "softmax": _softmax}
+
+
+class Mean(Metric, kind="traced", targets="dense"):
+    """Keras' ``Mean``: the mean of the values ``update_state`` receives. A subclass whose ``update_state``
+    passes values computed with mlp_gpu.ops to ``super().update_state`` (Géron's HuberMetric) is traced at
+    compile into one kernel that sums its row means on the device; on concrete arrays it accumulates on
+    the host as in Keras (``update_state``, ``result()``, ``reset_state``)."""
+
+    name = "mean"
+
+    def __init__(self, name=None, dtype=None):
+        super().__init__(name, dtype)
+        self._traced_values = None
+        self.reset_state()
+
+    def reset_state(self):
+        self._total, self._count = 0.0, 0
+
+    def update_state(self, values, sample_weight=None):
+        if sample_weight is not None:
+            raise ValueError("sample_weight: not supported; mlp_gpu weighs every sample alike")
+        if isinstance(values, Symbol):  # compile is tracing: keep what update_state was given
+            self._traced_values = values
+            return
+        values = np.asarray(values, np.float64)
+        rows = values.reshape(len(values), -1).mean(axis=1) if values.ndim > 1 else values.reshape(-1)
+        self._total += float(rows.sum())   # Keras' reduce_to_samplewise_values: a mean per sample
+        self._count += len(rows)
+
+    def result(self, total=None, rows=None):
+        """The logged value from the device sums (``total``, ``rows``), else Keras' result() of update_state."""
+        if total is None:
+            return self._total / self._count if self._count else 0.0
+        return float(total / rows)
+
+    def _values(self, y_true, y_pred):
+        """The values one batch gives (update_state's argument, caught while tracing)."""
+        self._traced_values = None
+        self.update_state(y_true, y_pred)
+        values, self._traced_values = self._traced_values, None
+        if values is None:
+            raise TraceError(f"metric {self.name!r}: update_state(y_true, y_pred) of {type(self).__name__} passed "
+                             "nothing to Mean.update_state")
+        return values
+
+    def program(self, units: int, activation: str = "linear"):
+        """The traced row values of this metric on (rows, units) targets and the last layer's buffer
+        (pre-activation when the loss fused the ``activation``: the program applies it)."""
+        cache = self.__dict__.setdefault("_programs", {})
+        key = (units, activation)
+        if key not in cache:
+            fn = self._trace_fn()
+            label = f"metric {describe(getattr(self, 'fn', type(self).update_state))}"
+            cache[key] = trace_rows(lambda t, z: fn(t, _ACTIVATIONS[activation](z)), units, label, grad=False)
+        return cache[key]
+
+    def get_config(self):
+        """Keras' base config of a Metric (name, dtype), which a subclass's get_config extends."""
+        return {"name": self.name, "dtype": "float32"}
+
+    def _trace_fn(self):
+        if type(self).update_state is Mean.update_state:
+            raise TraceError(f"metric {self.name!r}: a Mean traces the values its subclass's update_state passes on")
+        return self._values
+
+    eager_reason = None  # why compile(run_eagerly=True) runs it on the host, if it does
+
+    def host_fn(self, activation: str = "linear"):
+        """The metric as a function of concrete (y_true, last layer's buffer) arrays, for the host."""
+        fn = self._trace_fn()
+        return lambda t, z: fn(t, _ACTIVATIONS[activation](z))
+
+    def __call__(self, y_true, y_pred):
+        fn = self._trace_fn()
+        values = np.asarray(fn(np.asarray(y_true, np.float32), np.asarray(y_pred, np.float32)), np.float64)
+        return float(values.reshape(len(values), -1).mean(axis=1).mean())
+
+
+class MeanMetricWrapper(Mean):
+    """Keras' wrapper of a metric function ``fn(y_true, y_pred, **kwargs)`` (per-sample values); compile wraps
+    a function in it, logged under the function's name."""
+
+    def __init__(self, fn, name=None, dtype=None, **kwargs):
+        if not callable(fn):
+            raise TypeError(f"MeanMetricWrapper(fn): expected a function, got {fn!r}")
+        self.fn, self._fn_kwargs = fn, kwargs
+        super().__init__(name or getattr(fn, "__name__", "mean"), dtype)
+
+    def _trace_fn(self):
+        return lambda y_true, y_pred: self.fn(y_true, y_pred, **self._fn_kwargs)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        super().update_state(self._trace_fn()(y_true, y_pred), sample_weight)
+
+
+
 CLASSES = (Accuracy, SparseCategoricalAccuracy, CategoricalAccuracy, BinaryAccuracy, MeanAbsoluteError,
            MeanSquaredError, RootMeanSquaredError)
 METRICS = {name: cls for cls in CLASSES for name in (cls.__name__, cls.name)}
@@ -187,6 +297,10 @@ def get(identifier) -> Metric:
         return metric
     if isinstance(identifier, type) and issubclass(identifier, Metric) and identifier not in (Metric, _Accuracy):
         return identifier()
+    if custom_objects.is_custom(identifier) and identifier.get("class_name") not in METRICS:  # a user's (files)
+        identifier = custom_objects.deserialize(identifier, "metrics")
+        if isinstance(identifier, Metric):
+            return identifier
     if isinstance(identifier, dict) and identifier.get("class_name") in METRICS:
         return METRICS[identifier["class_name"]](**dict(identifier.get("config") or {}))
     try:
@@ -194,9 +308,16 @@ def get(identifier) -> Metric:
             return FUNCTIONS[identifier](name=identifier.__name__)
     except TypeError:  # unhashable
         pass
-    hint = " (custom metric functions cannot run: each metric is summed on the device)" if callable(identifier) else ""
+    if callable(identifier) and not isinstance(identifier, type):
+        return MeanMetricWrapper(identifier)
+    hint = ""
     raise ValueError(f"metrics: expected names from {sorted(METRICS)}, a mlp_gpu.metrics class, object or function, "
                      f"got {identifier!r}{hint}")
+
+
+def serialize(metric: Metric):
+    """What a model file stores: a user's metric as Keras serializes it (by name), ours by get_config."""
+    return custom_objects.serialize(metric) if metric.kind == "traced" else metric.get_config()
 
 
 def slots(metrics) -> list[int]:

@@ -222,8 +222,12 @@ H5_CASES = [
     ("bad-config-json", lambda f: f.attrs.__setitem__("model_config", "{not json"), ModelFileError,
      "model_config attribute: is not valid JSON"),
     ("unknown-layer-class", lambda f: f.attrs.__setitem__("model_config", json.dumps(
+        {"layers": [{"class_name": "Conv2D", "config": {"filters": 3}}]})), ModelFileError,
+     "expected one of \\[.*'Dense'.*\\], got 'Conv2D'"),
+    # a Lambda's function is a name, looked up only in custom_objects: a file never names code to run
+    ("lambda-names-a-function", lambda f: f.attrs.__setitem__("model_config", json.dumps(
         {"layers": [{"class_name": "Lambda", "config": {"function": "os.system"}}]})), ModelFileError,
-     "expected one of \\[.*'Dense'.*\\], got 'Lambda'"),
+     "function 'os.system', whose code a model file never stores; pass load_model\\(path, custom_objects="),
     ("unknown-config-key", lambda f: f.attrs.__setitem__("model_config", json.dumps(
         {"layers": [{"class_name": "Dense", "config": {"units": 2, "code": "x"}}]})), ModelFileError,
      r"unknown keys \['code'\]"),

@@ -188,6 +188,17 @@ class Backend(ABC):
         raise NotImplementedError
 
     @abstractmethod
+    def run_traced(self, program, arrays: dict, acc=None, slot: int = 0, acc_scale: float = 1.0,
+                   params: dict | None = None) -> None:
+        """Run a traced program (``mlp_gpu.tracing.Program``: a user's loss, metric or layer) on (N, k) arrays.
+
+        ``arrays`` maps the program's input names to arrays and its output names to buffers it fills
+        (a loss: t, z -> dz); with a row output, acc[slot] += acc_scale * sum over rows of it.
+        ``params``: the program's float scalars (a loss's grad_scale). One kernel on a GPU backend.
+        """
+        raise NotImplementedError
+
+    @abstractmethod
     def gather_rows(self, src, perm, cursor, out) -> None:
         """out[i] <- src[perm[cursor + i]] for i < len(out); uint8 pixels become float32 / 255."""
         raise NotImplementedError

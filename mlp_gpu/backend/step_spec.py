@@ -59,6 +59,8 @@ def spec_from_model(model, rows: int) -> tuple[StepSpec | None, str | None]:
     """The step's StepSpec, or None and the reason the model's step is not a plain Dense stack."""
     if getattr(model, "_general", False):  # a functional model that is not a chain
         return None, "the model is a graph of layers, not a chain (the general step runs it)"
+    if getattr(model.loss, "traced", False):
+        return None, f"the loss {model.loss.name!r} is a traced Python function (the general step launches its kernel)"
     dense = []
     for layer in model.layers:
         kind = type(layer).__name__
@@ -69,6 +71,8 @@ def spec_from_model(model, rows: int) -> tuple[StepSpec | None, str | None]:
         if [tuple(s) for s in layer.param_shapes()] != [(layer.input_dim, layer.units), (layer.units,)] \
                 or getattr(layer, "use_bias", True) is False:
             return None, f"layer {layer.name!r} is not a kernel followed by a bias"
+        if getattr(layer, "activation_fn", None) is not None:
+            return None, f"layer {layer.name!r} has a traced Python activation"
         if any(getattr(layer, attr, None) for attr in _REGULARIZERS):
             return None, f"layer {layer.name!r} has a regularizer"
         dense.append(layer)

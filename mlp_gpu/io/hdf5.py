@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import losses as loss_configs
 from .bounded import MAX_CONFIG_BYTES, load_json
 from .declared import declared_weights, read_declared
 from .files import ModelFileError, save_hdf5, verify_seal
@@ -76,7 +77,8 @@ def save_model(model, path, epoch: int | None = None) -> None:
         if model.optimizer is not None:
             several = getattr(model, "_losses", None) is not None and len(model._losses) > 1
             f.attrs["training_config"] = json.dumps({  # a graph with several outputs: a loss each, weighted
-                "loss": [loss.get_config() for loss in model._losses] if several else model.loss.get_config(),
+                "loss": [loss_configs.serialize(loss) for loss in model._losses] if several
+                else loss_configs.serialize(model.loss),
                 "metrics": model.metrics, "optimizer": model.optimizer.get_config(),
                 **({"loss_weights": model._loss_weights} if several else {})})
             g = f.create_group("optimizer")

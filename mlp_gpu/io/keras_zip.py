@@ -24,6 +24,7 @@ import zipfile
 
 import numpy as np
 
+from .. import custom_objects
 from .bounded import MAX_ARCHIVE_BYTES, MAX_CONFIG_BYTES, load_json, read_member
 from .declared import declared_weights
 from .files import ModelFileError, atomic_write_bytes, check_save_target
@@ -62,7 +63,10 @@ def _flatten_config(layer, base):
 
 
 def _dense_config(layer, base):
-    return "Dense", {**base, "units": layer.units, "activation": layer.activation, "use_bias": True,
+    activation = layer.activation  # a Python activation by name, as Keras writes a function
+    if getattr(layer, "activation_fn", None) is not None:
+        activation = custom_objects.serialize_function(layer.activation_fn)
+    return "Dense", {**base, "units": layer.units, "activation": activation, "use_bias": True,
                      "kernel_initializer": _initializer(layer.kernel_initializer),
                      "bias_initializer": _initializer(layer.bias_initializer),
                      "kernel_regularizer": None, "bias_regularizer": None,
@@ -111,6 +115,8 @@ def _layer_config(layer, input_shape):
 
 def _loss_config(loss):
     """The loss's name, or Keras' serialized object when it carries arguments (from_logits=True)."""
+    if loss.traced:  # a user's loss: by name, as Keras writes it
+        return custom_objects.serialize(loss)
     config = loss.get_config()
     if isinstance(config, str):
         return config
@@ -262,7 +268,10 @@ def _dense_from_keras(cfg):
                           "kernel_constraint", "bias_constraint") if cfg.get(k) is not None]
     if extras:
         raise ValueError(f"Dense {cfg.get('name')!r}: {', '.join(extras)} not supported")
-    return Dense(cfg.get("units"), cfg.get("activation"), name=cfg.get("name"),
+    activation = cfg.get("activation")
+    if custom_objects.is_custom(activation):
+        activation = custom_objects.deserialize(activation, f"Dense {cfg.get('name')!r} activation")
+    return Dense(cfg.get("units"), activation, name=cfg.get("name"),
                  kernel_initializer=_initializer_name(cfg.get("kernel_initializer", "glorot_uniform")),
                  bias_initializer=_initializer_name(cfg.get("bias_initializer", "zeros")))
 
@@ -343,16 +352,22 @@ def _compile_from_keras(model, cfg):
     loss, metrics = cfg.get("loss"), cfg.get("metrics") or []
     if isinstance(loss, list):  # several outputs: one loss and one metrics list each, and their weights
         model.compile(loss=[_one_loss(v) for v in loss], optimizer=optimizer, loss_weights=cfg.get("loss_weights"),
-                      metrics=[[_named(m) for m in (ms if isinstance(ms, list) else [ms])] if ms else None
+                      metrics=[[_metric(m) for m in (ms if isinstance(ms, list) else [ms])] if ms else None
                                for ms in metrics] or None)
         return
-    model.compile(loss=_one_loss(loss), optimizer=optimizer, metrics=[_named(m) for m in metrics])
+    model.compile(loss=_one_loss(loss), optimizer=optimizer, metrics=[_metric(m) for m in metrics])
 
 
 def _one_loss(loss):
+    if custom_objects.is_custom(loss):
+        return loss  # a user's loss, found in load_model's custom_objects by losses.get
     if isinstance(loss, dict) and (loss.get("config") or {}).get("from_logits"):
         return {"class_name": loss.get("class_name"), "config": {"from_logits": True}}
     return {"mean_squared_error": "mse"}.get(_named(loss), _named(loss))
+
+
+def _metric(metric):
+    return metric if custom_objects.is_custom(metric) else _named(metric)
 
 
 MAX_WEIGHTS_BYTES = 8 << 30  # model.weights.h5 is read into memory: refuse a member past 8 GiB

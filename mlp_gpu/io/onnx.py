@@ -4,7 +4,12 @@ The graph takes ``input`` of shape (batch, *input_shape) float32 (the batch dime
 gives ``output`` (batch, units). Each layer class has one entry in ``EXPORTERS``: a function that adds
 the layer's nodes and weights and returns the name of its output tensor. A new layer adds one entry::
 
-    @exporter("Dropout")
+    @exporter("Lambda")
+def _lambda(layer, graph, x):
+    return export_program(graph, layer._forward, x, layer.name)
+
+
+@exporter("Dropout")
     def _dropout(layer, graph, x):
         return x  # the identity at inference
 
@@ -18,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import activations
+from .onnx_traced import export_program
 
 OPSET = 21  # a current opset that ONNX Runtime (>= 1.18) runs
 EXPORTERS = {}
@@ -46,11 +52,11 @@ class Graph:
         self._names.add(name)
         return name
 
-    def weight(self, base, array):
-        """Add a float32 initializer holding ``array`` (a host or device array); return its name."""
+    def weight(self, base, array, dtype=np.float32):
+        """Add an initializer (float32 unless ``dtype``) holding ``array`` (a host or device array); return its name."""
         from onnx import numpy_helper
 
-        host = np.asarray(self.model.backend.to_host(array), np.float32)
+        host = np.asarray(self.model.backend.to_host(array), dtype)
         name = self.name(base)
         self.initializers.append(numpy_helper.from_array(host, name))
         return name
@@ -92,7 +98,14 @@ def _dense(layer, graph, x):
     kernel = graph.weight(f"{layer.name}/kernel", layer.kernel)
     bias = graph.weight(f"{layer.name}/bias", layer.bias)
     z = graph.node("Gemm", [x, kernel, bias], f"{layer.name}/gemm")
+    if getattr(layer, "activation_fn", None) is not None:  # a traced Python activation: its recorded ops
+        return export_program(graph, layer._act_forward, z, f"{layer.name}/{layer.activation}")
     return graph.activation(z, layer.activation, layer.name)
+
+
+@exporter("Lambda")
+def _lambda(layer, graph, x):
+    return export_program(graph, layer._forward, x, layer.name)
 
 
 @exporter("Dropout")
@@ -211,6 +224,7 @@ def to_onnx(model, input_dtype="float32", opset_version=None):
     if isinstance(opset, bool) or not isinstance(opset, int) or opset < 13:
         raise ValueError(f"opset_version: expected an int >= 13 (Softmax over the last axis), got {opset!r}")
     graph = Graph(model)
+    graph.opset = opset
     if getattr(model, "_general", False):
         inputs, outputs = _graph_body(model, graph, input_dtype)
     else:

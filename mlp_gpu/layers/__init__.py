@@ -3,11 +3,12 @@ from .base import (LAYER_CLASSES, Layer, Variable, check_activation, check_weigh
                    layer_from_config, write_weights)
 from .core import Dense, Flatten, Input, InputLayer
 from .dropout import Dropout
+from .lambda_layer import Lambda
 from .merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add, average,
                       concatenate, maximum, minimum, multiply, subtract)
 from .node import KerasTensor
 from .normalization import BatchNormalization, Normalization
 
-__all__ = ["Layer", "Input", "InputLayer", "Flatten", "Dense", "Dropout", "BatchNormalization", "Normalization",
-           "Add", "Average", "Concatenate", "Maximum", "Minimum", "Multiply", "Subtract", "add", "average",
-           "concatenate", "maximum", "minimum", "multiply", "subtract", "KerasTensor"]
+__all__ = ["Layer", "Input", "InputLayer", "Flatten", "Dense", "Dropout", "Lambda", "BatchNormalization",
+           "Normalization", "Add", "Average", "Concatenate", "Maximum", "Minimum", "Multiply", "Subtract", "add",
+           "average", "concatenate", "maximum", "minimum", "multiply", "subtract", "KerasTensor"]

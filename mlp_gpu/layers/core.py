@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import initializers, regularizers
+from .. import activations, initializers, regularizers
 from .._checks import check_int
+from ..backend.base import ACTIVATIONS
+from ..tracing import describe, function_name, trace_map
+from ..utils import get_custom_object
 from .node import Node
 from .base import Layer, _check_shape, check_activation, flat_features
 
@@ -56,6 +59,20 @@ class Flatten(Layer):
         return (int(np.prod(input_shape)),)
 
 
+def traced_activation(activation):
+    """The Python function of a custom activation (given, or named by a file and found in load_model's
+    custom_objects), else None for a built-in name."""
+    if isinstance(activation, str) and activation not in ACTIVATIONS:
+        if get_custom_object(activation) is None:
+            raise ValueError(f"activation: expected one of {list(ACTIVATIONS)} or None, got {activation!r} (a custom "
+                             f"activation named in a model file needs load_model(path, custom_objects="
+                             f"{{{activation!r}: fn}}); a file never holds its code)")
+        return get_custom_object(activation)
+    if callable(activation) and not isinstance(activation, (str, activations.Activation)):  # entries are callable
+        return activation
+    return None
+
+
 class Dense(Layer):
     """``y = activation(x @ kernel + bias)``, kernel stored (inputs, units) as in Keras."""
 
@@ -67,7 +84,11 @@ class Dense(Layer):
                  input_shape=None, name: str | None = None, input_dim=None):
         super().__init__(name, input_shape, input_dim)
         self.units = check_int(units, "Dense(units)", 1)
-        self.activation = check_activation(activation)
+        # a Python activation (Géron's my_softplus) is traced at build; self.activation then holds its name,
+        # which no fused op knows, so a route that cannot run it fails by name instead of skipping it
+        self.activation_fn = traced_activation(activation)
+        self.activation = function_name(self.activation_fn) if self.activation_fn else check_activation(activation)
+        self._act_forward = self._act_backward = None
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
         self._kernel_init = initializers.get(kernel_initializer)
@@ -79,7 +100,16 @@ class Dense(Layer):
 
     def output_shape(self, input_shape):
         self.input_dim = flat_features(self, input_shape)
+        if self.activation_fn is not None:
+            label = f"Dense {self.name!r} activation {describe(self.activation_fn)}"
+            self._act_forward, self._act_backward, cols = trace_map(self.activation_fn, self.units, label)
+            if cols != self.units:
+                raise ValueError(f"{label}: an activation maps each output to one value; it gives {cols} columns")
         return (self.units,)
+
+    def buffers(self):
+        # a traced activation keeps its input (the pre-activation) and the gradient at it
+        return {"pre": ((self.units,), True), "dpre": ((self.units,), True)} if self.activation_fn else {}
 
     def param_shapes(self):
         return [(self.input_dim, self.units), (self.units,)]
@@ -103,6 +133,11 @@ class Dense(Layer):
 
     def forward(self, backend, x, out, training=False, aux=None, activation=None) -> None:
         """out <- activation(x @ kernel + bias); ``activation`` overrides the layer's (a fused loss)."""
+        if self.activation_fn is not None:  # applied even under a fused loss: it is part of the layer
+            backend.matmul(x, self.kernel, out=aux["pre"])
+            backend.bias_act(aux["pre"], self.bias, "linear")
+            backend.run_traced(self._act_forward, {"x": aux["pre"], "y": out})
+            return
         backend.matmul(x, self.kernel, out=out)
         backend.bias_act(out, self.bias, self.activation if activation is None else activation)
 
@@ -110,7 +145,11 @@ class Dense(Layer):
         """dy (dL/dy, overwritten) -> kernel and bias gradients and dx (if not None).
 
         ``activation="linear"`` when dy is already dL/d(pre-activation) (a fused loss)."""
-        backend.act_backward(dy, y, self.activation if activation is None else activation)
+        if self.activation_fn is not None:
+            backend.run_traced(self._act_backward, {"x": aux["pre"], "dy": dy, "dx": aux["dpre"]})
+            dy = aux["dpre"]
+        else:
+            backend.act_backward(dy, y, self.activation if activation is None else activation)
         backend.matmul(x, dy, out=self.kernel_grad, trans_a=True)
         backend.bias_grad(dy, self.bias_grad)
         if dx is not None:

@@ -9,11 +9,15 @@ import numpy as np
 
 from .. import losses, metrics as metrics_mod, optimizers
 from ..backend import get_backend
+from .._checks import check_bool
 from ..backend.base import ACC, ACC_SIZE
+from ..training.eager import host_loss, host_metric, trace_or_eager
 from ..layers.core import Dense, Input
 from ..layers.base import Layer, layer_from_config, write_weights
 from ..utils import draw_seed
 from .workspace import Workspace
+
+LOSS_SLOT = ACC["loss_sum"]
 
 
 class Sequential:
@@ -37,6 +41,7 @@ class Sequential:
         self.compiled_metrics: list = []     # the Metric objects, in compile's order
         self.metric_slots: list[int] = []    # each one's slot in the running sums (trainer.Sums)
         self.history = None
+        self.run_eagerly = False             # compile(run_eagerly=True): plain steps, untraceable Python on the host
         self.stop_training = False
         self.epochs_done = 0    # completed epochs, saved with the model for resuming
         self.fit_seed = None    # the seed of the last fit's shuffles
@@ -213,8 +218,14 @@ class Sequential:
             raise RuntimeError(f"{what}: the model is not compiled; call compile(loss=..., optimizer=...) first")
 
     # ---- training setup -----------------------------------------------------
-    def compile(self, loss="sparse_categorical_crossentropy", optimizer="sgd", metrics=None, seed=None):
-        """Choose the loss, the optimizer and the metrics (each a name, class, object or Keras function)."""
+    def compile(self, loss="sparse_categorical_crossentropy", optimizer="sgd", metrics=None, seed=None,
+                run_eagerly=False):
+        """Choose the loss, the optimizer and the metrics (each a name, class, object or Keras function).
+
+        A Python loss, metric (or Lambda, activation) is traced here into one kernel; one that cannot be
+        traced is refused naming its line and op, unless ``run_eagerly=True`` (Keras' name): then a
+        loss or metric runs as Python on the host every step (slow; see training/eager.py)."""
+        run_eagerly = check_bool(run_eagerly, "compile(run_eagerly)")
         loss = losses.get(loss)
         optimizer = optimizers.get(optimizer)
         compiled = metrics_mod.get_list(metrics)
@@ -224,11 +235,20 @@ class Sequential:
         loss.check_output(last.activation, last.units)
         for metric in compiled:
             metric.check(loss, last.units)
+        output_activation = last.activation if loss.fused_activation == last.activation else "linear"
+        for obj in ([loss] if loss.traced else []) + [m for m in compiled if m.kind == "traced"]:
+            trace_or_eager(obj, last.units, output_activation, run_eagerly)
+        self.run_eagerly = run_eagerly
+        if loss.traced:
+            counted = [m.name for m in compiled if m.kind is None]
+            if counted:
+                raise ValueError(f"metrics: {counted} read the built-in losses' correct count, which the custom "
+                                 f"loss {loss.name!r} does not make; use a metric function or class instead")
         if seed is not None and self.built:
             self._redraw(seed)
         self.loss, self.optimizer = loss, optimizer
         self.compiled_metrics, self.metric_slots = compiled, metrics_mod.slots(compiled)
-        self.metrics = [metric.get_config() for metric in compiled]
+        self.metrics = [metrics_mod.serialize(metric) for metric in compiled]
         self._compile_seed = seed
         if self.built:
             self.optimizer.build(self.backend, self.params.size, dtype=self.dtype,
@@ -298,11 +318,22 @@ class Sequential:
         each metric's rows (see trainer.Sums). Needs forward(logits=True)."""
         be, last = self.backend, self.dense_layers[-1]
         count = any(metric.kind is None for metric in self.compiled_metrics)
-        be.loss_grad(self.loss.kind(), ws.a[-1], y, ws.dz[-1], sums, count=count,
-                     threshold=self.loss.accuracy_threshold())
+        if self.loss.traced and self.loss.eager_reason:  # compile(run_eagerly=True): Python on the host
+            host_loss(be, self.loss, ws.a[-1], y, ws.dz[-1], sums, LOSS_SLOT)
+        elif self.loss.traced:  # a user's loss: one generated kernel (forward, row means, gradient)
+            acc_scale, grad_scale = self.loss.scales(ws.rows)
+            be.run_traced(self.loss.program(last.units), {"t": y, "z": ws.a[-1], "dz": ws.dz[-1]}, sums,
+                          LOSS_SLOT, acc_scale, {"grad_scale": grad_scale})
+        else:
+            be.loss_grad(self.loss.kind(), ws.a[-1], y, ws.dz[-1], sums, count=count,
+                         threshold=self.loss.accuracy_threshold())
         output_activation = last.activation if self.loss_fused else "linear"  # ws.a[-1] holds logits when fused
         for metric, slot in zip(self.compiled_metrics, self.metric_slots):
-            if metric.kind is not None:
+            if metric.kind == "traced" and metric.eager_reason:
+                host_metric(be, metric.host_fn(output_activation), ws.a[-1], y, sums, slot)
+            elif metric.kind == "traced":
+                be.run_traced(metric.program(last.units, output_activation), {"t": y, "z": ws.a[-1]}, sums, slot)
+            elif metric.kind is not None:
                 be.metric_sum(metric.kind, ws.a[-1], y, sums, slot, output_activation, metric.threshold())
         for w, _, reg in self._regularized():  # penalties join the summed loss once per row, as in Keras
             be.regularize(w, None, reg.l1, reg.l2, sums, ws.rows)

@@ -25,6 +25,7 @@ import contextlib
 import numpy as np
 
 from ..backend.base import ACC, ACC_SIZE
+from ..backend.base import StepRunner as BaseRunner
 from ..distributed.parallel import FitPlan
 
 
@@ -140,6 +141,8 @@ def _step_runner(model, ws, data, sums, sync, max_steps=None):
     """backend.make_runner of one step; with ``sync`` (several ranks) the backend gets the step's parts
     around the all-reduce, otherwise what it needs to build its own fused step."""
     make = model.backend.make_runner
+    if getattr(model, "run_eagerly", False):  # Keras' run_eagerly: plain steps, no captured graphs or fused routes
+        return BaseRunner(lambda: train_step(model, ws, data, sums, sync))
     if sync is None:
         return make(lambda: train_step(model, ws, data, sums), ws.rows, max_steps, model=model, data=data, acc=sums)
     before = lambda: _compute_gradients(model, ws, data, sums)  # noqa: E731

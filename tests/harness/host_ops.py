@@ -76,6 +76,16 @@ def library(path: Path) -> ctypes.CDLL:
     return ctypes.CDLL(str(so))
 
 
+def generated_file(name: str) -> Path:
+    """A generated kernel (mlp_gpu.tracing) written to a file, so ``library`` builds it as any kernel file."""
+    _BUILD.mkdir(exist_ok=True)
+    path = _BUILD / f"{name}.cu"
+    text = kernels.generated_source(name)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
 def _arg(value):
     if isinstance(value, np.ndarray):
         if not value.flags.c_contiguous:
@@ -104,7 +114,7 @@ class HostCudaOps(CudaOps):
         self._launch(name, grid, block, args, int(shared_mem))
 
     def _launch(self, name, grid, block, args, shared_mem):
-        path = kernels.kernel_index()[name]
+        path = generated_file(name) if kernels.generated_source(name) is not None else kernels.kernel_index()[name]
         expected = kernels.signatures(path.read_text())[name]
         if len(args) != len(expected):
             raise TypeError(f"{name}: {len(args)} arguments for {len(expected)} parameters")

@@ -183,11 +183,12 @@ class CupyBackend(CooperativeLaunches, CudaOps):
 
     # ---- kernels ----------------------------------------------------------------
     def _function(self, name):
-        path = kernels.kernel_index()[name]
+        generated = kernels.generated_source(name) is not None  # a traced loss, metric or layer (mlp_gpu.tracing)
+        path = name if generated else kernels.kernel_index()[name]
         key = (self.xp.cuda.Device().id, path)  # one compiled module per file and device, per process
         module = _MODULES.get(key)
         if module is None:
-            code, options = kernels.nvrtc_program(path)
+            code, options = kernels.nvrtc_generated(name) if generated else kernels.nvrtc_program(path)
             module = _MODULES[key] = self.xp.RawModule(code=code, options=options)
         return module.get_function(name)
 
@@ -196,7 +197,7 @@ class CupyBackend(CooperativeLaunches, CudaOps):
 
     def _load_all(self):
         """Compile and load every kernel: module loading must not happen inside a graph capture."""
-        for name in kernels.kernel_index():
+        for name in [*kernels.kernel_index(), *kernels.generated_names()]:
             self._function(name)
 
     def cublas_matmul(self, a, b, out, trans_a, trans_b):

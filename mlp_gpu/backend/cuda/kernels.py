@@ -48,6 +48,28 @@ def nvrtc_program(path: Path) -> tuple[str, tuple[str, ...]]:
     return source(path), (NVRTC_STD, *define_options())
 
 
+# Kernels generated at run time (mlp_gpu.tracing: a user's loss, metric or layer), one per source text,
+# compiled through the same NVRTC path as the files: name -> full source.
+_GENERATED: dict[str, str] = {}
+
+
+def register_generated(name: str, text: str) -> None:
+    _GENERATED[name] = text
+
+
+def generated_source(name: str) -> str | None:
+    return _GENERATED.get(name)
+
+
+def generated_names() -> list[str]:
+    return list(_GENERATED)
+
+
+def nvrtc_generated(name: str) -> tuple[str, tuple[str, ...]]:
+    """(source, options) of a generated kernel, as for a file (``nvrtc_program``)."""
+    return _GENERATED[name], (NVRTC_STD, *define_options())
+
+
 def signatures(text: str) -> dict[str, list[tuple[str, str]]]:
     """Entry points of a source: {kernel name: [(C type, parameter name), ...]}."""
     found = {}

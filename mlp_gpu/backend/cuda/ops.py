@@ -13,6 +13,7 @@ from abc import abstractmethod
 import numpy as np
 
 from ..base import Backend
+from . import kernels
 from .layer_ops import CudaLayerOps
 from .launch_contract import LaunchContractError  # noqa: F401 -- re-exported
 from .launch_contract import WARP, check_array, check_flat, check_int32, require
@@ -139,6 +140,27 @@ class CudaOps(CudaLayerOps, Backend):
         self.launch("metric_rows", (-(-n // BLOCK),), (BLOCK,),
                     (z, target, acc, np.int32(n), np.int32(k), np.int32(METRIC_CODES[kind]),
                      np.int32(ACT_CODES[activation]), np.float32(threshold), np.int32(slot)))
+
+    def run_traced(self, program, arrays, acc=None, slot=0, acc_scale=1.0, params=None):
+        name = program.kernel_name
+        first = arrays[program.input_names[0]]
+        n, k = first.shape
+        for key in program.input_names + [out for out, _ in program.outputs]:
+            check_array(name, key, arrays[key], None)
+            require(arrays[key].shape in ((n, k), (n, 1)), name, f"{key} of shape {arrays[key].shape}, "
+                                                                  f"expected ({n}, {k}) or ({n}, 1)")
+        check_int32(name, n=n, k=k)
+        args = tuple(arrays[key] for key in program.input_names) + tuple(arrays[out] for out, _ in program.outputs)
+        if program.row_sum is not None:
+            check_array(name, "acc", acc, None, np.float64)
+            require(0 <= slot < acc.size, name, f"slot {slot} of an acc of {acc.size}")
+            args += (acc, np.int32(n), np.int32(k), np.int32(slot), np.float64(acc_scale))
+        else:
+            args += (np.int32(n), np.int32(k))
+        args += tuple(np.float32((params or {})[p]) for p in program.param_names)
+        kernels.register_generated(name, program.source)
+        # the row launch of loss_grad: one thread a row, whole warps reach the warp sum
+        self.launch(name, (-(-n // BLOCK) or 1,), (BLOCK,), args)
 
     def gather_rows(self, src, perm, cursor, out):
         rows = out.shape[0]

@@ -21,6 +21,7 @@ from .layer_ops import LayerOpsReference
 from .optimizer_ops import OptimizerOpsReference, decay_weights
 from .threads import ThreadPolicy, blas_pools, usable_cpus
 from ..shared_constants import PIXEL_MAX
+from ...tracing.evaluate import Evaluator
 
 log = logging.getLogger("mlp_gpu")
 _LOSS, _CORRECT, _FINITE = ACC["loss_sum"], ACC["correct"], ACC["finite_steps"]
@@ -195,6 +196,15 @@ class NumpyBackend(LayerOpsReference, OptimizerOpsReference, Backend):
 
     def metric_sum(self, kind, z, target, acc, slot, activation="linear", threshold=0.5):
         metric_sum(np, kind, z, target, acc, slot, activation, threshold)
+
+    def run_traced(self, program, arrays, acc=None, slot=0, acc_scale=1.0, params=None):
+        n = arrays[program.input_names[0]].shape[0]
+        key = (program.kernel_name, np.dtype(arrays[program.input_names[0]].dtype))
+        evaluators = self.__dict__.setdefault("_evaluators", {})  # one set of buffers per program and dtype
+        evaluator = evaluators.get(key) or evaluators.setdefault(key, Evaluator(program, np, key[1]))
+        total = evaluator.run(n, arrays, params or {})
+        if total is not None:
+            acc[slot] += acc_scale * float(total)
 
     def gather_rows(self, src, perm, cursor, out):
         n = out.shape[0]
