@@ -17,10 +17,13 @@ def declared_weights(model) -> list[tuple[object, list[tuple[str, tuple[int, ...
     """[(layer, [(weight name, shape), ...])] for each layer with weights, in the model's order.
 
     For a model not yet built this is the shape pass of ``Sequential.build`` and nothing more: each
-    layer's ``output_shape`` fixes its sizes, no buffer is made.
+    layer's ``output_shape`` fixes its sizes, no buffer is made (a graph's layers ran it when wired).
     """
     if model.built:
         layers = [(layer, [tuple(w.shape) for w in layer.weight_views]) for layer in model.compute_layers]
+    elif getattr(model, "_general", False):  # a graph: wiring it ran each layer's shape pass already
+        layers = [(layer, [tuple(int(d) for d in s) for s in layer.param_shapes() + layer.state_shapes()]
+                   [:len(layer.weight_names())]) for layer in model.compute_layers]
     else:
         shape = model._input_shape()
         if shape is None:
