@@ -7,9 +7,8 @@ from . import callbacks, data, datasets, distributed, initializers, layers, loss
 from . import ops, regularizers, utils  # noqa: E402,F401
 from .backend import available_backends, get_backend  # noqa: E402
 from .callbacks import Callback, EarlyStopping, History  # noqa: E402
-from .io import load_model  # noqa: E402
 from .layers import BatchNormalization, Dense, Dropout, Flatten, Input, Lambda, Normalization  # noqa: E402
-from .models import Model, Sequential  # noqa: E402
+from .models import Model, Sequential, load_model  # noqa: E402
 from .optimizers import SGD, Adam, schedules  # noqa: E402
 from .training.fit import TrainingDiverged  # noqa: E402
 

@@ -30,7 +30,7 @@ except ImportError as exc:  # pragma: no cover - the sklearn extra is part of de
     raise ImportError("mlp_gpu.wrappers needs scikit-learn >= 1.6: pip install 'mlp_gpu[sklearn]'") from exc
 
 from . import losses, optimizers
-from .io import load_model
+from .models.saving import load_model
 from .models.sequential import Sequential
 
 

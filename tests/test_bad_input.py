@@ -114,7 +114,7 @@ def test_bad_training_input(call, exc, pattern):
 
 
 BUILD_CASES = [
-    ("unknown-activation", lambda: Dense(3, "relu6"), "activation: expected one of"),
+    ("unknown-activation", lambda: Dense(3, "relu7"), "activation: expected one of"),  # relu6 is in the table
     ("units-zero", lambda: Dense(0), r"Dense\(units\): expected an int >= 1, got 0"),
     ("units-float", lambda: Dense(2.5), "got 2.5"),
     ("input-negative-shape", lambda: Input((-1,)), r"Input\(shape\): expected a tuple of positive ints"),

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import Callback
+from ..io.keras_zip import model_config
 
 log = logging.getLogger("mlp_gpu")
 
@@ -145,8 +146,6 @@ class TensorBoard(Callback):
         """The model's Keras JSON under tag "keras" with plugin graph_keras_model, as Keras writes it."""
         from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata
         from tensorboardX.proto.tensor_pb2 import TensorProto
-
-        from ..io.keras_zip import model_config
 
         try:
             text = json.dumps(model_config(self.model.build()))

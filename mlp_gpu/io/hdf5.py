@@ -23,11 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import losses as loss_configs
+from .. import __version__, losses, optimizers
 from .bounded import MAX_CONFIG_BYTES, load_json
 from .declared import declared_weights, read_declared
 from .files import ModelFileError, save_hdf5, verify_seal
 from .keras import is_keras_file, read_keras_weights
+from .keras_zip import load_keras_weights, save_keras
 from .safe_h5 import COUNTERS, file_size, open_h5
 
 FORMAT = "mlp_gpu"
@@ -43,8 +44,6 @@ def _checked_dataset(group, name, data):
 
 
 def _write_weights(f, model):
-    from .. import __version__
-
     f.attrs["format"] = FORMAT
     f.attrs["format_version"] = FORMAT_VERSION
     f.attrs["mlp_gpu_version"] = __version__
@@ -68,7 +67,6 @@ def save_model(model, path, epoch: int | None = None) -> None:
     """Write architecture, weights, and (if compiled) loss, optimizer config and state.
     A ``.keras`` path writes Keras 3's zip format instead (io/keras_zip.py)."""
     if str(path).endswith(".keras"):
-        from .keras_zip import save_keras
         return save_keras(model, path)
     model._require_built("save")
 
@@ -77,8 +75,8 @@ def save_model(model, path, epoch: int | None = None) -> None:
         if model.optimizer is not None:
             several = getattr(model, "_losses", None) is not None and len(model._losses) > 1
             f.attrs["training_config"] = json.dumps({  # a graph with several outputs: a loss each, weighted
-                "loss": [loss_configs.serialize(loss) for loss in model._losses] if several
-                else loss_configs.serialize(model.loss),
+                "loss": [losses.serialize(loss) for loss in model._losses] if several
+                else losses.serialize(model.loss),
                 "metrics": model.metrics, "optimizer": model.optimizer.get_config(),
                 **({"loss_weights": model._loss_weights} if several else {})})
             g = f.create_group("optimizer")
@@ -106,7 +104,7 @@ def _damaged_as_model_file_error(path):
                              f"({type(exc).__name__}: {exc})") from None
 
 
-def _check_file(path) -> Path:
+def checked_path(path) -> Path:
     """The path as a Path to an existing regular file, or the error a user can act on (for .h5 and .keras
     alike); a FIFO or device is refused without being opened."""
     if not isinstance(path, (str, Path)) and not hasattr(path, "__fspath__"):
@@ -121,7 +119,7 @@ def _check_file(path) -> Path:
 @contextlib.contextmanager
 def _open(path, allow_keras=False):
     """A guard over a checked mlp_gpu (or, with ``allow_keras``, Keras) HDF5 file; closed on exit."""
-    path = _check_file(path)
+    path = checked_path(path)
     verify_seal(path)
     with open_h5(path, what="an HDF5 file") as g:
         if g.attr(g.file, "format") != FORMAT:
@@ -155,10 +153,8 @@ def load_weights(model, path) -> None:
     """Load weights into a model of the same layers, from an mlp_gpu file (save_weights/save)
     or a Keras 3 ``.weights.h5`` / ``.keras`` / Keras 2 ``.h5`` file. Nothing changes unless all of them fit."""
     if str(path).endswith(".keras"):
-        from .keras_zip import load_keras_weights
-
         model.build()
-        return load_keras_weights(model, _check_file(path))
+        return load_keras_weights(model, checked_path(path))
     with _damaged_as_model_file_error(path), _open(path, allow_keras=True) as g:
         model.build()
         declared = declared_weights(model)
@@ -173,23 +169,14 @@ def _counter(g, group, name, default):
     return g.int_attr(group, name, low, high, default)
 
 
-def load_model(path, backend=None):
-    """Rebuild a saved model: architecture, weights, and compiled state when it was saved.
-    A ``.keras`` path reads Keras 3's zip format (io/keras_zip.py). The config is checked against the
-    weights in the file before the model is built."""
-    path = _check_file(path)
-    if str(path).endswith(".keras"):
-        from .keras_zip import load_keras
-        return load_keras(path, backend=backend)
-    from .. import losses, optimizers
-    from ..models.functional import Model
-    from ..models.sequential import Sequential
-
+def load_model(path, make_model, backend=None):
+    """Rebuild a saved model: ``make_model(config, backend)`` makes it from the file's model_config (checked
+    against the weights in the file before it is built), then its weights and, when saved, its compiled
+    state and optimizer state are read into it. models/saving.py is the caller."""
+    path = checked_path(path)
     with _damaged_as_model_file_error(path), _open(path) as g:
         try:
-            config = _json_attr(g, "model_config", path)
-            graph = isinstance(config, dict) and config.get("class_name") == "Functional"
-            model = (Model if graph else Sequential).from_config(config, backend=backend)
+            model = make_model(_json_attr(g, "model_config", path), backend)
             declared = declared_weights(model)
         except (TypeError, ValueError) as exc:
             if isinstance(exc, ModelFileError):

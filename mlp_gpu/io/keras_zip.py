@@ -22,13 +22,18 @@ import logging
 import re
 import zipfile
 
+import h5py
 import numpy as np
 
-from .. import custom_objects
+from .. import custom_objects, initializers, optimizers
+from ..layers.core import Dense, Flatten, Input
+from ..layers.dropout import Dropout
+from ..layers.merging import MERGE_LAYERS, Concatenate
+from ..layers.normalization import BatchNormalization, Normalization
 from .bounded import MAX_ARCHIVE_BYTES, MAX_CONFIG_BYTES, load_json, read_member
 from .declared import declared_weights
 from .files import ModelFileError, atomic_write_bytes, check_save_target
-from .keras import read_keras_weights
+from .keras import read_keras_weights, write_keras3_weights
 from .safe_h5 import COUNTERS, checked_int, open_h5, open_regular
 
 log = logging.getLogger("mlp_gpu")
@@ -138,11 +143,9 @@ def _compile_config(model):
 
 def model_config(model) -> dict:
     """The model as Keras serializes a Sequential (also what TensorBoard's graph plugin draws), or a
-    graph of layers as Keras' Functional (io/keras_functional.py)."""
+    graph of layers as Keras' Functional (the model's own keras_config: models/keras_functional.py)."""
     if getattr(model, "_general", False):
-        from .keras_functional import functional_config
-
-        return functional_config(model)
+        return model.keras_config()
     shape = list(model.input_shape)
     input_name = next((layer.name for layer in model.layers if type(layer).__name__ == "Input"), "input_layer")
     layers = [_serialized("keras.layers", "InputLayer", {"batch_shape": [None, *shape], "dtype": "float32",
@@ -159,16 +162,10 @@ def model_config(model) -> dict:
 
 
 def _weights_image(model) -> bytes:
-    import h5py
-
-    from .keras import write_keras3_weights
-
     buffer = io.BytesIO()
     with h5py.File(buffer, "w") as f:
         if getattr(model, "_general", False):
-            from .keras_functional import write_functional_weights
-
-            write_functional_weights(f, model)
+            model.write_keras_weights(f)
         else:
             write_keras3_weights(f, model)
         if model.optimizer is not None:
@@ -234,8 +231,6 @@ def save_keras(model, path) -> None:
 
 # ---- reading ---------------------------------------------------------------------------------------
 def _input_from_keras(cfg):
-    from ..layers.core import Input
-
     shape = cfg.get("batch_shape") or cfg.get("batch_input_shape")
     if not isinstance(shape, list) or len(shape) < 2:
         raise ValueError(f"InputLayer batch_shape: expected [null, d1, ...], got {shape!r}")
@@ -243,16 +238,12 @@ def _input_from_keras(cfg):
 
 
 def _flatten_from_keras(cfg):
-    from ..layers.core import Flatten
-
     return Flatten(name=cfg.get("name"))
 
 
 def _initializer_name(value):
     if isinstance(value, dict):
         value = _snake(str(value.get("class_name", "")))
-    from .. import initializers
-
     if value not in initializers.INITIALIZERS:  # only fresh weights would use it; the file's are loaded
         log.warning("keras file: initializer %r is not in mlp_gpu; glorot_uniform stands in", value)
         return "glorot_uniform"
@@ -260,8 +251,6 @@ def _initializer_name(value):
 
 
 def _dense_from_keras(cfg):
-    from ..layers.core import Dense
-
     if not cfg.get("use_bias", True):
         raise ValueError(f"Dense {cfg.get('name')!r}: use_bias=False is not supported (mlp_gpu's Dense has a bias)")
     extras = [k for k in ("kernel_regularizer", "bias_regularizer", "activity_regularizer",
@@ -277,14 +266,10 @@ def _dense_from_keras(cfg):
 
 
 def _dropout_from_keras(cfg):
-    from ..layers.dropout import Dropout
-
     return Dropout(cfg.get("rate"), noise_shape=cfg.get("noise_shape"), seed=cfg.get("seed"), name=cfg.get("name"))
 
 
 def _batch_normalization_from_keras(cfg):
-    from ..layers.normalization import BatchNormalization
-
     inits = {k: _initializer_name(cfg[k]) for k in ("beta_initializer", "gamma_initializer",
                                                     "moving_mean_initializer", "moving_variance_initializer")
              if k in cfg}
@@ -299,26 +284,31 @@ def _batch_normalization_from_keras(cfg):
 
 
 def _normalization_from_keras(cfg):
-    from ..layers.normalization import Normalization
-
     return Normalization(axis=cfg.get("axis", -1), mean=cfg.get("mean"), variance=cfg.get("variance"),
                          invert=cfg.get("invert", False), name=cfg.get("name"))
 
 
+def _merge_config(layer, base):
+    return type(layer).__name__, ({**base, "axis": layer.axis} if isinstance(layer, Concatenate) else base)
+
+
+def _merge_from_keras(cls):
+    def make(cfg):
+        return cls(axis=cfg.get("axis", -1), name=cfg.get("name")) if cls is Concatenate else cls(name=cfg.get("name"))
+    return make
+
+
+TO_KERAS.update({name: _merge_config for name in MERGE_LAYERS})  # merge layers: graphs only
 FROM_KERAS = {"InputLayer": _input_from_keras, "Flatten": _flatten_from_keras, "Dense": _dense_from_keras,
               "Dropout": _dropout_from_keras, "BatchNormalization": _batch_normalization_from_keras,
-              "Normalization": _normalization_from_keras}
+              "Normalization": _normalization_from_keras,
+              **{name: _merge_from_keras(cls) for name, cls in MERGE_LAYERS.items()}}
 
 
-def _model_from_config(config, backend):
-    from ..models.sequential import Sequential
-
-    if isinstance(config, dict) and config.get("class_name") == "Functional":
-        from .keras_functional import functional_from_config
-
-        return functional_from_config(config, backend)
+def layers_from_keras(config) -> tuple[list, str | None]:
+    """(layers, name) of a Keras Sequential config; models/saving.py makes the model of them."""
     if not isinstance(config, dict) or config.get("class_name") != "Sequential":
-        raise ValueError(f"expected a Keras Sequential model, got class {config.get('class_name')!r}"
+        raise ValueError(f"expected a Keras Sequential or Functional model, got class {config.get('class_name')!r}"
                          if isinstance(config, dict) else "config.json is not a JSON object")
     layers = []
     for entry in config.get("config", {}).get("layers", []):
@@ -328,10 +318,8 @@ def _model_from_config(config, backend):
         layers.append(FROM_KERAS[kind](entry.get("config", {})))
     build_shape = config.get("config", {}).get("build_input_shape")
     if layers and type(layers[0]).__name__ != "Input" and isinstance(build_shape, list):
-        from ..layers.core import Input
-
         layers.insert(0, Input(build_shape[1:]))
-    return Sequential(layers, name=config.get("config", {}).get("name"), backend=backend)
+    return layers, config.get("config", {}).get("name")
 
 
 def _named(value):
@@ -340,8 +328,6 @@ def _named(value):
 
 
 def _compile_from_keras(model, cfg):
-    from .. import optimizers
-
     opt = cfg.get("optimizer") or "sgd"
     name = (opt if isinstance(opt, str) else str(opt.get("class_name", ""))).lower()
     if name not in OPTIMIZERS:
@@ -373,14 +359,14 @@ def _metric(metric):
 MAX_WEIGHTS_BYTES = 8 << 30  # model.weights.h5 is read into memory: refuse a member past 8 GiB
 
 
-def load_keras(path, backend=None, compile=True):
+def load_keras(path, make_model, backend=None, compile=True):
     """A Sequential from a Keras 3 ``.keras`` file: architecture, weights and (if ``compile``) loss,
     metrics and optimizer settings. Anything outside what both libraries share is a ModelFileError.
     The config is checked against the weights in model.weights.h5 before the model is built."""
     config, weights = _read_archive(path)
     with _unreadable_weights(path), open_h5(weights, f"{path}:{WEIGHTS}", what=f"an HDF5 {WEIGHTS}") as g:
         try:
-            model = _model_from_config(config, backend)
+            model = make_model(config, backend)
             declared = declared_weights(model)
         except (TypeError, ValueError, AttributeError) as exc:
             raise ModelFileError(f"path: {str(path)!r}: {exc}") from None

@@ -23,6 +23,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import activations
+from .. import __version__
+from ..backend.numpy.layer_ops import NORMALIZATION_EPSILON
+from .files import atomic_write_bytes
 from .onnx_traced import export_program
 
 OPSET = 21  # a current opset that ONNX Runtime (>= 1.18) runs
@@ -128,8 +131,6 @@ def _batch_normalization(layer, graph, x):
 @exporter("Normalization")
 def _normalization(layer, graph, x):
     """(x - mean) / max(sqrt(variance), 1e-7); invert: x * that + mean."""
-    from ..backend.numpy.layer_ops import NORMALIZATION_EPSILON
-
     host = layer.backend.to_host
     std = np.maximum(np.sqrt(host(layer.variance)), NORMALIZATION_EPSILON)
     mean = graph.weight(f"{layer.name}/mean", host(layer.mean))
@@ -215,8 +216,6 @@ def to_onnx(model, input_dtype="float32", opset_version=None):
     import onnx
     from onnx import TensorProto, helper
 
-    from .. import __version__
-
     model._require_built("export")
     if input_dtype not in ("float32", "uint8"):
         raise ValueError(f"input_dtype: expected 'float32' or 'uint8', got {input_dtype!r}")
@@ -243,8 +242,6 @@ def to_onnx(model, input_dtype="float32", opset_version=None):
 
 def export_onnx(model, filepath, input_dtype="float32", opset_version=None, verbose=None):
     """Write ``model`` to ``filepath`` as an ONNX model (see the module docstring)."""
-    from .files import atomic_write_bytes
-
     atomic_write_bytes(filepath, to_onnx(model, input_dtype, opset_version).SerializeToString())
     if verbose or verbose is None:
         print(f"Saved the ONNX model to {filepath} (input 'input', output 'output')")

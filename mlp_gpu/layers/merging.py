@@ -191,3 +191,6 @@ add, subtract, multiply, average, maximum, minimum = map(_helper, (Add, Subtract
 def concatenate(inputs, axis=-1, **kwargs):
     """``concatenate(inputs, axis=-1, **kwargs)`` is ``Concatenate(axis, **kwargs)(inputs)``."""
     return Concatenate(axis=axis, **kwargs)(inputs)
+
+
+MERGE_LAYERS = {cls.__name__: cls for cls in (Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate)}

@@ -1,7 +1,7 @@
 """``keras.models``: ``Sequential``, ``Model``, ``load_model`` and ``clone_model``."""
-from ..io import load_model
 from .cloning import clone_model
 from .functional import Model
+from .saving import load_model
 from .sequential import Sequential
 
 __all__ = ["Sequential", "Model", "load_model", "clone_model"]

@@ -18,7 +18,7 @@ from .. import losses as losses_mod, metrics as metrics_mod, optimizers
 from ..backend.base import ACC, ACC_SIZE
 from ..layers.core import Input
 from ..layers.node import symbolic
-from . import graph as graph_mod, graph_config, packing
+from . import graph as graph_mod, graph_config, keras_functional, packing
 from .sequential import Sequential
 
 _LOSS = ACC["loss_sum"]
@@ -387,7 +387,15 @@ class Model(Sequential):
         raise TypeError("Model.add: a functional or subclassed model is wired by its layer calls; add() is "
                         "Sequential's")
 
-    # ---- description and files (models/graph_config.py) ---------------------------------------------
+    # ---- description and files (models/graph_config.py, models/keras_functional.py) ------------------
+    def keras_config(self) -> dict:
+        """A graph as Keras 3's Functional config (.keras files, TensorBoard's graph)."""
+        return keras_functional.functional_config(self)
+
+    def write_keras_weights(self, f) -> None:
+        """A graph's weights in Keras 3's functional layout of model.weights.h5."""
+        keras_functional.write_functional_weights(f, self)
+
     def get_config(self) -> dict:
         """A chain: Sequential's config. A graph: each layer's config with its calls in this model, and
         the input and output [layer, call] pairs."""

@@ -14,6 +14,9 @@ from ..backend.base import ACC, ACC_SIZE
 from ..training.eager import host_loss, host_metric, trace_or_eager
 from ..layers.core import Dense, Input
 from ..layers.base import Layer, layer_from_config, write_weights
+from ..io import load_weights, save_model, save_weights
+from ..io.onnx import export_model
+from ..training.fit import EVAL_BATCH, evaluate, fit, predict
 from ..utils import draw_seed
 from .workspace import Workspace
 
@@ -455,7 +458,6 @@ class Sequential:
         (by default it goes on, as in Keras, and the History records nan). ``distribute``: data-parallel
         training over several processes (see ``mlp_gpu.distributed``; default: as the program was started).
         Keras' per-sample and per-class weights, step limits and validation frequency are refused by name."""
-        from ..training.fit import EVAL_BATCH, fit
         unsupported = dict(class_weight=class_weight, sample_weight=sample_weight, steps_per_epoch=steps_per_epoch,
                            validation_steps=validation_steps, validation_batch_size=validation_batch_size)
         for arg, value in unsupported.items():
@@ -472,12 +474,10 @@ class Sequential:
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose=0, return_dict=False):
         """``[loss, *metrics]`` over (x, y) in compile's order (the loss alone without metrics), or a dict."""
-        from ..training.fit import EVAL_BATCH, evaluate
         return evaluate(self, x, y, EVAL_BATCH if batch_size is None else batch_size, verbose, return_dict)
 
     def predict(self, x, batch_size=None, verbose=0):
         """The last layer's outputs for x as a host array (rows, units)."""
-        from ..training.fit import EVAL_BATCH, predict
         return predict(self, x, EVAL_BATCH if batch_size is None else batch_size, verbose)
 
     def __call__(self, x, training=False):
@@ -488,22 +488,18 @@ class Sequential:
         return self.predict(x, verbose=0)
 
     def save(self, path) -> None:
-        from ..io import save_model
         save_model(self, path)
 
     def export(self, filepath, format="onnx", verbose=None, input_signature=None, **kwargs) -> None:
         """Keras' ``export``; only ``format="onnx"`` (see mlp_gpu/io/onnx.py). kwargs: ``opset_version``,
         ``input_dtype`` ("float32", or "uint8" to take raw pixels scaled by 1/255 in the graph)."""
-        from ..io.onnx import export_model
 
         export_model(self, filepath, format, verbose, input_signature, **kwargs)
 
     def save_weights(self, path) -> None:
-        from ..io import save_weights
         save_weights(self, path)
 
     def load_weights(self, path) -> None:
-        from ..io import load_weights
         load_weights(self, path)
 
 

@@ -13,21 +13,11 @@ import types
 
 import numpy as np
 
+from ..io import keras_zip
 from ..layers.core import Input
-from ..layers.merging import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
-from ..models import graph_config
-from ..models.functional import Model
-from . import keras_zip
+from . import graph_config
 
 MODULE = "keras.src.models.functional"
-MERGES = {cls.__name__: cls for cls in (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract)}
-
-
-def _merge_config(layer, base):
-    return type(layer).__name__, ({**base, "axis": layer.axis} if isinstance(layer, Concatenate) else base)
-
-
-keras_zip.TO_KERAS.update(dict.fromkeys(MERGES, _merge_config))  # merge layers have a Keras form too
 
 
 def _tensor(model_layers, ref):
@@ -99,16 +89,12 @@ def _arg_refs(arg):
 
 def _layer_from_keras(entry):
     kind, cfg = entry.get("class_name"), entry.get("config") or {}
-    if kind in MERGES:
-        cls = MERGES[kind]
-        return cls(axis=cfg.get("axis", -1), name=cfg.get("name")) if cls is Concatenate else cls(name=cfg.get("name"))
     if kind not in keras_zip.FROM_KERAS:
-        raise ValueError(f"layer class {kind!r} is not supported; supported: "
-                         f"{', '.join([*keras_zip.FROM_KERAS, *MERGES])}")
+        raise ValueError(f"layer class {kind!r} is not supported; supported: {', '.join(keras_zip.FROM_KERAS)}")
     return keras_zip.FROM_KERAS[kind](cfg)
 
 
-def functional_from_config(config, backend=None) -> Model:
+def functional_from_config(model_class, config, backend=None):
     """A Model from Keras' Functional config (layers, inbound_nodes, input_layers, output_layers)."""
     cfg = config.get("config") or {}
     layer_entries = cfg.get("layers")
@@ -139,8 +125,8 @@ def functional_from_config(config, backend=None) -> Model:
         refs(cfg.get("output_layers"), "output_layers")
 
     def make(inputs, outputs):
-        return Model(inputs if in_listed else inputs[0], outputs if out_listed else outputs[0],
-                     name=cfg.get("name"), backend=backend)
+        return model_class(inputs if in_listed else inputs[0], outputs if out_listed else outputs[0],
+                           name=cfg.get("name"), backend=backend)
     return graph_config.rebuild(entries, in_refs, out_refs, make)
 
 
