@@ -19,6 +19,15 @@ from .backend.shared_constants import ACTIVATIONS
 from .io.bounded import load_npy
 from .io.onnx import OPSET
 from .io.safe_h5 import checked_int
+from . import (Adam, Dense, Flatten, Input, SGD, Sequential, __version__, available_backends,
+               callbacks, data, distributed, get_backend, load_model)
+from .benchmarks import run_suite
+from .data.hdf5 import open_hdf5, write_hdf5
+from .data.idx import FASHION_CLASSES, find_dataset
+from .data.sources import split_rows
+from .distributed import launcher_variable, spawn_workers
+from .io.files import check_save_target
+from .plots import plot_confusion
 
 log = logging.getLogger("mlp_gpu")
 
@@ -41,11 +50,8 @@ def _hdf5_data(args) -> bool:
 def _load_data(args, need_test=True):
     """((x, y), (x_test, y_test)): IDX arrays from a folder, or h5py datasets (read as they are used) from
     an HDF5 file in the layout ``mlp-gpu convert`` writes; the test pair is None if the file has none."""
-    from . import data
 
     if _hdf5_data(args):
-        from .data.hdf5 import open_hdf5
-
         train = open_hdf5(args.data)
         test = open_hdf5(args.data, "test") if need_test or "test" in train[0].file else None
         return train, test
@@ -87,8 +93,6 @@ def _refuse(message):
 
 
 def _check_output_path(path: Path):
-    from .io.files import check_save_target
-
     try:
         check_save_target(path)
     except (FileNotFoundError, IsADirectoryError) as exc:
@@ -96,8 +100,6 @@ def _check_output_path(path: Path):
 
 
 def _new_model(args, classes, input_shape, backend):
-    from . import SGD, Adam, Dense, Flatten, Input, Sequential
-
     opt = SGD(args.lr, momentum=args.momentum) if args.optimizer == "sgd" else Adam(args.lr)
     layers = [Input(input_shape), Flatten()] + [Dense(u, args.activation) for u in args.hidden] \
         + [Dense(classes, "softmax")]
@@ -107,15 +109,12 @@ def _new_model(args, classes, input_shape, backend):
 
 
 def cmd_train(args):
-    from . import callbacks, data, distributed, get_backend, load_model
-
     out = Path(args.output)
     _check_output_path(out)  # before an hour of training, not after
     chief = distributed.init().is_chief  # under mpiexec: the engine, and each rank's GPU, before any model
     backend = get_backend(args.backend, graph=not args.no_graph, tf32=args.tf32)
     (x_full, y_full), test = _load_data(args, need_test=False)
     if _hdf5_data(args):  # row ranges of the file's datasets: nothing is read before fit streams it
-        from .data.sources import split_rows
 
         (x, y), (x_val, y_val) = split_rows(x_full, y_full, args.validation_size)
     else:
@@ -158,8 +157,6 @@ def cmd_train(args):
 
 
 def cmd_evaluate(args):
-    from . import load_model
-
     model = load_model(args.model, backend=args.backend)
     if model.loss is None:
         raise ValueError(f"{args.model!r} holds weights only; evaluate needs a model saved with its loss")
@@ -168,9 +165,6 @@ def cmd_evaluate(args):
         loss, acc = model.evaluate(x_test, y_test)
     result = {"test_loss": loss, "test_accuracy": acc}
     if args.plot:
-        from .data.idx import FASHION_CLASSES
-        from .plots import plot_confusion
-
         names = FASHION_CLASSES if args.dataset == "fashion-mnist" else [str(k) for k in range(10)]
         pred = model.predict(x_test).argmax(axis=1)
         result["plot"] = str(plot_confusion(y_test, pred, names, args.plot))
@@ -180,8 +174,6 @@ def cmd_evaluate(args):
 
 
 def cmd_predict(args):
-    from . import data, load_model
-
     model = load_model(args.model, backend=args.backend)
     if args.input:
         x, y = load_npy(args.input), None
@@ -212,8 +204,6 @@ def cmd_predict(args):
 
 
 def cmd_export(args):
-    from . import load_model
-
     model = load_model(args.model, backend="numpy")  # export reads the weights on the host
     if _export_suffix(args.output) == ".keras":
         model.save(args.output)
@@ -234,9 +224,6 @@ def _export_suffix(output) -> str:
 
 
 def cmd_convert(args):
-    from .data.idx import find_dataset
-    from .data.hdf5 import write_hdf5
-
     (x, y), test = _load_data(args)
     source = find_dataset(args.dataset, args.data)["train_images"].parent
     write_hdf5(args.output, x, y, test=test, attrs={"dataset": args.dataset, "classes": int(y.max()) + 1,
@@ -248,7 +235,6 @@ def cmd_convert(args):
 def cmd_info(args):
     import h5py
 
-    from . import __version__, available_backends, get_backend
 
     print(f"mlp_gpu {__version__}; python {platform.python_version()}; numpy {np.__version__}; "
           f"h5py {h5py.__version__}")
@@ -259,8 +245,6 @@ def cmd_info(args):
 
 
 def cmd_bench(args):
-    from .benchmarks import run_suite
-
     result = run_suite(args.matrix, repeats=args.repeats, out=args.out, plot=not args.no_plot,
                        parallel=args.parallel)
     if args.json:
@@ -417,8 +401,6 @@ def _without_workers(argv):
 
 
 def _configure_logging(level_name):
-    from .distributed import launcher_variable
-
     level = logging.getLevelName(level_name.upper())
     variable = launcher_variable()
     rank = os.environ.get(variable) if variable else None
@@ -488,8 +470,6 @@ def main(argv=None) -> int:
     try:
         check_extras(args)
         if getattr(args, "workers", 1) > 1:
-            from .distributed import spawn_workers
-
             warning = warn_workers(args.workers, args.batch_size)
             if warning:
                 log.warning(warning)
@@ -507,7 +487,6 @@ def main(argv=None) -> int:
 
 def _end_all_ranks(message):
     """With several ranks, a rank that returned would leave the others waiting: end them all."""
-    from . import distributed
 
     comm = distributed.current()
     if comm is not None and comm.size > 1:

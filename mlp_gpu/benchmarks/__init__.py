@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 from .._checks import check_int
 from ..backend.numpy import threads as cpu_threads
@@ -22,25 +21,12 @@ from . import report
 from .load import busy_competitors
 from .runners import RUNNERS, Skip
 from .workloads import MATRICES, Matrix, Workload, on_gpu
+from ..backend import available_backends
+from .dist import run_dist
+from .rows import run_rows
+from .workloads import load_data  # noqa: F401 -- the suite's data, for the GPU scripts
 
 
-def load_data():
-    """Fashion-MNIST as uint8 rows (55,000 training, 5,000 validation, 10,000 test); synthetic if absent."""
-    from ..data.idx import load_fashion_mnist
-    from ..data.sources import split_validation
-
-    try:
-        (x_full, y_full), (x_test, y_test) = load_fashion_mnist()
-        source = "fashion-mnist"
-    except FileNotFoundError:
-        rng = np.random.default_rng(0)
-        x_full, y_full = rng.integers(0, 256, (60000, 784), dtype=np.uint8), rng.integers(0, 10, 60000)
-        x_test, y_test = x_full[:10000], y_full[:10000]
-        source = "synthetic (Fashion-MNIST not found: accuracies are meaningless)"
-    (x, y), (x_val, y_val) = split_validation(x_full.reshape(-1, 784), y_full)
-    return source, {"x": np.ascontiguousarray(x), "y": y.astype(np.int32),
-                    "x_val": x_val, "y_val": y_val.astype(np.int32),
-                    "x_test": x_test.reshape(-1, 784), "y_test": y_test.astype(np.int32)}
 
 
 def _subset(data, rows):
@@ -182,16 +168,13 @@ def _run_parallel(spec, repeats, peaks, log):
 def run_suite(matrix="auto", repeats=5, out=None, plot=True, log=print, parallel=False) -> dict:
     """Run a matrix ("cpu", "gpu", "smoke", "toolbox", "dist", "rows" or "auto": gpu where CuPy has a device); write
     results to ``out``. ``parallel``: each cell in its own process, all at once, instead of interleaved epochs."""
-    from ..backend import available_backends
 
     if matrix == "auto":
         matrix = "gpu" if available_backends()["cupy"] is None else "cpu"
     if matrix == "dist":  # several processes: its own runner
-        from .dist import run_dist
 
         return run_dist(repeats, out, log)
     if matrix == "rows":  # a process per cell, data on disk: its own runner; repeats = rounds
-        from .rows import run_rows
 
         return run_rows(rounds=check_int(repeats, "repeats", 1), out=out, log=log)
     if matrix not in MATRICES:

@@ -22,6 +22,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from .workloads import load_data
+from .. import Callback, Dense, Input, SGD, Sequential, distributed
+from ..distributed.launch import find_mpiexec
+from .report import describe_machine
 
 BATCHES = (32, 1024, 4096)
 ROWS = 16384
@@ -33,8 +37,6 @@ def _configs(cores):
 
 
 def _job(ranks, threads, batch, rows, epochs, timeout):
-    from ..distributed.launch import find_mpiexec
-
     cmd = [sys.executable, "-m", "mlp_gpu.benchmarks.dist", "--worker", "--batch", str(batch), "--rows", str(rows),
            "--epochs", str(epochs)]
     if ranks > 1:
@@ -62,7 +64,6 @@ def _cell(name, ranks, threads, runs):
 
 def run_dist(repeats=3, out=None, log=print, rows=ROWS) -> dict:
     """``repeats`` rounds; each round runs every (batch, configuration) job once, so drift hits all alike."""
-    from .report import describe_machine
 
     cores = os.cpu_count() or 1
     started = time.time()
@@ -127,9 +128,6 @@ def markdown(r) -> str:
 
 def worker(batch, rows, epochs) -> dict:
     """One rank: train the reference net; rank 0 returns its timings."""
-    from .. import SGD, Callback, Dense, Input, Sequential, distributed
-    from . import load_data
-
     comm = distributed.init()
     _, data = load_data()
     x, y = data["x"][:rows], data["y"][:rows]

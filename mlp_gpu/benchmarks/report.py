@@ -12,6 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from ..backend.numpy import threads as cpu_threads
+from .. import __version__
+from ..backend import available_backends, get_backend
+from ..plots import _pyplot
 
 
 def rss_mb() -> float | None:
@@ -46,9 +49,6 @@ def _version(module):
 
 
 def describe_machine() -> dict:
-    from .. import __version__
-    from ..backend import available_backends, get_backend
-
     info = {"cpu": _cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
             "python": platform.python_version(), "mlp_gpu": __version__, "numpy": np.__version__,
             "torch": _version("torch"), "jax": _version("jax"), "h5py": _version("h5py"),
@@ -77,8 +77,6 @@ def measure_peaks(gpu: bool) -> dict:
     a = np.random.default_rng(0).random((n, n), dtype=np.float32)
     peaks = {"cpu_sgemm_gflops": 2 * n ** 3 / _median_time(lambda: a @ a) / 1e9, "gpu_sgemm_gflops": None}
     if gpu:
-        from ..backend import get_backend
-
         be = get_backend("cupy", graph=False)
         m = 8192
         g = be.xp.random.random((m, m), dtype=np.float32)
@@ -221,8 +219,6 @@ def markdown(r) -> str:
 
 def plot_results(r, path) -> Path | None:
     try:
-        from ..plots import _pyplot
-
         plt = _pyplot()
     except ImportError:
         return None

@@ -31,6 +31,10 @@ from pathlib import Path
 import numpy as np
 
 from ..callbacks.base import Callback
+from .. import Dense, Input, SGD, Sequential, get_backend
+from ..data.placement import StreamedData
+from ..data.sources import ChunkedSource
+from .report import describe_machine
 
 ROW_COUNTS = (55_000, 1_000_000, 10_000_000)
 FEATURES, CLASSES, BATCH = 784, 10, 32
@@ -84,10 +88,6 @@ class StepClock(Callback):
 
 def run_cell(folder, rows, mode, backend_name, warmup, steps) -> dict:
     """One cell, in this process: train from the memmaps; return timings and memory."""
-    from .. import SGD, Dense, Input, Sequential, get_backend
-    from ..data.sources import ChunkedSource
-    from ..data.placement import StreamedData
-
     px, py = write_rows(Path(folder), rows)
     x, y = np.load(px, mmap_mode="r"), np.load(py, mmap_mode="r")
     be = get_backend(backend_name)
@@ -124,7 +124,6 @@ def _peak_rss_mb() -> float:
 
 def _resident_allowed(rows, backend_name, cap_gb=None) -> str | None:
     """None if a resident cell should run at this size, else why not."""
-    from ..backend import get_backend
 
     nbytes = rows * (FEATURES + 4)
     cap = float(cap_gb if cap_gb is not None else os.environ.get("MLP_GPU_BENCH_RESIDENT_GB", "2")) * 1e9
@@ -141,7 +140,6 @@ def run_rows(row_counts=ROW_COUNTS, backend="numpy", out=None, scratch=None, res
     alternating order (a drift of this shared machine's speed falls on both); median samples/s, largest
     peak RSS, and the median over rounds of each round's streamed / resident ratio. Writes
     bench-rows[-<backend>].json/.md to ``out``; deletes the data."""
-    from .report import describe_machine
 
     folder = Path(tempfile.mkdtemp(prefix="mlp_gpu_rows_", dir=scratch))
     warmup, steps = STEPS.get(backend, STEPS["numpy"])

@@ -13,6 +13,8 @@ import time
 import numpy as np
 
 from . import handwritten
+from .. import BatchNormalization, Callback, Dense, Dropout, Input, SGD, Sequential, get_backend, optimizers
+from ..backend import available_backends
 
 LR = 0.01
 
@@ -25,16 +27,11 @@ class MlpGpuSession:
     """Our Sequential on a backend; each epoch is one ``fit`` call continuing from the last."""
 
     def __init__(self, workload, data, backend_name, options):
-        from .. import SGD, Callback, Dense, Input, Sequential, get_backend
-        from ..backend import available_backends
-
         if backend_name == "cupy" and available_backends()["cupy"] is not None:
             raise Skip(available_backends()["cupy"])
         self.backend = backend = get_backend(backend_name, **options)
         sizes = workload.sizes
         if workload.net == "toolbox":
-            from .. import BatchNormalization, Dropout, optimizers
-
             hidden = [layer for u in sizes[1:-1] for layer in (Dense(u, "relu"), BatchNormalization(), Dropout(0.2))]
             optimizer = optimizers.Nadam()
         else:

@@ -3,6 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from ..data.idx import load_fashion_mnist
+from ..data.sources import split_validation
+
 REFERENCE = (784, 300, 100, 10)
 WIDE = (784, 4096, 4096, 10)
 
@@ -93,3 +98,19 @@ def toolbox_matrix() -> Matrix:
 
 
 MATRICES = {"cpu": cpu_matrix, "gpu": gpu_matrix, "smoke": smoke_matrix, "toolbox": toolbox_matrix}
+
+
+def load_data():
+    """Fashion-MNIST as uint8 rows (55,000 training, 5,000 validation, 10,000 test); synthetic if absent."""
+    try:
+        (x_full, y_full), (x_test, y_test) = load_fashion_mnist()
+        source = "fashion-mnist"
+    except FileNotFoundError:
+        rng = np.random.default_rng(0)
+        x_full, y_full = rng.integers(0, 256, (60000, 784), dtype=np.uint8), rng.integers(0, 10, 60000)
+        x_test, y_test = x_full[:10000], y_full[:10000]
+        source = "synthetic (Fashion-MNIST not found: accuracies are meaningless)"
+    (x, y), (x_val, y_val) = split_validation(x_full.reshape(-1, 784), y_full)
+    return source, {"x": np.ascontiguousarray(x), "y": y.astype(np.int32),
+                    "x_val": x_val, "y_val": y_val.astype(np.int32),
+                    "x_test": x_test.reshape(-1, 784), "y_test": y_test.astype(np.int32)}
