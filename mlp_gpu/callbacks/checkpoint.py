@@ -1,10 +1,5 @@
-"""Callbacks with Keras names and hooks, the History they fill, and the progress bar.
-
-Reading device state every step would force a GPU sync, so the trainer calls
-``on_batch_end`` only when some callback overrides it; ``on_progress`` (running
-loss and accuracy) comes a few times a second instead, and costs nothing when
-no callback wants it.
-"""
+"""``ModelCheckpoint``: save the model (or its weights) each epoch or every N batches, only when the
+monitored value improved if asked, never a file holding non-finite weights."""
 from __future__ import annotations
 
 import logging

@@ -1,10 +1,4 @@
-"""Callbacks with Keras names and hooks, the History they fill, and the progress bar.
-
-Reading device state every step would force a GPU sync, so the trainer calls
-``on_batch_end`` only when some callback overrides it; ``on_progress`` (running
-loss and accuracy) comes a few times a second instead, and costs nothing when
-no callback wants it.
-"""
+"""``CSVLogger``: each epoch's logs as a row of a CSV file, Keras' columns and separator."""
 from __future__ import annotations
 
 import csv

@@ -1,10 +1,5 @@
-"""Callbacks with Keras names and hooks, the History they fill, and the progress bar.
-
-Reading device state every step would force a GPU sync, so the trainer calls
-``on_batch_end`` only when some callback overrides it; ``on_progress`` (running
-loss and accuracy) comes a few times a second instead, and costs nothing when
-no callback wants it.
-"""
+"""Callbacks that watch a logged value: ``EarlyStopping`` with Keras' stopping rules, ``TerminateOnNaN``, and
+the one 'did the monitor improve?' rule that EarlyStopping, ModelCheckpoint and ReduceLROnPlateau share."""
 from __future__ import annotations
 
 import logging

@@ -1,10 +1,5 @@
-"""Callbacks with Keras names and hooks, the History they fill, and the progress bar.
-
-Reading device state every step would force a GPU sync, so the trainer calls
-``on_batch_end`` only when some callback overrides it; ``on_progress`` (running
-loss and accuracy) comes a few times a second instead, and costs nothing when
-no callback wants it.
-"""
+"""The progress bar (Keras' verbose=1 / 2): refreshed from ``on_progress``, a few times a second, so the
+host reads the device's running sums only then."""
 from __future__ import annotations
 
 import sys

@@ -1,19 +1,5 @@
-"""Where fit, evaluate and predict read their rows from, and in which order.
-
-Three kinds of source, one protocol (``bind``, ``part_sizes``, ``read``):
-
-- :class:`ArraySource`: arrays in memory, checked once up front (the resident case).
-- :class:`ChunkedSource`: row-addressable arrays that stay on disk, NumPy memmaps and h5py datasets
-  (x and y from one HDF5 file or two); a chunk of rows at a time is read into a buffer the caller owns.
-- :class:`BatchSource`: a Keras ``PyDataset``-like object: ``len(ds)`` (or ``ds.num_batches``) batches,
-  ``ds[i]`` returning ``(x, y)`` (or ``(x,)`` for predict); each batch is one part and one step.
-
-:func:`as_source` picks one for what ``fit`` was given. Pass a source yourself to choose the chunk size
-or to force a placement: ``model.fit(ChunkedSource(x, y, chunk_rows=8192, resident=False))``.
-
-A source is cut into parts (row spans, or the batches of a BatchSource). An epoch visits the parts in a
-permutation and the rows of each part in a permutation, both drawn from (seed, epoch): :func:`epoch_order`.
-"""
+"""Reading row ranges out of arrays that stay on disk: memmaps by pread into a caller's buffer (no page
+cache growth), h5py datasets by slices, and RowRange, a lazy view of rows start..stop of either."""
 from __future__ import annotations
 
 import mmap

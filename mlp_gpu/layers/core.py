@@ -1,4 +1,4 @@
-"""Layers and the protocol every layer follows; a layer holds views into the model's flat buffers."""
+"""The core layers: ``Input`` (and Keras' ``InputLayer``), ``Flatten`` and ``Dense``."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""``keras.models``: ``mlp_gpu.models.Sequential``, ``load_model`` and ``clone_model``."""
+"""``keras.models.clone_model``: a new model of the same layers and wiring, with fresh weights."""
 from .functional import Model
 from .sequential import Sequential
 

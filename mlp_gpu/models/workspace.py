@@ -1,4 +1,5 @@
-"""Sequential: build the network, run its forward and backward passes, describe it."""
+"""A model's per-batch scratch: each layer's output, gradient and buffers for a batch of a given size,
+made once per size so that no step allocates."""
 from __future__ import annotations
 
 

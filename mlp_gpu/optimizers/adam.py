@@ -1,8 +1,4 @@
-"""Optimizers: one update over the model's flat parameter buffer per step.
-
-Hyperparameters live in a small device buffer (see ``backend.base.HYPER``) so a
-captured training step reads a new learning rate without being captured again.
-"""
+"""Keras' Adam: its settings and the backend update op it calls (its kernel in kernels/optimizer.cu)."""
 from __future__ import annotations
 
 
@@ -19,9 +15,10 @@ class Adam(Optimizer):
     def __init__(self, learning_rate=0.001, beta_1: float = 0.9, beta_2: float = 0.999,
                  epsilon: float = 1e-7, **kwargs):
         super().__init__(learning_rate, **kwargs)
-        self.beta_1 = _fraction(beta_1, "Adam(beta_1)")
-        self.beta_2 = _fraction(beta_2, "Adam(beta_2)")
-        self.epsilon = _positive(epsilon, "Adam(epsilon)")
+        cls = type(self).__name__  # Adam, or a subclass sharing its settings (AdamW, Nadam, Adamax)
+        self.beta_1 = _fraction(beta_1, f"{cls}(beta_1)")
+        self.beta_2 = _fraction(beta_2, f"{cls}(beta_2)")
+        self.epsilon = _positive(epsilon, f"{cls}(epsilon)")
         for key in ("beta_1", "beta_2", "epsilon"):
             self._host_hyper[HYPER[key]] = getattr(self, key)
 

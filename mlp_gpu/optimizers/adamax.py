@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend.base import HYPER
-from .base import Optimizer, _fraction, _positive
+from .adam import Adam
 
 
 def adamax_rule(w, g, state, hyper) -> None:
@@ -17,23 +17,11 @@ def adamax_rule(w, g, state, hyper) -> None:
     w -= np.float32(lr) * m / (np.float32(1 - b1 ** (step + 1)) * (u + np.float32(eps)))
 
 
-class Adamax(Optimizer):
-    """Keras Adamax (learning rate 0.001, epsilon 1e-7)."""
+class Adamax(Adam):
+    """Keras Adamax (learning rate 0.001, beta_1 0.9, beta_2 0.999, epsilon 1e-7: Adam's settings, its own rule)."""
 
     name = "adamax"
     slots = 2
 
-    def __init__(self, learning_rate=0.001, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,
-                 **kwargs):
-        super().__init__(learning_rate, **kwargs)
-        self.beta_1 = _fraction(beta_1, "Adamax(beta_1)")
-        self.beta_2 = _fraction(beta_2, "Adamax(beta_2)")
-        self.epsilon = _positive(epsilon, "Adamax(epsilon)")
-        for key in ("beta_1", "beta_2", "epsilon"):
-            self._host_hyper[HYPER[key]] = getattr(self, key)
-
     def apply(self, params, grads):
         self.backend.optimizer_update("adamax_update", adamax_rule, params, grads, self.state, self.hyper)
-
-    def get_config(self):
-        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}

@@ -1,8 +1,4 @@
-"""Optimizers: one update over the model's flat parameter buffer per step.
-
-Hyperparameters live in a small device buffer (see ``backend.base.HYPER``) so a
-captured training step reads a new learning rate without being captured again.
-"""
+"""Keras' SGD: its settings and the backend update op it calls (its kernel in kernels/optimizer.cu)."""
 from __future__ import annotations
 
 

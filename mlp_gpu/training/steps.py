@@ -1,23 +1,6 @@
-"""The fit / evaluate / predict loops.
-
-``fit`` is two parts: ``prepare_fit`` (argument checks, the validation split, the device data sets,
-workspaces and step runner, gathered in a ``FitRun``) and ``run_epochs`` (the epoch loop and its
-callbacks). The loop talks to three objects, the places to extend it:
-
-- ``DeviceData``: a data set resident on the device, the step gathers its batches from it (rows, gather,
-  cursor); ``parts`` yields it once per pass. A ``streaming.StreamedData`` (a data set the backend does
-  not keep resident: a memmap, an h5py dataset, a PyDataset) yields its parts one after another, each
-  with the same ``rows``, ``gather`` and ``cursor``;
-- ``PartRunner``: runs training steps on a part, ``run(part, first, count)``; ``block`` is how many it
-  takes per call;
-- ``FitRun.plan``: the data-parallel plan (``distributed.parallel.FitPlan``): which rows this rank
-  takes, the gradient all-reduce between backward and update, the sums reduced at epoch ends, who
-  prints and writes. With one process (the single engine) every hook is a no-op.
-
-One training step is gather → forward → loss → backward → update → advance, all on preallocated
-buffers; the host reads the running sums (``Sums``) only at the end of an epoch, when the progress
-bar refreshes, or every step when a callback asks for ``on_batch_end``.
-"""
+"""One training step and what it runs on: the device-resident data (DeviceData), the running sums the
+host reads a few times an epoch (Sums), the step itself, and the runner of an epoch's steps over each
+data part (PartRunner), which asks the backend for a runner (a CUDA graph on a GPU)."""
 from __future__ import annotations
 
 import contextlib

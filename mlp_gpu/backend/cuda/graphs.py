@@ -1,9 +1,4 @@
-"""The CUDA backend: CuPy arrays, cuBLAS or our GEMM, our fused kernels, CUDA graphs.
-
-This is the only module that imports CuPy, and it does so lazily: importing
-mlp_gpu neither imports CuPy nor compiles a kernel. Kernels compile on first
-launch (one ``cupy.RawModule`` per file, memoized).
-"""
+"""Replaying captured CUDA graphs: ``GraphRunner`` launches a graph of a block of steps, and counts its nodes."""
 from __future__ import annotations
 
 

@@ -1,9 +1,5 @@
-"""The CUDA backend: CuPy arrays, cuBLAS or our GEMM, our fused kernels, CUDA graphs.
-
-This is the only module that imports CuPy, and it does so lazily: importing
-mlp_gpu neither imports CuPy nor compiles a kernel. Kernels compile on first
-launch (one ``cupy.RawModule`` per file, memoized).
-"""
+"""Pinned host buffers for streamed data: a chunk is filled on the host while the previous one is in use,
+and copied on a side stream overlapped with compute."""
 from __future__ import annotations
 
 
