@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .backend.shared_constants import ACTIVATIONS
 from .io.bounded import load_npy
 from .io.onnx import OPSET
 from .io.safe_h5 import checked_int
+from . import activations
 from . import (Adam, Dense, Flatten, Input, SGD, Sequential, __version__, available_backends,
                callbacks, data, distributed, get_backend, load_model)
 from .benchmarks import run_suite
@@ -312,7 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=30, help="epochs to train")
     t.add_argument("--batch-size", type=int, default=32, help="rows per step (over all ranks with --workers)")
     t.add_argument("--hidden", type=int, nargs="+", default=[300, 100], help="hidden layer widths")
-    t.add_argument("--activation", default="relu", choices=ACTIVATIONS, help="the hidden layers' activation")
+    t.add_argument("--activation", default="relu", choices=tuple(activations.ACTIVATIONS),
+                   help="the hidden layers' activation")
     t.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"], help="the optimizer")
     t.add_argument("--lr", type=float, default=0.01, help="learning rate")
     t.add_argument("--momentum", type=float, default=0.0, help="SGD momentum")

@@ -5,7 +5,6 @@ import numpy as np
 
 from .. import activations, initializers, regularizers
 from .._checks import check_int
-from ..backend.base import ACTIVATIONS
 from ..tracing import describe, function_name, trace_map
 from ..utils import get_custom_object
 from .node import Node
@@ -62,12 +61,13 @@ class Flatten(Layer):
 def traced_activation(activation):
     """The Python function of a custom activation (given, or named by a file and found in load_model's
     custom_objects), else None for a built-in name."""
-    if isinstance(activation, str) and activation not in ACTIVATIONS:
-        if get_custom_object(activation) is None:
-            raise ValueError(f"activation: expected one of {list(ACTIVATIONS)} or None, got {activation!r} (a custom "
-                             f"activation named in a model file needs load_model(path, custom_objects="
-                             f"{{{activation!r}: fn}}); a file never holds its code)")
-        return get_custom_object(activation)
+    if isinstance(activation, str) and activation not in activations.ACTIVATIONS:
+        custom = get_custom_object(activation)
+        if custom is None:
+            raise ValueError(f"activation: expected one of {list(activations.ACTIVATIONS)} or None, got "
+                             f"{activation!r} (a custom activation named in a model file needs load_model(path, "
+                             f"custom_objects={{{activation!r}: fn}}); a file never holds its code)")
+        return custom
     if callable(activation) and not isinstance(activation, (str, activations.Activation)):  # entries are callable
         return activation
     return None
