@@ -1,74 +1,16 @@
-"""Callbacks with Keras names and hooks, the History they fill, and the progress bar.
-
-Reading device state every step would force a GPU sync, so the trainer calls
-``on_batch_end`` only when some callback overrides it; ``on_progress`` (running
-loss and accuracy) comes a few times a second instead, and costs nothing when
-no callback wants it.
-"""
+"""The History fit returns, the CallbackList that calls every callback's hooks in order, and
+LambdaCallback; the hooks themselves are in callback.py."""
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
 from ..plots import plot_history
+from .callback import Callback, _check_callback
+from .progress import ProgbarLogger, ProgressBar
 
 
 log = logging.getLogger("mlp_gpu")
-
-
-class Callback:
-    wants_progress = False
-    chief_only = False  # True: prints or writes files, so a distributed fit runs it on rank 0 alone
-
-    def set_model(self, model):
-        self.model = model
-
-    def set_params(self, params: dict):
-        self.params = params
-
-    def on_train_begin(self, logs=None): ...
-    def on_train_end(self, logs=None): ...
-    def on_epoch_begin(self, epoch, logs=None): ...
-    def on_epoch_end(self, epoch, logs=None): ...
-    def on_progress(self, step, logs): ...
-    def on_batch_begin(self, batch, logs=None): ...
-    def on_batch_end(self, batch, logs=None): ...
-    def on_test_begin(self, logs=None): ...
-    def on_test_end(self, logs=None): ...
-
-    # Keras 3's names; as in Keras, the train-batch hooks call the older on_batch_* by default.
-    def on_train_batch_begin(self, batch, logs=None):
-        self.on_batch_begin(batch, logs=logs)
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.on_batch_end(batch, logs=logs)
-
-    def _overrides(self, *hooks) -> bool:
-        return any(getattr(type(self), h) is not getattr(Callback, h) for h in hooks)
-
-    @property
-    def wants_batch_begin(self) -> bool:
-        return self._overrides("on_batch_begin", "on_train_batch_begin")
-
-    @property
-    def wants_batch_end(self) -> bool:
-        return self._overrides("on_batch_end", "on_train_batch_end")
-
-
-# Keras hooks fit never calls here: validation and predict run on the device without per-batch host
-# reads. A callback that overrides one is refused rather than silently never called.
-UNCALLED_HOOKS = ("on_test_batch_begin", "on_test_batch_end", "on_predict_begin", "on_predict_end",
-                  "on_predict_batch_begin", "on_predict_batch_end")
-
-
-def _check_callback(cb):
-    if not isinstance(cb, Callback):
-        raise TypeError(f"callbacks: expected mlp_gpu Callback objects, got {type(cb).__name__}")
-    for hook in UNCALLED_HOOKS:
-        if hasattr(type(cb), hook) and getattr(type(cb), hook) is not getattr(Callback, hook, None):
-            raise ValueError(f"callbacks: {type(cb).__name__}.{hook} would never be called: mlp_gpu's fit "
-                             "calls on_(train_)batch_begin/end, on_epoch_*, on_train_* and on_test_begin/end "
-                             f"(once per validation pass), not {hook}")
 
 
 class History(Callback):
@@ -88,11 +30,25 @@ class History(Callback):
         return plot_history(self, path)
 
 
-class CallbackList:
-    """Calls each hook on every callback, in order: the user's, then History (then the progress bar)."""
+class CallbackList(Callback):
+    """Calls each hook on every callback, in order: the user's, then History, then the progress bar.
 
-    def __init__(self, callbacks, model, history):
-        if isinstance(callbacks, Callback):  # Keras accepts a single callback too
+    Keras' signature: ``add_history`` / ``add_progbar`` append a History / ProgbarLogger unless one is
+    among ``callbacks`` already; ``params`` go to every callback's ``set_params``. A single Callback is
+    taken as a list of one, as in Keras.
+    """
+
+    def __init__(self, callbacks=None, add_history=False, add_progbar=False, model=None, **params):
+        super().__init__()
+        history = None
+        if isinstance(add_progbar, History) and not isinstance(add_history, bool):
+            # fit's older positional form CallbackList(callbacks, model, history), until training/fit.py
+            # passes Keras' keywords
+            model, history, add_history, add_progbar = add_history, add_progbar, False, False
+        for arg, value in (("add_history", add_history), ("add_progbar", add_progbar)):
+            if not isinstance(value, bool):
+                raise TypeError(f"CallbackList({arg}): expected True or False, got {type(value).__name__}")
+        if isinstance(callbacks, Callback):
             callbacks = [callbacks]
         elif callbacks is not None and not isinstance(callbacks, (list, tuple)):
             raise TypeError(f"callbacks: expected a list of Callback objects, got {type(callbacks).__name__}")
@@ -100,12 +56,34 @@ class CallbackList:
         for cb in callbacks:
             _check_callback(cb)
         # History after the user's callbacks, as in Keras: keys they add to the logs (learning_rate) are kept.
-        self.callbacks = callbacks + [history]
+        self.callbacks = callbacks
+        if history is not None:
+            self.callbacks.append(history)
+        self.history = next((cb for cb in self.callbacks if isinstance(cb, History)), None)
+        if self.history is None and add_history:
+            self.history = History()
+            self.callbacks.append(self.history)
+        if add_progbar and not any(isinstance(cb, ProgressBar) for cb in self.callbacks):
+            self.callbacks.append(ProgbarLogger())
+        self._batch_begin = self._batch_end = None
+        self.set_model(model)
+        if params:
+            self.set_params(params)
+
+    def set_model(self, model):
         self.model = model
+        if model is None:
+            return
+        if self.history is not None:
+            model.history = self.history
         for cb in self.callbacks:
             cb.set_model(model)
 
     def append(self, cb):
+        """Add a callback at the end; a second progress bar (fit's, after a user's ProgbarLogger) is dropped."""
+        if isinstance(cb, ProgressBar) and any(isinstance(other, ProgressBar) for other in self.callbacks):
+            return
+        _check_callback(cb)
         cb.set_model(self.model)
         self.callbacks.append(cb)
 
@@ -121,43 +99,53 @@ class CallbackList:
     def wants_batch_end(self):
         return any(cb.wants_batch_end for cb in self.callbacks)
 
-    def on_batch_begin(self, batch):
-        for cb in self._batch_begin:
-            cb.on_train_batch_begin(batch, {})
-
-    def on_batch_end(self, batch, logs):
-        for cb in self._batch_end:
-            cb.on_train_batch_end(batch, logs)
-
-    def on_test_begin(self):
-        for cb in self.callbacks:
-            cb.on_test_begin({})
-
-    def on_test_end(self, logs):
-        for cb in self.callbacks:
-            cb.on_test_end(logs)
-
     def set_params(self, params):
+        self.params = params
         for cb in self.callbacks:
             cb.set_params(params)
         # who takes the per-batch hooks is fixed by now: not asked again every step
         self._batch_begin = [cb for cb in self.callbacks if cb.wants_batch_begin]
         self._batch_end = [cb for cb in self.callbacks if cb.wants_batch_end]
 
+    def _takers(self, which):
+        takers = self._batch_begin if which == "begin" else self._batch_end
+        if takers is None:  # no set_params yet: ask now
+            return [cb for cb in self.callbacks if getattr(cb, f"wants_batch_{which}")]
+        return takers
+
     # Every hook gets a logs dict, as in Keras: a user's hook may take ``logs`` without a default.
-    def on_train_begin(self):
+    def on_batch_begin(self, batch, logs=None):
+        for cb in self._takers("begin"):
+            cb.on_train_batch_begin(batch, dict(logs or {}))
+
+    def on_batch_end(self, batch, logs=None):
+        for cb in self._takers("end"):
+            cb.on_train_batch_end(batch, logs if logs is not None else {})
+
+    on_train_batch_begin, on_train_batch_end = on_batch_begin, on_batch_end
+
+    def on_test_begin(self, logs=None):
         for cb in self.callbacks:
-            cb.on_train_begin({})
+            cb.on_test_begin(dict(logs or {}))
+
+    def on_test_end(self, logs=None):
+        for cb in self.callbacks:
+            cb.on_test_end(logs if logs is not None else {})
+
+    def on_train_begin(self, logs=None):
+        for cb in self.callbacks:
+            cb.on_train_begin(dict(logs or {}))
 
     def on_train_end(self, logs=None):
         for cb in self.callbacks:
             cb.on_train_end(dict(logs or {}))
 
-    def on_epoch_begin(self, epoch):
+    def on_epoch_begin(self, epoch, logs=None):
         for cb in self.callbacks:
-            cb.on_epoch_begin(epoch, {})
+            cb.on_epoch_begin(epoch, dict(logs or {}))
 
-    def on_epoch_end(self, epoch, logs):
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}  # one dict for all: a key a callback adds reaches History
         for cb in self.callbacks:
             cb.on_epoch_end(epoch, logs)
 
@@ -165,6 +153,9 @@ class CallbackList:
         for cb in self.callbacks:
             if cb.wants_progress:
                 cb.on_progress(step, logs)
+
+    def __iter__(self):
+        return iter(self.callbacks)
 
 
 class LambdaCallback(Callback):

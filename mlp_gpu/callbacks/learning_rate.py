@@ -31,6 +31,7 @@ class LearningRateScheduler(Callback):
     ``schedule(epoch)`` as Keras also accepts (the book's ``exponential_decay_fn(epoch)``)."""
 
     def __init__(self, schedule, verbose=0):
+        super().__init__()
         if not callable(schedule):
             raise TypeError(f"LearningRateScheduler(schedule): expected a callable, got {type(schedule).__name__}")
         self.schedule, self.verbose = schedule, verbose
@@ -54,13 +55,17 @@ class ReduceLROnPlateau(Callback):
     One host write of the rate per reduction: a captured graph reads it from the device."""
 
     def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto", min_delta=1e-4,
-                 cooldown=0, min_lr=0.0):
+                 cooldown=0, min_lr=0.0, **kwargs):
+        super().__init__()
+        if kwargs:  # Keras takes and ignores any; a misspelt argument is an error here
+            raise TypeError(f"ReduceLROnPlateau: unexpected arguments {sorted(kwargs)}; it takes monitor, factor, "
+                            "patience, verbose, mode, min_delta, cooldown and min_lr")
         self.factor = check_number(factor, "ReduceLROnPlateau(factor)", 0, 1, high_open=True)
         self.patience = check_int(patience, "ReduceLROnPlateau(patience)", 0)
         self.cooldown = check_int(cooldown, "ReduceLROnPlateau(cooldown)", 0)
         self.monitor, self.verbose = monitor, verbose
         self.min_delta = abs(check_number(min_delta, "ReduceLROnPlateau(min_delta)"))
-        self.min_lr = float(min_lr)
+        self.min_lr = check_number(min_lr, "ReduceLROnPlateau(min_lr)", 0)
         self.sign = _monitor_mode(monitor, mode, "ReduceLROnPlateau")
 
     def on_train_begin(self, logs=None):

@@ -94,16 +94,28 @@ def _monitor_mode(monitor, mode, who):
 
 
 class TerminateOnNaN(Callback):
-    """Stop training quietly when the loss becomes NaN or infinite (without it, fit raises
-    TrainingDiverged). Checked at each progress refresh and epoch end, not per step: that would
-    sync the GPU every step.
+    """Stop training when the loss becomes NaN or infinite: quietly (``model.stop_training``, the other
+    callbacks' ``on_train_end`` still run; without this callback ``fit(on_nan="raise")`` raises
+    TrainingDiverged) or, with ``raise_error=True``, by raising RuntimeError at once, as Keras does.
+    Checked at each progress refresh and epoch end, not per step: that would sync the GPU every step.
     """
 
     wants_progress = True
 
+    def __init__(self, raise_error: bool = False):
+        super().__init__()
+        if not isinstance(raise_error, bool):
+            raise TypeError(f"TerminateOnNaN(raise_error): expected True or False, got {raise_error!r}")
+        self.raise_error = raise_error
+        self.epoch = 0
+        self.stopped = None
+
     def _check(self, logs, where):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(loss):
+            if self.raise_error:
+                raise RuntimeError(f"NaN or Inf loss encountered {where}. Loss value: {loss}. "
+                                   "Terminating training immediately.")
             log.warning("TerminateOnNaN: loss is %s %s; stopping", loss, where)
             self.model.stop_training = True
             self.stopped = where

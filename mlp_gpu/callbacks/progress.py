@@ -3,7 +3,7 @@ host reads the device's running sums only then."""
 from __future__ import annotations
 
 import sys
-from .base import Callback
+from .callback import Callback
 
 
 def _fmt(logs):
@@ -16,6 +16,7 @@ class ProgressBar(Callback):
     chief_only = True
 
     def __init__(self, verbose=1, file=None):
+        super().__init__()
         self.verbose = verbose
         self.file = file or sys.stdout
         self.wants_progress = verbose == 1
@@ -41,3 +42,18 @@ class ProgressBar(Callback):
             self.bar = None
         elif self.verbose == 2:
             print(f"Epoch {epoch + 1}/{self.params['epochs']} - {_fmt(logs or {})}", file=self.file, flush=True)
+
+
+class ProgbarLogger(ProgressBar):
+    """Keras' ``ProgbarLogger()``: the progress bar as a callback object, its verbosity taken from fit's
+    ``verbose`` (``params["verbose"]``, "auto" as 1) when fit hands over its params. fit adds none of its
+    own when one is among the callbacks."""
+
+    def __init__(self):
+        super().__init__(verbose=1)
+
+    def set_params(self, params):
+        super().set_params(params)
+        verbose = params.get("verbose", 1)
+        self.verbose = 1 if verbose == "auto" else verbose
+        self.wants_progress = self.verbose == 1
