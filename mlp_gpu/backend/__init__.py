@@ -5,19 +5,19 @@ model can live side by side in one process (the parity tests rely on it).
 """
 from __future__ import annotations
 
-import gc
 import logging
 import os
-import sys
 
 from .base import Backend, BackendUnavailable
 from .cuda import backend as cupy_backend  # imports no CuPy: CupyBackend does, guarded, when made
+from .keras_backend import (backend, clear_session, epsilon, floatx, get_value, set_epsilon, set_floatx,
+                            set_value)
 from .numpy.backend import NumpyBackend
 
 log = logging.getLogger("mlp_gpu")
 
 __all__ = ["Backend", "BackendUnavailable", "NumpyBackend", "get_backend", "available_backends", "use_local_device",
-           "clear_session"]
+           "clear_session", "floatx", "set_floatx", "epsilon", "set_epsilon", "backend", "get_value", "set_value"]
 
 _NAMES = ("auto", "numpy", "cupy")
 
@@ -70,14 +70,3 @@ def use_local_device(local_rank: int) -> None:
     """
     if cupy_backend.unavailable_reason() is None:
         cupy_backend.use_device_for_rank(local_rank)
-
-
-def clear_session(free_memory: bool = True) -> None:
-    """Keras' ``clear_session``: drop unreachable models and, with ``free_memory``, hand the device memory
-    CuPy keeps cached for reuse (its memory pools) back to the driver. Layer names need no reset here:
-    each model counts its own. Imports nothing new: without CuPy loaded there is no device memory."""
-    gc.collect()
-    cupy = sys.modules.get("cupy")
-    if free_memory and cupy is not None:
-        cupy.get_default_memory_pool().free_all_blocks()
-        cupy.get_default_pinned_memory_pool().free_all_blocks()
