@@ -8,7 +8,7 @@ finds the name in ``load_model(..., custom_objects=...)`` and rebuilds the objec
 from __future__ import annotations
 
 from .tracing import function_name
-from .utils import get_custom_object
+from .utils import _registered_names, get_custom_object, get_registered_name
 
 
 def is_custom(config) -> bool:
@@ -16,8 +16,17 @@ def is_custom(config) -> bool:
     return isinstance(config, dict) and config.get("module") in (None, "builtins") and "class_name" in config
 
 
+def _registered(obj) -> bool:
+    try:
+        return obj in _registered_names
+    except TypeError:  # unhashable
+        return False
+
+
 def serialize_function(fn) -> dict:
-    return {"module": "builtins", "class_name": "function", "config": function_name(fn), "registered_name": "function"}
+    """A function by name: the one register_keras_serializable gave it ("Custom>fn"), else its own."""
+    name = get_registered_name(fn) if _registered(fn) else function_name(fn)
+    return {"module": "builtins", "class_name": "function", "config": name, "registered_name": "function"}
 
 
 def serialize(obj) -> dict:
@@ -25,8 +34,9 @@ def serialize(obj) -> dict:
     fn = getattr(obj, "fn", None)
     if fn is not None:
         return serialize_function(fn)
-    name = type(obj).__name__
-    return {"module": None, "class_name": name, "config": obj.get_config(), "registered_name": name}
+    cls = type(obj)
+    return {"module": None, "class_name": cls.__name__, "config": obj.get_config(),
+            "registered_name": get_registered_name(cls)}
 
 
 def deserialize(config: dict, what: str):
