@@ -1,0 +1,45 @@
+"""Where Keras keeps the data sets it downloads (``~/.keras/datasets``, or ``$KERAS_HOME/datasets``): read
+from there too, after mlp_gpu's own places, so a machine that ran Keras once needs no second copy. Nothing
+is ever downloaded."""
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ..data.idx import IDXError
+
+MAX_MEMBER_BYTES = 256 << 20  # MNIST's largest array is 47 MB: a bigger member is no MNIST file
+KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def keras_datasets() -> Path:
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "datasets"
+
+
+def read_npz(path: Path):
+    """Keras' ``mnist.npz``: ``((x_train, y_train), (x_test, y_test))``, uint8, checked before it is read
+    (only plain arrays: no pickles; members no bigger than MAX_MEMBER_BYTES; (N, rows, cols) and (N,))."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            sizes = {info.filename: info.file_size for info in archive.infolist()}
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise IDXError(f"{path}: not a readable .npz file ({exc})") from None
+    missing = [k for k in KEYS if k + ".npy" not in sizes]
+    if missing or any(size > MAX_MEMBER_BYTES for size in sizes.values()):
+        raise IDXError(f"{path}: expected the arrays {', '.join(KEYS)} of at most {MAX_MEMBER_BYTES >> 20} MB each, "
+                       f"found {sizes}")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in KEYS}
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise IDXError(f"{path}: damaged .npz file ({exc})") from None
+    for split in ("train", "test"):
+        x, y = arrays["x_" + split], arrays["y_" + split]
+        if x.dtype != np.uint8 or y.dtype.kind not in "ui" or x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+            raise IDXError(f"{path}: {split} arrays {x.dtype}{x.shape} and {y.dtype}{y.shape} are not (N, rows, "
+                           "cols) uint8 images with (N,) labels")
+    return (arrays["x_train"], arrays["y_train"].astype(np.uint8)), \
+        (arrays["x_test"], arrays["y_test"].astype(np.uint8))
