@@ -23,9 +23,6 @@ class Regularizer:
     l1 = 0.0
     l2 = 0.0
 
-    def __init__(self):
-        pass
-
     @classmethod
     def from_config(cls, config):
         """Keras' ``from_config``: ``cls(**config)``."""

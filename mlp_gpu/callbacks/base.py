@@ -17,6 +17,7 @@ class History(Callback):
     """Per-epoch logs: ``history.history["val_accuracy"][-1]``, ``history.epoch``."""
 
     def __init__(self):
+        super().__init__()
         self.history: dict[str, list[float]] = {}
         self.epoch: list[int] = []
 
@@ -169,6 +170,7 @@ class LambdaCallback(Callback):
 
     def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_train_begin=None, on_train_end=None,
                  on_train_batch_begin=None, on_train_batch_end=None, **kwargs):
+        super().__init__()
         given = dict(on_epoch_begin=on_epoch_begin, on_epoch_end=on_epoch_end, on_train_begin=on_train_begin,
                      on_train_end=on_train_end, on_train_batch_begin=on_train_batch_begin,
                      on_train_batch_end=on_train_batch_end)

@@ -30,6 +30,7 @@ class ModelCheckpoint(Callback):
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=False,
                  mode="auto", save_freq="epoch", initial_value_threshold=None):
+        super().__init__()
         self.filepath = os.fspath(filepath) if isinstance(filepath, (str, os.PathLike)) else filepath
         if not isinstance(self.filepath, str):
             raise TypeError(f"ModelCheckpoint(filepath): expected a str or path, got {type(filepath).__name__}")

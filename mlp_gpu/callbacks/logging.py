@@ -12,6 +12,7 @@ class CSVLogger(Callback):
     chief_only = True
 
     def __init__(self, filename, separator=",", append=False):
+        super().__init__()
         self.filename, self.separator, self.append = Path(filename), separator, append
         if not self.filename.parent.is_dir():
             raise FileNotFoundError(f"CSVLogger(filename): folder {str(self.filename.parent)!r} does not exist")

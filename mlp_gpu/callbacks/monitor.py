@@ -23,6 +23,7 @@ class EarlyStopping(Callback):
 
     def __init__(self, monitor="val_loss", min_delta=0, patience=0, verbose=0, mode="auto", baseline=None,
                  restore_best_weights=False, start_from_epoch=0):
+        super().__init__()
         self.monitor, self.patience = monitor, check_int(patience, "EarlyStopping(patience)", 0)
         self.min_delta = abs(check_number(min_delta, "EarlyStopping(min_delta)"))
         self.verbose = check_int(verbose, "EarlyStopping(verbose)", 0)

@@ -42,6 +42,7 @@ class TensorBoard(Callback):
     def __init__(self, log_dir="logs", histogram_freq=0, write_graph=True, write_images=False,
                  write_steps_per_second=False, update_freq="epoch", profile_batch=0, embeddings_freq=0,
                  embeddings_metadata=None):
+        super().__init__()
         self.log_dir = str(log_dir)
         self.histogram_freq = _frequency(histogram_freq, "histogram_freq")
         self.write_graph = bool(write_graph)
