@@ -78,7 +78,8 @@ _FAMILIES = [
     (Layer, "keras.layers", lambda cls, config: layer_from_config(cls.__name__, config)),
     (losses.Loss, "keras.losses", lambda cls, config: _by_get(losses.get, cls, config)),
     (metrics.Metric, "keras.metrics", lambda cls, config: _by_get(metrics.get, cls, config)),
-    (optimizers.Optimizer, "keras.optimizers", lambda cls, config: optimizers.from_config({**config, "name": cls.name})),
+    (optimizers.Optimizer, "keras.optimizers",
+     lambda cls, config: optimizers.from_config({**config, "name": cls.name})),
     (schedules.LearningRateSchedule, "keras.optimizers.schedules",
      lambda cls, config: schedules.deserialize({"class_name": cls.__name__, "config": config})),
     (initializers.Initializer, "keras.initializers", lambda cls, config: cls(**config)),
@@ -194,7 +195,8 @@ def deserialize_keras_object(config, custom_objects=None, safe_mode=True, **kwar
         found = _lookup(inner_config, custom_objects, module_objects) or _builtin_function(inner_config)
         if found is None:
             raise ValueError(f"deserialize_keras_object: unknown function {inner_config!r}; pass "
-                             f"custom_objects={{{inner_config!r}: fn}} or decorate it with @register_keras_serializable")
+                             f"custom_objects={{{inner_config!r}: fn}} or decorate it with "
+                             "@register_keras_serializable")
         return found
     if not isinstance(class_name, str):
         raise ValueError(f"deserialize_keras_object(config): bad class_name in {config!r:.200}")

@@ -29,8 +29,8 @@ def test_normalize_matches_keras(order, axis):
 def test_normalize_other_axes_and_bad_arguments():
     x = np.arange(24, dtype=np.float64).reshape(2, 3, 4) - 5
     for axis in (0, 1, 2, -2):
-        np.testing.assert_allclose(np.linalg.norm(utils.normalize(x, axis), axis=axis)[np.linalg.norm(x, axis=axis) > 0],
-                                   1.0)
+        nonzero = np.linalg.norm(x, axis=axis) > 0
+        np.testing.assert_allclose(np.linalg.norm(utils.normalize(x, axis), axis=axis)[nonzero], 1.0)
     assert utils.normalize([3, 4]).tolist() == [0.6, 0.8]  # integers come back as float64
     with pytest.raises(ValueError, match="axis"):
         utils.normalize(x, axis=3)

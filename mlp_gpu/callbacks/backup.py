@@ -42,6 +42,9 @@ class BackupAndRestore(Callback):
     (Keras removes the whole folder). With an integer ``save_freq`` a mid-epoch backup holds that batch's
     weights but resumes at the start of its epoch, as in Keras: exact resumption needs ``"epoch"``.
     In a distributed fit every rank restores from ``backup_dir`` (a folder all ranks see); rank 0 writes.
+    Dropout layers get back the Philox keys of the backup; a step the backend captured before
+    ``on_train_begin`` (CUDA graphs) keeps the key it was captured with, so for an exact resume on a GPU seed
+    the Dropout layers (``seed=``) or the script (``utils.set_random_seed``), which gives the same keys anyway.
     """
 
     def __init__(self, backup_dir, save_freq="epoch", double_checkpoint=False, delete_checkpoint=True):

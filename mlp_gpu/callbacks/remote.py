@@ -34,7 +34,8 @@ class RemoteMonitor(Callback):
     def __init__(self, root="http://localhost:9000", path="/publish/epoch/end/", field="data", headers=None,
                  send_as_json=False):
         super().__init__()
-        self.root, self.path, self.field = _check_str(root, "root"), _check_str(path, "path"), _check_str(field, "field")
+        self.root, self.path = _check_str(root, "root"), _check_str(path, "path")
+        self.field = _check_str(field, "field")
         if urllib.parse.urlsplit(root + path).scheme not in ("http", "https"):
             raise ValueError(f"RemoteMonitor(root): expected an http:// or https:// address, got {root!r}")
         if headers is not None and (not isinstance(headers, dict)
