@@ -198,3 +198,12 @@ def test_get_value_and_set_value_on_the_learning_rate():
         backend.set_value(0.5, 1.0)
     with pytest.raises(ValueError, match="shape"):
         backend.set_value(array, [1, 2])
+
+
+@pytest.mark.parametrize("x, num_classes", [([0, 2, 1], None), ([[1], [0]], 3), (np.array([[0, 1], [2, 0]]), 4),
+                                            ([1.0, 2.0], None), ([], 3)])
+def test_to_categorical_matches_keras(x, num_classes):
+    keras = pytest.importorskip("keras")
+    ours, theirs = utils.to_categorical(x, num_classes), keras.utils.to_categorical(x, num_classes)
+    assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
+    np.testing.assert_array_equal(ours, theirs)
