@@ -1,6 +1,7 @@
 """``keras.layers``: every layer class, one file per family; ``base`` holds the protocol and registry."""
 from .base import (LAYER_CLASSES, Layer, Variable, check_activation, check_weights, flat_features,  # noqa: F401
                    layer_from_config, write_weights)
+from .activation import ELU, Activation, LeakyReLU, PReLU, ReLU, Softmax  # noqa: F401
 from .core import Dense, Flatten, Input, InputLayer
 from .dropout import Dropout
 from .lambda_layer import Lambda
