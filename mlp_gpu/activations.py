@@ -12,7 +12,8 @@ Each entry holds everything every part of the library needs of it:
   the kernels' activation switch is never written by hand, and nvcc, NVRTC and the host harness all
   compile that file;
 - ``row_kernels``: a row operation's (softmax, log_softmax) own forward and backward kernels;
-- ``onnx``: the ONNX operator, its attributes and any constant inputs after x, for the exporter;
+- ``onnx``: the ONNX operator, its attributes and any constant inputs after x, for the exporter (or a
+  function adding several nodes: silu is Sigmoid then Mul at opset 21);
 - ``function``: Keras' function of the same name, with Keras' parameters (``relu(x, negative_slope=0.0,
   max_value=None, threshold=0.0)``): calling an entry calls it, and ``inspect.signature`` shows it.
 
@@ -39,7 +40,8 @@ class Activation:
     derivative: Callable[[np.ndarray, np.ndarray], None]
     cuda_forward: str | None
     cuda_derivative: str | None
-    onnx: tuple | None = None  # (op, attributes) or (op, attributes, constant inputs)
+    # (op, attributes) or (op, attributes, constant inputs); or fn(graph, x, base) -> output, for several nodes
+    onnx: tuple | Callable | None = None
     row_wise: bool = field(default=False)  # softmax, log_softmax: over each row, their own kernels
     from_input: bool = False   # derivative(dy, z) reads the input z, not the output
     row_kernels: tuple | None = None  # (forward, backward) kernel names of a row operation
@@ -274,7 +276,8 @@ TABLE = (
                ("Gelu", {}), from_input=True, function=KERAS_FUNCTIONS["gelu"]),
     Activation("silu", lambda z: np.multiply(z, stable_sigmoid(z, np.empty_like(z)), out=z), _silu_derivative,
                "x * sigmoidf_stable(x)", "sigmoidf_stable(x) * (1.0f + x * (1.0f - sigmoidf_stable(x)))",
-               None, from_input=True),  # ONNX opset 21 has no Swish: the exporter needs Sigmoid then Mul
+               lambda graph, x, base: graph.node("Mul", [x, graph.node("Sigmoid", [x], f"{base}/sigmoid")], base),
+               from_input=True),  # ONNX opset 21 has no Swish: two nodes, built by the exporter's graph
     Activation("mish", _mish, _mish_derivative, f"x * {_MISH_TANH_C}",
                f"{_MISH_TANH_C} + x * (1.0f - {_MISH_TANH_C} * {_MISH_TANH_C}) * sigmoidf_stable(x)",
                ("Mish", {}), from_input=True),

@@ -13,3 +13,4 @@ from .normalization import BatchNormalization, Normalization
 __all__ = ["Layer", "Input", "InputLayer", "Flatten", "Dense", "Dropout", "Lambda", "BatchNormalization",
            "Normalization", "Add", "Average", "Concatenate", "Maximum", "Minimum", "Multiply", "Subtract", "add",
            "average", "concatenate", "maximum", "minimum", "multiply", "subtract", "KerasTensor"]
+__all__ += ["Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax"]  # layers/activation.py

@@ -310,3 +310,21 @@ class PReLU(Layer):
                     "module": "keras.regularizers", **regularizers.serialize(self.alpha_regularizer),
                     "registered_name": None},
                 "alpha_constraint": None, "shared_axes": self.shared_axes}
+
+
+ACTIVATION_LAYERS = {cls.__name__: cls for cls in (Activation, ReLU, LeakyReLU, PReLU, ELU, Softmax)}
+_KERAS_BASE = ("name", "trainable", "dtype")
+
+
+def keras_config(layer, base) -> tuple[str, dict]:
+    """(class name, Keras config) of an activation layer for a ``.keras`` file: ``base`` (name, trainable,
+    dtype as the file writes them) and the layer's own keys, which get_config already gives as Keras does."""
+    own = {k: v for k, v in layer.get_config().items() if k not in _KERAS_BASE + ("input_shape",)}
+    return type(layer).__name__, {**base, **own}
+
+
+def from_keras(cls):
+    """The reader of a Keras config of ``cls``: its own keys and the name (dtype and trainable as _base checks)."""
+    def make(cfg):
+        return cls(**{k: v for k, v in cfg.items() if k in cls.config_keys and k != "input_shape"})
+    return make

@@ -215,3 +215,38 @@ def test_trains_the_same_through_the_harness():
         weights.append(model.get_weights())
     for a, b in zip(*weights):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_onnx_export_matches_ours(tmp_path):
+    """Every activation layer exports (io/onnx_activation.py): table entries, traced parameters, PReLU's slope."""
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    x, y = blobs(n=60, features=5)
+    model = Sequential([Input((5,)), Dense(6), ReLU(max_value=2.0, threshold=0.1), Dense(6), PReLU(),
+                        Activation("swish"), Dense(6), LeakyReLU(), ELU(0.5), Activation("gelu"), Dense(6),
+                        Softmax(), Dense(3, "softmax")], backend="numpy")
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=SGD(0.05), seed=3)
+    model.fit(x, y, batch_size=8, epochs=2, seed=1, verbose=0)
+    model.export(tmp_path / "m.onnx", verbose=False)
+    onnx.checker.check_model(onnx.load(tmp_path / "m.onnx"), full_check=True)
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"input": x})[0], model.predict(x, verbose=0), atol=1e-5, rtol=0)
+
+
+def test_keras_files_both_ways(keras, tmp_path):
+    """A .keras file of ours loads in Keras with the same predictions, and Keras' own file loads here (needs
+    io/keras_zip's TO_KERAS/FROM_KERAS entries from layers/activation.py's keras_config and from_keras). The
+    layers carry Keras' weight-file names (p_re_lu: its class in Keras' snake case)."""
+    x, y = blobs(n=40, features=5)
+    model = Sequential([Input((5,)), Dense(6), ReLU(max_value=2.0, name="re_lu"), Dense(6), PReLU(name="p_re_lu"),
+                        Activation("swish"), Dense(6), LeakyReLU(0.1, name="leaky_re_lu"), ELU(0.5),
+                        Softmax(), Dense(3, "softmax")], backend="numpy")
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=SGD(0.05), seed=2)
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    model.save(tmp_path / "ours.keras")
+    theirs = keras.saving.load_model(tmp_path / "ours.keras")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(theirs(x)), model.predict(x, verbose=0), atol=1e-6)
+    theirs.save(tmp_path / "theirs.keras")
+    again = load_model(tmp_path / "theirs.keras", backend="numpy")
+    assert [type(layer).__name__ for layer in again.layers] == [type(layer).__name__ for layer in model.layers]
+    np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
