@@ -71,7 +71,8 @@ def test_relu_parameters_are_keras(keras, kwargs):
                                    rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("name,kwargs", [("leaky_relu", dict(negative_slope=0.3)), ("leaky_relu", dict(negative_slope=0.0)),
+@pytest.mark.parametrize("name,kwargs", [("leaky_relu", dict(negative_slope=0.3)),
+                                         ("leaky_relu", dict(negative_slope=0.0)),
                                          ("elu", dict(alpha=0.5)), ("elu", dict(alpha=2.0)),
                                          ("gelu", dict(approximate=True)), ("gelu", dict(approximate=False)),
                                          ("softmax", dict(axis=0)), ("softmax", dict(axis=1)),

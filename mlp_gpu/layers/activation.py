@@ -31,7 +31,11 @@ def _base(cls_name: str, kwargs: dict, weights: bool = False) -> dict:
     dtype = kwargs.get("dtype")
     if isinstance(dtype, dict):
         dtype = (dtype.get("config") or {}).get("name")
-    if dtype is not None and np.dtype(dtype) != np.float32:
+    try:
+        wrong = dtype is not None and np.dtype(dtype) != np.float32
+    except TypeError:
+        wrong = True
+    if wrong:
         raise ValueError(f"{cls_name}(dtype): layers compute in the model's dtype; expected None or 'float32', "
                          f"got {kwargs['dtype']!r} (give the model dtype= instead)")
     trainable = kwargs.get("trainable", True)
