@@ -87,15 +87,16 @@ class _ActivationLayer(Layer):
         self._zeros = backend.zeros((self.units,))  # the bias the fused bias+activation op adds: none
 
     def forward(self, backend, x, out, training=False, aux=None, activation=None) -> None:
-        """out <- f(x); ``activation="linear"`` leaves the logits to a loss that applies f itself."""
+        """out <- f(x). ``activation``: the models' override for an output whose loss applies the activation
+        itself; they pass "linear" for every layer but a Dense (models/graph.py output_activation), so here
+        it is ignored: f is part of what the loss reads, as in Keras."""
         x, out = _flat(x), _flat(out)
         if self._fn is not None:
             backend.run_traced(self._forward, {"x": x, "y": out})
             return
         backend.xp.copyto(out, x)
-        act = self.activation if activation is None else activation
-        if act != "linear":
-            backend.bias_act(out, self._zeros, act)
+        if self.activation != "linear":
+            backend.bias_act(out, self._zeros, self.activation)
 
     def backward(self, backend, x, y, dy, dx, aux=None, activation=None) -> None:
         if dx is None:  # no weights: only the input's gradient
@@ -104,7 +105,7 @@ class _ActivationLayer(Layer):
         if self._fn is not None:
             backend.run_traced(self._backward, {"x": x, "dy": dy, "dx": dx})
             return
-        act = self.activation if activation is None else activation
+        act = self.activation  # the override is ignored, as in forward
         backend.act_backward(dy, x if activations.get(act).from_input else y, act)
         backend.xp.copyto(dx, dy)
 
@@ -285,14 +286,15 @@ class PReLU(Layer):
     def _shaped(self, a):
         return a.reshape((a.shape[0],) + self.sample_shape)
 
-    def forward(self, backend, x, out, training=False, aux=None) -> None:
+    def forward(self, backend, x, out, training=False, aux=None, activation=None) -> None:
+        """out <- max(x, 0) + alpha min(x, 0); ``activation`` (a model's output override) is ignored, as above."""
         xp, x, out, s = backend.xp, self._shaped(x), self._shaped(out), self._shaped(aux["s"])
         xp.minimum(x, 0, out=s)
         xp.multiply(s, self.alpha, out=out)
         xp.maximum(x, 0, out=s)
         out += s
 
-    def backward(self, backend, x, y, dy, dx, aux=None) -> None:
+    def backward(self, backend, x, y, dy, dx, aux=None, activation=None) -> None:
         xp, x, dy, s = backend.xp, self._shaped(x), self._shaped(dy), self._shaped(aux["s"])
         xp.minimum(x, 0, out=s)
         xp.multiply(s, dy, out=s)  # d out / d alpha = min(x, 0), summed over rows and shared axes

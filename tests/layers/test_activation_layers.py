@@ -6,8 +6,8 @@ import inspect
 import numpy as np
 import pytest
 
-from mlp_gpu import SGD, Dense, Input, Sequential, initializers, ops
-from mlp_gpu.layers import ELU, Activation, LeakyReLU, PReLU, ReLU, Softmax, layer_from_config
+from mlp_gpu import SGD, Dense, Input, Sequential, initializers, losses, ops
+from mlp_gpu.layers import ELU, Activation, Add, LeakyReLU, PReLU, ReLU, Softmax, layer_from_config
 from mlp_gpu.models import Model, load_model
 
 from ..conftest import blobs
@@ -250,3 +250,17 @@ def test_keras_files_both_ways(keras, tmp_path):
     again = load_model(tmp_path / "theirs.keras", backend="numpy")
     assert [type(layer).__name__ for layer in again.layers] == [type(layer).__name__ for layer in model.layers]
     np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+@pytest.mark.parametrize("make", [ReLU, lambda: PReLU(alpha_initializer="ones"), Softmax, lambda: ELU(0.5)],
+                         ids=["ReLU", "PReLU", "Softmax", "ELU"])
+def test_graph_output_layer_is_applied_before_a_logits_loss(keras, make):
+    """A graph model ending in an activation layer: the loss reads the layer's output (Keras' semantics),
+    also when the loss takes logits and the model passes its output override."""
+    x, y = blobs(n=32, features=5)
+    inp = Input(shape=(5,))
+    out = make()(Add()([Dense(3)(inp), Dense(3)(inp)]))
+    model = Model(inp, out, backend="numpy")
+    model.compile(loss=losses.SparseCategoricalCrossentropy(from_logits=True), optimizer="sgd", seed=0)
+    want = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, model.predict(x, verbose=0))
+    assert model.evaluate(x, y, verbose=0) == pytest.approx(float(keras.ops.convert_to_numpy(want)), rel=1e-5)
