@@ -1,6 +1,6 @@
 """Keras' activation layers: ``Activation``, ``ReLU``, ``LeakyReLU``, ``PReLU``, ``ELU``, ``Softmax``.
 
-Each maps a batch element-wise (Softmax: over each row). With Keras' default parameters an activation
+Each maps a (rows, features) batch element-wise (Softmax: over each row), as every computing layer here. With Keras' default parameters an activation
 is an entry of the table (mlp_gpu/activations.py): one generated kernel forward and one backward on the
 GPU, in-place NumPy on the CPU. Other parameters (``ReLU(max_value=4)``, ``LeakyReLU(0.3)``, ``ELU(0.5)``)
 or a Python function are traced with ``mlp_gpu.ops`` into one kernel each way, as a Lambda is. PReLU's
@@ -14,7 +14,7 @@ from .. import activation_formulas as formulas
 from .. import activations, initializers, ops, regularizers
 from .._checks import check_number
 from ..tracing import describe, function_name, trace_map
-from .base import Layer
+from .base import Layer, flat_features
 from .lambda_layer import resolve_function
 
 _BASE_KWARGS = ("name", "dtype", "trainable", "input_shape", "input_dim")
@@ -46,10 +46,6 @@ def _base(cls_name: str, kwargs: dict, weights: bool = False) -> dict:
     return {k: kwargs.get(k) for k in ("name", "input_shape", "input_dim")}
 
 
-def _flat(a):
-    return a.reshape(a.shape[0], -1)
-
-
 class _ActivationLayer(Layer):
     """One activation: a table entry (``self.activation``, its name) or a traced function (``self._fn``)."""
 
@@ -70,11 +66,7 @@ class _ActivationLayer(Layer):
             self.activation, self._fn = function_name(entry_or_fn), entry_or_fn
 
     def output_shape(self, input_shape):
-        self.units = int(np.prod(input_shape))  # the flat width of one sample (a batch is (rows, units))
-        entry = activations.ACTIVATIONS.get(self.activation) if self._fn is None else None
-        if entry is not None and entry.row_wise and len(input_shape) != 1:
-            raise ValueError(f"{type(self).__name__} layer {self.name!r}: {self.activation} is taken over the "
-                             f"features of flat samples, got shape {tuple(input_shape)}; put a Flatten() before it")
+        self.units = flat_features(self, input_shape)  # as every computing layer: (rows, features) batches
         if self._fn is not None:
             label = f"{type(self).__name__} {self.name!r} activation {describe(self._fn)}"
             self._forward, self._backward, cols = trace_map(self._fn, self.units, label)
@@ -90,7 +82,6 @@ class _ActivationLayer(Layer):
         """out <- f(x). ``activation``: the models' override for an output whose loss applies the activation
         itself; they pass "linear" for every layer but a Dense (models/graph.py output_activation), so here
         it is ignored: f is part of what the loss reads, as in Keras."""
-        x, out = _flat(x), _flat(out)
         if self._fn is not None:
             backend.run_traced(self._forward, {"x": x, "y": out})
             return
@@ -101,7 +92,6 @@ class _ActivationLayer(Layer):
     def backward(self, backend, x, y, dy, dx, aux=None, activation=None) -> None:
         if dx is None:  # no weights: only the input's gradient
             return
-        x, y, dy, dx = _flat(x), _flat(y), _flat(dy), _flat(dx)
         if self._fn is not None:
             backend.run_traced(self._backward, {"x": x, "dy": dy, "dx": dx})
             return
@@ -232,8 +222,8 @@ def _initializer(value):
 
 class PReLU(Layer):
     """``PReLU(alpha_initializer='Zeros', alpha_regularizer=None, alpha_constraint=None, shared_axes=None,
-    **kwargs)``: max(x, 0) + alpha * min(x, 0), alpha a weight per feature (shared along ``shared_axes``:
-    sample axes counted from 1, as Keras)."""
+    **kwargs)``: max(x, 0) + alpha * min(x, 0), alpha a weight per feature (``shared_axes=[1]``: one for all,
+    the sample axis counted from 1 as Keras; samples are flat here)."""
 
     config_keys = frozenset({"name", "input_shape", "trainable", "dtype", "alpha_initializer",
                              "alpha_regularizer", "alpha_constraint", "shared_axes"})
@@ -255,6 +245,7 @@ class PReLU(Layer):
         self.alpha = self.alpha_grad = None
 
     def output_shape(self, input_shape):
+        flat_features(self, input_shape)
         shape = list(input_shape)
         for axis in self.shared_axes or ():
             if axis > len(shape):
@@ -283,26 +274,22 @@ class PReLU(Layer):
     def buffers(self):
         return {"s": (self.sample_shape, True)}
 
-    def _shaped(self, a):
-        return a.reshape((a.shape[0],) + self.sample_shape)
-
     def forward(self, backend, x, out, training=False, aux=None, activation=None) -> None:
         """out <- max(x, 0) + alpha min(x, 0); ``activation`` (a model's output override) is ignored, as above."""
-        xp, x, out, s = backend.xp, self._shaped(x), self._shaped(out), self._shaped(aux["s"])
+        xp, s = backend.xp, aux["s"]
         xp.minimum(x, 0, out=s)
         xp.multiply(s, self.alpha, out=out)
         xp.maximum(x, 0, out=s)
         out += s
 
     def backward(self, backend, x, y, dy, dx, aux=None, activation=None) -> None:
-        xp, x, dy, s = backend.xp, self._shaped(x), self._shaped(dy), self._shaped(aux["s"])
+        xp, s = backend.xp, aux["s"]
         xp.minimum(x, 0, out=s)
         xp.multiply(s, dy, out=s)  # d out / d alpha = min(x, 0), summed over rows and shared axes
         axes = (0,) + tuple(self.shared_axes or ())
         s.sum(axis=axes, keepdims=True, out=self.alpha_grad.reshape((1,) + self.alpha_shape))
         if dx is None:
             return
-        dx = self._shaped(dx)
         xp.greater(x, 0, out=s)           # 1 where x > 0
         xp.multiply(s, self.alpha, out=dx)
         xp.subtract(s, dx, out=s)         # (1 - alpha) where x > 0, else 0

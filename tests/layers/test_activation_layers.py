@@ -193,6 +193,8 @@ def test_bad_arguments_name_the_argument():
         ReLU(foo=1)
     with pytest.raises(ValueError, match="Flatten"):
         Sequential([Input((2, 3)), Softmax(), Dense(2)], backend="numpy").build()
+    with pytest.raises(ValueError, match="Flatten"):
+        Sequential([Input((2, 3)), PReLU(), Dense(2)], backend="numpy").build()
 
 
 def test_keras_base_keywords_are_taken():
