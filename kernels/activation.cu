@@ -7,7 +7,7 @@
 
 // z[i, j] <- act(z[i, j] + b[j]).
 // Launch: 1-D grid of any size, 1-D block of any size; grid-stride, so any n * k.
-// One thread: the elements idx, idx + grid_stride(), ...  Pre: act is not ACT_SOFTMAX.
+// One thread: the elements idx, idx + grid_stride(), ...  Pre: act is element-wise (not a row op).
 extern "C" __global__ void bias_act_forward(float* __restrict__ z, const float* __restrict__ b,
                                             int n, int k, int act) {
     long long total = (long long)n * k;
@@ -30,13 +30,28 @@ extern "C" __global__ void bias_softmax_forward(float* __restrict__ z, const flo
     }
 }
 
-// dy <- dy * act'(.), written through the activation's output y.
+// z[i, :] <- log_softmax(z[i, :] + b) = (z + b) - max - log(sum(exp((z + b) - max))).
+// Launch: as bias_softmax_forward. Pre: k >= 1.
+extern "C" __global__ void bias_log_softmax_forward(float* __restrict__ z, const float* __restrict__ b, int n, int k) {
+    for (long long row = global_index(); row < n; row += grid_stride()) {
+        float* r = z + row * k;
+        float m = -3.402823466e38f;
+        for (int j = 0; j < k; ++j) { r[j] += b[j]; m = fmaxf(m, r[j]); }
+        float s = 0.0f;
+        for (int j = 0; j < k; ++j) s += expf(r[j] - m);
+        float shift = m + logf(s);
+        for (int j = 0; j < k; ++j) r[j] -= shift;
+    }
+}
+
+// dy <- dy * act'(.), written through v: the activation's output y, or its input for the entries
+// the table marks from_input (gelu, silu, mish, hard_silu), whose output cannot tell the slope.
 // Launch: 1-D grid and block of any size; grid-stride over the total = n * k elements.
-// One thread: the elements idx, idx + grid_stride(), ...  Pre: act is neither ACT_SOFTMAX nor needed
-// for ACT_LINEAR (the caller skips it).
-extern "C" __global__ void act_backward(float* __restrict__ dy, const float* __restrict__ y, long long total, int act) {
+// One thread: the elements idx, idx + grid_stride(), ...  Pre: act is element-wise and not ACT_LINEAR
+// (the caller skips it).
+extern "C" __global__ void act_backward(float* __restrict__ dy, const float* __restrict__ v, long long total, int act) {
     for (long long idx = global_index(); idx < total; idx += grid_stride()) {
-        dy[idx] *= activation_derivative(y[idx], act);
+        dy[idx] *= activation_derivative(v[idx], act);
     }
 }
 
@@ -49,6 +64,18 @@ extern "C" __global__ void softmax_backward(float* __restrict__ dy, const float*
         float s = 0.0f;
         for (int j = 0; j < k; ++j) s += d[j] * p[j];
         for (int j = 0; j < k; ++j) d[j] = (d[j] - s) * p[j];
+    }
+}
+
+// dy[i, :] <- dy[i, :] - exp(y[i, :]) * sum(dy[i, :]), y = log_softmax (exp(y) is the softmax).
+// Launch: as softmax_backward.
+extern "C" __global__ void log_softmax_backward(float* __restrict__ dy, const float* __restrict__ y, int n, int k) {
+    for (long long row = global_index(); row < n; row += grid_stride()) {
+        float* d = dy + row * k;
+        const float* p = y + row * k;
+        float s = 0.0f;
+        for (int j = 0; j < k; ++j) s += d[j];
+        for (int j = 0; j < k; ++j) d[j] -= expf(p[j]) * s;
     }
 }
 

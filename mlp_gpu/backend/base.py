@@ -155,7 +155,8 @@ class Backend(ABC):
 
     @abstractmethod
     def act_backward(self, dy, y, act: str) -> None:
-        """dy <- dy * act'(.) in place, expressed through the activation's output y."""
+        """dy <- dy * act'(.) in place, expressed through the activation's output y, or through its input
+        for an entry marked ``from_input`` (gelu, silu, mish, hard_silu: the caller passes the input)."""
         raise NotImplementedError
 
     @abstractmethod

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import activations
+
 
 @dataclass(frozen=True)
 class StepSpec:
@@ -73,6 +75,9 @@ def spec_from_model(model, rows: int) -> tuple[StepSpec | None, str | None]:
             return None, f"layer {layer.name!r} is not a kernel followed by a bias"
         if getattr(layer, "activation_fn", None) is not None:
             return None, f"layer {layer.name!r} has a traced Python activation"
+        if activations.get(layer.activation).from_input:  # the fused steps keep each layer's output only
+            return None, (f"layer {layer.name!r} has activation {layer.activation!r}, whose gradient reads the "
+                          "pre-activation (the general step keeps it)")
         if any(getattr(layer, attr, None) for attr in _REGULARIZERS):
             return None, f"layer {layer.name!r} has a regularizer"
         dense.append(layer)

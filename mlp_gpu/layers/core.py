@@ -61,7 +61,7 @@ class Flatten(Layer):
 def traced_activation(activation):
     """The Python function of a custom activation (given, or named by a file and found in load_model's
     custom_objects), else None for a built-in name."""
-    if isinstance(activation, str) and activation not in activations.ACTIVATIONS:
+    if isinstance(activation, str) and activation not in activations.ACTIVATIONS | activations.ALIASES:
         custom = get_custom_object(activation)
         if custom is None:
             raise ValueError(f"activation: expected one of {list(activations.ACTIVATIONS)} or None, got "
@@ -109,7 +109,10 @@ class Dense(Layer):
 
     def buffers(self):
         # a traced activation keeps its input (the pre-activation) and the gradient at it
-        return {"pre": ((self.units,), True), "dpre": ((self.units,), True)} if self.activation_fn else {}
+        if self.activation_fn:
+            return {"pre": ((self.units,), True), "dpre": ((self.units,), True)}
+        # gelu, silu ...: the gradient reads the pre-activation (the output cannot tell it)
+        return {"pre": ((self.units,), True)} if activations.get(self.activation).from_input else {}
 
     def param_shapes(self):
         return [(self.input_dim, self.units), (self.units,)]
@@ -138,8 +141,15 @@ class Dense(Layer):
             backend.bias_act(aux["pre"], self.bias, "linear")
             backend.run_traced(self._act_forward, {"x": aux["pre"], "y": out})
             return
+        act = self.activation if activation is None else activation
+        if activations.get(act).from_input:  # keep z = x @ kernel + bias for backward
+            backend.matmul(x, self.kernel, out=aux["pre"])
+            backend.xp.copyto(out, aux["pre"])
+            backend.bias_act(out, self.bias, act)
+            backend.bias_act(aux["pre"], self.bias, "linear")
+            return
         backend.matmul(x, self.kernel, out=out)
-        backend.bias_act(out, self.bias, self.activation if activation is None else activation)
+        backend.bias_act(out, self.bias, act)
 
     def backward(self, backend, x, y, dy, dx, aux=None, activation=None) -> None:
         """dy (dL/dy, overwritten) -> kernel and bias gradients and dx (if not None).
@@ -149,7 +159,8 @@ class Dense(Layer):
             backend.run_traced(self._act_backward, {"x": aux["pre"], "dy": dy, "dx": aux["dpre"]})
             dy = aux["dpre"]
         else:
-            backend.act_backward(dy, y, self.activation if activation is None else activation)
+            act = self.activation if activation is None else activation
+            backend.act_backward(dy, aux["pre"] if activations.get(act).from_input else y, act)
         backend.matmul(x, dy, out=self.kernel_grad, trans_a=True)
         backend.bias_grad(dy, self.bias_grad)
         if dx is not None:

@@ -12,6 +12,7 @@ from abc import abstractmethod
 
 import numpy as np
 
+from ... import activations
 from ..base import Backend
 from . import kernels
 from .layer_ops import CudaLayerOps
@@ -82,11 +83,12 @@ class CudaOps(CudaLayerOps, Backend):
     # ---- fused ops ------------------------------------------------------------
     def bias_act(self, z, b, act):
         n, k = z.shape
-        name = "bias_softmax_forward" if act == "softmax" else "bias_act_forward"
+        rows = activations.get(act).row_kernels  # softmax, log_softmax: a kernel of their own
+        name = rows[0] if rows else "bias_act_forward"
         check_array(name, "z", z)
         check_array(name, "b", b, (k,))
         check_int32(name, n=n, k=k)
-        if act == "softmax":
+        if rows:
             self.launch(name, _blocks(n), (BLOCK,), (z, b, np.int32(n), np.int32(k)))
         else:
             self.launch(name, _blocks(n * k), (BLOCK,), (z, b, np.int32(n), np.int32(k), np.int32(ACT_CODES[act])))
@@ -95,10 +97,11 @@ class CudaOps(CudaLayerOps, Backend):
         n, k = dy.shape
         if act == "linear":
             return
-        name = "softmax_backward" if act == "softmax" else "act_backward"
+        rows = activations.get(act).row_kernels
+        name = rows[1] if rows else "act_backward"
         check_array(name, "dy", dy)
         check_array(name, "y", y, (n, k))
-        if act == "softmax":
+        if rows:
             check_int32(name, n=n, k=k)
             self.launch(name, _blocks(n), (BLOCK,), (dy, y, np.int32(n), np.int32(k)))
         else:

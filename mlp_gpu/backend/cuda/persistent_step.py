@@ -22,7 +22,8 @@ from .step_plan import persistent_kernel as kernel_name
 
 LOSSES = ("softmax_xent_sparse", "softmax_xent")  # the fused softmax cross-entropies the kernel computes
 # hidden activations: every element-wise entry of the activation table (kernels/activations.cuh, generated)
-HIDDEN = tuple(a.name for a in activations.TABLE if not a.row_wise)
+# differentiated through its output, which is all the kernel keeps (spec_from_model refuses the others)
+HIDDEN = tuple(a.name for a in activations.TABLE if not a.row_wise and not a.from_input)
 SLOTS = {"sgd": 0, "sgd_momentum": 1, "adam": 2}   # optimizer state slots, as the optimizers keep them
 _CLIPPING = ("clipnorm", "clipvalue", "global_clipnorm", "weight_decay")
 

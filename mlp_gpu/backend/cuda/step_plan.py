@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ... import activations
 from .ops import BLOCK, _LOSS_KERNELS
 from ..shared_constants import LT_SCALARS
 from ..step_spec import StepSpec
@@ -93,6 +94,12 @@ def _dtype_name(pixels: bool) -> str:
 
 # ---- routes that run the model's own ops ------------------------------------------------------------
 
+def _row_kernel(act: str, which: int) -> str | None:
+    """A row activation's own forward (0) or backward (1) kernel, None for an element-wise one."""
+    rows = activations.get(act).row_kernels
+    return rows[which] if rows else None
+
+
 def _op_plan(spec: StepSpec, gemm: str) -> list[Node]:
     """The launches model.forward/loss_and_count/backward and the optimizer make (CudaOps' order)."""
     k = lambda name: Node("kernel", name)  # noqa: E731
@@ -102,12 +109,12 @@ def _op_plan(spec: StepSpec, gemm: str) -> list[Node]:
     for i, act in enumerate(spec.activations):
         nodes.append(g(f"forward{i}"))
         act = "linear" if i == last and spec.loss_fused else act
-        nodes.append(k("bias_softmax_forward" if act == "softmax" else "bias_act_forward"))
+        nodes.append(k(_row_kernel(act, 0) or "bias_act_forward"))
     nodes.append(k(_LOSS_KERNELS[spec.loss]))
     for i in range(last, -1, -1):
         act = spec.activations[i]
         if not (i == last and spec.loss_fused) and act != "linear":
-            nodes.append(k("softmax_backward" if act == "softmax" else "act_backward"))
+            nodes.append(k(_row_kernel(act, 1) or "act_backward"))
         nodes += [g(f"weight_grad{i}"), k("bias_grad")]
         if i:
             nodes.append(g(f"input_grad{i}"))
