@@ -26,10 +26,11 @@ from .. import activations
 from .. import __version__
 from ..backend.numpy.layer_ops import NORMALIZATION_EPSILON
 from .files import atomic_write_bytes
+from .onnx_activation import EXPORTERS as ACTIVATION_EXPORTERS
 from .onnx_traced import export_program
 
 OPSET = 21  # a current opset that ONNX Runtime (>= 1.18) runs
-EXPORTERS = {}
+EXPORTERS = dict(ACTIVATION_EXPORTERS)
 
 
 def exporter(class_name):
@@ -76,6 +77,8 @@ class Graph:
         if activation == "linear":
             return x
         entry = activations.get(activation)
+        if callable(entry.onnx):  # an activation built of several operators (silu: Sigmoid then Mul)
+            return entry.onnx(self, x, f"{base}/{activation}")
         if entry.onnx is None:
             raise ValueError(f"export: activation {activation!r} has no ONNX form here")
         op, attrs, constants = (*entry.onnx, ())[:3]
