@@ -104,6 +104,10 @@ class CategoricalCrossentropy(_Crossentropy):
     function = staticmethod(F.categorical_crossentropy)
     activation, min_units = "softmax", 2
 
+    def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size",
+                 name="categorical_crossentropy", dtype=None):
+        super().__init__(from_logits, label_smoothing, axis, reduction, name, dtype)
+
     def kind(self):
         return "softmax_xent"
 
@@ -112,6 +116,10 @@ class BinaryCrossentropy(_Crossentropy):
     name = "binary_crossentropy"
     function = staticmethod(F.binary_crossentropy)
     activation, min_units = "sigmoid", 1
+
+    def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size",
+                 name="binary_crossentropy", dtype=None):
+        super().__init__(from_logits, label_smoothing, axis, reduction, name, dtype)
 
     def kind(self):
         return "sigmoid_bce"
@@ -127,7 +135,7 @@ class SparseCategoricalCrossentropy(_Fused):
     config_keys = ("from_logits", "ignore_class", "axis")
 
     def __init__(self, from_logits=False, ignore_class=None, reduction="sum_over_batch_size", axis=-1,
-                 name=None, dtype=None):
+                 name="sparse_categorical_crossentropy", dtype=None):
         owner = type(self).__name__
         self.from_logits = check_bool(from_logits, f"{owner}(from_logits)")
         if ignore_class is not None and (isinstance(ignore_class, bool) or
@@ -173,6 +181,9 @@ class MeanSquaredError(_Fused):
     name = "mean_squared_error"
     function = staticmethod(F.mean_squared_error)
 
+    def __init__(self, reduction="sum_over_batch_size", name="mean_squared_error", dtype=None):
+        super().__init__(reduction, name, dtype)
+
     @property
     def traced_because(self):
         return "reduction='sum' (the fused op averages over the batch)" if self.reduction == "sum" else None
@@ -186,15 +197,24 @@ class MeanAbsoluteError(_Builtin):
     name = "mean_absolute_error"
     function = staticmethod(F.mean_absolute_error)
 
+    def __init__(self, reduction="sum_over_batch_size", name="mean_absolute_error", dtype=None):
+        super().__init__(reduction, name, dtype)
+
 
 class MeanAbsolutePercentageError(_Builtin):
     name = "mean_absolute_percentage_error"
     function = staticmethod(F.mean_absolute_percentage_error)
 
+    def __init__(self, reduction="sum_over_batch_size", name="mean_absolute_percentage_error", dtype=None):
+        super().__init__(reduction, name, dtype)
+
 
 class MeanSquaredLogarithmicError(_Builtin):
     name = "mean_squared_logarithmic_error"
     function = staticmethod(F.mean_squared_logarithmic_error)
+
+    def __init__(self, reduction="sum_over_batch_size", name="mean_squared_logarithmic_error", dtype=None):
+        super().__init__(reduction, name, dtype)
 
 
 class Huber(_Builtin):
@@ -202,7 +222,7 @@ class Huber(_Builtin):
     function = staticmethod(F.huber)
     config_keys = ("delta",)
 
-    def __init__(self, delta=1.0, reduction="sum_over_batch_size", name=None, dtype=None):
+    def __init__(self, delta=1.0, reduction="sum_over_batch_size", name="huber_loss", dtype=None):
         self.delta = F._check_delta(delta, "Huber")
         super().__init__(reduction, name, dtype)
 
@@ -211,15 +231,24 @@ class LogCosh(_Builtin):
     name = "log_cosh"
     function = staticmethod(F.log_cosh)
 
+    def __init__(self, reduction="sum_over_batch_size", name="log_cosh", dtype=None):
+        super().__init__(reduction, name, dtype)
+
 
 class KLDivergence(_Builtin):
     name = "kl_divergence"
     function = staticmethod(F.kl_divergence)
 
+    def __init__(self, reduction="sum_over_batch_size", name="kl_divergence", dtype=None):
+        super().__init__(reduction, name, dtype)
+
 
 class Poisson(_Builtin):
     name = "poisson"
     function = staticmethod(F.poisson)
+
+    def __init__(self, reduction="sum_over_batch_size", name="poisson", dtype=None):
+        super().__init__(reduction, name, dtype)
 
 
 class Hinge(_Builtin):
@@ -228,15 +257,24 @@ class Hinge(_Builtin):
     name = "hinge"
     function = staticmethod(F.hinge)
 
+    def __init__(self, reduction="sum_over_batch_size", name="hinge", dtype=None):
+        super().__init__(reduction, name, dtype)
+
 
 class SquaredHinge(Hinge):
     name = "squared_hinge"
     function = staticmethod(F.squared_hinge)
 
+    def __init__(self, reduction="sum_over_batch_size", name="squared_hinge", dtype=None):
+        super().__init__(reduction, name, dtype)
+
 
 class CategoricalHinge(_Builtin):
     name = "categorical_hinge"
     function = staticmethod(F.categorical_hinge)
+
+    def __init__(self, reduction="sum_over_batch_size", name="categorical_hinge", dtype=None):
+        super().__init__(reduction, name, dtype)
 
 
 class CosineSimilarity(_Builtin):
@@ -244,7 +282,7 @@ class CosineSimilarity(_Builtin):
     function = staticmethod(F.cosine_similarity)
     config_keys = ("axis",)
 
-    def __init__(self, axis=-1, reduction="sum_over_batch_size", name=None, dtype=None):
+    def __init__(self, axis=-1, reduction="sum_over_batch_size", name="cosine_similarity", dtype=None):
         self.axis = _check_axis(axis, "CosineSimilarity")
         super().__init__(reduction, name, dtype)
 
