@@ -50,7 +50,8 @@ def _thresholds(thresholds, default, owner):
 def _counts(y_true, y_pred, thresholds, which):
     """Keras' update_confusion_matrix_variables without weights: counts per threshold of pred > threshold."""
     t = y_true.reshape(-1) > 0.5 if y_true.dtype != bool else y_true.reshape(-1)
-    positive = y_pred.reshape(1, -1) > np.asarray(thresholds, np.float64).reshape(-1, 1)
+    # compared in float32, as Keras' metrics are: 0.2 in float64 lies below 0.2 in float32
+    positive = y_pred.astype(np.float32).reshape(1, -1) > np.asarray(thresholds, np.float32).reshape(-1, 1)
     truth = t.reshape(1, -1).astype(bool)
     table = {"tp": positive & truth, "fp": positive & ~truth, "fn": ~positive & truth, "tn": ~positive & ~truth}
     return {key: table[key].sum(axis=1).astype(np.float64) for key in which}
