@@ -8,6 +8,8 @@ import pytest
 
 from mlp_gpu import Dense, Input, Sequential, losses
 
+from .harness.host_ops import HostCudaOps, compiler
+
 os.environ.setdefault("KERAS_BACKEND", "torch")
 keras = pytest.importorskip("keras")
 
@@ -283,3 +285,46 @@ def test_a_per_sample_reduction_does_not_train():
     model = Sequential([Input((3,)), Dense(2)])
     with pytest.raises(ValueError, match=r"reduction=None\) gives one value per sample"):
         model.compile(loss=losses.MeanAbsoluteError(reduction=None))
+
+
+# ---- the generated CUDA kernels, run on the host harness ------------------------------------------
+@pytest.mark.parametrize("case", ["huber_delta", "cosine", "kld", "categorical_hinge", "cce_smooth", "msle"])
+def test_traced_losses_train_through_the_cuda_ops_as_on_numpy(case):
+    if compiler() is None:
+        pytest.skip("g++ not found")
+    cls, kwargs, kind, activation = CASES[case]
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(70, 5)).astype(np.float32)  # batches of 32, 32 and 6
+    y = targets(kind, 70, 3, rng).astype(np.float32)
+
+    def train(backend):
+        model = Sequential([Input((5,)), Dense(8, "tanh"), Dense(3, activation)], backend=backend)
+        model.compile(loss=cls(**kwargs), optimizer="sgd", metrics=["accuracy", "mae"], seed=4)
+        return model, model.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0).history
+
+    host = HostCudaOps()
+    ours, ours_h = train(host)
+    ref, ref_h = train("numpy")
+    for got, want in zip(ours.get_weights(), ref.get_weights()):
+        np.testing.assert_allclose(got, want, rtol=2e-4, atol=1e-6)
+    for key in ref_h:
+        np.testing.assert_allclose(ours_h[key], ref_h[key], rtol=2e-4, err_msg=key)
+    assert host.launches.count(ours.loss.program(3).kernel_name) == 2 * 3  # one launch a step
+
+
+@pytest.mark.parametrize("loss", [losses.Huber(delta=0.5), losses.CategoricalCrossentropy(label_smoothing=0.2),
+                                  "kld", losses.CosineSimilarity(), losses.MeanSquaredError(reduction="sum")])
+def test_hdf5_save_and_load_keep_the_loss_and_metrics(tmp_path, loss):
+    from mlp_gpu import metrics
+    from mlp_gpu.models.saving import load_model
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(20, 3)).astype(np.float32), np.eye(4, dtype=np.float32)[rng.integers(0, 4, 20)]
+    model = Sequential([Input((3,)), Dense(4, "softmax")], backend="numpy")
+    model.compile(loss=loss, optimizer="sgd", seed=1,
+                  metrics=[metrics.TopKCategoricalAccuracy(k=2), "mape", metrics.CategoricalCrossentropy()])
+    model.fit(x, y, epochs=1, verbose=0)
+    model.save(tmp_path / "m.h5")
+    back = load_model(tmp_path / "m.h5")
+    assert type(back.loss) is type(model.loss) and back.loss.get_config() == model.loss.get_config()
+    assert back.metrics_names == model.metrics_names
+    np.testing.assert_allclose(back.evaluate(x, y, verbose=0), model.evaluate(x, y, verbose=0), rtol=1e-6)

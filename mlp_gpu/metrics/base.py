@@ -72,7 +72,7 @@ class Metric:
             self.name = str(name)
         self.dtype = "float32"
         self._identifier = None  # the string compile was given, kept for saving
-        self.reset_state()
+        Metric.reset_state(self)  # not an override: a user's reset_state may read state its __init__ makes later
 
     # ---- Keras' standalone use: update_state, result, reset_state (on the host) ------------------------
     def reset_state(self):

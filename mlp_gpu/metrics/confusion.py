@@ -21,6 +21,10 @@ def _divide_no_nan(a, b):
 
 
 class _Host(Metric):
+    def __init__(self, dtype=None, name=None):
+        super().__init__(dtype=dtype, name=name)
+        self.reset_state()
+
     def check(self, loss, units):
         raise ValueError(f"metrics: {type(self).__name__} accumulates {self._state_words}, not a sum of per-row values "
                          "as compile's device sums; use it standalone (update_state / result) on predict's outputs")
@@ -42,8 +46,7 @@ def _thresholds(thresholds, default, owner):
     values = [thresholds] if np.isscalar(thresholds) else list(thresholds)
     for t in values:
         if isinstance(t, bool) or not isinstance(t, (int, float, np.floating, np.integer)) or not 0 <= t <= 1:
-            if t != default:
-                raise ValueError(f"{owner}(thresholds): expected numbers in [0, 1], got {thresholds!r}")
+            raise ValueError(f"{owner}(thresholds): expected numbers in [0, 1], got {thresholds!r}")
     return [float(t) for t in values]
 
 
