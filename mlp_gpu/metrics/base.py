@@ -16,10 +16,9 @@ import math
 
 import numpy as np
 
-from . import custom_objects, ops
-from .backend.base import ACC, ACC_SIZE
-from .losses import mean_squared_error
-from .tracing import Symbol, TraceError, describe, trace_rows
+from .. import ops
+from ..losses import mean_squared_error
+from ..tracing import Symbol, TraceError, describe, trace_rows
 
 
 # ---- Keras' per-sample functions (host, NumPy) --------------------------------------------------
@@ -64,12 +63,31 @@ class Metric:
         if function is not None:
             cls.function = staticmethod(function)
 
-    def __init__(self, name=None, dtype=None):
-        if dtype not in (None, "float32", np.float32):
+    builtin = True         # one of ours (saved by name or class), not a user's object
+
+    def __init__(self, dtype=None, name=None):
+        if dtype not in (None, "float32", np.float32) and getattr(dtype, "name", None) != "float32":
             raise ValueError(f"{type(self).__name__}(dtype): only float32 is supported, got {dtype!r}")
         if name is not None:
             self.name = str(name)
+        self.dtype = "float32"
         self._identifier = None  # the string compile was given, kept for saving
+        Metric.reset_state(self)  # not an override: a user's reset_state may read state its __init__ makes later
+
+    # ---- Keras' standalone use: update_state, result, reset_state (on the host) ------------------------
+    def reset_state(self):
+        self._total, self._count = 0.0, 0
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        if sample_weight is not None:
+            raise ValueError("sample_weight: not supported; mlp_gpu weighs every sample alike")
+        values = np.asarray(self.values(y_true, y_pred), np.float64).reshape(len(np.asarray(y_pred)), -1)
+        self._total += float(values.mean(axis=1).sum())
+        self._count += len(values)
+
+    def values(self, y_true, y_pred):
+        """Keras' per-sample values of this metric on host arrays."""
+        return type(self).function(y_true, y_pred)
 
     def check(self, loss, units: int) -> None:
         """Raise if this metric cannot be computed for the loss's targets."""
@@ -88,8 +106,11 @@ class Metric:
             raise ValueError(f"metrics: {self.name!r} needs (rows, units) targets, but loss={loss.name!r} takes "
                              "integer class labels; use 'sparse_categorical_accuracy' or 'accuracy'")
 
-    def result(self, total: float, rows: int) -> float:
-        return float(total / rows)
+    def result(self, total=None, rows=None) -> float:
+        """The logged value from the device sums (``total`` over ``rows``), else Keras' result() of update_state."""
+        if total is None:
+            total, rows = self._total, self._count
+        return float(total / rows) if rows else 0.0
 
     def threshold(self) -> float:
         return 0.5
@@ -100,38 +121,71 @@ class Metric:
             return self._identifier
         return {"class_name": type(self).__name__, "config": {"name": self.name}}
 
-    def __call__(self, y_true, y_pred) -> float:
-        """Keras' value of this metric over one batch, computed on the host."""
-        return self.result(float(np.sum(type(self).function(y_true, y_pred))), len(y_pred))
+    def __call__(self, y_true, y_pred, sample_weight=None) -> float:
+        """Keras' ``metric(y_true, y_pred)``: update_state, then result (the running value)."""
+        self.update_state(y_true, y_pred, sample_weight)
+        return self.result()
 
 
 class _Accuracy(Metric):
     """Read from the loss op's correct count: argmax against the label (or the target's argmax);
-    one output: (output > 0.5) against (target > 0.5)."""
+    one output: (output > 0.5) against (target > 0.5). A traced loss makes no count: then the metric
+    is its own traced row program (Keras' binary or categorical accuracy of the outputs)."""
+
+    eager_reason = None
+
+    def check(self, loss, units):
+        super().check(loss, units)
+        self.kind = "traced" if loss.traced else type(self).kind
+
+    @staticmethod
+    def _row(y_true, y_pred):
+        if y_pred.shape[-1] == 1:  # Keras' binary_accuracy at 0.5
+            return ops.cast(y_true == ops.cast(y_pred > 0.5, "float32"), "float32")
+        # argmax(y_true) == argmax(y_pred), written with row maxima (a tie of maxima counts as a hit)
+        both = ops.cast(y_true == ops.max(y_true, axis=-1, keepdims=True), "float32") * \
+            ops.cast(y_pred == ops.max(y_pred, axis=-1, keepdims=True), "float32")
+        return ops.cast(ops.sum(both, axis=-1) > 0.0, "float32")
+
+    def program(self, units: int, activation: str = "linear"):
+        """The traced row values on (rows, units) targets and outputs (a traced loss fuses no activation)."""
+        cache = self.__dict__.setdefault("_programs", {})
+        if (units, activation) not in cache:
+            act = _ACTIVATIONS[activation]
+            cache[units, activation] = trace_rows(lambda t, z: self._row(t, act(z)), units, f"metric {self.name!r}",
+                                                  grad=False)
+        return cache[units, activation]
+
+    def host_fn(self, activation: str = "linear"):
+        return lambda t, z: self._row(t, _ACTIVATIONS[activation](z))
 
 
 class Accuracy(_Accuracy):
-    """``"accuracy"``/``"acc"``: binary, categorical or sparse categorical accuracy, as the targets say."""
+    """``"accuracy"``/``"acc"`` in compile: binary, categorical or sparse categorical accuracy, as the
+    targets say. Standalone (Keras' Accuracy): how often y_pred equals y_true."""
 
     name = "accuracy"
 
-    def __call__(self, y_true, y_pred):
+    def __init__(self, name="accuracy", dtype=None):
+        super().__init__(dtype=dtype, name=name)
+
+    def values(self, y_true, y_pred):
         y_pred = np.asarray(y_pred)
-        if y_pred.shape[-1] == 1:
-            fn = binary_accuracy
-        elif np.ndim(y_true) < y_pred.ndim or np.shape(y_true)[-1] == 1:
-            fn = sparse_categorical_accuracy
-        else:
-            fn = categorical_accuracy
-        return float(np.mean(fn(y_true, y_pred)))
+        return (np.asarray(y_true, y_pred.dtype).reshape(y_pred.shape) == y_pred).astype(np.float32)
 
 
 class SparseCategoricalAccuracy(_Accuracy, targets="labels", function=sparse_categorical_accuracy):
     name = "sparse_categorical_accuracy"
 
+    def __init__(self, name="sparse_categorical_accuracy", dtype=None):
+        super().__init__(dtype=dtype, name=name)
+
 
 class CategoricalAccuracy(_Accuracy, targets="dense", function=categorical_accuracy):
     name = "categorical_accuracy"
+
+    def __init__(self, name="categorical_accuracy", dtype=None):
+        super().__init__(dtype=dtype, name=name)
 
     def check(self, loss, units):
         super().check(loss, units)
@@ -144,9 +198,14 @@ class BinaryAccuracy(Metric, kind="binary_hits", targets="dense", function=binar
 
     name = "binary_accuracy"
 
-    def __init__(self, name=None, dtype=None, threshold=0.5):
-        super().__init__(name, dtype)
+    def __init__(self, name="binary_accuracy", dtype=None, threshold=0.5):
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating, np.integer)):
+            raise ValueError(f"BinaryAccuracy(threshold): expected a number, got {threshold!r}")
         self._threshold = float(threshold)
+        super().__init__(dtype=dtype, name=name)
+
+    def values(self, y_true, y_pred):
+        return binary_accuracy(y_true, y_pred, self._threshold)
 
     def threshold(self):
         return self._threshold
@@ -161,9 +220,15 @@ class BinaryAccuracy(Metric, kind="binary_hits", targets="dense", function=binar
 class MeanAbsoluteError(Metric, kind="abs_error", targets="dense", function=mean_absolute_error):
     name = "mean_absolute_error"
 
+    def __init__(self, name="mean_absolute_error", dtype=None):
+        super().__init__(dtype=dtype, name=name)
+
 
 class MeanSquaredError(Metric, kind="squared_error", targets="dense", function=mean_squared_error):
     name = "mean_squared_error"
+
+    def __init__(self, name="mean_squared_error", dtype=None):
+        super().__init__(dtype=dtype, name=name)
 
 
 class RootMeanSquaredError(MeanSquaredError):
@@ -171,8 +236,11 @@ class RootMeanSquaredError(MeanSquaredError):
 
     name = "root_mean_squared_error"
 
-    def result(self, total, rows):
-        return math.sqrt(total / rows)
+    def __init__(self, name="root_mean_squared_error", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+
+    def result(self, total=None, rows=None):
+        return math.sqrt(super().result(total, rows))
 
 
 def _softmax(z):
@@ -190,11 +258,11 @@ class Mean(Metric, kind="traced", targets="dense"):
     the host as in Keras (``update_state``, ``result()``, ``reset_state``)."""
 
     name = "mean"
+    builtin = False  # a user's subclass is traced and saved as the user's object
 
-    def __init__(self, name=None, dtype=None):
-        super().__init__(name, dtype)
+    def __init__(self, name="mean", dtype=None):
         self._traced_values = None
-        self.reset_state()
+        super().__init__(dtype=dtype, name=name)
 
     def reset_state(self):
         self._total, self._count = 0.0, 0
@@ -253,10 +321,10 @@ class Mean(Metric, kind="traced", targets="dense"):
         fn = self._trace_fn()
         return lambda t, z: fn(t, _ACTIVATIONS[activation](z))
 
-    def __call__(self, y_true, y_pred):
-        fn = self._trace_fn()
-        values = np.asarray(fn(np.asarray(y_true, np.float32), np.asarray(y_pred, np.float32)), np.float64)
-        return float(values.reshape(len(values), -1).mean(axis=1).mean())
+    def __call__(self, *args, **kwargs):
+        """Keras' ``metric(...)``: update_state with these arguments, then result()."""
+        self.update_state(*args, **kwargs)
+        return self.result()
 
 
 class MeanMetricWrapper(Mean):
@@ -276,72 +344,23 @@ class MeanMetricWrapper(Mean):
         super().update_state(self._trace_fn()(y_true, y_pred), sample_weight)
 
 
+class Sum(Mean):
+    """Keras' ``Sum``: the sum of the values ``update_state`` receives (standalone, on the host)."""
 
-CLASSES = (Accuracy, SparseCategoricalAccuracy, CategoricalAccuracy, BinaryAccuracy, MeanAbsoluteError,
-           MeanSquaredError, RootMeanSquaredError)
-METRICS = {name: cls for cls in CLASSES for name in (cls.__name__, cls.name)}
-METRICS.update({"acc": Accuracy, "mae": MeanAbsoluteError, "MAE": MeanAbsoluteError, "mse": MeanSquaredError,
-                "MSE": MeanSquaredError})
-FUNCTIONS = {sparse_categorical_accuracy: SparseCategoricalAccuracy, categorical_accuracy: CategoricalAccuracy,
-             binary_accuracy: BinaryAccuracy, mean_absolute_error: MeanAbsoluteError,
-             mean_squared_error: MeanSquaredError}
+    name = "sum"
+    builtin = True
 
+    def __init__(self, name="sum", dtype=None):
+        super().__init__(name=name, dtype=dtype)
 
-def get(identifier) -> Metric:
-    """A Metric from a name, a class, an instance, a Keras metric function or a saved config."""
-    if isinstance(identifier, Metric):
-        return identifier
-    if isinstance(identifier, str) and identifier in METRICS:
-        metric = METRICS[identifier](name=identifier)  # Keras logs a string metric under that string
-        metric._identifier = identifier
-        return metric
-    if isinstance(identifier, type) and issubclass(identifier, Metric) and identifier not in (Metric, _Accuracy):
-        return identifier()
-    if custom_objects.is_custom(identifier) and identifier.get("class_name") not in METRICS:  # a user's (files)
-        identifier = custom_objects.deserialize(identifier, "metrics")
-        if isinstance(identifier, Metric):
-            return identifier
-    if isinstance(identifier, dict) and identifier.get("class_name") in METRICS:
-        return METRICS[identifier["class_name"]](**dict(identifier.get("config") or {}))
-    try:
-        if identifier in FUNCTIONS:
-            return FUNCTIONS[identifier](name=identifier.__name__)
-    except TypeError:  # unhashable
-        pass
-    if callable(identifier) and not isinstance(identifier, type):
-        return MeanMetricWrapper(identifier)
-    hint = ""
-    raise ValueError(f"metrics: expected names from {sorted(METRICS)}, a mlp_gpu.metrics class, object or function, "
-                     f"got {identifier!r}{hint}")
+    def update_state(self, values, sample_weight=None):
+        if sample_weight is not None:
+            raise ValueError("sample_weight: not supported; mlp_gpu weighs every sample alike")
+        self._total += float(np.sum(np.asarray(values, np.float64)))
 
+    def result(self, total=None, rows=None):
+        return float(self._total if total is None else total)
 
-def serialize(metric: Metric):
-    """What a model file stores: a user's metric as Keras serializes it (by name), ours by get_config."""
-    return custom_objects.serialize(metric) if metric.kind == "traced" else metric.get_config()
-
-
-def slots(metrics) -> list[int]:
-    """Each metric's slot in the running sums: the accuracy family shares the loss op's correct
-    count, every other metric gets its own slot after the ACC_SIZE fixed ones."""
-    out, free = [], ACC_SIZE
-    for metric in metrics:
-        if metric.kind is None:
-            out.append(ACC["correct"])
-        else:
-            out.append(free)
-            free += 1
-    return out
-
-
-def get_list(metrics) -> list[Metric]:
-    """compile's ``metrics`` as a list of Metric objects, in order; unique History keys."""
-    if metrics is None:
-        return []
-    if isinstance(metrics, (str, dict)) or not isinstance(metrics, (list, tuple)):
-        metrics = [metrics]
-    out = [get(m) for m in metrics]
-    names = [m.name for m in out]
-    duplicated = sorted({n for n in names if names.count(n) > 1})
-    if duplicated:
-        raise ValueError(f"metrics: each metric needs its own name, {duplicated} appear more than once")
-    return out
+    def check(self, loss, units):
+        raise ValueError("metrics: Sum adds the values its update_state is given (standalone); compile(metrics=) "
+                         "takes metrics of (y_true, y_pred)")

@@ -1,0 +1,295 @@
+"""Metrics over confusion counts or column sums: AUC, Precision, Recall, F1Score, R2Score.
+
+Keras' formulas (keras/src/metrics/confusion_metrics.py, f_score_metrics.py, regression_metrics.py,
+metrics_utils.py), accumulated on the host by update_state. Their state is not a sum of per-row
+values, which is what compile's device sums hold, so compile refuses them with that reason.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Metric
+
+EPSILON = 1e-7  # Keras' backend.epsilon()
+
+
+def _divide_no_nan(a, b):
+    a, b = np.broadcast_arrays(np.asarray(a, np.float64), np.asarray(b, np.float64))
+    out = np.zeros(a.shape)
+    np.divide(a, b, out=out, where=b != 0)
+    return out
+
+
+class _Host(Metric):
+    def __init__(self, dtype=None, name=None):
+        super().__init__(dtype=dtype, name=name)
+        self.reset_state()
+
+    def check(self, loss, units):
+        raise ValueError(f"metrics: {type(self).__name__} accumulates {self._state_words}, not a sum of per-row values "
+                         "as compile's device sums; use it standalone (update_state / result) on predict's outputs")
+
+    _state_words = "confusion counts"
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        if sample_weight is not None:
+            raise ValueError("sample_weight: not supported; mlp_gpu weighs every sample alike")
+        self._update(np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64))
+
+    def get_config(self):
+        return {"class_name": type(self).__name__, "config": {"name": self.name, **self._config()}}
+
+
+def _thresholds(thresholds, default, owner):
+    if thresholds is None:
+        return [default]
+    values = [thresholds] if np.isscalar(thresholds) else list(thresholds)
+    for t in values:
+        if isinstance(t, bool) or not isinstance(t, (int, float, np.floating, np.integer)) or not 0 <= t <= 1:
+            raise ValueError(f"{owner}(thresholds): expected numbers in [0, 1], got {thresholds!r}")
+    return [float(t) for t in values]
+
+
+def _counts(y_true, y_pred, thresholds, which):
+    """Keras' update_confusion_matrix_variables without weights: counts per threshold of pred > threshold."""
+    t = y_true.reshape(-1) > 0.5 if y_true.dtype != bool else y_true.reshape(-1)
+    # compared in float32, as Keras' metrics are: 0.2 in float64 lies below 0.2 in float32
+    positive = y_pred.astype(np.float32).reshape(1, -1) > np.asarray(thresholds, np.float32).reshape(-1, 1)
+    truth = t.reshape(1, -1).astype(bool)
+    table = {"tp": positive & truth, "fp": positive & ~truth, "fn": ~positive & truth, "tn": ~positive & ~truth}
+    return {key: table[key].sum(axis=1).astype(np.float64) for key in which}
+
+
+class _PrecisionRecall(_Host):
+    def __init__(self, thresholds=None, top_k=None, class_id=None, name=None, dtype=None):
+        owner = type(self).__name__
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1):
+            raise ValueError(f"{owner}(top_k): expected None or a positive int, got {top_k!r}")
+        if class_id is not None and (isinstance(class_id, bool) or not isinstance(class_id, (int, np.integer))):
+            raise ValueError(f"{owner}(class_id): expected None or an int, got {class_id!r}")
+        self.init_thresholds, self.top_k, self.class_id = thresholds, top_k, class_id
+        self.thresholds = _thresholds(thresholds, 0.5 if top_k is None else -np.inf, owner)
+        super().__init__(dtype=dtype, name=name if name is not None else self.name)
+
+    def reset_state(self):
+        self._state = {key: np.zeros(len(self.thresholds)) for key in ("tp", "fp", "fn")}
+
+    def _update(self, y_true, y_pred):
+        y_true, y_pred = y_true.reshape(y_pred.shape) if y_true.size == y_pred.size else y_true, y_pred
+        if self.top_k is not None:  # Keras' _filter_top_k: all but each row's k largest become -inf
+            order = np.argsort(-y_pred, axis=-1, kind="stable")[..., :self.top_k]
+            kept = np.full_like(y_pred, -np.inf)
+            np.put_along_axis(kept, order, np.take_along_axis(y_pred, order, axis=-1), axis=-1)
+            y_pred = kept
+        if self.class_id is not None:
+            y_true, y_pred = y_true[..., self.class_id], y_pred[..., self.class_id]
+        for key, value in _counts(y_true, y_pred, self.thresholds, ("tp", "fp", "fn")).items():
+            self._state[key] += value
+
+    def _config(self):
+        return {"thresholds": self.init_thresholds, "top_k": self.top_k, "class_id": self.class_id}
+
+    def result(self, total=None, rows=None):
+        s = self._state
+        value = _divide_no_nan(s["tp"], s["tp"] + s[self._other])
+        return float(value[0]) if len(self.thresholds) == 1 else value
+
+
+class Precision(_PrecisionRecall):
+    """tp / (tp + fp) at each threshold (one number for one threshold)."""
+
+    name, _other = "precision", "fp"
+
+    def __init__(self, thresholds=None, top_k=None, class_id=None, name=None, dtype=None):
+        super().__init__(thresholds, top_k, class_id, name, dtype)
+
+
+class Recall(_PrecisionRecall):
+    """tp / (tp + fn) at each threshold (one number for one threshold)."""
+
+    name, _other = "recall", "fn"
+
+    def __init__(self, thresholds=None, top_k=None, class_id=None, name=None, dtype=None):
+        super().__init__(thresholds, top_k, class_id, name, dtype)
+
+
+class AUC(_Host):
+    """Keras' AUC: confusion counts at num_thresholds thresholds, the curve's area by a Riemann sum
+    (``interpolation``: trapezoids; PR with interpolation: Davis & Goadrich's, as Keras)."""
+
+    name = "auc"
+
+    def __init__(self, num_thresholds=200, curve="ROC", summation_method="interpolation", name=None, dtype=None,
+                 thresholds=None, multi_label=False, num_labels=None, label_weights=None, from_logits=False):
+        if str(curve).upper() not in ("ROC", "PR"):
+            raise ValueError(f"AUC(curve): expected 'ROC' or 'PR', got {curve!r}")
+        if str(summation_method).lower() not in ("interpolation", "minoring", "majoring"):
+            raise ValueError(f"AUC(summation_method): expected 'interpolation', 'minoring' or 'majoring', "
+                             f"got {summation_method!r}")
+        if multi_label or num_labels is not None or label_weights is not None:
+            raise ValueError("AUC(multi_label, num_labels, label_weights): one curve over all labels is supported "
+                             "(multi_label=False)")
+        if thresholds is not None:
+            inner = sorted(float(t) for t in thresholds)
+            self.num_thresholds = len(inner) + 2
+        else:
+            if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, (int, np.integer)) \
+                    or num_thresholds <= 1:
+                raise ValueError(f"AUC(num_thresholds): expected an integer > 1, got {num_thresholds!r}")
+            self.num_thresholds = int(num_thresholds)
+            inner = [(i + 1) * 1.0 / (num_thresholds - 1) for i in range(num_thresholds - 2)]
+        self._init_thresholds = thresholds
+        self._thresholds = np.array([0.0 - EPSILON] + inner + [1.0 + EPSILON])
+        self.curve, self.summation_method = str(curve).upper(), str(summation_method).lower()
+        self.from_logits = bool(from_logits)
+        super().__init__(dtype=dtype, name=name if name is not None else "auc")
+
+    @property
+    def thresholds(self):
+        return list(self._thresholds)
+
+    def reset_state(self):
+        self._state = {key: np.zeros(self.num_thresholds) for key in ("tp", "fp", "fn", "tn")}
+
+    def _update(self, y_true, y_pred):
+        if self.from_logits:
+            y_pred = 0.5 * np.tanh(0.5 * y_pred) + 0.5
+        for key, value in _counts(y_true, y_pred, self._thresholds, ("tp", "fp", "fn", "tn")).items():
+            self._state[key] += value
+
+    def _config(self):
+        return {"num_thresholds": self.num_thresholds, "curve": self.curve,
+                "summation_method": self.summation_method, "thresholds": self._init_thresholds,
+                "from_logits": self.from_logits}
+
+    def _interpolate_pr_auc(self):
+        tp, fp, fn, n = self._state["tp"], self._state["fp"], self._state["fn"], self.num_thresholds
+        dtp = tp[:n - 1] - tp[1:]
+        p = tp + fp
+        dp = p[:n - 1] - p[1:]
+        slope = _divide_no_nan(dtp, np.maximum(dp, 0))
+        intercept = tp[1:] - slope * p[1:]
+        both = (p[:n - 1] > 0) & (p[1:] > 0)
+        ratio = np.where(both, _divide_no_nan(p[:n - 1], np.maximum(p[1:], 0)), 1.0)
+        return float(np.sum(_divide_no_nan(slope * (dtp + intercept * np.log(ratio)), np.maximum(tp[1:] + fn[1:], 0))))
+
+    def result(self, total=None, rows=None):
+        if self.curve == "PR" and self.summation_method == "interpolation":
+            return self._interpolate_pr_auc()
+        s, n = self._state, self.num_thresholds
+        recall = _divide_no_nan(s["tp"], s["tp"] + s["fn"])
+        if self.curve == "ROC":
+            x, y = _divide_no_nan(s["fp"], s["fp"] + s["tn"]), recall
+        else:
+            x, y = recall, _divide_no_nan(s["tp"], s["tp"] + s["fp"])
+        if self.summation_method == "interpolation":
+            heights = (y[:n - 1] + y[1:]) / 2.0
+        elif self.summation_method == "minoring":
+            heights = np.minimum(y[:n - 1], y[1:])
+        else:
+            heights = np.maximum(y[:n - 1], y[1:])
+        return float(np.sum((x[:n - 1] - x[1:]) * heights))
+
+
+class F1Score(_Host):
+    """Keras' F1Score (FBetaScore with beta=1): per-class counts, averaged by ``average``."""
+
+    name = "f1_score"
+    _state_words = "per-class counts"
+
+    def __init__(self, average=None, threshold=None, name="f1_score", dtype=None):
+        if average not in (None, "micro", "macro", "weighted"):
+            raise ValueError(f"F1Score(average): expected None, 'micro', 'macro' or 'weighted', got {average!r}")
+        if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+                                      or not 0 < threshold <= 1):
+            raise ValueError(f"F1Score(threshold): expected None or a number in (0, 1], got {threshold!r}")
+        self.average, self.threshold, self.beta = average, threshold, 1.0
+        super().__init__(dtype=dtype, name=name)
+
+    def reset_state(self):
+        self._state = None
+
+    def _update(self, y_true, y_pred):
+        if y_pred.ndim != 2 or y_true.shape != y_pred.shape:
+            raise ValueError(f"F1Score expects 2D inputs of one shape (batch_size, output_dim), got y_true "
+                             f"{y_true.shape} and y_pred {y_pred.shape}")
+        if self.threshold is None:
+            pred = (y_pred >= y_pred.max(axis=-1, keepdims=True)) & (np.abs(y_pred) > 1e-9)
+        else:
+            pred = y_pred > self.threshold
+        pred = pred.astype(np.float64)
+        axis = None if self.average == "micro" else 0
+        got = {"tp": (pred * y_true).sum(axis=axis), "fp": (pred * (1 - y_true)).sum(axis=axis),
+               "fn": ((1 - pred) * y_true).sum(axis=axis), "w": y_true.sum(axis=axis)}
+        self._state = got if self._state is None else {k: self._state[k] + got[k] for k in got}
+
+    def _config(self):
+        return {"average": self.average, "threshold": self.threshold}
+
+    def result(self, total=None, rows=None):
+        if self._state is None:
+            return 0.0
+        s, b2 = self._state, self.beta ** 2
+        precision = s["tp"] / (s["tp"] + s["fp"] + EPSILON)
+        recall = s["tp"] / (s["tp"] + s["fn"] + EPSILON)
+        f1 = precision * recall / (b2 * precision + recall + EPSILON) * (1 + b2)
+        if self.average == "weighted":
+            return float(np.sum(f1 * s["w"] / (np.sum(s["w"]) + EPSILON)))
+        if self.average is not None:
+            return float(np.mean(f1))
+        return f1
+
+
+class R2Score(_Host):
+    """Keras' R2Score: 1 - residual / total sum of squares per output, aggregated by ``class_aggregation``."""
+
+    name = "r2_score"
+    _state_words = "per-output sums of y, y^2 and squared residuals"
+
+    def __init__(self, class_aggregation="uniform_average", num_regressors=0, name="r2_score", dtype=None):
+        if class_aggregation not in (None, "uniform_average", "variance_weighted_average"):
+            raise ValueError(f"R2Score(class_aggregation): expected None, 'uniform_average' or "
+                             f"'variance_weighted_average', got {class_aggregation!r}")
+        if isinstance(num_regressors, bool) or not isinstance(num_regressors, (int, np.integer)) or num_regressors < 0:
+            raise ValueError(f"R2Score(num_regressors): expected an int >= 0, got {num_regressors!r}")
+        self.class_aggregation, self.num_regressors = class_aggregation, int(num_regressors)
+        super().__init__(dtype=dtype, name=name)
+
+    def reset_state(self):
+        self._state, self._samples = None, 0
+
+    def _update(self, y_true, y_pred):
+        if y_true.ndim == 1:
+            y_true = y_true[:, None]
+        if y_pred.ndim == 1:
+            y_pred = y_pred[:, None]
+        if y_pred.ndim != 2 or y_true.shape != y_pred.shape:
+            raise ValueError(f"R2Score expects 2D inputs of one shape (batch_size, output_dim), got y_true "
+                             f"{y_true.shape} and y_pred {y_pred.shape}")
+        got = {"sum": y_true.sum(axis=0), "squared": (y_true * y_true).sum(axis=0),
+               "residual": ((y_true - y_pred) ** 2).sum(axis=0), "count": np.full(y_true.shape[1], len(y_true), float)}
+        self._state = got if self._state is None else {k: self._state[k] + got[k] for k in got}
+        self._samples += y_true.size
+
+    def _config(self):
+        return {"class_aggregation": self.class_aggregation, "num_regressors": self.num_regressors}
+
+    def result(self, total=None, rows=None):
+        if self._state is None:
+            return 0.0
+        s = self._state
+        mean = s["sum"] / s["count"]
+        total_ss = s["squared"] - s["sum"] * mean
+        with np.errstate(divide="ignore", invalid="ignore"):
+            raw = 1 - s["residual"] / total_ss
+        raw = np.where(np.isinf(raw), 0.0, raw)
+        if self.class_aggregation == "uniform_average":
+            score = np.mean(raw)
+        elif self.class_aggregation == "variance_weighted_average":
+            score = np.sum(total_ss * raw) / np.sum(total_ss)
+        else:
+            return raw
+        n, p = self._samples, self.num_regressors
+        if p and p < n - 1:  # Keras falls back to the plain score (with a warning) otherwise
+            score = 1 - (1 - score) * (n - 1) / (n - p - 1)
+        return float(score)
