@@ -62,6 +62,8 @@ class OptimizerOpsReference:
         """Keras RMSprop: v <- rho v + (1-rho) g^2; centered: a <- rho a + (1-rho) g, denominator
         v - a^2 + eps, else v + eps; inc = lr g / sqrt(denominator); momentum: m <- mu m + inc, w -= m;
         else w -= inc. ``momentum`` / ``average`` are None when unused."""
+        if skipped(hyper):
+            return
         decay_weights(w, hyper)
         lr, rho, eps = _h(hyper, "lr"), _h(hyper, "rho"), _h(hyper, "epsilon")
         velocity[...] = rho * velocity + (1 - rho) * (g * g)
