@@ -118,7 +118,8 @@ __device__ double schedule_lr(const double* tb, double step) {
 }
 
 // Start of an update, one thread: hyper[lr] <- the schedule in `table` at hyper[iterations]
-// (has_table), and for Nadam hyper[u_product] *= beta_1 (1 - 0.5 * NADAM_DECAY^(iterations + 1)).
+// (has_table), and for Nadam hyper[u_product] *= beta_1 (1 - 0.5 * NADAM_DECAY^(updates + 1)) on an update
+// step (optimizer_steps.cuh); hyper[ema_reseed] 1 -> -1 (this step restarts the EMA), -1 -> 0.
 // Launch: grid (1,), block (1,): thread 0 does it all (any other thread does nothing).
 // Pre: hyper holds HYPER_SIZE floats; where has_table, table holds a whole schedule table.
 extern "C" __global__ void optimizer_prepare(float* __restrict__ hyper, const double* __restrict__ table,
@@ -126,6 +127,8 @@ extern "C" __global__ void optimizer_prepare(float* __restrict__ hyper, const do
     if (global_index() != 0) return;
     double step = (double)hyper[HYPER_ITERATIONS];
     if (has_table) hyper[HYPER_LR] = (float)schedule_lr(table, step);  // Keras: the schedule counts every step
+    float reseed = hyper[HYPER_EMA_RESEED];  // armed by a restored state: this step's EMA restarts (ema_update)
+    hyper[HYPER_EMA_RESEED] = reseed > 0.0f ? -1.0f : 0.0f;
     if (nadam && !skipped(hyper)) {  // Keras: the product advances with the updates only
         float u = hyper[HYPER_BETA_1] * (1.0f - 0.5f * (float)pow(NADAM_DECAY, update_count(hyper) + 1.0));
         hyper[HYPER_U_PRODUCT] = hyper[HYPER_U_PRODUCT] * u;

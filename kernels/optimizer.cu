@@ -249,12 +249,13 @@ extern "C" __global__ void accumulate_gradients(float* __restrict__ g, float* __
 }
 
 // Keras' use_ema, after every step's update: with c = iterations // n (optimizer_steps.cuh), mu = momentum
-// unless c is 0 (then 0): avg <- mu avg + (1 - mu) w; and where frequency > 0 and (c + 1) % frequency == 0,
-// w <- avg. avg is (size,) float32, the optimizer's. Launch: as sgd_update.
+// unless c is 0 or the step restarts the average (hyper[HYPER_EMA_RESEED] < 0, after a restored state):
+// then 0. avg <- mu avg + (1 - mu) w; and where frequency > 0 and (c + 1) % frequency == 0, w <- avg.
+// avg is (size,) float32, the optimizer's. Launch: as sgd_update.
 extern "C" __global__ void ema_update(float* __restrict__ w, float* __restrict__ avg, const float* __restrict__ hyper,
                                       long long size, float momentum, int frequency) {
     double count = update_count(hyper);
-    float mu = count != 0.0 ? momentum : 0.0f;
+    float mu = count != 0.0 && hyper[HYPER_EMA_RESEED] >= 0.0f ? momentum : 0.0f;
     double next = count + 1.0;
     bool overwrite = frequency > 0 && next - (double)frequency * floor(next / (double)frequency) == 0.0;
     for (long long i = global_index(); i < size; i += grid_stride()) {

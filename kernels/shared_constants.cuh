@@ -31,6 +31,7 @@
 #define HYPER_L2 12
 #define HYPER_L2_SHRINKAGE 13
 #define HYPER_BETA 14
+#define HYPER_EMA_RESEED 15
 #define HYPER_SIZE 16
 #define ACC_LOSS_SUM 0
 #define ACC_CORRECT 1

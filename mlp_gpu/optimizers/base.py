@@ -165,8 +165,9 @@ class Optimizer:
         """Initial values of the state slots (zeros unless a subclass says otherwise)."""
 
     def begin_step(self) -> None:
-        """Ready the scalars this step's update reads: the schedule's rate, Nadam's momentum product."""
-        if self._table is not None or self.nadam:
+        """Ready the scalars this step's update reads: the schedule's rate, Nadam's momentum product,
+        whether the moving average restarts."""
+        if self._table is not None or self.nadam or self.use_ema:
             self.backend.optimizer_prepare(self.hyper, self._table, self.nadam)
 
     def update(self, params, grads) -> None:
@@ -203,7 +204,8 @@ class Optimizer:
 
     def load_state(self, state, iterations: int = 0) -> None:
         """Restore the per-parameter state and step count (``iterations``, Keras' count of updates) of a
-        built optimizer, as saved with the model; accumulation restarts from an empty accumulator."""
+        built optimizer, as saved with the model; accumulation restarts from an empty accumulator, and the
+        moving average (use_ema; not in ``state``) from the weights of the next step."""
         if self.state is None:
             raise RuntimeError(f"{type(self).__name__}.load_state: not built yet; compile the model first")
         state = np.asarray(state)
@@ -213,6 +215,8 @@ class Optimizer:
         self._set("iterations", int(iterations) * (self.gradient_accumulation_steps or 1))
         if self._accumulator is not None:
             self._accumulator[...] = 0
+        if self.use_ema:
+            self._set("ema_reseed", 1.0)
 
     def _set(self, key, value):
         self._host_hyper[HYPER[key]] = value

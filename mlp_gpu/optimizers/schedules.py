@@ -232,7 +232,7 @@ SCHEDULES = {cls.__name__: cls for cls in (ExponentialDecay, PiecewiseConstantDe
                                           InverseTimeDecay, CosineDecay, CosineDecayRestarts)}
 
 
-def serialize(learning_rate_schedule: LearningRateSchedule) -> dict:
+def serialize(learning_rate_schedule):
     """Keras' serialized form: {"module", "class_name", "config", "registered_name"}."""
     if not isinstance(learning_rate_schedule, LearningRateSchedule):
         raise TypeError(f"learning_rate_schedule: expected a LearningRateSchedule, got {learning_rate_schedule!r}")
@@ -242,7 +242,7 @@ def serialize(learning_rate_schedule: LearningRateSchedule) -> dict:
             "config": learning_rate_schedule.get_config(), "registered_name": None if builtin else cls.__name__}
 
 
-def deserialize(config, custom_objects=None) -> LearningRateSchedule:
+def deserialize(config, custom_objects=None):
     """A schedule from ``serialize``'s form (or Keras'); ``custom_objects`` maps class names to a user's
     LearningRateSchedule subclasses (which must encode their table to run on the device)."""
     custom = dict(custom_objects or {})

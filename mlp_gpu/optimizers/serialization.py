@@ -4,7 +4,7 @@ from __future__ import annotations
 from .base import OPTIMIZERS, Optimizer, snake_case
 
 
-def serialize(optimizer) -> dict:
+def serialize(optimizer):
     """Keras' serialized form: {"module", "class_name", "config", "registered_name"}."""
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer: expected an Optimizer, got {optimizer!r}")
@@ -14,7 +14,7 @@ def serialize(optimizer) -> dict:
             "config": optimizer.get_config(), "registered_name": None if builtin else cls.__name__}
 
 
-def deserialize(config, custom_objects=None) -> Optimizer:
+def deserialize(config, custom_objects=None):
     """The optimizer of a serialized form; a built-in's class_name is matched case-insensitively (as
     Keras), ``custom_objects`` maps other class names to a user's Optimizer subclasses."""
     if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):

@@ -103,8 +103,18 @@ import numpy as np
 import keras
 cases, schedule_cases, schedule_steps, classes = (json.loads(a) for a in sys.argv[1:5])
 out = sys.argv[5]
+import inspect
+schedule_classes = ["ExponentialDecay", "PiecewiseConstantDecay", "PolynomialDecay", "InverseTimeDecay",
+                    "CosineDecay", "CosineDecayRestarts"]
 report = {"default_names": {c: getattr(keras.optimizers, c)().name for c in classes}, "configs": {},
-          "signatures": {}, "schedules": []}
+          "iterations": {}, "learning_rate": {}, "schedules": [],
+          "signatures": {name: str(inspect.signature(obj)) for name, obj in
+                         [(c, getattr(keras.optimizers, c)) for c in classes]
+                         + [("Optimizer.__init__", keras.optimizers.Optimizer.__init__)]
+                         + [(f, getattr(keras.optimizers, f)) for f in ("get", "serialize", "deserialize")]
+                         + [("schedules." + c, getattr(keras.optimizers.schedules, c)) for c in schedule_classes]
+                         + [("schedules." + f, getattr(keras.optimizers.schedules, f))
+                            for f in ("serialize", "deserialize")]}}
 rng = np.random.default_rng(0)
 shapes = [(7, 5), (5,)]
 weights = [rng.normal(size=s).astype(np.float32) for s in shapes]
@@ -124,7 +134,8 @@ for key, (cls, kwargs) in cases.items():
         for i, v in enumerate(opt._model_variables_moving_average):
             results[f"{key}/average{i}"] = keras.ops.convert_to_numpy(v)
     report["configs"][key] = opt.get_config()
-    report[key + "/iterations"] = int(keras.ops.convert_to_numpy(opt.iterations))
+    report["iterations"][key] = int(keras.ops.convert_to_numpy(opt.iterations))
+    report["learning_rate"][key] = float(keras.ops.convert_to_numpy(opt.learning_rate))
 for config in schedule_cases:
     schedule = keras.optimizers.schedules.deserialize(config)
     report["schedules"].append({"serialized": keras.optimizers.schedules.serialize(schedule),

@@ -35,8 +35,11 @@ class OptimizerOpsReference:
     """Optimizer updates, clipping and the step preparation on NumPy arrays."""
 
     def optimizer_prepare(self, hyper, table, nadam: bool) -> None:
-        """Start of an update: hyper[lr] <- schedule(iterations) when ``table`` is given; for Nadam
-        hyper[u_product] *= beta_1 * (1 - 0.5 * 0.96 ** (iterations + 1))."""
+        """Start of an update: hyper[lr] <- schedule(iterations) when ``table`` is given; for Nadam on an
+        update step hyper[u_product] *= beta_1 * (1 - 0.5 * 0.96 ** (updates + 1)); hyper[ema_reseed]
+        1 -> -1 (this step restarts the moving average), -1 -> 0."""
+        reseed = _h(hyper, "ema_reseed")  # armed by a restored state: this step's EMA restarts (ema_update)
+        hyper[HYPER["ema_reseed"]] = -1.0 if reseed > 0 else 0.0
         if table is not None:  # Keras: the schedule counts every step, accumulating or not
             hyper[HYPER["lr"]] = schedules.evaluate(table, float(_h(hyper, "iterations")))
         if nadam and not skipped(hyper):
@@ -123,9 +126,10 @@ class OptimizerOpsReference:
 
     def ema_update(self, w, average, hyper, momentum: float, frequency: int) -> None:
         """Keras' use_ema, after every step's update: mu = momentum (0 on update count 0);
-        average <- mu average + (1 - mu) w; w <- average when frequency and (count + 1) % frequency == 0."""
+        average <- mu average + (1 - mu) w; w <- average when frequency and (count + 1) % frequency == 0.
+        mu is 0 too on the step after a restored state (hyper[ema_reseed] < 0): the average restarts there."""
         count = update_count(hyper)
-        mu = np.float32(momentum if count != 0 else 0.0)
+        mu = np.float32(momentum if count != 0 and _h(hyper, "ema_reseed") >= 0 else 0.0)
         average[...] = mu * average + (np.float32(1) - mu) * w
         if frequency and (count + 1) % frequency == 0:
             w[...] = average
