@@ -6,6 +6,7 @@
 // Every update first applies Keras' decoupled weight decay, w <- w - w * weight_decay * lr,
 // when hyper[HYPER_WEIGHT_DECAY] is not 0. With Keras' gradient accumulation (optimizer_steps.cuh) a step
 // that only accumulates returns at once, and t counts updates.
+#include "common.cuh"
 #include "optimizer_steps.cuh"
 
 __device__ __forceinline__ float decayed(float w, const float* hyper) {

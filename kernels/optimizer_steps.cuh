@@ -2,8 +2,9 @@
 // hyper[HYPER_ACCUMULATION] = n >= 2 (0 without). Only a step with (iterations + 1) % n == 0 updates,
 // and an update counts Keras' `optimizer.iterations`, iterations // n (the reference:
 // mlp_gpu/backend/numpy/optimizer_ops.py, skipped and update_count).
+// Include after common.cuh (the kernels' sources are expanded flat for NVRTC, so a header is never
+// included twice through another).
 #pragma once
-#include "common.cuh"
 
 // The optimizer's step count as its formulas see it (iterations // n while accumulating).
 __device__ __forceinline__ double update_count(const float* hyper) {
