@@ -38,6 +38,9 @@ def get(identifier):
     if isinstance(identifier, dict):
         obj = deserialize(identifier)
     elif isinstance(identifier, str):
+        if identifier.lower() not in OPTIMIZERS:
+            raise ValueError(f"optimizer: expected one of {sorted(OPTIMIZERS)}, a serialized optimizer or an "
+                             f"Optimizer, got {identifier!r}")
         obj = deserialize({"class_name": identifier, "config": {}})
     else:
         obj = identifier

@@ -91,7 +91,7 @@ def test_get_follows_keras():
     assert isinstance(got, optimizers.RMSprop) and got.centered and float(got.learning_rate) == 0.5
     with pytest.raises(ValueError, match="Could not interpret optimizer identifier"):
         optimizers.get(3)
-    with pytest.raises(ValueError, match="class_name 'nope' is not one of"):
+    with pytest.raises(ValueError, match=r"optimizer: expected one of \['adadelta', .*got 'nope'"):
         optimizers.get("nope")
 
 
