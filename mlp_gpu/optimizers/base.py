@@ -98,7 +98,8 @@ class Optimizer:
                  gradient_accumulation_steps=None, name=None, **kwargs):
         cls = type(self).__name__
         if kwargs.pop("decay", None) is not None:
-            warnings.warn(f"{cls}: argument `decay` is no longer supported (as in Keras 3) and is ignored")
+            warnings.warn(f"{cls}: argument `decay` is no longer supported (as in Keras 3) and is ignored",
+                          stacklevel=3)
         if kwargs:
             raise ValueError(f"{cls}: argument(s) not recognized: {kwargs}")
         self._host_hyper = np.zeros(HYPER_SIZE, np.float32)
@@ -134,9 +135,10 @@ class Optimizer:
                                                          f"{cls}(ema_overwrite_frequency)", 1)
         self.loss_scale_factor = None if loss_scale_factor is None else \
             _positive(loss_scale_factor, f"{cls}(loss_scale_factor)")
-        self.gradient_accumulation_steps = gradient_accumulation_steps or None
-        if self.gradient_accumulation_steps is not None:
-            check_int(gradient_accumulation_steps, f"{cls}(gradient_accumulation_steps)", 2)
+        self.gradient_accumulation_steps = gradient_accumulation_steps  # Keras: a false value means none
+        if gradient_accumulation_steps:
+            self.gradient_accumulation_steps = check_int(gradient_accumulation_steps,
+                                                         f"{cls}(gradient_accumulation_steps)", 2)
         self._host_hyper[HYPER["accumulation"]] = self.gradient_accumulation_steps or 0
         self.name = snake_case(cls) if name is None else name
         if not isinstance(self.name, str):

@@ -33,8 +33,11 @@ def _ours(name):
     return getattr(optimizers, name)
 
 
-@pytest.mark.parametrize("name", CLASSES + ["Optimizer.__init__", "get", "serialize", "deserialize"]
-                         + [f"schedules.{c}" for c in SCHEDULE_CLASSES] + ["schedules.serialize", "schedules.deserialize"])
+SIGNATURES = (CLASSES + ["Optimizer.__init__", "get", "serialize", "deserialize"]
+              + [f"schedules.{c}" for c in SCHEDULE_CLASSES] + ["schedules.serialize", "schedules.deserialize"])
+
+
+@pytest.mark.parametrize("name", SIGNATURES)
 def test_signatures_are_keras(name, report):
     assert str(inspect.signature(_ours(name))) == report["signatures"][name]
 
