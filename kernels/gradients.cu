@@ -4,6 +4,7 @@
 // int64 offsets into g. Reductions run in double over blocks of exactly REDUCE_BLOCK threads, a power
 // of two (block_total's shared array and tree are sized by it).
 #include "common.cuh"
+#include "optimizer_steps.cuh"
 
 // Tree sum over the block (REDUCE_BLOCK threads, a power of two); every thread gets the total.
 __device__ __forceinline__ double block_total(double* part, double v) {
@@ -95,20 +96,41 @@ __device__ double schedule_lr(const double* tb, double step) {
         if (step < p5) return (p4 - lr) * (step / p5) + lr;
         return p4 * ((1.0 - p2) * (0.5 * (1.0 + cos(pi * ((step - p5) / p1)))) + p2);
     }
+    if (kind == SCHEDULE_POLYNOMIAL) {  // p1 decay_steps, p2 end_learning_rate, p3 power, p4 cycle
+        double steps = p1;
+        if (p4 != 0.0) steps *= step == 0.0 ? 1.0 : ceil(step / p1);
+        else if (step > p1) step = p1;
+        return (lr - p2) * pow(1.0 - step / steps, p3) + p2;
+    }
+    if (kind == SCHEDULE_COSINE_RESTARTS) {  // p1 first_decay_steps, p2 t_mul, p3 m_mul, p4 alpha
+        const double pi = 3.141592653589793;
+        double f = step / p1, restart;
+        if (p2 == 1.0) {
+            restart = floor(f);
+            f -= restart;
+        } else {
+            restart = floor(log(1.0 - f * (1.0 - p2)) / log(p2));
+            f = (f - (1.0 - pow(p2, restart)) / (1.0 - p2)) / pow(p2, restart);
+        }
+        return lr * ((1.0 - p4) * (0.5 * pow(p3, restart) * (1.0 + cos(pi * f))) + p4);
+    }
     return lr;
 }
 
 // Start of an update, one thread: hyper[lr] <- the schedule in `table` at hyper[iterations]
-// (has_table), and for Nadam hyper[u_product] *= beta_1 (1 - 0.5 * NADAM_DECAY^(iterations + 1)).
+// (has_table), and for Nadam hyper[u_product] *= beta_1 (1 - 0.5 * NADAM_DECAY^(updates + 1)) on an update
+// step (optimizer_steps.cuh); hyper[ema_reseed] 1 -> -1 (this step restarts the EMA), -1 -> 0.
 // Launch: grid (1,), block (1,): thread 0 does it all (any other thread does nothing).
 // Pre: hyper holds HYPER_SIZE floats; where has_table, table holds a whole schedule table.
 extern "C" __global__ void optimizer_prepare(float* __restrict__ hyper, const double* __restrict__ table,
                                              int has_table, int nadam) {
     if (global_index() != 0) return;
     double step = (double)hyper[HYPER_ITERATIONS];
-    if (has_table) hyper[HYPER_LR] = (float)schedule_lr(table, step);
-    if (nadam) {
-        float u = hyper[HYPER_BETA_1] * (1.0f - 0.5f * (float)pow(NADAM_DECAY, step + 1.0));
+    if (has_table) hyper[HYPER_LR] = (float)schedule_lr(table, step);  // Keras: the schedule counts every step
+    float reseed = hyper[HYPER_EMA_RESEED];  // armed by a restored state: this step's EMA restarts (ema_update)
+    hyper[HYPER_EMA_RESEED] = reseed > 0.0f ? -1.0f : 0.0f;
+    if (nadam && !skipped(hyper)) {  // Keras: the product advances with the updates only
+        float u = hyper[HYPER_BETA_1] * (1.0f - 0.5f * (float)pow(NADAM_DECAY, update_count(hyper) + 1.0));
         hyper[HYPER_U_PRODUCT] = hyper[HYPER_U_PRODUCT] * u;
     }
 }

@@ -282,6 +282,16 @@ class Backend(ABC):
         """Keras Nadam, hyper[u_product] already advanced by optimizer_prepare."""
 
     @abstractmethod
+    def accumulate_gradients(self, g, accumulator, hyper) -> None:
+        """Keras' gradient accumulation (hyper[accumulation] = n): a step that only accumulates adds g to the
+        accumulator (the updates then skip it); an update step makes g <- (g + accumulator) / n, accumulator <- 0."""
+
+    @abstractmethod
+    def ema_update(self, w, average, hyper, momentum: float, frequency: int) -> None:
+        """Keras' use_ema after an update: average <- mu average + (1 - mu) w (mu = 0 on update 0), and w <- average
+        every ``frequency`` updates (0: never)."""
+
+    @abstractmethod
     def optimizer_update(self, kernel: str, reference, w, g, state, hyper) -> None:
         """One update by an optimizer that carries its own rule (an optimizers/ file): after the weight decay,
         the NumPy backend calls ``reference(w, g, state, hyper)``, the rule on arrays; a CUDA backend launches

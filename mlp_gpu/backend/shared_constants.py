@@ -21,8 +21,12 @@ METRIC_CODES = {name: code for code, name in enumerate(METRIC_KINDS)}
 
 # Slots of the optimizer's scalar buffer (float32), kept on the device so that a captured
 # step reads a changed learning rate without being captured again.
+# "accumulation": Keras' gradient_accumulation_steps (0 without): only every n-th step updates, and the
+# updates count iterations // n; "lr_power" .. "beta": Ftrl's settings; "ema_reseed": 1 after a restored state
+# (whose moving average was not saved), -1 through the next step, whose average restarts from the weights.
 HYPER = {"lr": 0, "momentum": 1, "beta_1": 2, "beta_2": 3, "epsilon": 4, "iterations": 5,
-         "rho": 6, "weight_decay": 7, "u_product": 8}
+         "rho": 6, "weight_decay": 7, "u_product": 8, "accumulation": 9, "lr_power": 10, "l1": 11, "l2": 12,
+         "l2_shrinkage": 13, "beta": 14, "ema_reseed": 15}
 HYPER_SIZE = 16
 
 # Slots of the step accumulator (float64): the summed row losses, the correct count, and the
@@ -35,7 +39,7 @@ LT_SCALARS = {"neg_lr": 0, "one": 1, "zero": 2}
 
 # Learning-rate schedule codes and the table header of kernels/gradients.cu's optimizer_prepare
 # (mlp_gpu/schedules.py writes the tables); the kernels see SCHEDULE_<KIND> = position.
-SCHEDULE_KINDS = ("constant", "exponential", "piecewise", "inverse_time", "cosine")
+SCHEDULE_KINDS = ("constant", "exponential", "piecewise", "inverse_time", "cosine", "polynomial", "cosine_restarts")
 SCHEDULE_CODES = {name: code for code, name in enumerate(SCHEDULE_KINDS)}
 SCHEDULE_HEADER = 8    # [kind, initial_lr, p1, p2, p3, p4, p5, n], then boundaries and values
 

@@ -39,7 +39,8 @@ def param_offsets(sizes) -> list[int]:
     return offsets + [at]
 
 
-_CLIPPING = ("clipnorm", "clipvalue", "global_clipnorm", "weight_decay")
+# an update the fused routes cannot fold or run in-kernel: it clips, decays, accumulates or averages
+_CLIPPING = ("clipnorm", "clipvalue", "global_clipnorm", "weight_decay", "use_ema", "gradient_accumulation_steps")
 
 
 _REGULARIZERS = ("kernel_regularizer", "bias_regularizer", "activity_regularizer")

@@ -4,21 +4,29 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend.shared_constants import NADAM_DECAY
-from .adam import Adam
+from .adam import _Moments
+from .base import base_args
 
 
-class Nadam(Adam):
+class Nadam(_Moments):
     """Keras Nadam: Adam with Nesterov momentum and the 0.96 momentum schedule."""
 
-    name = "nadam"
+    slots = 2
     nadam = True
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=None, clipnorm=None,
+                 clipvalue=None, global_clipnorm=None, use_ema=False, ema_momentum=0.99,
+                 ema_overwrite_frequency=None, loss_scale_factor=None, gradient_accumulation_steps=None, name=None,
+                 **kwargs):
+        super().__init__(learning_rate, **base_args(locals()), **kwargs)
+        self._moments(beta_1, beta_2, epsilon)
 
     def apply(self, params, grads):
         self.backend.nadam_update(params, grads, self.state[0], self.state[1], self.hyper)
 
     def load_state(self, state, iterations: int = 0) -> None:
         super().load_state(state, iterations)
-        # the momentum product after `iterations` steps, in float32 as the device made it
+        # the momentum product after `iterations` updates, in float32 as the device made it
         self._set("u_product", nadam_u_product(self.beta_1, int(iterations)))
 
 

@@ -3,21 +3,22 @@ from __future__ import annotations
 
 
 from ..backend.base import HYPER
-from .base import Optimizer, _fraction, _positive
+from .._checks import check_bool
+from .base import Optimizer, _fraction, _positive, base_args
 
 
 class RMSprop(Optimizer):
     """Keras RMSprop (rho 0.9, epsilon 1e-7), with optional momentum and centering."""
 
-    name = "rmsprop"
-
-    def __init__(self, learning_rate=0.001, rho: float = 0.9, momentum: float = 0.0, epsilon: float = 1e-7,
-                 centered: bool = False, **kwargs):
-        super().__init__(learning_rate, **kwargs)
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, weight_decay=None,
+                 clipnorm=None, clipvalue=None, global_clipnorm=None, use_ema=False, ema_momentum=0.99,
+                 ema_overwrite_frequency=None, loss_scale_factor=None, gradient_accumulation_steps=None, name=None,
+                 **kwargs):
+        super().__init__(learning_rate, **base_args(locals()), **kwargs)
         self.rho = _fraction(rho, "RMSprop(rho)")
         self.momentum = _fraction(momentum, "RMSprop(momentum)")
         self.epsilon = _positive(epsilon, "RMSprop(epsilon)")
-        self.centered = bool(centered)
+        self.centered = check_bool(centered, "RMSprop(centered)")
         for key in ("rho", "momentum", "epsilon"):
             self._host_hyper[HYPER[key]] = getattr(self, key)
         self.slots = 1 + (self.momentum > 0) + self.centered  # velocity, [momentum], [average gradient]

@@ -18,10 +18,12 @@ from ..backend.shared_constants import SCHEDULE_CODES, SCHEDULE_HEADER
 # [kind, initial_lr, p1, p2, p3, p4, p5, n, boundaries..., values...]
 KINDS = {name: SCHEDULE_CODES[code] for name, code in (
     ("constant", "constant"), ("ExponentialDecay", "exponential"), ("PiecewiseConstantDecay", "piecewise"),
-    ("InverseTimeDecay", "inverse_time"), ("CosineDecay", "cosine"))}
+    ("InverseTimeDecay", "inverse_time"), ("CosineDecay", "cosine"), ("PolynomialDecay", "polynomial"),
+    ("CosineDecayRestarts", "cosine_restarts"))}
 HEADER = SCHEDULE_HEADER
-_EXP, _PIECEWISE, _INV, _COSINE = (KINDS[k] for k in ("ExponentialDecay", "PiecewiseConstantDecay",
-                                                      "InverseTimeDecay", "CosineDecay"))
+_EXP, _PIECEWISE, _INV, _COSINE, _POLY, _RESTARTS = (KINDS[k] for k in (
+    "ExponentialDecay", "PiecewiseConstantDecay", "InverseTimeDecay", "CosineDecay", "PolynomialDecay",
+    "CosineDecayRestarts"))
 
 
 def _number(value, arg, positive=False):
@@ -40,6 +42,10 @@ class LearningRateSchedule:
     def get_config(self) -> dict:
         raise NotImplementedError
 
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
 
 class _StepDecay(LearningRateSchedule):
     """A decay of ``initial_learning_rate`` in ``p = step / decay_steps`` (floored if staircase)."""
@@ -51,7 +57,7 @@ class _StepDecay(LearningRateSchedule):
         self.initial_learning_rate = _number(initial_learning_rate, f"{cls}(initial_learning_rate)")
         self.decay_steps = _number(decay_steps, f"{cls}(decay_steps)", positive=True)
         self.decay_rate = _number(decay_rate, f"{cls}(decay_rate)")
-        self.staircase, self.name = bool(staircase), name or cls
+        self.staircase, self.name = bool(staircase), name
 
     def encode(self):
         return _table(self.kind, self.initial_learning_rate, self.decay_steps, self.decay_rate, float(self.staircase))
@@ -66,11 +72,62 @@ class ExponentialDecay(_StepDecay):
 
     kind = KINDS["ExponentialDecay"]
 
+    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False, name="ExponentialDecay"):
+        super().__init__(initial_learning_rate, decay_steps, decay_rate, staircase, name)
+
 
 class InverseTimeDecay(_StepDecay):
     """``initial_learning_rate / (1 + decay_rate * p)``."""
 
     kind = KINDS["InverseTimeDecay"]
+
+    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False, name="InverseTimeDecay"):
+        super().__init__(initial_learning_rate, decay_steps, decay_rate, staircase, name)
+
+
+class PolynomialDecay(LearningRateSchedule):
+    """``(initial_learning_rate - end_learning_rate) * (1 - s / d) ** power + end_learning_rate`` with
+    s = min(step, decay_steps) and d = decay_steps, or with cycle s = step and d the first multiple of
+    decay_steps at or above it (decay_steps at step 0)."""
+
+    def __init__(self, initial_learning_rate, decay_steps, end_learning_rate=0.0001, power=1.0, cycle=False,
+                 name="PolynomialDecay"):
+        self.initial_learning_rate = _number(initial_learning_rate, "PolynomialDecay(initial_learning_rate)")
+        self.decay_steps = _number(decay_steps, "PolynomialDecay(decay_steps)", positive=True)
+        self.end_learning_rate = _number(end_learning_rate, "PolynomialDecay(end_learning_rate)")
+        self.power = _number(power, "PolynomialDecay(power)")
+        self.cycle, self.name = bool(cycle), name
+
+    def encode(self):
+        return _table(KINDS["PolynomialDecay"], self.initial_learning_rate, self.decay_steps,
+                      self.end_learning_rate, self.power, float(self.cycle))
+
+    def get_config(self):
+        return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
+                "end_learning_rate": self.end_learning_rate, "power": self.power, "cycle": self.cycle,
+                "name": self.name}
+
+
+class CosineDecayRestarts(LearningRateSchedule):
+    """Cosine decay with warm restarts (SGDR): the i-th period lasts first_decay_steps * t_mul**i steps and
+    starts from initial_learning_rate * m_mul**i; each decays to alpha times its start."""
+
+    def __init__(self, initial_learning_rate, first_decay_steps, t_mul=2.0, m_mul=1.0, alpha=0.0,
+                 name="SGDRDecay"):
+        self.initial_learning_rate = _number(initial_learning_rate, "CosineDecayRestarts(initial_learning_rate)")
+        self.first_decay_steps = _number(first_decay_steps, "CosineDecayRestarts(first_decay_steps)", positive=True)
+        self._t_mul = _number(t_mul, "CosineDecayRestarts(t_mul)", positive=True)
+        self._m_mul = _number(m_mul, "CosineDecayRestarts(m_mul)")
+        self.alpha = _number(alpha, "CosineDecayRestarts(alpha)")
+        self.name = name
+
+    def encode(self):
+        return _table(KINDS["CosineDecayRestarts"], self.initial_learning_rate, self.first_decay_steps,
+                      self._t_mul, self._m_mul, self.alpha)
+
+    def get_config(self):
+        return {"initial_learning_rate": self.initial_learning_rate, "first_decay_steps": self.first_decay_steps,
+                "t_mul": self._t_mul, "m_mul": self._m_mul, "alpha": self.alpha, "name": self.name}
 
 
 class PiecewiseConstantDecay(LearningRateSchedule):
@@ -148,6 +205,22 @@ def evaluate(table, step: float) -> float:
         if step < p5:
             return (p4 - lr) * (step / p5) + lr
         return p4 * _cosine((step - p5) / p1, p2)
+    if kind == _POLY:  # p1 decay_steps, p2 end_learning_rate, p3 power, p4 cycle
+        steps = p1
+        if p4:
+            steps *= 1.0 if step == 0 else math.ceil(step / p1)
+        else:
+            step = min(step, p1)
+        return (lr - p2) * (1.0 - step / steps) ** p3 + p2
+    if kind == _RESTARTS:  # p1 first_decay_steps, p2 t_mul, p3 m_mul, p4 alpha
+        fraction = step / p1
+        if p2 == 1.0:
+            restart = math.floor(fraction)
+            fraction -= restart
+        else:
+            restart = math.floor(math.log(1.0 - fraction * (1.0 - p2)) / math.log(p2))
+            fraction = (fraction - (1.0 - p2 ** restart) / (1.0 - p2)) / p2 ** restart
+        return lr * ((1.0 - p4) * (0.5 * p3 ** restart * (1.0 + math.cos(math.pi * fraction))) + p4)
     return lr
 
 
@@ -155,17 +228,30 @@ def _cosine(fraction, alpha):
     return (1 - alpha) * (0.5 * (1.0 + math.cos(math.pi * fraction))) + alpha
 
 
-SCHEDULES = {cls.__name__: cls for cls in (ExponentialDecay, PiecewiseConstantDecay, InverseTimeDecay, CosineDecay)}
+SCHEDULES = {cls.__name__: cls for cls in (ExponentialDecay, PiecewiseConstantDecay, PolynomialDecay,
+                                          InverseTimeDecay, CosineDecay, CosineDecayRestarts)}
 
 
-def serialize(schedule: LearningRateSchedule) -> dict:
-    return {"class_name": type(schedule).__name__, "config": schedule.get_config()}
+def serialize(learning_rate_schedule):
+    """Keras' serialized form: {"module", "class_name", "config", "registered_name"}."""
+    if not isinstance(learning_rate_schedule, LearningRateSchedule):
+        raise TypeError(f"learning_rate_schedule: expected a LearningRateSchedule, got {learning_rate_schedule!r}")
+    cls = type(learning_rate_schedule)
+    builtin = SCHEDULES.get(cls.__name__) is cls
+    return {"module": "keras.optimizers.schedules" if builtin else cls.__module__, "class_name": cls.__name__,
+            "config": learning_rate_schedule.get_config(), "registered_name": None if builtin else cls.__name__}
 
 
-def deserialize(config) -> LearningRateSchedule:
-    if not isinstance(config, dict) or config.get("class_name") not in SCHEDULES:
-        raise ValueError(f"learning rate schedule: expected one of {sorted(SCHEDULES)}, got {config!r}")
+def deserialize(config, custom_objects=None):
+    """A schedule from ``serialize``'s form (or Keras'); ``custom_objects`` maps class names to a user's
+    LearningRateSchedule subclasses (which must encode their table to run on the device)."""
+    custom = dict(custom_objects or {})
+    name = config.get("class_name") if isinstance(config, dict) else None
+    cls = custom.get(name) or SCHEDULES.get(name)
+    if cls is None or not (isinstance(cls, type) and issubclass(cls, LearningRateSchedule)):
+        raise ValueError(f"learning rate schedule: expected a config with class_name one of {sorted(SCHEDULES)} "
+                         f"(or of custom_objects), got {config!r}")
     try:
-        return SCHEDULES[config["class_name"]](**dict(config.get("config") or {}))
+        return cls.from_config(dict(config.get("config") or {}))
     except TypeError as exc:
         raise ValueError(f"learning rate schedule config: {exc}") from None

@@ -1,10 +1,5 @@
 """Optimizers, clipping and schedules: the NumPy reference against real Keras 3 (a peer run in a
 subprocess) on the same weights and gradient sequence; ReduceLROnPlateau's rules."""
-import json
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
@@ -14,102 +9,24 @@ from mlp_gpu.backend import NumpyBackend
 from mlp_gpu.callbacks.learning_rate import ReduceLROnPlateau
 
 from ..harness.host_ops import HostCudaOps, compiler
-from ..keras.test_interop import _importable
-
-STEPS = 6
-SHAPES = [(7, 5), (5,)]
-EXP = {"class_name": "ExponentialDecay", "config": {"initial_learning_rate": 0.05, "decay_steps": 2,
-                                                    "decay_rate": 0.5, "staircase": True}}
-COS = {"class_name": "CosineDecay", "config": {"initial_learning_rate": 0.0, "decay_steps": 4, "alpha": 0.1,
-                                               "warmup_target": 0.02, "warmup_steps": 2}}
-CASES = {  # id: (class, kwargs); a dict learning_rate is a serialized schedule
-    "sgd-momentum-clipnorm": ("SGD", {"learning_rate": 0.1, "momentum": 0.9, "clipnorm": 0.5}),
-    "adam-clipvalue": ("Adam", {"learning_rate": 0.01, "clipvalue": 0.3}),
-    "adamw": ("AdamW", {"learning_rate": 0.01, "weight_decay": 0.1}),
-    "nadam": ("Nadam", {"learning_rate": 0.01}),
-    "nadam-exp-global-clip": ("Nadam", {"learning_rate": EXP, "global_clipnorm": 1.0}),
-    "rmsprop": ("RMSprop", {"learning_rate": 0.01}),
-    "rmsprop-centered-momentum": ("RMSprop", {"learning_rate": 0.01, "momentum": 0.5, "centered": True,
-                                              "weight_decay": 0.05}),
-    "adagrad": ("Adagrad", {"learning_rate": 0.1}),
-    "adamax": ("Adamax", {"learning_rate": 0.01}),
-    "adamax-decay-clipnorm": ("Adamax", {"learning_rate": 0.02, "beta_1": 0.8, "weight_decay": 0.1, "clipnorm": 1.0}),
-    "adagrad-cosine-warmup": ("Adagrad", {"learning_rate": COS}),
-    "sgd-piecewise": ("SGD", {"learning_rate": {"class_name": "PiecewiseConstantDecay",
-                                                "config": {"boundaries": [1, 3], "values": [0.1, 0.05, 0.01]}}}),
-    "sgd-inverse-time": ("SGD", {"learning_rate": {"class_name": "InverseTimeDecay", "config": {
-        "initial_learning_rate": 0.1, "decay_steps": 3, "decay_rate": 0.5}}}),
-}
-
-
-def _problem():
-    rng = np.random.default_rng(0)
-    weights = [rng.normal(size=s).astype(np.float32) for s in SHAPES]
-    grads = [[rng.normal(size=s).astype(np.float32) * 2 for s in SHAPES] for _ in range(STEPS)]
-    return weights, grads
-
-
-KERAS_SCRIPT = r"""
-import json, sys
-import numpy as np
-import keras
-cases, out = json.loads(sys.argv[1]), sys.argv[2]
-rng = np.random.default_rng(0)
-shapes = [(7, 5), (5,)]
-weights = [rng.normal(size=s).astype(np.float32) for s in shapes]
-grads = [[rng.normal(size=s).astype(np.float32) * 2 for s in shapes] for _ in range(%d)]
-results = {}
-for key, (cls, kwargs) in cases.items():
-    kwargs = dict(kwargs)
-    if isinstance(kwargs["learning_rate"], dict):
-        kwargs["learning_rate"] = keras.optimizers.schedules.deserialize(kwargs["learning_rate"])
-    opt = getattr(keras.optimizers, cls)(**kwargs)
-    vs = [keras.Variable(w) for w in weights]
-    for step in grads:
-        opt.apply([keras.ops.convert_to_tensor(g) for g in step], vs)
-    for i, v in enumerate(vs):
-        results[f"{key}/{i}"] = keras.ops.convert_to_numpy(v)
-np.savez(out, **results)
-""" % STEPS
+from .peer import CASES, EXP, STEPS, run_ours
 
 
 @pytest.fixture(scope="module")
-def keras_results(tmp_path_factory):
-    if not (_importable("keras") and _importable("torch")):
-        pytest.skip("Keras with PyTorch (make peers) is not installed")
-    tmp = tmp_path_factory.mktemp("keras_opt")
-    script = tmp / "opt.py"
-    script.write_text(KERAS_SCRIPT)
-    env = {**os.environ, "KERAS_BACKEND": "torch", "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.run([sys.executable, str(script), json.dumps(CASES), str(tmp / "out.npz")],
-                          capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return dict(np.load(tmp / "out.npz"))
-
-
-def run_ours(cls, kwargs, backend=None):
-    kwargs = dict(kwargs)
-    if isinstance(kwargs["learning_rate"], dict):
-        kwargs["learning_rate"] = schedules.deserialize(kwargs["learning_rate"])
-    be = backend or NumpyBackend()
-    opt = getattr(optimizers, cls)(**kwargs)
-    weights, grads = _problem()
-    sizes = [w.size for w in weights]
-    opt.build(be, sum(sizes), segments=[0, sizes[0], sum(sizes)])
-    params = be.asarray(np.concatenate([w.ravel() for w in weights]))
-    cursor = be.zeros(1, np.int64)
-    for step in grads:
-        opt.update(params, be.asarray(np.concatenate([g.ravel() for g in step])))
-        be.advance(cursor, 0, opt.hyper)
-    flat = be.to_host(params)
-    return [flat[:sizes[0]].reshape(SHAPES[0]), flat[sizes[0]:].reshape(SHAPES[1])], opt
+def keras_results(keras_peer):
+    return keras_peer[0]
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_updates_match_keras(case, keras_results):
-    ours, _ = run_ours(*CASES[case])
+    """The weights after STEPS steps (and with use_ema the moving averages) equal Keras'."""
+    ours, opt = run_ours(*CASES[case])
     for i, got in enumerate(ours):
         np.testing.assert_allclose(got, keras_results[f"{case}/{i}"], rtol=2e-5, atol=2e-6)
+    if opt.use_ema:
+        average = opt.backend.to_host(opt._average)
+        want = np.concatenate([keras_results[f"{case}/average{i}"].ravel() for i in range(2)])
+        np.testing.assert_allclose(average, want, rtol=2e-5, atol=2e-6)
 
 
 @pytest.mark.skipif(compiler() is None, reason="g++ not found: the host harness needs it")
@@ -117,10 +34,14 @@ def test_updates_match_keras(case, keras_results):
 def test_kernels_match_the_reference(case):
     """Every optimizer's kernels (run on the CPU by the host harness) against its NumPy rule."""
     cls, kwargs = CASES[case]
-    want, _ = run_ours(cls, kwargs)
-    got, _ = run_ours(cls, kwargs, HostCudaOps())
+    want, reference = run_ours(cls, kwargs)
+    got, kernels = run_ours(cls, kwargs, HostCudaOps())
     for a, b in zip(got, want):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(kernels.state, reference.state, rtol=1e-5, atol=1e-6)
+    if reference.use_ema:
+        np.testing.assert_allclose(kernels._average, reference._average, rtol=1e-5, atol=1e-6)
+    assert kernels.iterations == reference.iterations
 
 
 @pytest.mark.parametrize("schedule,steps", [

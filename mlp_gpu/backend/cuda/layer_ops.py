@@ -142,6 +142,15 @@ class CudaLayerOps:
         size = check_flat("adagrad_update", w, hyper, ("grads", g), ("accumulator", accumulator))
         self.launch("adagrad_update", self._blocks(size), (self.BLOCK,), (w, g, accumulator, hyper, np.int64(size)))
 
+    def accumulate_gradients(self, g, accumulator, hyper):
+        size = check_flat("accumulate_gradients", g, hyper, ("accumulator", accumulator))
+        self.launch("accumulate_gradients", self._blocks(size), (self.BLOCK,), (g, accumulator, hyper, np.int64(size)))
+
+    def ema_update(self, w, average, hyper, momentum, frequency):
+        size = check_flat("ema_update", w, hyper, ("average", average))
+        self.launch("ema_update", self._blocks(size), (self.BLOCK,),
+                    (w, average, hyper, np.int64(size), np.float32(momentum), np.int32(frequency or 0)))
+
     def optimizer_update(self, kernel, reference, w, g, state, hyper):
         size = check_flat(kernel, w, hyper, ("grads", g))
         check_array(kernel, "state", state, (state.shape[0], size))

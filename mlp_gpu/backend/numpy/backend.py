@@ -18,6 +18,7 @@ from ...activations import stable_sigmoid
 from ..base import ACC, HYPER, LOSS_KINDS, METRIC_KINDS, Backend, StepRunner
 from .fused_step import FusedSgdStep, fused_sgd_unsupported
 from .layer_ops import LayerOpsReference
+from ..optimizer_steps import skipped, update_count
 from .optimizer_ops import OptimizerOpsReference, decay_weights
 from .threads import ThreadPolicy, blas_pools, usable_cpus
 from ..shared_constants import PIXEL_MAX
@@ -225,6 +226,8 @@ class NumpyBackend(LayerOpsReference, OptimizerOpsReference, Backend):
     # The optimizers make as few passes over the flat buffers as BLAS allows: axpy updates in place
     # (y <- a x + y, one pass, no temporary), where NumPy would need a scaled copy and a subtraction.
     def sgd_update(self, params, grads, velocity, hyper, nesterov=False):
+        if skipped(hyper):
+            return
         decay_weights(params, hyper)
         lr = float(hyper[HYPER["lr"]])
         if velocity is None:
@@ -240,10 +243,12 @@ class NumpyBackend(LayerOpsReference, OptimizerOpsReference, Backend):
             axpy(velocity, params, a=1.0)     # w <- w + v
 
     def adam_update(self, params, grads, m, v, hyper):
+        if skipped(hyper):
+            return
         decay_weights(params, hyper)
         h = hyper
         lr, b1, b2, eps = (float(h[HYPER[k]]) for k in ("lr", "beta_1", "beta_2", "epsilon"))
-        t = float(h[HYPER["iterations"]]) + 1
+        t = update_count(h) + 1
         alpha = lr * np.sqrt(1 - b2 ** t) / (1 - b1 ** t)
         m *= b1
         axpy(grads, m, a=1 - b1)              # m <- b1 m + (1 - b1) g
