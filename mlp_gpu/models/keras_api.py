@@ -94,14 +94,30 @@ def _progress_line(verbose, steps, seconds, logs=None) -> None:
     print(head + (f" - {metrics}" if metrics else ""), flush=True)
 
 
-def _check_steps(steps, x, what):
-    if steps is None:
-        return None
-    steps = check_int(steps, f"{what}(steps)", 1)
-    if not _sliceable(x):
-        raise ValueError(f"{what}(steps): only for arrays, memmaps and h5py datasets (steps of batch_size rows), "
-                         f"not a {type(x).__name__}; pass the batches you want evaluated instead")
-    return steps
+def _steps_and_batch(steps, batch_size, x, per_batch, what):
+    """(steps, rows per batch, whether batches are counted) as Keras takes them: with ``steps`` and no
+    ``batch_size`` the batches split x into ``steps`` (Keras' array adapter), else ``batch_size`` rows (32
+    by default). Without steps or per-batch hooks the rows per pass do not change the numbers:
+    EVAL_BATCH then, for speed."""
+    if steps is not None:
+        steps = check_int(steps, f"{what}(steps)", 1)
+        if not _sliceable(x):
+            raise ValueError(f"{what}(steps): only for arrays, memmaps and h5py datasets (steps of batch_size "
+                             f"rows), not a {type(x).__name__}; pass the batches you want instead")
+    if batch_size is not None:
+        batch = check_int(batch_size, f"{what}(batch_size)", 1)
+    elif steps is not None:
+        batch = max(1, math.ceil(len(x) / steps))
+    else:
+        batch = KERAS_BATCH if per_batch else EVAL_BATCH
+    return steps, batch, steps is not None or per_batch
+
+
+def _shown_steps(rows, batch_size, batch, counted, steps_run):
+    """The step count Keras' progress bar shows: the batches run, in Keras' batches of 32 by default."""
+    if counted:
+        return steps_run
+    return math.ceil(rows / (KERAS_BATCH if batch_size is None else batch))
 
 
 def _check_overwrite(filepath, overwrite, what) -> None:
@@ -221,11 +237,8 @@ class KerasModelApi:
         verbose = _check_verbose(verbose)
         return_dict = check_bool(return_dict, "evaluate(return_dict)")
         x, y, _ = self._packed(x, y)
-        steps = _check_steps(steps, x, "evaluate")
         hooks = _Hooks(callbacks, self, "evaluate", TEST_HOOKS, {"verbose": verbose, "epochs": 1, "steps": steps})
-        counted = steps is not None or hooks.per_batch
-        batch = check_int(batch_size, "evaluate(batch_size)", 1) if batch_size is not None \
-            else (KERAS_BATCH if counted else EVAL_BATCH)
+        steps, batch, counted = _steps_and_batch(steps, batch_size, x, hooks.per_batch, "evaluate")
         if steps is not None:
             x, y = x[:steps * batch], (y[:steps * batch] if y is not None else None)
         start = time.monotonic()
@@ -234,7 +247,7 @@ class KerasModelApi:
         logs = self._test_rows(data, batch, hooks)
         hooks("on_test_end", dict(logs))
         if verbose:
-            _progress_line(verbose, self._test_steps if counted else math.ceil(data.rows / KERAS_BATCH),
+            _progress_line(verbose, _shown_steps(data.rows, batch_size, batch, counted, self._test_steps),
                            time.monotonic() - start, logs)
         return _flatten_logs(logs, return_dict)
 
@@ -245,11 +258,8 @@ class KerasModelApi:
         ``batch_size=None`` as in ``evaluate``; ``verbose`` a progress line at the end."""
         verbose = _check_verbose(verbose)
         x, _, _ = self._packed(x)
-        steps = _check_steps(steps, x, "predict")
         hooks = _Hooks(callbacks, self, "predict", PREDICT_HOOKS, {"verbose": verbose, "epochs": 1, "steps": steps})
-        counted = steps is not None or hooks.per_batch
-        batch = check_int(batch_size, "predict(batch_size)", 1) if batch_size is not None \
-            else (KERAS_BATCH if counted else EVAL_BATCH)
+        steps, batch, counted = _steps_and_batch(steps, batch_size, x, hooks.per_batch, "predict")
         if steps is not None:
             x = x[:steps * batch]
         if hooks.per_batch and not _sliceable(x):
@@ -272,7 +282,7 @@ class KerasModelApi:
         else:
             result = predict_rows(self, x, batch, 0)
             rows = len(result[0] if isinstance(result, list) else result)
-            done = math.ceil(rows / batch) if counted else math.ceil(rows / KERAS_BATCH)
+            done = _shown_steps(rows, batch_size, batch, counted, math.ceil(rows / batch))
         hooks("on_predict_end", {})
         if verbose:
             _progress_line(verbose, done, time.monotonic() - start)
