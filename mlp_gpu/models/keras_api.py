@@ -59,6 +59,14 @@ def _sliceable(x) -> bool:
     return not isinstance(x, Source) and not _is_batch_source(x) and hasattr(x, "shape") and hasattr(x, "__getitem__")
 
 
+def _defines(cb, hook) -> bool:
+    """Whether a callback has its own ``hook`` (on its class or the instance), not a no-op of the base."""
+    if hook in vars(cb):
+        return callable(vars(cb)[hook])
+    own = getattr(type(cb), hook, None)
+    return callable(own) and own is not getattr(Callback, hook, None)
+
+
 class _Hooks:
     """evaluate's / predict's callbacks: each hook called on every callback that has it, Keras' arguments."""
 
@@ -73,9 +81,8 @@ class _Hooks:
                 raise TypeError(f"{what}(callbacks): expected mlp_gpu Callback objects, got {type(cb).__name__}")
             cb.set_model(model)
             cb.set_params(params)
-        begin, end = hooks[1], hooks[2]
         # per-batch hooks force a host read of the running sums every batch: only when one is defined
-        self.per_batch = any(callable(getattr(cb, h, None)) for cb in self.callbacks for h in (begin, end))
+        self.per_batch = any(_defines(cb, h) for cb in self.callbacks for h in hooks[1:3])
 
     def __call__(self, hook, *args) -> None:
         for cb in self.callbacks:
@@ -183,8 +190,8 @@ class KerasModelApi:
         _no_sample_weights("test_on_batch", sample_weight)
         return_dict = check_bool(return_dict, "test_on_batch(return_dict)")
         data = self._batch_data(x, y, "test_on_batch")
-        return _flatten_logs(self._test_rows(data, data.rows, _Hooks(None, self, "test_on_batch", TEST_HOOKS, {})),
-                             return_dict)
+        logs, _ = self._test_rows(data, data.rows, _Hooks(None, self, "test_on_batch", TEST_HOOKS, {}))
+        return _flatten_logs(logs, return_dict)
 
     def predict_on_batch(self, x):
         """The outputs for the batch x as host arrays (a list of them for several outputs)."""
@@ -194,9 +201,9 @@ class KerasModelApi:
 
     # ---- evaluate and predict ------------------------------------------------------------------------
     def _test_rows(self, data, batch_size, hooks):
-        """Loss and metrics over the device data in batches of ``batch_size`` rows, calling the per-batch
-        hooks (the running logs are read from the device only when one is defined). The same sums as
-        training/steps.evaluate_data."""
+        """(logs, batches run): loss and metrics over the device data in batches of ``batch_size`` rows,
+        calling the per-batch hooks (the running logs are read from the device only when one is defined).
+        The same sums as training/steps.evaluate_data."""
         be, sums = self.backend, Sums(self)
         ws = self.workspace(data.step_rows(batch_size))
         seen = step = 0
@@ -218,8 +225,7 @@ class KerasModelApi:
                         break
                 if self.stop_evaluating:
                     break
-        self._test_steps = step
-        return sums.logs(seen)
+        return sums.logs(seen), step
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
                  callbacks=None, return_dict=False, **kwargs):
@@ -244,10 +250,10 @@ class KerasModelApi:
         start = time.monotonic()
         data = device_data(self, bound_source(self, x, y), batch, "evaluate")
         hooks("on_test_begin", {})
-        logs = self._test_rows(data, batch, hooks)
+        logs, steps_run = self._test_rows(data, batch, hooks)
         hooks("on_test_end", dict(logs))
         if verbose:
-            _progress_line(verbose, _shown_steps(data.rows, batch_size, batch, counted, self._test_steps),
+            _progress_line(verbose, _shown_steps(data.rows, batch_size, batch, counted, steps_run),
                            time.monotonic() - start, logs)
         return _flatten_logs(logs, return_dict)
 
@@ -377,10 +383,12 @@ class KerasModelApi:
                                       "leave it False")
         if kwargs:
             raise ValueError(f"load_weights: invalid keyword arguments: {kwargs}")
-        if str(filepath).endswith(WEIGHTS_SUFFIX) and keras_zip.is_keras_weights_file(hdf5.checked_path(filepath)):
+        keras_layout = str(filepath).endswith(WEIGHTS_SUFFIX) and \
+            keras_zip.is_keras_weights_file(path := hdf5.checked_path(filepath))
+        if keras_layout:
             self.build()
-            keras_zip.load_weights_file(self, hdf5.checked_path(filepath))
-        else:
+            keras_zip.load_weights_file(self, path)
+        else:  # mlp_gpu's own files (a .weights.h5 one written before Keras' layout too), .keras, Keras 2's .h5
             hdf5.load_weights(self, filepath)
 
 
