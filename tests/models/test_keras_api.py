@@ -133,7 +133,8 @@ class Recorder(callbacks.Callback):
         self.calls.append(("predict_batch_begin", batch))
 
     def on_predict_batch_end(self, batch, logs=None):
-        self.calls.append(("predict_batch_end", batch, logs["outputs"].shape))
+        out = logs["outputs"]
+        self.calls.append(("predict_batch_end", batch, [o.shape for o in out] if isinstance(out, list) else out.shape))
 
     def on_predict_end(self, logs=None):
         self.calls.append(("predict_end",))
@@ -362,3 +363,35 @@ def test_constructors_take_keras_arguments():
         Model(inputs, outputs, 3)
     with pytest.raises(ValueError, match="trainable"):
         Model(inputs, outputs, trainable=None)
+
+
+def test_batch_methods_of_a_graph_with_two_inputs_and_outputs():
+    from mlp_gpu import layers
+
+    def graph():
+        a, b = Input((3,), name="a"), Input((2,), name="b")
+        h = layers.Concatenate()([Dense(4, "relu")(a), b])
+        model = Model([a, b], [Dense(3, "softmax", name="o1")(h), Dense(1, name="o2")(h)], backend="numpy")
+        model.compile(loss=["sparse_categorical_crossentropy", "mse"], optimizer=SGD(0.1),
+                      metrics=[["accuracy"], None], seed=0)
+        return model
+
+    rng = np.random.default_rng(7)
+    xs = (rng.random((20, 3), dtype=np.float32), rng.random((20, 2), dtype=np.float32))
+    ys = (np.arange(20) % 3, rng.random((20, 1), dtype=np.float32))
+    one, two = graph(), graph()
+    logs = one.train_on_batch(xs, ys, return_dict=True)
+    assert list(logs) == one.metrics_names == ["loss", "o1_loss", "o2_loss", "o1_accuracy"]  # Keras' order
+    history = two.fit(xs, ys, batch_size=20, epochs=1, shuffle=False, verbose=0)
+    for key, value in logs.items():
+        assert value == pytest.approx(history.history[key][0], rel=1e-6)
+    for a, b in zip(one.get_weights(), two.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert one.test_on_batch(xs, ys) == pytest.approx(one.evaluate(xs, ys, verbose=0))
+    out = one.predict_on_batch(xs)
+    assert [o.shape for o in out] == [(20, 3), (20, 1)]
+    rec = Recorder()
+    batched = one.predict(xs, batch_size=8, callbacks=[rec], verbose=0)
+    assert rec.calls[-2] == ("predict_batch_end", 2, [(4, 3), (4, 1)])
+    for p, q in zip(batched, out):
+        np.testing.assert_allclose(p, q, rtol=1e-6, atol=1e-7)
