@@ -322,3 +322,36 @@ def test_weights_h5_round_trip_keeps_the_optimizer_state(tmp_path):
     with pytest.raises(ModelFileError):
         Sequential([Input((6,)), Dense(5), Dense(3, "softmax")], backend="numpy").load_weights(
             tmp_path / "m.weights.h5")
+
+
+def test_a_graph_weights_h5_loads_in_keras_and_back(tmp_path):
+    """A functional graph (two inputs, a Concatenate) writes Keras' functional layout of .weights.h5."""
+    keras = _keras_in_process()
+    from mlp_gpu import Model, layers
+
+    def graph():
+        a, b = Input((3,)), Input((2,))
+        h = layers.Concatenate()([Dense(4, "relu")(a), b])
+        return Model([a, b], Dense(2, "softmax")(Dense(5, "tanh")(h)), backend="numpy")
+
+    def keras_graph():
+        L = keras.layers  # noqa: N806
+        a, b = keras.Input((3,)), keras.Input((2,))
+        h = L.Concatenate()([L.Dense(4, activation="relu")(a), b])
+        return keras.Model([a, b], L.Dense(2, activation="softmax")(L.Dense(5, activation="tanh")(h)))
+
+    ours = graph()
+    ours.compile(optimizer="sgd", seed=0)
+    rng = np.random.default_rng(8)
+    xs = (rng.random((16, 3), dtype=np.float32), rng.random((16, 2), dtype=np.float32))
+    ours.fit(xs, np.arange(16) % 2, epochs=1, verbose=0, seed=0)
+    ours.save_weights(tmp_path / "g.weights.h5")
+    theirs = keras_graph()
+    theirs.load_weights(tmp_path / "g.weights.h5")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(theirs.predict(xs, verbose=0)), ours.predict(xs, verbose=0),
+                               atol=TOL, rtol=0)
+    theirs.save_weights(tmp_path / "k.weights.h5")
+    back = graph()
+    back.load_weights(tmp_path / "k.weights.h5")
+    for a, b in zip(back.get_weights(), ours.get_weights()):
+        np.testing.assert_array_equal(a, b)
