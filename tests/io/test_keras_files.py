@@ -278,7 +278,7 @@ def test_weights_h5_is_keras_own_layout_both_ways(tmp_path):
     x = rng.normal(1, 2, (90, 6)).astype(np.float32)
     y = (x[:, 0] > 1).astype(np.int32) + (x[:, 1] > 1)
     ours = _toolbox()
-    ours.compile(optimizer=SGD(0.05, momentum=0.9), seed=0)
+    ours.compile(loss="sparse_categorical_crossentropy", optimizer=SGD(0.05, momentum=0.9), seed=0)
     ours.fit(x, y, epochs=2, verbose=0, seed=0)
     path = tmp_path / "ours.weights.h5"
     ours.save_weights(path)
@@ -306,11 +306,11 @@ def test_weights_h5_round_trip_keeps_the_optimizer_state(tmp_path):
     x = rng.normal(1, 2, (64, 6)).astype(np.float32)
     y = (x[:, 0] > 1).astype(np.int32)
     model = _toolbox()
-    model.compile(optimizer=SGD(0.05, momentum=0.9), seed=0)
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=SGD(0.05, momentum=0.9), seed=0)
     model.fit(x, y, epochs=2, verbose=0, seed=0)
     model.save_weights(tmp_path / "m.weights.h5")
     back = _toolbox()
-    back.compile(optimizer=SGD(0.05, momentum=0.9), seed=1)
+    back.compile(loss="sparse_categorical_crossentropy", optimizer=SGD(0.05, momentum=0.9), seed=1)
     back.load_weights(tmp_path / "m.weights.h5")
     for a, b in zip(model.get_weights(), back.get_weights()):
         np.testing.assert_array_equal(a, b)
@@ -341,7 +341,7 @@ def test_a_graph_weights_h5_loads_in_keras_and_back(tmp_path):
         return keras.Model([a, b], L.Dense(2, activation="softmax")(L.Dense(5, activation="tanh")(h)))
 
     ours = graph()
-    ours.compile(optimizer="sgd", seed=0)
+    ours.compile(loss="sparse_categorical_crossentropy", optimizer="sgd", seed=0)
     rng = np.random.default_rng(8)
     xs = (rng.random((16, 3), dtype=np.float32), rng.random((16, 2), dtype=np.float32))
     ours.fit(xs, np.arange(16) % 2, epochs=1, verbose=0, seed=0)

@@ -212,7 +212,7 @@ def test_bad_arguments_are_clear_errors():
 def test_pop_and_add_keep_the_other_layers_weights():
     x, y = data()
     model = Sequential([Input((5,)), Dense(6, "relu"), BatchNormalization(), Dense(3, "softmax")], backend="numpy")
-    model.compile(optimizer="sgd", seed=0)
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd", seed=0)
     model.fit(x, y, epochs=2, verbose=0, seed=0)
     before = model.get_weights()
     top = model.pop()
@@ -255,7 +255,7 @@ def stack(keras_mod, input_layer, dense, flatten, dropout, bn):
 def test_to_json_round_trip_and_keras_reads_it():
     model = Sequential(stack(None, Input, Dense, Flatten, Dropout, BatchNormalization), name="mine",
                        backend="numpy")
-    model.compile(optimizer="sgd", metrics=["accuracy"], seed=0)
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd", metrics=["accuracy"], seed=0)
     text = model.to_json()
     config = json.loads(text)
     assert config["class_name"] == "Sequential" and config["module"] == "keras"
