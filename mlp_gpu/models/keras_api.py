@@ -347,9 +347,22 @@ class KerasModelApi:
     def to_json(self, **kwargs) -> str:
         """Keras 3's ``to_json``: the model serialized as Keras writes it (``{"module": "keras", "class_name":
         "Sequential" or "Functional", "config": ..., "build_config": ..., "compile_config": ...}``, the same
-        as a .keras file's config.json); kwargs go to ``json.dumps``. ``models.model_from_json`` reads it."""
+        as a .keras file's config.json); kwargs go to ``json.dumps``. ``models.model_from_json`` reads it.
+        An optimizer without a Keras form here (see io/keras_zip.py) leaves compile_config out, logged."""
         self._require_built("to_json")
-        return json.dumps(keras_zip.model_config(self), **kwargs)
+        try:
+            config = keras_zip.model_config(self)
+        except ValueError as exc:
+            if self.optimizer is None or "optimizer" not in str(exc):
+                raise
+            # the architecture is what model_from_json reads: write it without the compile settings
+            log.warning("to_json: %s; the JSON leaves out compile_config", exc)
+            optimizer, self.optimizer = self.optimizer, None
+            try:
+                config = keras_zip.model_config(self)
+            finally:
+                self.optimizer = optimizer
+        return json.dumps(config, **kwargs)
 
     def save(self, filepath, overwrite=True, zipped=None, **kwargs) -> None:
         """Keras' ``save`` (``models.save_model(self, ...)``; see there)."""

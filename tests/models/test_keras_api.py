@@ -275,6 +275,15 @@ def test_to_json_round_trip_and_keras_reads_it():
                                rtol=1e-5, atol=TOL)
 
 
+def test_to_json_of_an_optimizer_without_a_keras_form_keeps_the_architecture(caplog):
+    model = Sequential([Input((3,)), Dense(2, "softmax")], backend="numpy")
+    model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy", seed=0)
+    config = json.loads(model.to_json())
+    assert not config.get("compile_config") and "leaves out compile_config" in caplog.text
+    assert type(model.optimizer).__name__ == "RMSprop"
+    assert model_from_json(json.dumps(config)).get_layer(index=0).units == 2
+
+
 def test_a_keras_json_loads_here():
     L = keras.layers  # noqa: N806
     theirs = keras.Sequential(stack(keras, lambda s: keras.Input(s), L.Dense, L.Flatten, L.Dropout,
