@@ -301,14 +301,19 @@ class KerasModelApi:
         optimizer's state starts afresh, sized to the new parameters. A stack that cannot be built yet
         (its last computing layer is not a Dense, as after popping the output) stays unbuilt and gets the
         weights back when the next ``add`` builds it."""
-        kept = dict(getattr(self, "_kept_weights", None) or {})
-        if self.built:
+        was_built, pending, before = self.built, getattr(self, "_kept_weights", None), list(self.layers)
+        kept = dict(pending or {})
+        if was_built:
             kept.update({id(layer): layer.get_weights() for layer in self.layers})
-            for layer in self.layers:
-                layer._owner = None  # free to be bound into the rebuilt buffer (or another model)
         self.built, self._kept_weights = False, None  # change() adds or pops on a plain unbuilt stack
-        change()
+        try:
+            change()
+        except BaseException:  # a refused layer: the model is as it was (its buffer was never touched)
+            self.built, self._kept_weights = was_built, pending
+            raise
         self._kept_weights = kept
+        for layer in before + self.layers:
+            layer._owner = None  # free to be bound into the rebuilt buffer (a popped one into another model)
         computing = self.compute_layers
         if not (computing and type(computing[-1]).__name__ == "Dense" and self.input_known):
             log.debug("model %r stays unbuilt until a Dense layer is on top", self.name)

@@ -229,8 +229,12 @@ def test_pop_and_add_keep_the_other_layers_weights():
     assert model.built and model.predict(x, verbose=0).shape == (40, 4)
     for a, b in zip(trained, model.get_weights()):
         np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="Input"):
+        model.add(Input((5,)))  # refused: the built model is as it was
+    assert model.built and len(model.layers) == 4
     popped = model.pop(rebuild=False)
     assert popped.units == 4 and model.predict(x, verbose=0).shape == (40, 2)
+    assert Sequential([Input((2,)), popped], backend="numpy").build(seed=0).count_params() == 12  # free to reuse
     for a, b in zip(trained, model.get_weights()):
         np.testing.assert_array_equal(a, b)
 
