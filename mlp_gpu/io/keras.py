@@ -20,16 +20,28 @@ from .declared import read_declared
 from .files import ModelFileError, save_hdf5
 
 
+def keras_paths(layers) -> list[str]:
+    """Keras 3's group names of a Sequential's layers in its weight files: each layer's class in snake case,
+    counted per class (dense, dense_1, dropout, ...), whatever the layers are called; the layer's own name
+    goes in the group's ``name`` attribute."""
+    seen, paths = {}, []
+    for layer in layers:
+        base = _keras_base(layer)
+        k = seen.get(base, 0)
+        seen[base] = k + 1
+        paths.append(base if k == 0 else f"{base}_{k}")
+    return paths
+
+
 def write_keras3_weights(f, model) -> None:
-    """Fill an open HDF5 file with the model's weights in Keras 3's layout (layer names dense, dense_1,
-    ... as Keras gives them); each layer's variables in Keras' order (BatchNormalization: gamma, beta,
-    moving_mean, moving_variance; Normalization: mean, variance, count as int32)."""
+    """Fill an open HDF5 file with the model's weights in Keras 3's layout (groups dense, dense_1, ... as
+    Keras names them, see ``keras_paths``); each layer's variables in Keras' order (BatchNormalization:
+    gamma, beta, moving_mean, moving_variance; Normalization: mean, variance, count as int32)."""
     f.create_group("vars").attrs["name"] = model.name
     layers = f.create_group("layers")
-    for layer in model.layers:
-        if type(layer).__name__ == "Input":
-            continue  # Keras does not store its InputLayer
-        g = layers.create_group(layer.name).create_group("vars")
+    stack = [layer for layer in model.layers if type(layer).__name__ != "Input"]  # Keras does not store its InputLayer
+    for path, layer in zip(keras_paths(stack), stack):
+        g = layers.create_group(path).create_group("vars")
         g.attrs["name"] = layer.name
         for i, (name, w) in enumerate(zip(layer.weight_names(), layer.weight_views)):
             dtype = np.int32 if name == "count" else np.float32
@@ -40,7 +52,9 @@ def export_keras_weights(model, path) -> None:
     """Write the model's weights so that ``keras.Model.load_weights(path)`` loads them into the
     same architecture built in Keras."""
     model._require_built("export_keras_weights")
-    save_hdf5(path, lambda f: write_keras3_weights(f, model), sealed=False)  # plain HDF5, as Keras writes it
+    write = model.write_keras_weights if getattr(model, "_general", False) else \
+        (lambda f: write_keras3_weights(f, model))  # a graph: Keras' functional layout
+    save_hdf5(path, write, sealed=False)  # plain HDF5, as Keras writes it
 
 
 def _natural(name):
@@ -126,12 +140,23 @@ def _match_by_order(found, ours, keras3, path):
 def read_keras_weights(g, declared) -> list[np.ndarray]:
     """Every weight the model declares (``declared_weights``) from a guarded Keras file, checked before use.
 
-    Layers are matched by name when every name is in the file, else by kind and order.
+    A Keras 3 file's layers are matched as Keras matches them: the k-th layer of a class with the file's
+    k-th group of that class (its groups are named by class, not by layer name); files written by mlp_gpu
+    before it named groups that way are matched by layer name. A Keras 2 file's layers are matched by
+    name when every name is in the file, else in order.
     """
     keras3 = "layers" in g.file
     found = _keras3_layers(g) if keras3 else _keras2_layers(g)
     ours = [layer for layer, _ in declared]
-    if all(layer.name in found for layer in ours):
+    by_name = all(layer.name in found for layer in ours)
+    if keras3:
+        try:
+            chosen = _match_by_order(found, ours, keras3, g.label)
+        except ModelFileError:
+            if not by_name:
+                raise
+            chosen = [found[layer.name] for layer in ours]
+    elif by_name:
         chosen = [found[layer.name] for layer in ours]
     else:
         chosen = _match_by_order(found, ours, keras3, g.label)

@@ -32,7 +32,7 @@ from ..layers.merging import MERGE_LAYERS, Concatenate
 from ..layers.normalization import BatchNormalization, Normalization
 from .bounded import MAX_ARCHIVE_BYTES, MAX_CONFIG_BYTES, load_json, read_member
 from .declared import declared_weights
-from .files import ModelFileError, atomic_write_bytes, check_save_target
+from .files import SEAL, ModelFileError, atomic_write_bytes, check_save_target
 from .keras import read_keras_weights, write_keras3_weights
 from .safe_h5 import COUNTERS, checked_int, open_h5, open_regular
 
@@ -405,6 +405,32 @@ def _read_archive(path):
             raise
         raise ModelFileError(f"path: {str(path)!r} is not a valid .keras file ({exc})") from None
     return load_json(text, str(path), CONFIG), weights
+
+
+def save_weights_file(model, path) -> None:
+    """Keras 3's ``model.save_weights("m.weights.h5")``: the model's weights, and a compiled model's
+    optimizer state, exactly as model.weights.h5 inside a .keras file (what Keras' load_weights reads)."""
+    model._require_built("save_weights")
+    check_save_target(path)
+    atomic_write_bytes(path, _weights_image(model))
+
+
+def is_keras_weights_file(path) -> bool:
+    """Whether ``path`` is plain HDF5 as Keras writes it, not one of mlp_gpu's sealed files (which open
+    with the seal's user block)."""
+    with open_regular(path, ModelFileError, "a weights file") as fh:
+        head = fh.read(len(SEAL))
+    return head != SEAL
+
+
+def load_weights_file(model, path) -> None:
+    """Keras 3's ``model.load_weights("m.weights.h5")``: every layer's weights (checked against the model
+    before any is set), then, for a compiled model, the optimizer state when the file holds one that fits."""
+    with _unreadable_weights(path), open_h5(path, str(path), what="a Keras .weights.h5 file") as g:
+        arrays = read_keras_weights(g, declared_weights(model))
+        model.set_weights(arrays)
+        if model.optimizer is not None and "optimizer" in g.file:
+            _read_optimizer(g, model)
 
 
 def load_keras_weights(model, path) -> None:

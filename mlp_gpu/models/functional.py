@@ -15,6 +15,7 @@ import re
 import numpy as np
 
 from .. import losses as losses_mod, metrics as metrics_mod, optimizers
+from .._checks import check_bool
 from ..backend.base import ACC, ACC_SIZE
 from ..layers.core import Input
 from ..layers.node import symbolic
@@ -62,15 +63,42 @@ def _per_output(value, names, arg, default=None):
     return [value] * n
 
 
+_MODEL_KEYWORDS = ("inputs", "outputs", "name", "trainable", "backend", "dtype")
+
+
+def _model_arguments(args, kwargs):
+    """Model's (inputs, outputs, name, trainable, backend, dtype) from Keras' ``*args, **kwargs``."""
+    if len(args) > 3:
+        raise TypeError(f"Model(): takes inputs, outputs and name positionally, got {len(args)} positional arguments")
+    unknown = sorted(set(kwargs) - set(_MODEL_KEYWORDS))
+    if unknown:
+        raise TypeError(f"Model(): unexpected keyword argument(s) {unknown}; expected inputs, outputs, name, "
+                        "trainable (Keras') or backend, dtype (mlp_gpu's)")
+    given = dict(zip(("inputs", "outputs", "name"), args))
+    twice = sorted(set(given) & set(kwargs))
+    if twice:
+        raise TypeError(f"Model(): got multiple values for {twice}")
+    given.update(kwargs)
+    name = given.get("name")
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"Model(name): expected a string, got {type(name).__name__} {name!r}")
+    trainable = check_bool(given.get("trainable", True), "Model(trainable)")
+    return (given.get("inputs"), given.get("outputs"), name, trainable, given.get("backend"),
+            given.get("dtype", "float32"))
+
+
 class Model(Sequential):
     """``Model(inputs, outputs, name=None)``: the layers between symbolic inputs and outputs. A subclass
     instead defines its layers in ``__init__`` and wires them in ``call(inputs)``; the wiring is traced
-    once, on symbolic inputs shaped like the first data (or ``build(input_shape)``)."""
+    once, on symbolic inputs shaped like the first data (or ``build(input_shape)``).
 
-    def __init__(self, inputs=None, outputs=None, name: str | None = None, backend=None, dtype="float32",
-                 trainable=True):
-        if trainable is not True:
-            raise ValueError(f"Model(trainable): only True is supported, got {trainable!r}")
+    Keras' ``Model(*args, **kwargs)``: ``inputs`` and ``outputs`` (positional or by name), ``name`` (the
+    third positional), ``trainable`` (True or False); and mlp_gpu's keyword arguments ``backend`` ("auto",
+    "numpy", "cupy" or a backend object) and ``dtype`` ("float32", or "float64" on the NumPy backend).
+    Any other argument is a TypeError naming it."""
+
+    def __init__(self, *args, **kwargs):
+        inputs, outputs, name, trainable, backend, dtype = _model_arguments(args, kwargs)
         subclass = type(self) is not Model and type(self).call is not Model.call
         if inputs is None and outputs is None and not subclass:
             raise TypeError("Model(): expected inputs and outputs (symbolic tensors from mlp_gpu.Input and layer "
@@ -83,6 +111,7 @@ class Model(Sequential):
         self._graph = None
         if inputs is not None:
             self._init_graph(inputs, outputs)
+        self.trainable = trainable  # after the graph: freezing reaches its layers
 
     def call(self, inputs, training=None):
         """A subclass's forward wiring, run once on symbolic inputs."""
@@ -361,15 +390,6 @@ class Model(Sequential):
         return super().fit(x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data,
                            shuffle, class_weight, sample_weight, initial_epoch, steps_per_epoch, validation_steps,
                            validation_batch_size, validation_freq, seed=seed, on_nan=on_nan, distribute=distribute)
-
-    def evaluate(self, x=None, y=None, batch_size=None, verbose=0, return_dict=False):
-        x, y, _ = self._packed(x, y)
-        return super().evaluate(x, y, batch_size, verbose, return_dict)
-
-    def predict(self, x, batch_size=None, verbose=0):
-        """The outputs for x: an array, or a list of arrays (one per output) for several outputs."""
-        x, _, _ = self._packed(x)
-        return super().predict(x, batch_size, verbose)
 
     @property
     def output_widths(self) -> list[int]:

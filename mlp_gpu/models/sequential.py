@@ -14,19 +14,26 @@ from ..backend.base import ACC, ACC_SIZE
 from ..training.eager import host_loss, host_metric, trace_or_eager
 from ..layers.core import Dense, Input
 from ..layers.base import Layer, layer_from_config, write_weights
-from ..io import load_weights, save_model, save_weights
 from ..io.onnx import export_model
-from ..training.fit import EVAL_BATCH, evaluate, fit, predict
+from ..training.fit import EVAL_BATCH, fit
 from ..utils import draw_seed
+from .keras_api import KerasModelApi
 from .workspace import Workspace
 
 LOSS_SLOT = ACC["loss_sum"]
 
 
-class Sequential:
-    """A stack of layers, Keras style: ``Sequential([Input((28, 28)), Flatten(), Dense(10, "softmax")])``."""
+class Sequential(KerasModelApi):
+    """A stack of layers, Keras style: ``Sequential([Input((28, 28)), Flatten(), Dense(10, "softmax")])``.
 
-    def __init__(self, layers=None, name: str | None = None, backend=None, dtype="float32"):
+    Keras' ``(layers, trainable, name)``, then mlp_gpu's keyword-only ``backend`` ("auto", "numpy",
+    "cupy" or a backend object; default $MLP_GPU_BACKEND, else auto) and ``dtype`` ("float32"; "float64"
+    for gradient checks on the NumPy backend)."""
+
+    def __init__(self, layers=None, trainable=True, name: str | None = None, *, backend=None, dtype="float32"):
+        trainable = check_bool(trainable, "Sequential(trainable)")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"Sequential(name): expected a string, got {type(name).__name__} {name!r}")
         self.name = name or "sequential"
         # float64 exists for gradient checks on the NumPy backend; training runs in float32.
         self.dtype = np.dtype(dtype)
@@ -50,13 +57,17 @@ class Sequential:
         self.fit_seed = None    # the seed of the last fit's shuffles
         for layer in layers or []:
             self.add(layer)
+        self.trainable = trainable
 
     # ---- structure ----------------------------------------------------------
-    def add(self, layer: Layer) -> None:
+    def add(self, layer: Layer, rebuild=True) -> None:
+        """Keras' ``add``: the layer goes on top. A built model is built again with it, its other layers
+        keeping their weights (keras_api.KerasModelApi.pop says why ``rebuild=False`` cannot wait)."""
         if not isinstance(layer, Layer):
             raise TypeError(f"layer: expected a mlp_gpu layer (Input, Flatten, Dense, ...), got {type(layer).__name__}")
-        if self.built:
-            raise RuntimeError("cannot add layers to a model that is already built")
+        check_bool(rebuild, "add(rebuild)")
+        if self.built or self._rebuild_pending():
+            return self._add_to_built(layer)
         if isinstance(layer, Input):
             if self.layers or self._input is not None:
                 raise ValueError("model: an Input/InputLayer must come first, and only once")
@@ -472,14 +483,6 @@ class Sequential:
         return fit(self, x, y, 32 if batch_size is None else batch_size, epochs, verbose, callbacks,
                    validation_split, validation_data, shuffle, initial_epoch, seed, on_nan, distribute)
 
-    def evaluate(self, x=None, y=None, batch_size=None, verbose=0, return_dict=False):
-        """``[loss, *metrics]`` over (x, y) in compile's order (the loss alone without metrics), or a dict."""
-        return evaluate(self, x, y, EVAL_BATCH if batch_size is None else batch_size, verbose, return_dict)
-
-    def predict(self, x, batch_size=None, verbose=0):
-        """The last layer's outputs for x as a host array (rows, units)."""
-        return predict(self, x, EVAL_BATCH if batch_size is None else batch_size, verbose)
-
     def __call__(self, x, training=False):
         """Keras' ``model(x)``: the outputs for the inputs ``x`` (a NumPy array here, a tensor in Keras)."""
         if training not in (False, None):
@@ -487,20 +490,11 @@ class Sequential:
                                       "fit(), or use predict(x) / model(x)")
         return self.predict(x, verbose=0)
 
-    def save(self, path) -> None:
-        save_model(self, path)
-
     def export(self, filepath, format="onnx", verbose=None, input_signature=None, **kwargs) -> None:
         """Keras' ``export``; only ``format="onnx"`` (see mlp_gpu/io/onnx.py). kwargs: ``opset_version``,
         ``input_dtype`` ("float32", or "uint8" to take raw pixels scaled by 1/255 in the graph)."""
 
         export_model(self, filepath, format, verbose, input_signature, **kwargs)
-
-    def save_weights(self, path) -> None:
-        save_weights(self, path)
-
-    def load_weights(self, path) -> None:
-        load_weights(self, path)
 
 
 def _size(nbytes: int) -> str:

@@ -249,3 +249,109 @@ def test_an_optimizer_without_a_keras_form_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="optimizer 'rmsprop' has no .keras form here"):
         model.save(tmp_path / "m.keras")
     assert not (tmp_path / "m.keras").exists()
+
+
+def _keras_in_process():
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    return pytest.importorskip("keras")
+
+
+def _toolbox(names=True):
+    from mlp_gpu import BatchNormalization, Dropout
+
+    return Sequential([Input((6,)), Dense(8, "relu", name="hidden" if names else None),
+                       BatchNormalization(momentum=0.9, name="bn" if names else None), Dropout(0.25),
+                       Dense(3, "softmax", name="out" if names else None)], backend="numpy")
+
+
+def _keras_toolbox(keras):
+    L = keras.layers  # noqa: N806
+    return keras.Sequential([keras.Input((6,)), L.Dense(8, activation="relu"), L.BatchNormalization(momentum=0.9),
+                             L.Dropout(0.25), L.Dense(3, activation="softmax")])
+
+
+def test_weights_h5_is_keras_own_layout_both_ways(tmp_path):
+    """model.save_weights("m.weights.h5") writes what Keras' load_weights reads (groups named by class,
+    whatever the layers are called), and Keras' own .weights.h5 loads here."""
+    keras = _keras_in_process()
+    rng = np.random.default_rng(5)
+    x = rng.normal(1, 2, (90, 6)).astype(np.float32)
+    y = (x[:, 0] > 1).astype(np.int32) + (x[:, 1] > 1)
+    ours = _toolbox()
+    ours.compile(loss="sparse_categorical_crossentropy", optimizer=SGD(0.05, momentum=0.9), seed=0)
+    ours.fit(x, y, epochs=2, verbose=0, seed=0)
+    path = tmp_path / "ours.weights.h5"
+    ours.save_weights(path)
+    assert not path.read_bytes().startswith(b"mlp_gpu")  # plain HDF5 as Keras writes it, no seal
+    with h5py.File(path, "r") as f:
+        assert sorted(f["layers"]) == ["batch_normalization", "dense", "dense_1", "dropout"]
+        assert f["layers/dense/vars"].attrs["name"] == "hidden" and f["vars"].attrs["name"] == ours.name
+        assert len(f["layers/batch_normalization/vars"]) == 4 and "optimizer" in f
+    theirs = _keras_toolbox(keras)
+    theirs.load_weights(path)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(theirs.predict(x, verbose=0)), ours.predict(x, verbose=0),
+                               atol=TOL, rtol=0)
+
+    theirs.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    theirs.fit(x, y, epochs=1, verbose=0)
+    theirs.save_weights(tmp_path / "theirs.weights.h5")
+    back = _toolbox(names=False)
+    back.load_weights(tmp_path / "theirs.weights.h5")
+    np.testing.assert_allclose(back.predict(x, verbose=0), keras.ops.convert_to_numpy(theirs.predict(x, verbose=0)),
+                               atol=TOL, rtol=0)
+
+
+def test_weights_h5_round_trip_keeps_the_optimizer_state(tmp_path):
+    rng = np.random.default_rng(6)
+    x = rng.normal(1, 2, (64, 6)).astype(np.float32)
+    y = (x[:, 0] > 1).astype(np.int32)
+    model = _toolbox()
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=SGD(0.05, momentum=0.9), seed=0)
+    model.fit(x, y, epochs=2, verbose=0, seed=0)
+    model.save_weights(tmp_path / "m.weights.h5")
+    back = _toolbox()
+    back.compile(loss="sparse_categorical_crossentropy", optimizer=SGD(0.05, momentum=0.9), seed=1)
+    back.load_weights(tmp_path / "m.weights.h5")
+    for a, b in zip(model.get_weights(), back.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(back.optimizer.state, model.optimizer.state)
+    assert back.optimizer.iterations == model.optimizer.iterations
+    model.save_weights(tmp_path / "m.h5")  # another name: mlp_gpu's own sealed file, as before
+    assert (tmp_path / "m.h5").read_bytes().startswith(b"mlp_gpu")
+    back.load_weights(tmp_path / "m.h5")
+    with pytest.raises(ModelFileError):
+        Sequential([Input((6,)), Dense(5), Dense(3, "softmax")], backend="numpy").load_weights(
+            tmp_path / "m.weights.h5")
+
+
+def test_a_graph_weights_h5_loads_in_keras_and_back(tmp_path):
+    """A functional graph (two inputs, a Concatenate) writes Keras' functional layout of .weights.h5."""
+    keras = _keras_in_process()
+    from mlp_gpu import Model, layers
+
+    def graph():
+        a, b = Input((3,)), Input((2,))
+        h = layers.Concatenate()([Dense(4, "relu")(a), b])
+        return Model([a, b], Dense(2, "softmax")(Dense(5, "tanh")(h)), backend="numpy")
+
+    def keras_graph():
+        L = keras.layers  # noqa: N806
+        a, b = keras.Input((3,)), keras.Input((2,))
+        h = L.Concatenate()([L.Dense(4, activation="relu")(a), b])
+        return keras.Model([a, b], L.Dense(2, activation="softmax")(L.Dense(5, activation="tanh")(h)))
+
+    ours = graph()
+    ours.compile(loss="sparse_categorical_crossentropy", optimizer="sgd", seed=0)
+    rng = np.random.default_rng(8)
+    xs = (rng.random((16, 3), dtype=np.float32), rng.random((16, 2), dtype=np.float32))
+    ours.fit(xs, np.arange(16) % 2, epochs=1, verbose=0, seed=0)
+    ours.save_weights(tmp_path / "g.weights.h5")
+    theirs = keras_graph()
+    theirs.load_weights(tmp_path / "g.weights.h5")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(theirs.predict(xs, verbose=0)), ours.predict(xs, verbose=0),
+                               atol=TOL, rtol=0)
+    theirs.save_weights(tmp_path / "k.weights.h5")
+    back = graph()
+    back.load_weights(tmp_path / "k.weights.h5")
+    for a, b in zip(back.get_weights(), ours.get_weights()):
+        np.testing.assert_array_equal(a, b)
