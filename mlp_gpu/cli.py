@@ -143,7 +143,7 @@ def cmd_train(args):
     if not chief:  # rank 0 alone saves, evaluates and reports
         return
     model.save(out)
-    test_loss, test_acc = model.evaluate(*test) if test is not None else (None, None)
+    test_loss, test_acc = model.evaluate(*test, verbose=0) if test is not None else (None, None)
     result = {"backend": model.backend.name, "epochs": model.epochs_done, "train_seconds": round(seconds, 2),
               "val_accuracy": history.history.get("val_accuracy", [None])[-1],
               "test_loss": test_loss, "test_accuracy": test_acc, "model": str(out)}
@@ -162,11 +162,11 @@ def cmd_evaluate(args):
         raise ValueError(f"{args.model!r} holds weights only; evaluate needs a model saved with its loss")
     _, (x_test, y_test) = _load_data(args)
     with _naming_data_file(args):
-        loss, acc = model.evaluate(x_test, y_test)
+        loss, acc = model.evaluate(x_test, y_test, verbose=0)
     result = {"test_loss": loss, "test_accuracy": acc}
     if args.plot:
         names = FASHION_CLASSES if args.dataset == "fashion-mnist" else [str(k) for k in range(10)]
-        pred = model.predict(x_test).argmax(axis=1)
+        pred = model.predict(x_test, verbose=0).argmax(axis=1)
         result["plot"] = str(plot_confusion(y_test, pred, names, args.plot))
     print(json.dumps(result) if args.json
           else f"test loss {loss:.4f}; test accuracy {acc:.4f} ({len(y_test)} images)"
@@ -180,7 +180,7 @@ def cmd_predict(args):
     else:
         _, (x, y) = _load_data(args)
         x, y = x[args.start:args.start + args.count], y[args.start:args.start + args.count]
-    probs = model.predict(x)
+    probs = model.predict(x, verbose=0)
     if y is not None and len(y) and (np.min(y) < 0 or np.max(y) >= probs.shape[1]):
         raise ValueError(f"--data {args.data!r}: labels range from {np.min(y)} to {np.max(y)}; the model has "
                          f"{probs.shape[1]} classes (0 to {probs.shape[1] - 1})")

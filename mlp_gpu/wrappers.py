@@ -92,7 +92,7 @@ class SKLBase(BaseEstimator):
     def _outputs(self, X):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float32, reset=False)
-        return self.model_.predict(X)
+        return self.model_.predict(X, verbose=0)
 
     def __getstate__(self):
         """Pickle the fitted model as the bytes of an mlp_gpu model file."""

@@ -60,8 +60,8 @@ class MlpGpuSession:
     def result(self) -> dict:
         out = {"device_bytes": self.backend.memory_bytes() or None}
         if self.workload.accuracy:
-            out["test_accuracy"] = self.model.evaluate(self.data["x_test"], self.data["y_test"])[1]
-            out["val_accuracy"] = self.model.evaluate(self.data["x_val"], self.data["y_val"])[1]
+            out["test_accuracy"] = self.model.evaluate(self.data["x_test"], self.data["y_test"], verbose=0)[1]
+            out["val_accuracy"] = self.model.evaluate(self.data["x_val"], self.data["y_val"], verbose=0)[1]
         return out
 
 

@@ -25,7 +25,8 @@ import zipfile
 import h5py
 import numpy as np
 
-from .. import custom_objects, initializers, optimizers
+from .. import custom_objects, initializers, losses, optimizers
+from ..layers.activation import ACTIVATION_LAYERS, from_keras, keras_config
 from ..layers.core import Dense, Flatten, Input
 from ..layers.dropout import Dropout
 from ..layers.merging import MERGE_LAYERS, Concatenate
@@ -120,10 +121,8 @@ def _layer_config(layer, input_shape):
 
 def _loss_config(loss):
     """The loss's name, or Keras' serialized object when it carries arguments (from_logits=True)."""
-    if loss.traced:  # a user's loss: by name, as Keras writes it
-        return custom_objects.serialize(loss)
-    config = loss.get_config()
-    if isinstance(config, str):
+    config = losses.serialize(loss)  # a user's loss by name, as Keras writes it; ours by name or config
+    if isinstance(config, str) or not loss.builtin:
         return config
     return _serialized("keras.losses", config["class_name"], config["config"])
 
@@ -132,9 +131,14 @@ def _compile_config(model):
     if model.optimizer is None:
         return {}
     opt = model.optimizer.get_config()
-    if opt["name"] not in OPTIMIZERS:
+    kind = type(model.optimizer).__name__.lower()  # by class: a name may be the user's or Keras' 'rm_sprop'
+    if kind not in OPTIMIZERS:
         raise ValueError(f"save: optimizer {opt['name']!r} has no .keras form here; supported: {', '.join(OPTIMIZERS)}")
-    class_name, keys = OPTIMIZERS[opt["name"]]
+    extra = [k for k in ("amsgrad", "use_ema", "gradient_accumulation_steps") if opt.get(k)]
+    if extra:  # Keras keeps their variables in another order in model.weights.h5: refused, not written wrong
+        raise ValueError(f"save: optimizer {opt['name']!r} with {', '.join(extra)} has no .keras form here; "
+                         "save as .h5 (our layout keeps its whole state)")
+    class_name, keys = OPTIMIZERS[kind]
     opt_config = {"name": opt["name"], **{k: opt[k] for k in keys if k in opt}}
     return {"optimizer": _serialized("keras.optimizers", class_name, opt_config),
             "loss": _loss_config(model.loss), "loss_weights": None, "metrics": list(model.metrics) or None,
@@ -299,10 +303,12 @@ def _merge_from_keras(cls):
 
 
 TO_KERAS.update({name: _merge_config for name in MERGE_LAYERS})  # merge layers: graphs only
+TO_KERAS.update({name: keras_config for name in ACTIVATION_LAYERS})
 FROM_KERAS = {"InputLayer": _input_from_keras, "Flatten": _flatten_from_keras, "Dense": _dense_from_keras,
               "Dropout": _dropout_from_keras, "BatchNormalization": _batch_normalization_from_keras,
               "Normalization": _normalization_from_keras,
-              **{name: _merge_from_keras(cls) for name, cls in MERGE_LAYERS.items()}}
+              **{name: _merge_from_keras(cls) for name, cls in MERGE_LAYERS.items()},
+              **{name: from_keras(cls) for name, cls in ACTIVATION_LAYERS.items()}}
 
 
 def layers_from_keras(config) -> tuple[list, str | None]:
@@ -347,8 +353,8 @@ def _compile_from_keras(model, cfg):
 def _one_loss(loss):
     if custom_objects.is_custom(loss):
         return loss  # a user's loss, found in load_model's custom_objects by losses.get
-    if isinstance(loss, dict) and (loss.get("config") or {}).get("from_logits"):
-        return {"class_name": loss.get("class_name"), "config": {"from_logits": True}}
+    if isinstance(loss, dict) and loss.get("class_name") in losses.LOSSES:  # Keras' config: our arguments
+        return {"class_name": loss["class_name"], "config": dict(loss.get("config") or {})}
     return {"mean_squared_error": "mse"}.get(_named(loss), _named(loss))
 
 
