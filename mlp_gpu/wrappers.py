@@ -37,7 +37,7 @@ from .models.sequential import Sequential
 def _clone(model):
     """A fresh, compiled copy of a compiled model (new weights), as keras.models.clone_model gives."""
     copy = Sequential.from_config(model.get_config(), backend=model._backend_request)
-    copy.compile(loss=losses.get(model.loss.name), optimizer=optimizers.from_config(model.optimizer.get_config()),
+    copy.compile(loss=losses.get(model.loss.name), optimizer=type(model.optimizer).from_config(model.optimizer.get_config()),
                  metrics=model.metrics)
     return copy
 

@@ -77,7 +77,8 @@ def save_model(model, path, epoch: int | None = None) -> None:
             f.attrs["training_config"] = json.dumps({  # a graph with several outputs: a loss each, weighted
                 "loss": [losses.serialize(loss) for loss in model._losses] if several
                 else losses.serialize(model.loss),
-                "metrics": model.metrics, "optimizer": model.optimizer.get_config(),
+                # the optimizer by class and config, so one the user named reloads too
+                "metrics": model.metrics, "optimizer": optimizers.serialize(model.optimizer),
                 **({"loss_weights": model._loss_weights} if several else {})})
             g = f.create_group("optimizer")
             _checked_dataset(g, "state", model.backend.to_host(model.optimizer.state).astype(np.float32))
