@@ -133,10 +133,10 @@ def _compile_config(model):
     opt = model.optimizer.get_config()
     kind = type(model.optimizer).__name__.lower()  # by class: a name may be the user's or Keras' 'rm_sprop'
     if kind not in OPTIMIZERS:
-        raise ValueError(f"save: optimizer {opt['name']!r} has no .keras form here; supported: {', '.join(OPTIMIZERS)}")
+        raise ValueError(f"save: optimizer {kind!r} has no .keras form here; supported: {', '.join(OPTIMIZERS)}")
     extra = [k for k in ("amsgrad", "use_ema", "gradient_accumulation_steps") if opt.get(k)]
     if extra:  # Keras keeps their variables in another order in model.weights.h5: refused, not written wrong
-        raise ValueError(f"save: optimizer {opt['name']!r} with {', '.join(extra)} has no .keras form here; "
+        raise ValueError(f"save: optimizer {kind!r} with {', '.join(extra)} has no .keras form here; "
                          "save as .h5 (our layout keeps its whole state)")
     class_name, keys = OPTIMIZERS[kind]
     opt_config = {"name": opt["name"], **{k: opt[k] for k in keys if k in opt}}
