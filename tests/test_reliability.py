@@ -30,7 +30,7 @@ import sys, numpy as np
 from mlp_gpu import Dense, Input, Sequential
 path = sys.argv[1]
 m = Sequential([Input((784,)), Dense(512, "relu"), Dense(512, "relu"), Dense(10, "softmax")], backend="numpy")
-m.compile(optimizer="adam", seed=0)
+m.compile(optimizer="adam", loss="sparse_categorical_crossentropy", seed=0)
 m.params[...] = 2.0
 print("ready", flush=True)
 while True:
@@ -68,7 +68,7 @@ WRITER = r"""
 import sys
 from mlp_gpu import Dense, Input, Sequential
 m = Sequential([Input((784,)), Dense(128, "relu"), Dense(10, "softmax")], backend="numpy")
-m.compile(optimizer="adam", seed=0)
+m.compile(optimizer="adam", loss="sparse_categorical_crossentropy", seed=0)
 m.params[...] = float(sys.argv[2])
 for _ in range(int(sys.argv[3])):
     m.save(sys.argv[1])
@@ -133,7 +133,7 @@ class Ready(Callback):
         if epoch == 1:
             print("ready", flush=True)
 m = Sequential([Input((20,)), Dense(64, "relu"), Dense(3, "softmax")], backend="numpy")
-m.compile(seed=0)
+m.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", seed=0)
 h = m.fit(x, y, epochs=10000, verbose=0, callbacks=[ModelCheckpoint(sys.argv[1]), Ready()])
 print("epochs", len(h.epoch), flush=True)
 """

@@ -253,7 +253,7 @@ MEMORY_CHILD = textwrap.dedent("""
     logging.basicConfig(level="INFO", format="%(message)s")
     x, y = np.load(folder + "/x.npy", mmap_mode="r"), np.load(folder + "/y.npy", mmap_mode="r")
     model = Sequential([Input((x.shape[1],)), Dense(8, "relu"), Dense(2, "softmax")], backend="numpy")
-    model.compile(optimizer=SGD(0.01), seed=0)
+    model.compile(optimizer=SGD(0.01), loss="sparse_categorical_crossentropy", seed=0)
     model.fit(np.asarray(x[:2048]), np.asarray(y[:2048]), batch_size=1024, verbose=0)  # warm every code path
     def status(key):
         for line in open("/proc/self/status"):

@@ -505,8 +505,9 @@ def test_calling_the_model_predicts_as_keras_does():
     x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
     np.testing.assert_array_equal(model(x), model.predict(x, verbose=0))
     np.testing.assert_array_equal(model(x, training=False), model.predict(x, verbose=0))
-    with pytest.raises(NotImplementedError, match="training=True"):
-        model(x, training=True)
+    np.testing.assert_array_equal(model(x, training=True), model.predict(x, verbose=0))  # no dropout: the same
+    with pytest.raises(ValueError, match="training: expected True or False"):
+        model(x, training="yes")
 
 
 def test_clear_session_drops_unreachable_models_as_keras():
