@@ -76,13 +76,11 @@ class Model(Sequential):
         if (inputs is None) != (outputs is None):
             raise TypeError("Model: expected both inputs and outputs, got only "
                             f"{'inputs' if outputs is None else 'outputs'}")
-        super().__init__(None, name=name or (_snake(type(self).__name__) if subclass else "functional"),
+        super().__init__(None, trainable, name=name or (_snake(type(self).__name__) if subclass else "functional"),
                          backend=backend, dtype=dtype)
         self._graph = None
         if inputs is not None:
             self._init_graph(inputs, outputs)
-        if trainable is not True:
-            self.trainable = trainable  # Keras: every layer's flag (a subclass sets its layers' in its __init__)
 
     def call(self, inputs, training=None):
         """A subclass's forward wiring, run once on symbolic inputs."""

@@ -20,6 +20,9 @@ def state(model) -> dict:
     if type(model).__module__ not in ("mlp_gpu.models.sequential", "mlp_gpu.models.functional"):
         raise pickle.PicklingError(f"model: a subclassed model ({type(model).__name__}) cannot be pickled from "
                                    "its config; pickle model.get_weights() and build it again")
+    if model.dtype != "float32":
+        raise pickle.PicklingError(f"model: dtype {model.dtype.name} (for gradient checks) has no model file; "
+                                   "only float32 models pickle")
     if model.compiled and model.loss is None:
         raise pickle.PicklingError("model: compiled with loss=None; its file has no compile config to carry")
     image = None
@@ -33,7 +36,7 @@ def state(model) -> dict:
     if not model.built and model.compiled:
         compiled = {"loss": losses.serialize(model.loss), "optimizer": model.optimizer.get_config(),
                     "metrics": model.metrics}
-    index = {id(layer): k for k, layer in enumerate(model.compute_layers)} if model.built or model.layers else {}
+    index = {id(layer): k for k, layer in enumerate(model.compute_layers)}
     backend = model.backend.name if model.backend is not None else model._backend_request
     return {"config": model.get_config(), "image": image, "compile": compiled,
             "backend": backend if isinstance(backend, (str, type(None))) else None,

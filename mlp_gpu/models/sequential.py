@@ -27,7 +27,9 @@ LOSS_SLOT = ACC["loss_sum"]
 class Sequential:
     """A stack of layers, Keras style: ``Sequential([Input((28, 28)), Flatten(), Dense(10, "softmax")])``."""
 
-    def __init__(self, layers=None, name: str | None = None, backend=None, dtype="float32"):
+    def __init__(self, layers=None, trainable=True, name: str | None = None, *, backend=None, dtype="float32"):
+        """Keras' ``Sequential(layers, trainable, name)``; ``backend`` and ``dtype`` are mlp_gpu's. As in Keras,
+        ``trainable=False`` freezes the model (nothing trains) and leaves the layers' own flags alone."""
         self.name = name or "sequential"
         # float64 exists for gradient checks on the NumPy backend; training runs in float32.
         self.dtype = np.dtype(dtype)
@@ -47,7 +49,7 @@ class Sequential:
         self.history = None
         self.run_eagerly = False             # compile(run_eagerly=True): plain steps, untraceable Python on the host
         self.jit_compile, self.auto_scale_loss = "auto", True  # Keras' compile arguments (compile_options.py)
-        self._trainable = True
+        self._trainable = check_bool(trainable, "trainable")
         self._frozen_ids: set[int] = set()   # compile's snapshot of the frozen layers (models/trainable.py)
         self._inference_ids: set[int] = set()  # frozen BatchNormalization layers: inference mode in training
         self._freeze = None                  # the step's ops keeping the frozen weights (trainable.Freeze)
@@ -287,9 +289,14 @@ class Sequential:
     def _redraw(self, seed) -> None:
         """compile(seed=...) on a built model: draw its initial weights again from that seed, unless
         they were trained or set since they were drawn (a seed is never ignored silently)."""
+        self._claim_layers()
         if self._weights_digest() != self._drawn_digest:
             raise ValueError(f"compile(seed={seed}): the model already holds trained or set weights; a seed only "
                              "chooses initial weights. Compile without seed to keep them, or build a new model.")
+        shared = sharing.shared_layers(self)
+        if shared:
+            raise ValueError(f"compile(seed={seed}): layers {shared} are shared with another model, whose weights "
+                             "a redraw would replace; compile without seed to keep them")
         self.built = False
         self.build(seed=seed)
 
@@ -423,6 +430,8 @@ class Sequential:
                 weights.append(v)
         if kind == "weights":
             return weights
+        if not self._trainable:  # Keras: a frozen model has no trainable weights, whatever its layers say
+            return [] if kind == "trainable_weights" else weights
         return [v for v in weights if v.trainable == (kind == "trainable_weights")]
 
     @property

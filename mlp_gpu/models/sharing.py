@@ -49,6 +49,15 @@ def bind(model, layer) -> None:
     if getattr(layer, "uses_rng", False):
         layer.attach_rng(None, model.rng_counter)  # its key stays; the counter is this model's
     layer._owner = weakref.ref(model)
+    if getattr(layer, "_models", None) is None:
+        layer._models = weakref.WeakSet()
+    layer._models.add(model)
+
+
+def shared_layers(model) -> list[str]:
+    """Names of the model's layers that another live, built model holds views of too."""
+    return [layer.name for layer in model.compute_layers
+            if any(other is not model for other in getattr(layer, "_models", ()))]
 
 
 def claim(model) -> None:

@@ -24,8 +24,9 @@ def is_trainable(layer) -> bool:
 
 
 def frozen_layers(model) -> set[int]:
-    """Ids of the model's computing layers whose ``trainable`` is False now (compile's snapshot)."""
-    return {id(layer) for layer in model.compute_layers if not is_trainable(layer)}
+    """Ids of the model's computing layers whose ``trainable`` is False now (compile's snapshot); all of
+    them when the model's own flag is False (Keras' ``Sequential(..., trainable=False)``)."""
+    return {id(layer) for layer in model.compute_layers if not (is_trainable(layer) and model.trainable)}
 
 
 def merged_ranges(ranges) -> list[tuple[int, int]]:

@@ -116,3 +116,10 @@ def test_grid_search_with_two_jobs_over_a_model_instance():
     grid.fit(X, Y)
     assert len(grid.cv_results_["mean_test_score"]) == 2
     assert grid.best_estimator_.predict(X).shape == (40,)
+
+
+def test_a_float64_model_is_refused_clearly():
+    model = Sequential([Input((5,)), Dense(3)], backend="numpy", dtype="float64")
+    model.build()
+    with pytest.raises(pickle.PicklingError, match="float64"):
+        pickle.dumps(model)

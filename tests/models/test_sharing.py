@@ -101,3 +101,12 @@ def test_functional_models_share_layers_too():
     np.testing.assert_array_equal(model_b.get_weights()[0], model_a.get_weights()[0])
     model_b.fit(X, Y_B, epochs=1, verbose=0)
     np.testing.assert_array_equal(model_a.get_weights()[0], model_b.get_weights()[0])
+
+
+def test_a_seed_cannot_redraw_a_shared_layer():
+    model_a = _model_a()
+    model_b = _b_on_a(model_a)
+    before = model_a.get_weights()
+    with pytest.raises(ValueError, match=r"compile\(seed=3\): layers \['dense', 'dense_1'\] are shared"):
+        model_b.compile(optimizer="sgd", loss="binary_crossentropy", seed=3)
+    assert all(np.array_equal(a, b) for a, b in zip(before, model_a.get_weights()))

@@ -64,10 +64,27 @@ def test_model_trainable_false_freezes_every_layer():
         model.trainable = "no"
 
 
-def test_functional_model_trainable_argument_freezes_its_layers():
-    inputs = Input((6,))
-    model = Model(inputs, Dense(3, "softmax")(Dense(8, "relu")(inputs)), trainable=False, backend="numpy")
-    assert model.trainable is False and all(not getattr(layer, "trainable", True) for layer in model.layers[1:])
+@pytest.mark.parametrize("kind", ["sequential", "functional"])
+def test_a_model_made_with_trainable_false_trains_nothing_as_keras(kind):
+    """Keras: the constructor's flag leaves the layers' own flags (and their Variables') as they are."""
+    keras = pytest.importorskip("keras")
+    if kind == "sequential":
+        model = Sequential([Input((6,)), Dense(8, "relu"), Dense(3, "softmax")], False, backend="numpy")
+        twin = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8), keras.layers.Dense(3)], False)
+    else:
+        inputs, k_inputs = Input((6,)), keras.Input((6,))
+        model = Model(inputs, Dense(3, "softmax")(Dense(8, "relu")(inputs)), trainable=False, backend="numpy")
+        twin = keras.Model(k_inputs, keras.layers.Dense(3)(keras.layers.Dense(8)(k_inputs)), trainable=False)
+    assert model.trainable is twin.trainable is False
+    assert [getattr(layer, "trainable", True) for layer in model.layers[-2:]] == [True, True]
+    assert [layer.trainable for layer in twin.layers[-2:]] == [True, True]
+    assert len(model.trainable_weights) == len(twin.trainable_weights) == 0
+    assert len(model.non_trainable_weights) == len(twin.non_trainable_weights) == 4
+    assert [w.trainable for w in model.weights] == [w.trainable for w in twin.weights]
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", seed=0)
+    before = model.get_weights()
+    model.fit(X, Y, epochs=1, verbose=0)
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
 
 
 def _keras_twin(model, keras, bn=False, frozen=(0,)):
