@@ -39,7 +39,7 @@ def folded_step(rows=16000, seed=0, hollow=False):
     x, y = rng.integers(0, 256, (rows, 784), dtype=np.uint8), rng.integers(0, 10, rows).astype(np.int32)
     model = Sequential([Input((784,)), Dense(300, "relu"), Dense(100, "relu"), Dense(10, "softmax")],
                        backend=NumpyBackend())
-    model.compile(optimizer=SGD(0.01), metrics=["accuracy"], seed=0)
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=SGD(0.01), metrics=["accuracy"], seed=0)
     run = prepare_fit(model, x, y, batch_size=BATCH)
     model.backend.threads.begin()
     with recording_gemms(hollow) as gemms:

@@ -147,7 +147,7 @@ def reference_model(backend):
     from mlp_gpu import SGD, Dense, Input, Sequential
 
     model = Sequential([Input((784,)), Dense(300, "relu"), Dense(100, "relu"), Dense(10, "softmax")], backend=backend)
-    model.compile(optimizer=SGD(LR), metrics=["accuracy"], seed=1)
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=SGD(LR), metrics=["accuracy"], seed=1)
     return model
 
 

@@ -120,8 +120,10 @@ BUILD_CASES = [
     ("input-negative-shape", lambda: Input((-1,)), r"Input\(shape\): expected a tuple of positive ints"),
     ("unknown-initializer", lambda: Dense(3, kernel_initializer="nonexistent"), "kernel_initializer: expected one of"),
     ("unknown-loss", lambda: model(loss="focal"), "loss: expected one of"),
-    ("unknown-optimizer", lambda: model().compile(optimizer="adafactor"), "optimizer: expected one of"),
-    ("unknown-metric", lambda: model().compile(metrics=["iou"]), "metrics: expected names from"),
+    ("unknown-optimizer", lambda: model().compile(loss="sparse_categorical_crossentropy",
+                                                  optimizer="adafactor"), "optimizer: expected one of"),
+    ("unknown-metric", lambda: model().compile(optimizer="sgd", loss="sparse_categorical_crossentropy",
+                                               metrics=["iou"]), "metrics: expected names from"),
     ("lr-zero", lambda: SGD(0), r"SGD\(learning_rate\): expected a positive finite number, got 0"),
     ("lr-negative", lambda: Adam(-1e-3), "got -0.001"),
     ("lr-nan", lambda: SGD(float("nan")), "got nan"),
@@ -289,7 +291,7 @@ def test_catalogue_has_at_least_30_cases():
 
 def test_keras_fit_arguments_we_do_not_have_are_refused_by_name():
     model = Sequential([Input((4,)), Dense(3, "softmax")], backend="numpy")
-    model.compile()
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
     x, y = np.zeros((8, 4), np.float32), np.zeros(8, np.int64)
     for kwargs, name in [(dict(class_weight={0: 1.0}), "class_weight"),
                          (dict(sample_weight=np.ones(8)), "sample_weight"),

@@ -41,7 +41,8 @@ def test_check_bool_refuses_strings():
 
 def _model():
     m = Sequential([Input((8,)), Dense(16, "relu"), Dense(3, "softmax")], backend="numpy")
-    return m.compile(optimizer="sgd", metrics=["accuracy"], seed=0)
+    m.compile(loss="sparse_categorical_crossentropy", optimizer="sgd", metrics=["accuracy"], seed=0)
+    return m
 
 
 def test_a_runner_taking_blocks_of_steps_trains_the_same_weights():

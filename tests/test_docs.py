@@ -128,7 +128,7 @@ def test_example_rows_caps_the_loaders(monkeypatch, caplog):
 def test_example_epochs_caps_fit_and_says_so(monkeypatch, caplog):
     x, y = blobs()
     model = Sequential([Input((8,)), Dense(3, "softmax")], backend="numpy")
-    model.compile(optimizer="sgd")
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd")
     monkeypatch.setenv(EXAMPLE_EPOCHS, "2")
     assert model.fit(x, y, epochs=5, verbose=0).epoch == [0, 1]
     assert f"{EXAMPLE_EPOCHS}=2: fit trains 2 of its 5 epochs" in caplog.text

@@ -30,7 +30,7 @@ import sys, numpy as np
 from mlp_gpu import Dense, Input, Sequential
 path = sys.argv[1]
 m = Sequential([Input((784,)), Dense(512, "relu"), Dense(512, "relu"), Dense(10, "softmax")], backend="numpy")
-m.compile(optimizer="adam", seed=0)
+m.compile(optimizer="adam", loss="sparse_categorical_crossentropy", seed=0)
 m.params[...] = 2.0
 print("ready", flush=True)
 while True:
@@ -43,7 +43,7 @@ def test_killed_saves_never_corrupt_the_previous_file(tmp_path):
     path = tmp_path / "m.h5"
     first = Sequential([Input((784,)), Dense(512, "relu"), Dense(512, "relu"), Dense(10, "softmax")],
                        backend="numpy")
-    first.compile(optimizer="adam", seed=0)
+    first.compile(loss="sparse_categorical_crossentropy", optimizer="adam", seed=0)
     first.params[...] = 1.0
     first.save(path)
     rng = random.Random(0)
@@ -68,7 +68,7 @@ WRITER = r"""
 import sys
 from mlp_gpu import Dense, Input, Sequential
 m = Sequential([Input((784,)), Dense(128, "relu"), Dense(10, "softmax")], backend="numpy")
-m.compile(optimizer="adam", seed=0)
+m.compile(optimizer="adam", loss="sparse_categorical_crossentropy", seed=0)
 m.params[...] = float(sys.argv[2])
 for _ in range(int(sys.argv[3])):
     m.save(sys.argv[1])
@@ -79,7 +79,7 @@ def test_concurrent_writers_leave_one_whole_file(tmp_path):
     """Two processes save different models to one path 30 times each while this one loads it."""
     path = tmp_path / "m.h5"
     first = Sequential([Input((784,)), Dense(128, "relu"), Dense(10, "softmax")], backend="numpy")
-    first.compile(optimizer="adam", seed=0)
+    first.compile(loss="sparse_categorical_crossentropy", optimizer="adam", seed=0)
     first.params[...] = 1.0
     first.save(path)
     writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), value, "30"], env=ENV)
@@ -98,7 +98,7 @@ def test_concurrent_writers_leave_one_whole_file(tmp_path):
 def test_divergence_names_epoch_and_step_and_keeps_checkpoint(tmp_path):
     x, y = blobs(n=320)
     m = Sequential([Input((8,)), Dense(16, "relu"), Dense(3, "softmax")], backend="numpy")
-    m.compile(optimizer=SGD(0.05), metrics=["accuracy"], seed=0)
+    m.compile(loss="sparse_categorical_crossentropy", optimizer=SGD(0.05), metrics=["accuracy"], seed=0)
     ckpt = ModelCheckpoint(tmp_path / "ckpt.h5")
     m.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[ckpt], seed=0)
     good = mlp_gpu.load_model(tmp_path / "ckpt.h5").get_weights()
@@ -117,7 +117,7 @@ def test_divergence_step_is_exact():
     x, y = blobs(n=320)
     x[200] = 3e38  # row 200 is in step 7 (batch 32, no shuffle): its logits overflow to inf
     m = Sequential([Input((8,)), Dense(16, "relu"), Dense(3, "softmax")], backend="numpy")
-    m.compile(optimizer=SGD(0.01), seed=0)
+    m.compile(loss="sparse_categorical_crossentropy", optimizer=SGD(0.01), seed=0)
     with np.errstate(all="ignore"), pytest.raises(TrainingDiverged, match="epoch 1, step 7 of 10"):
         m.fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=False, on_nan="raise")
 
@@ -133,7 +133,7 @@ class Ready(Callback):
         if epoch == 1:
             print("ready", flush=True)
 m = Sequential([Input((20,)), Dense(64, "relu"), Dense(3, "softmax")], backend="numpy")
-m.compile(seed=0)
+m.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", seed=0)
 h = m.fit(x, y, epochs=10000, verbose=0, callbacks=[ModelCheckpoint(sys.argv[1]), Ready()])
 print("epochs", len(h.epoch), flush=True)
 """
@@ -188,7 +188,7 @@ def model_bytes():
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "m.h5"
         m = Sequential([Input((3,)), Dense(4, "relu"), Dense(2, "softmax")], backend="numpy")
-        m.compile(optimizer="adam", seed=0)
+        m.compile(loss="sparse_categorical_crossentropy", optimizer="adam", seed=0)
         m.save(path)
         return path.read_bytes()
 
@@ -213,7 +213,7 @@ def test_flipped_bit_in_stored_weights_is_detected(tmp_path):
     import h5py
 
     m = Sequential([Input((3,)), Dense(4, "relu"), Dense(2, "softmax")], backend="numpy")
-    m.compile(seed=0)
+    m.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", seed=0)
     m.save(tmp_path / "m.h5")
     with h5py.File(tmp_path / "m.h5", "r") as f:
         offset = f["weights/dense/kernel"].id.get_chunk_info(0).byte_offset

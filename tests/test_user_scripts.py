@@ -352,11 +352,11 @@ def test_chapter11_reusing_layers_clone_model_and_set_weights(housing):
     assert [layer.name for layer in model_A_clone.layers] == [layer.name for layer in model_A.layers]
     model_A_clone.set_weights(model_A.get_weights())
     np.testing.assert_allclose(model_A_clone.predict(X_train[:5], verbose=0), before)
-    # Keras shares the layers' weights between the two models here; we refuse rather than silently
-    # pointing model_A at the new model's weights.
+    # As in Keras, the two models share the layers' weights: training B changes A; the clone stays intact.
     model_B_on_A = mlp_gpu.Sequential(model_A.layers[:-1])
     model_B_on_A.add(mlp_gpu.layers.Dense(1, activation="sigmoid"))
     model_B_on_A.compile(loss="binary_crossentropy", optimizer="sgd")
-    with pytest.raises(ValueError, match="layer 'dense' already belongs to model 'sequential'"):
-        model_B_on_A.fit(X_train, y_train > 0, verbose=0)
-    np.testing.assert_allclose(model_A.predict(X_train[:5], verbose=0), before)
+    model_B_on_A.fit(X_train, y_train > 0, verbose=0)
+    assert not np.allclose(model_A.predict(X_train[:5], verbose=0), before)
+    np.testing.assert_array_equal(model_A.layers[0].get_weights()[0], model_B_on_A.layers[0].get_weights()[0])
+    np.testing.assert_allclose(model_A_clone.predict(X_train[:5], verbose=0), before)

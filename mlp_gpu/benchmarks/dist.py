@@ -133,7 +133,7 @@ def worker(batch, rows, epochs) -> dict:
     x, y = data["x"][:rows], data["y"][:rows]
     model = Sequential([Input((784,)), Dense(300, "relu"), Dense(100, "relu"), Dense(10, "softmax")],
                        backend="numpy")
-    model.compile(optimizer=SGD(0.01), metrics=["accuracy"], seed=0)
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=SGD(0.01), metrics=["accuracy"], seed=0)
     epoch_s, allreduce_s = [], []
 
     class Timer(Callback):

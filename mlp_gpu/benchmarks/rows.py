@@ -93,7 +93,7 @@ def run_cell(folder, rows, mode, backend_name, warmup, steps) -> dict:
     be = get_backend(backend_name)
     model = Sequential([Input((FEATURES,)), Dense(300, "relu"), Dense(100, "relu"), Dense(CLASSES, "softmax")],
                        backend=be)
-    model.compile(optimizer=SGD(0.01), metrics=["accuracy"], seed=0)
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=SGD(0.01), metrics=["accuracy"], seed=0)
     source = ChunkedSource(x, y, resident=mode == "resident")
     clock = StepClock(be, warmup, steps)
     t0 = time.perf_counter()

@@ -37,7 +37,7 @@ class MlpGpuSession:
         else:
             hidden, optimizer = [Dense(u, "relu") for u in sizes[1:-1]], SGD(LR)
         self.model = Sequential([Input((sizes[0],))] + hidden + [Dense(sizes[-1], "softmax")], backend=backend)
-        self.model.compile(optimizer=optimizer, metrics=["accuracy"], seed=0)
+        self.model.compile(loss="sparse_categorical_crossentropy", optimizer=optimizer, metrics=["accuracy"], seed=0)
         self.workload, self.data = workload, data
 
         class Timer(Callback):  # times the epoch only: fit's input checks and upload stay outside

@@ -19,7 +19,7 @@ from .._checks import check_bool
 from ..backend.base import ACC, ACC_SIZE
 from ..layers.core import Input
 from ..layers.node import symbolic
-from . import graph as graph_mod, graph_config, keras_functional, packing
+from . import compile_options, graph as graph_mod, graph_config, keras_functional, packing, trainable as trainable_mod
 from .sequential import Sequential
 
 _LOSS = ACC["loss_sum"]
@@ -106,12 +106,11 @@ class Model(Sequential):
         if (inputs is None) != (outputs is None):
             raise TypeError("Model: expected both inputs and outputs, got only "
                             f"{'inputs' if outputs is None else 'outputs'}")
-        super().__init__(None, name=name or (_snake(type(self).__name__) if subclass else "functional"),
+        super().__init__(None, trainable, name=name or (_snake(type(self).__name__) if subclass else "functional"),
                          backend=backend, dtype=dtype)
         self._graph = None
         if inputs is not None:
             self._init_graph(inputs, outputs)
-        self.trainable = trainable  # after the graph: freezing reaches its layers
 
     def call(self, inputs, training=None):
         """A subclass's forward wiring, run once on symbolic inputs."""
@@ -169,7 +168,7 @@ class Model(Sequential):
         self._init_graph(flat, outputs)
         pending, self._pending_compile = getattr(self, "_pending_compile", None), None
         if pending is not None:  # compile came before the graph was known
-            self.loss = None
+            self.loss = self.optimizer = None
             self.compile(**pending)
 
     def _require_graph(self, what):
@@ -195,7 +194,6 @@ class Model(Sequential):
             self._trace(input_shape)
         if self.built or not self._general:
             return super().build(None if self._graph is not None else input_shape, seed)
-        self._check_layers_are_own()
         self.input_shape = self._input_shape()
         self.in_dim = self._in_cuts[-1]
         self.output_units = self._units[0] if len(self._units) == 1 else sum(self._units)
@@ -217,23 +215,32 @@ class Model(Sequential):
             layer for layer in self.compute_layers if type(layer).__name__ == "Dense"]
 
     # ---- compile ------------------------------------------------------------------------------
-    def compile(self, loss="sparse_categorical_crossentropy", optimizer="sgd", metrics=None, seed=None,
-                loss_weights=None):
+    def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None, weighted_metrics=None,
+                run_eagerly=False, steps_per_execution=1, jit_compile="auto", auto_scale_loss=True, *, seed=None):
         """As Sequential.compile; with several outputs ``loss``, ``loss_weights`` and ``metrics`` are one
         value for all, a list/tuple with one entry per output, or a dict by output name (Keras' rules)."""
+        args = dict(optimizer=optimizer, loss=loss, loss_weights=loss_weights, metrics=metrics,
+                    weighted_metrics=weighted_metrics, run_eagerly=run_eagerly,
+                    steps_per_execution=steps_per_execution, jit_compile=jit_compile, auto_scale_loss=auto_scale_loss)
         if self._graph is None:  # a subclass not yet traced: keep the arguments until the first data
-            self._pending_compile = dict(loss=loss, optimizer=optimizer, metrics=metrics, seed=seed,
-                                         loss_weights=loss_weights)
-            self.loss = losses_mod.get(loss if not isinstance(loss, (list, tuple, dict)) else "mse")
-            return self
+            compile_options.check(self, None, weighted_metrics, run_eagerly, steps_per_execution, jit_compile,
+                                  auto_scale_loss)
+            self._pending_compile = dict(args, seed=seed)
+            self.loss = None if loss is None else losses_mod.get(loss if not isinstance(loss, (list, tuple, dict))
+                                                                 else "mse")
+            self.optimizer = optimizers.get(optimizer)
+            return
         if not self._general:
             if isinstance(loss, (list, tuple)) and len(loss) == 1:
                 loss = loss[0]
             if isinstance(metrics, dict):
                 metrics = metrics.get(self.output_names[0])
-            if loss_weights not in (None, 1, 1.0, [1], [1.0], (1,), (1.0,)):
-                raise ValueError(f"loss_weights: a model with one output weighs its loss 1, got {loss_weights!r}")
-            return super().compile(loss=loss, optimizer=optimizer, metrics=metrics, seed=seed)
+            return super().compile(**dict(args, loss=loss, metrics=metrics), seed=seed)
+        options = compile_options.check(self, loss_weights, weighted_metrics, run_eagerly, steps_per_execution,
+                                        jit_compile, auto_scale_loss, single_output=False)
+        if loss is None:
+            raise ValueError("compile(loss=None): a model of several outputs or a graph of layers needs its loss "
+                             "(one for all outputs, a list, or a dict by output name)")
         names, n = self.output_names, len(self.output_names)
         lossed = [losses_mod.get(v) for v in _per_output(loss, names, "loss")]
         weights = _per_output(1.0 if loss_weights is None else loss_weights, names, "loss_weights", 1.0)
@@ -268,15 +275,16 @@ class Model(Sequential):
         self._fused, self._plan = fused, graph_mod.backward_plan(self._graph, fused)
         if seed is not None and self.built:
             self._redraw(seed)
+        options.apply(self)
         self.optimizer = optimizers.get(optimizer)
         self._compile_seed = seed
+        self._frozen_ids = trainable_mod.frozen_layers(self)
         if self.built:
-            self.optimizer.build(self.backend, self.params.size, dtype=self.dtype, segments=self.param_segments)
+            self._build_optimizer()
         else:
             self.build(seed=seed)
         if n > 1:  # the data sets check y as the outputs' targets side by side
             self.output_units = self._y_cuts[-1]
-        return self
 
     def _layout_sums(self) -> None:
         """Where each output's running sums sit: [total loss, ..], [regularization], then per output."""
@@ -402,6 +410,10 @@ class Model(Sequential):
             raise NotImplementedError(f"model {self.name!r} called on symbolic tensors: nesting a model inside "
                                       "another is not supported; call its layers on the tensors instead")
         return super().__call__(x, training)
+
+    def _call_training(self, x):
+        x, _, _ = self._packed(x)
+        return super()._call_training(x)
 
     def add(self, layer) -> None:
         raise TypeError("Model.add: a functional or subclassed model is wired by its layer calls; add() is "

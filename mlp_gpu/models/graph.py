@@ -13,6 +13,7 @@ import numpy as np
 from ..layers.base import Layer
 from ..layers.core import Dense, Input
 from ..layers.node import KerasTensor, symbolic
+from . import trainable as trainable_mod
 
 
 def _tensors(value, arg) -> list[KerasTensor]:
@@ -167,7 +168,10 @@ def forward(model, graph: Graph, ws: GraphWorkspace, logits: bool, training: boo
         xs = [ws.value[graph.tid[id(t)]] for t in node.inputs]
         train = training if node.training is None else node.training
         extra = {"activation": "linear"} if out in fused_at else {}
-        layer.forward(be, xs if layer.merges else xs[0], ws.value[out], train, ws.aux[k], **extra)
+        if train and id(layer) in model._inference_ids:  # a frozen BatchNormalization (models/trainable.py)
+            trainable_mod.frozen_bn_forward(be, layer, xs[0], ws.value[out], ws.aux[k])
+        else:
+            layer.forward(be, xs if layer.merges else xs[0], ws.value[out], train, ws.aux[k], **extra)
     if any(getattr(n.layer, "uses_rng", False) and (training if n.training is None else n.training)
            for n in graph.nodes):  # the next pass draws fresh masks (also where a call forces training=True)
         be.advance(model.rng_counter, 1)
@@ -220,6 +224,8 @@ def backward(model, graph: Graph, ws: GraphWorkspace, plan) -> None:
         if not layer.computes:
             if dxs[0] is not None:
                 xp.copyto(dxs[0], dy)
+        elif id(layer) in model._inference_ids:
+            trainable_mod.frozen_bn_backward(be, layer, dy, dxs[0], ws.aux[k])
         elif layer.merges:
             layer.backward(be, [ws.value[t] for t in tids], ws.value[out], dy, dxs, ws.aux[k])
         else:

@@ -15,9 +15,10 @@ from ..training.eager import host_loss, host_metric, trace_or_eager
 from ..layers.core import Dense, Input
 from ..layers.base import Layer, layer_from_config, write_weights
 from ..io.onnx import export_model
-from ..training.fit import EVAL_BATCH, fit
+from ..training.fit import EVAL_BATCH, fit, predict
 from ..utils import draw_seed
 from .keras_api import KerasModelApi
+from . import compile_options, pickling, sharing, trainable as trainable_mod
 from .workspace import Workspace
 
 LOSS_SLOT = ACC["loss_sum"]
@@ -28,10 +29,10 @@ class Sequential(KerasModelApi):
 
     Keras' ``(layers, trainable, name)``, then mlp_gpu's keyword-only ``backend`` ("auto", "numpy",
     "cupy" or a backend object; default $MLP_GPU_BACKEND, else auto) and ``dtype`` ("float32"; "float64"
-    for gradient checks on the NumPy backend)."""
+    for gradient checks on the NumPy backend). As in Keras, ``trainable=False`` freezes the model (nothing
+    trains) and leaves the layers' own flags alone."""
 
     def __init__(self, layers=None, trainable=True, name: str | None = None, *, backend=None, dtype="float32"):
-        trainable = check_bool(trainable, "Sequential(trainable)")
         if name is not None and not isinstance(name, str):
             raise TypeError(f"Sequential(name): expected a string, got {type(name).__name__} {name!r}")
         self.name = name or "sequential"
@@ -52,12 +53,18 @@ class Sequential(KerasModelApi):
         self.metric_slots: list[int] = []    # each one's slot in the running sums (trainer.Sums)
         self.history = None
         self.run_eagerly = False             # compile(run_eagerly=True): plain steps, untraceable Python on the host
+        self.jit_compile, self.auto_scale_loss = "auto", True  # Keras' compile arguments (compile_options.py)
+        self._trainable = check_bool(trainable, "Sequential(trainable)")
+        self._frozen_ids: set[int] = set()   # compile's snapshot of the frozen layers (models/trainable.py)
+        self._inference_ids: set[int] = set()  # frozen BatchNormalization layers: inference mode in training
+        self._freeze = None                  # the step's ops keeping the frozen weights (trainable.Freeze)
+        self._bindings: dict = {}            # per layer id: this model's views (params, grads, state) of it
+        self._ranges: dict = {}              # per layer id: its [start, end) in this model's flat parameters
         self.stop_training = False
         self.epochs_done = 0    # completed epochs, saved with the model for resuming
         self.fit_seed = None    # the seed of the last fit's shuffles
         for layer in layers or []:
             self.add(layer)
-        self.trainable = trainable
 
     # ---- structure ----------------------------------------------------------
     def add(self, layer: Layer, rebuild=True) -> None:
@@ -132,7 +139,6 @@ class Sequential(KerasModelApi):
             return self
         if not self.dense_layers:
             raise ValueError("model: needs at least one Dense layer")
-        self._check_layers_are_own()
         shape = self._input_shape(input_shape)
         if shape is None:
             raise ValueError("model: the input shape is unknown; start with Input(shape=...), give the first "
@@ -175,28 +181,31 @@ class Sequential(KerasModelApi):
                 size = int(np.prod(shape_))
                 st.append(self.state[s_off:s_off + size].reshape(shape_))
                 s_off += size
-            layer.bind(self.backend, p, g, st)
-            layer._param_range = (start, p_off)  # a layer used twice in a graph sums its gradients here
+            held = sharing.held_elsewhere(layer, self)  # a layer another model built: its weights, not new ones
             if getattr(layer, "uses_rng", False):
                 layer.attach_rng(rng, self.rng_counter)
+            self._bindings[id(layer)], self._ranges[id(layer)] = (p, g, st), (start, p_off)
+            if held is not None:
+                sharing.copy_in(self.backend, layer, held, p + st, self.name)
+            sharing.bind(self, layer)
         for layer in self.layers:
             layer._owner = weakref.ref(self)
         self.built = True
         self._drawn_digest = self._weights_digest()
         if self.optimizer is not None:  # compile waited for the shape (its optimizer may hold another model's state)
-            self.optimizer.build(self.backend, self.params.size, dtype=self.dtype, segments=self.param_segments)
+            self._build_optimizer()
         return self
 
-    def _check_layers_are_own(self) -> None:
-        """A layer holds views into one model's flat buffers: building it into a second model would
-        silently point the first one at the second's weights."""
-        for layer in self.layers:
-            owner = layer._owner() if getattr(layer, "_owner", None) is not None else None
-            if owner is not None and owner is not self:
-                raise ValueError(f"layer {layer.name!r} already belongs to model {owner.name!r}; Keras would share its "
-                                 "weights between both models, mlp_gpu keeps one weight buffer per model. Use new "
-                                 "layers (e.g. mlp_gpu.models.clone_model(model)) and copy weights with "
-                                 "set_weights(old.get_weights())")
+    def _build_optimizer(self) -> None:
+        """Fresh optimizer state for the flat buffer, and the step's hold on the frozen layers."""
+        self.optimizer.build(self.backend, self.params.size, dtype=self.dtype, segments=self.param_segments)
+        self._inference_ids = trainable_mod.inference_layers(self, now=False)
+        self._freeze = trainable_mod.make_freeze(self)
+
+    def _claim_layers(self) -> None:
+        """Take back layers shared with another model that used them since (models/sharing.py)."""
+        if self.built:
+            sharing.claim(self)
 
     def _weights_digest(self) -> str:
         return hashlib.sha256(self.backend.to_host(self.params).tobytes()).hexdigest()
@@ -221,6 +230,7 @@ class Sequential(KerasModelApi):
         return sum(int(w.size) for w in self._weight_views())
 
     def _require_built(self, what):
+        self._claim_layers()
         if not self.built and self.input_known:  # as in Keras, a declared input shape is enough to build
             self.build(seed=self._compile_seed)
         if not self.built:
@@ -228,55 +238,73 @@ class Sequential(KerasModelApi):
                                "Input(shape=...), call build(input_shape), or fit/evaluate/predict on data first")
 
     def _require_compiled(self, what):
-        if self.loss is None:
-            raise RuntimeError(f"{what}: the model is not compiled; call compile(loss=..., optimizer=...) first")
+        if not self.compiled:
+            raise RuntimeError(f"{what}: the model is not compiled; call compile(optimizer=..., loss=...) first")
+        if self.loss is None:  # Keras' words for a model compiled without a loss
+            raise ValueError(f"{what}: No loss to compute. Provide a `loss` argument in `compile()`.")
+        self._claim_layers()
 
     # ---- training setup -----------------------------------------------------
-    def compile(self, loss="sparse_categorical_crossentropy", optimizer="sgd", metrics=None, seed=None,
-                run_eagerly=False):
-        """Choose the loss, the optimizer and the metrics (each a name, class, object or Keras function).
+    @property
+    def compiled(self) -> bool:
+        """Whether compile was called (Keras' ``model.compiled``); its loss may be None."""
+        return self.optimizer is not None
+
+    def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None, weighted_metrics=None,
+                run_eagerly=False, steps_per_execution=1, jit_compile="auto", auto_scale_loss=True, *, seed=None):
+        """Keras' ``compile``: the optimizer, the loss and the metrics (each a name, class, object or Keras
+        function); returns None. ``loss=None`` is allowed, as in Keras, but fit and evaluate then raise.
 
         A Python loss, metric (or Lambda, activation) is traced here into one kernel; one that cannot be
-        traced is refused naming its line and op, unless ``run_eagerly=True`` (Keras' name): then a
-        loss or metric runs as Python on the host every step (slow; see training/eager.py)."""
-        run_eagerly = check_bool(run_eagerly, "compile(run_eagerly)")
-        loss = losses.get(loss)
+        traced is refused naming its line and op, unless ``run_eagerly=True``: then a loss or metric runs
+        as Python on the host every step (slow; see training/eager.py). What Keras' other arguments mean
+        here: models/compile_options.py. ``seed`` (mlp_gpu's, keyword only) draws the initial weights.
+        The layers' ``trainable`` flags as they are now decide what fit trains (models/trainable.py)."""
+        options = compile_options.check(self, loss_weights, weighted_metrics, run_eagerly, steps_per_execution,
+                                        jit_compile, auto_scale_loss)
+        loss = None if loss is None else losses.get(loss)
         optimizer = optimizers.get(optimizer)
         compiled = metrics_mod.get_list(metrics)
         if not self.dense_layers:
             raise ValueError("model: needs at least one Dense layer")
         last = self.dense_layers[-1]
-        loss.check_output(last.activation, last.units)
-        for metric in compiled:
-            metric.check(loss, last.units)
-        output_activation = last.activation if loss.fused_activation == last.activation else "linear"
-        for obj in ([loss] if loss.traced else []) + [m for m in compiled if m.kind == "traced"]:
-            trace_or_eager(obj, last.units, output_activation, run_eagerly)
-        self.run_eagerly = run_eagerly
-        if loss.traced:
-            counted = [m.name for m in compiled if m.kind is None]
-            if counted:
-                raise ValueError(f"metrics: {counted} read the built-in losses' correct count, which the custom "
-                                 f"loss {loss.name!r} does not make; use a metric function or class instead")
+        if loss is not None:
+            loss.check_output(last.activation, last.units)
+            for metric in compiled:
+                metric.check(loss, last.units)
+            output_activation = last.activation if loss.fused_activation == last.activation else "linear"
+            for obj in ([loss] if loss.traced else []) + [m for m in compiled if m.kind == "traced"]:
+                trace_or_eager(obj, last.units, output_activation, options.run_eagerly)
+            if loss.traced:
+                counted = [m.name for m in compiled if m.kind is None]
+                if counted:
+                    raise ValueError(f"metrics: {counted} read the built-in losses' correct count, which the "
+                                     f"custom loss {loss.name!r} does not make; use a metric function or class "
+                                     "instead")
+        options.apply(self)
         if seed is not None and self.built:
             self._redraw(seed)
         self.loss, self.optimizer = loss, optimizer
         self.compiled_metrics, self.metric_slots = compiled, metrics_mod.slots(compiled)
         self.metrics = [metrics_mod.serialize(metric) for metric in compiled]
         self._compile_seed = seed
+        self._frozen_ids = trainable_mod.frozen_layers(self)
         if self.built:
-            self.optimizer.build(self.backend, self.params.size, dtype=self.dtype,
-                                 segments=self.param_segments)
+            self._build_optimizer()
         elif self.input_known:
             self.build(seed=seed)  # builds the optimizer too
-        return self
 
     def _redraw(self, seed) -> None:
         """compile(seed=...) on a built model: draw its initial weights again from that seed, unless
         they were trained or set since they were drawn (a seed is never ignored silently)."""
+        self._claim_layers()
         if self._weights_digest() != self._drawn_digest:
             raise ValueError(f"compile(seed={seed}): the model already holds trained or set weights; a seed only "
                              "chooses initial weights. Compile without seed to keep them, or build a new model.")
+        shared = sharing.shared_layers(self)
+        if shared:
+            raise ValueError(f"compile(seed={seed}): layers {shared} are shared with another model, whose weights "
+                             "a redraw would replace; compile without seed to keep them")
         self.built = False
         self.build(seed=seed)
 
@@ -301,7 +329,9 @@ class Sequential(KerasModelApi):
         layers = self.compute_layers
         a = x
         for i, layer in enumerate(layers):
-            if i == len(layers) - 1 and logits and self.loss_fused:
+            if training and id(layer) in self._inference_ids:  # a frozen BatchNormalization (trainable.py)
+                trainable_mod.frozen_bn_forward(be, layer, a, ws.a[i], ws.aux[i])
+            elif i == len(layers) - 1 and logits and self.loss_fused:
                 layer.forward(be, a, ws.a[i], training, ws.aux[i], activation="linear")
             else:
                 layer.forward(be, a, ws.a[i], training, ws.aux[i])
@@ -362,7 +392,9 @@ class Sequential(KerasModelApi):
         for i in range(len(layers) - 1, -1, -1):
             layer = layers[i]
             args = (be, ws.a[i - 1] if i else x, ws.a[i], ws.dz[i], ws.dz[i - 1] if i else None, ws.aux[i])
-            if i == len(layers) - 1 and self.loss_fused:
+            if id(layer) in self._inference_ids:
+                trainable_mod.frozen_bn_backward(be, layer, args[3], args[4], args[5])
+            elif i == len(layers) - 1 and self.loss_fused:
                 layer.backward(*args, activation="linear")
             else:
                 layer.backward(*args)
@@ -395,9 +427,31 @@ class Sequential(KerasModelApi):
     variables, trainable_variables, non_trainable_variables = weights, trainable_weights, non_trainable_weights
 
     def _variables(self, kind) -> list:
+        """Keras' lists: a frozen layer's weights are all non-trainable (its Variables say trainable=False)."""
         if not self.built and self.input_known:  # as in Keras, a declared input shape has built the model
             self.build(seed=self._compile_seed)
-        return [v for layer in self.layers for v in getattr(layer, kind)]
+        self._claim_layers()
+        weights = []
+        for layer in self.layers:
+            for v in layer.weights:
+                v.trainable = v.trainable and trainable_mod.is_trainable(layer)
+                weights.append(v)
+        if kind == "weights":
+            return weights
+        if not self._trainable:  # Keras: a frozen model has no trainable weights, whatever its layers say
+            return [] if kind == "trainable_weights" else weights
+        return [v for v in weights if v.trainable == (kind == "trainable_weights")]
+
+    @property
+    def trainable(self) -> bool:
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value) -> None:
+        """Keras: setting a model's flag sets every layer's (takes effect at the next compile)."""
+        self._trainable = check_bool(value, "trainable")
+        for layer in self.layers:
+            layer.trainable = self._trainable
 
     def weights_finite(self) -> bool:
         """Whether every weight (and stored statistic) is finite: one reduction on the device."""
@@ -440,7 +494,7 @@ class Sequential(KerasModelApi):
         for k, r in enumerate(rows):
             lines.append("".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
             lines.append(rule if k == 0 else "-" * sum(widths))
-        total, trainable = self.count_params(), int(self.params.size)
+        total, (trainable, _) = self.count_params(), trainable_mod.split_counts(self)
         lines[-1] = rule
         lines += [f"Total params: {total:,} ({_size(total * 4)}; {total * 4:,} bytes as float32)",
                   f"Trainable params: {trainable:,} ({_size(trainable * 4)})",
@@ -484,11 +538,29 @@ class Sequential(KerasModelApi):
                    validation_split, validation_data, shuffle, initial_epoch, seed, on_nan, distribute)
 
     def __call__(self, x, training=False):
-        """Keras' ``model(x)``: the outputs for the inputs ``x`` (a NumPy array here, a tensor in Keras)."""
-        if training not in (False, None):
-            raise NotImplementedError("model(x, training=True): only inference calls are supported; train with "
-                                      "fit(), or use predict(x) / model(x)")
-        return self.predict(x, verbose=0)
+        """Keras' ``model(x)``: the outputs for the inputs ``x`` (a NumPy array here, a tensor in Keras).
+        ``training=True`` runs the layers as in training, on all of x as one batch, as Keras' call does:
+        Dropout drops (a fresh mask each call: MC dropout), BatchNormalization normalizes by the batch's
+        statistics and moves its moving ones (as Keras' ``training and self.trainable``). No weight changes."""
+        training = check_bool(False if training is None else training, "training")
+        return self._call_training(x) if training else self.predict(x, verbose=0)
+
+    def _call_training(self, x):
+        """x (one array) as one batch through the layers in training mode."""
+        self.build_for_data(x)
+        compiled, self._inference_ids = self._inference_ids, trainable_mod.inference_layers(self, now=True)
+        try:  # a frozen BatchNormalization as its flag is now, as Keras' call reads it
+            return predict(self, x, max(1, len(x)), 0, training=True)
+        finally:
+            self._inference_ids = compiled
+
+    def __reduce__(self):
+        """pickle / copy.deepcopy: the model as the bytes of its model file (models/pickling.py)."""
+        return type(self)._unpickle, (pickling.state(self),)
+
+    @classmethod
+    def _unpickle(cls, saved):
+        return pickling.restore(cls, saved, Sequential)
 
     def export(self, filepath, format="onnx", verbose=None, input_signature=None, **kwargs) -> None:
         """Keras' ``export``; only ``format="onnx"`` (see mlp_gpu/io/onnx.py). kwargs: ``opset_version``,

@@ -175,6 +175,7 @@ def prepare_fit(model, x, y, batch_size=32, epochs=1, validation_split=0.0, vali
     epochs = check_int(epochs, "epochs", 0)
     initial_epoch = check_int(initial_epoch, "initial_epoch", 0)
     source, val_source = checked_fit_data(model, x, y, validation_split, validation_data)
+    model._claim_layers()  # its shared layers' weights as another model left them (models/sharing.py)
     be = model.backend
     resident = keeps_resident(be, source)
     val_resident = val_source is None or keeps_resident(be, val_source)
@@ -378,6 +379,7 @@ def evaluate(model, x, y=None, batch_size=EVAL_BATCH, verbose=0, return_dict=Fal
     model._require_compiled("evaluate")
     batch_size = check_int(batch_size, "batch_size", 1)
     data = device_data(model, bound_source(model, x, y), batch_size, "evaluate")
+    model._claim_layers()
     logs = evaluate_data(model, data, model.workspace(data.step_rows(batch_size)), Sums(model))
     if verbose:
         print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
@@ -386,10 +388,12 @@ def evaluate(model, x, y=None, batch_size=EVAL_BATCH, verbose=0, return_dict=Fal
     return logs["loss"] if len(logs) == 1 else list(logs.values())
 
 
-def predict(model, x, batch_size=EVAL_BATCH, verbose=0):
-    """Outputs of the last layer (class probabilities for softmax) as a host float32 array, in row order."""
+def predict(model, x, batch_size=EVAL_BATCH, verbose=0, training=False):
+    """Outputs of the last layer (class probabilities for softmax) as a host float32 array, in row order.
+    ``training``: the layers run as in training (``model(x, training=True)``; Dropout drops)."""
     batch_size = check_int(batch_size, "batch_size", 1)
     data = device_data(model, bound_source(model, x, need_y=False), batch_size, "predict")
+    model._claim_layers()
     be = model.backend
     ws = model.workspace(data.step_rows(batch_size))
     widths = getattr(model, "output_widths", [model.output_units])  # a graph may have several outputs
@@ -400,7 +404,7 @@ def predict(model, x, batch_size=EVAL_BATCH, verbose=0):
             for start in range(0, part.rows, ws.rows):
                 view = ws.view(min(ws.rows, part.rows - start))
                 part.gather(view)
-                result = model.forward(view.x, view)
+                result = model.forward(view.x, view, training=training)
                 for out, r in zip(outs, result if len(outs) > 1 else [result]):
                     out[done:done + view.rows] = be.to_host(r)
                 be.advance(part.cursor, view.rows)

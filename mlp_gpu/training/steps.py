@@ -4,12 +4,15 @@ data part (PartRunner), which asks the backend for a runner (a CUDA graph on a G
 from __future__ import annotations
 
 import contextlib
+import logging
 
 import numpy as np
 
 from ..backend.base import ACC, ACC_SIZE
 from ..backend.base import StepRunner as BaseRunner
 from ..distributed.parallel import FitPlan
+
+log = logging.getLogger("mlp_gpu")
 
 
 class DeviceData:
@@ -107,7 +110,12 @@ def _compute_gradients(model, ws, data, sums):
 
 
 def _apply_gradients(model, ws, data, sums):
+    freeze = getattr(model, "_freeze", None)  # frozen layers (models/trainable.py): zero gradient, same weights
+    if freeze is not None:
+        freeze.before_update(model.params, model.grads)
     model.optimizer.update(model.params, model.grads)
+    if freeze is not None:
+        freeze.after_update(model.params)
     model.backend.advance(data.cursor, ws.rows, model.optimizer.hyper, sums)
 
 
@@ -126,6 +134,15 @@ def _step_runner(model, ws, data, sums, sync, max_steps=None):
     make = model.backend.make_runner
     if getattr(model, "run_eagerly", False):  # Keras' run_eagerly: plain steps, no captured graphs or fused routes
         return BaseRunner(lambda: train_step(model, ws, data, sums, sync))
+    if sync is None and getattr(model, "_freeze", None) is not None:
+        # the fused routes update the whole flat buffer in one kernel: the general step keeps frozen weights
+        runner = make(lambda: train_step(model, ws, data, sums), ws.rows, max_steps)
+        why = "the model has frozen layers (trainable=False), which only the general step keeps as they are"
+        route = getattr(model.backend, "route", None)
+        if isinstance(route, dict):
+            route["reason"] = f"{why}; {route.get('reason', '')}"
+        log.info("step for %d rows: %s", ws.rows, why)
+        return runner
     if sync is None:
         return make(lambda: train_step(model, ws, data, sums), ws.rows, max_steps, model=model, data=data, acc=sums)
     before = lambda: _compute_gradients(model, ws, data, sums)  # noqa: E731

@@ -22,7 +22,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 def model(lr=0.05, seed=0):
     m = Sequential([Input((8,)), Dense(16, "relu"), Dense(3, "softmax")], backend="numpy")
-    m.compile(optimizer=SGD(lr), metrics=["accuracy"], seed=seed)
+    m.compile(loss="sparse_categorical_crossentropy", optimizer=SGD(lr), metrics=["accuracy"], seed=seed)
     return m
 
 
@@ -62,7 +62,7 @@ def test_early_stopping_restores_best_weights_without_stopping():
 def test_model_checkpoint_best_only_writes_on_improvement(tmp_path):
     m = model().build()
     cb = ModelCheckpoint(tmp_path / "ckpt-{epoch:02d}-{val_loss:.2f}.h5", save_best_only=True)
-    m.compile(optimizer="sgd")
+    m.compile(loss="sparse_categorical_crossentropy", optimizer="sgd")
     drive(cb, m, [1.0, 0.5, 0.7, 0.4])
     assert [p.split("/")[-1] for p in cb.saved] == ["ckpt-01-1.00.h5", "ckpt-02-0.50.h5", "ckpt-04-0.40.h5"]
     assert np.all(mlp_gpu.load_model(cb.saved[-1]).params == 3)
@@ -315,7 +315,7 @@ def test_verbose_1_prints_the_backend_and_the_data_placement_once(capsys):
     assert out.count("backend numpy (asked for)") == 1
     assert out.count("fit: 240 rows of in-memory array") == 1 and out.count("resident on numpy") == 2
     auto = Sequential([Input((8,)), Dense(3, "softmax")], backend="auto")
-    auto.compile(optimizer=SGD(0.05))
+    auto.compile(loss="sparse_categorical_crossentropy", optimizer=SGD(0.05))
     auto.fit(x, y, epochs=2, verbose=1)
     assert f"backend {auto.backend.name} (auto" in capsys.readouterr().out
     model().fit(x, y, epochs=2, verbose=2)

@@ -25,7 +25,7 @@ def scalars(events, tag):
 def fit(tmp_path, epochs=3, **kwargs):
     x, y = blobs(n=200)
     model = Sequential([Input((8,)), Dense(6, "relu"), Dense(3, "softmax")], backend="numpy")
-    model.compile(optimizer="sgd", metrics=["accuracy"], seed=0)
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd", metrics=["accuracy"], seed=0)
     history = model.fit(x, y, epochs=epochs, batch_size=32, validation_split=0.2, verbose=0, seed=0,
                         callbacks=[TensorBoard(tmp_path / "logs", **kwargs)])
     return model, history.history
@@ -98,7 +98,7 @@ def test_histograms_cover_every_weight_of_every_layer(tmp_path):
     x, y = blobs(n=100)
     model = Sequential([Input((8,)), Dense(6, "relu"), BatchNormalization(), Dropout(0.2), Dense(3, "softmax")],
                        backend="numpy")
-    model.compile(seed=0)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", seed=0)
     model.fit(x, y, epochs=1, verbose=0, seed=0, callbacks=[TensorBoard(tmp_path / "logs", histogram_freq=1)])
     tags = read(tmp_path / "logs" / "train").Tags()["histograms"]
     expected = [f"sequential/batch_normalization/{w}/histogram" for w in ("gamma", "beta", "moving_mean",

@@ -21,7 +21,7 @@ from ..conftest import blobs, requires_gpu
 
 def _model(backend="numpy", features=8, classes=3, seed=0):
     model = Sequential([Input((features,)), Dense(16, "relu"), Dense(classes, "softmax")], backend=backend)
-    model.compile(optimizer=SGD(0.05), metrics=["accuracy"], seed=seed)
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=SGD(0.05), metrics=["accuracy"], seed=seed)
     return model
 
 
@@ -253,7 +253,7 @@ MEMORY_CHILD = textwrap.dedent("""
     logging.basicConfig(level="INFO", format="%(message)s")
     x, y = np.load(folder + "/x.npy", mmap_mode="r"), np.load(folder + "/y.npy", mmap_mode="r")
     model = Sequential([Input((x.shape[1],)), Dense(8, "relu"), Dense(2, "softmax")], backend="numpy")
-    model.compile(optimizer=SGD(0.01), seed=0)
+    model.compile(optimizer=SGD(0.01), loss="sparse_categorical_crossentropy", seed=0)
     model.fit(np.asarray(x[:2048]), np.asarray(y[:2048]), batch_size=1024, verbose=0)  # warm every code path
     def status(key):
         for line in open("/proc/self/status"):
@@ -331,7 +331,7 @@ def test_gpu_streamed_matches_numpy_streamed_and_resident(on_disk, kind):
 def test_a_model_without_an_input_shape_builds_from_a_source(on_disk, kind):
     sources, (x_val, y_val), _ = on_disk
     model = Sequential([Dense(16, "relu"), Dense(3, "softmax")], backend="numpy")
-    model.compile(optimizer=SGD(0.05), metrics=["accuracy"], seed=0)
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=SGD(0.05), metrics=["accuracy"], seed=0)
     data = (Batches(*sources["array"]),) if kind == "batches" else sources["memmap"]
     model.fit(*data, epochs=3, verbose=0, seed=0)
     assert model.input_shape == (8,) and model.evaluate(x_val, y_val)[1] > 0.9

@@ -16,7 +16,7 @@ from mlp_gpu.data.placement import StreamedData
 
 def _model(features=6, classes=3):
     model = Sequential([Input((features,)), Dense(5, "relu"), Dense(classes, "softmax")], backend="numpy")
-    model.compile(optimizer=SGD(0.1), metrics=["accuracy"], seed=0)
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=SGD(0.1), metrics=["accuracy"], seed=0)
     return model
 
 

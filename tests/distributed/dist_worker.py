@@ -92,7 +92,8 @@ def main():
         initial_epoch, seed = model.epochs_done, model.fit_seed
     else:
         model = Sequential([Input((20,)), Dense(16, "relu"), Dense(3, "softmax")], backend="numpy")
-        model.compile(optimizer=SGD(args.lr, momentum=0.9), metrics=["accuracy"], seed=0 if rank == 0 else 99 + rank)
+        model.compile(loss="sparse_categorical_crossentropy",
+                      optimizer=SGD(args.lr, momentum=0.9), metrics=["accuracy"], seed=0 if rank == 0 else 99 + rank)
         initial_epoch, seed = 0, 5
     weights = Weights()
     cbs = [weights, callbacks.ModelCheckpoint("ckpt-{epoch}.h5"), callbacks.CSVLogger("log.csv")]

@@ -236,7 +236,8 @@ def test_nccl_on_one_rank_trains_like_one_process(graph):
     for distribute in ("single", comm):
         backend = get_backend("cupy", graph=graph)
         model = Sequential([Input((20,)), Dense(16, "relu"), Dense(3, "softmax")], backend=backend)
-        model.compile(optimizer=SGD(0.05, momentum=0.9), metrics=["accuracy"], seed=0)
+        model.compile(loss="sparse_categorical_crossentropy",
+                      optimizer=SGD(0.05, momentum=0.9), metrics=["accuracy"], seed=0)
         model.fit(x, y, batch_size=32, epochs=2, verbose=0, seed=1, distribute=distribute)
         weights.append(model.get_weights())
     for a, b in zip(*weights):

@@ -41,7 +41,7 @@ def canaries(folder: Path):
 
 def trained(optimizer=None):
     model = base_model().build(seed=0)
-    model.compile(optimizer=optimizer or Adam(0.01), seed=0)
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=optimizer or Adam(0.01), seed=0)
     return model
 
 

@@ -13,7 +13,8 @@ from ..conftest import blobs
 def trained(optimizer=None, epochs=2):
     x, y = blobs()
     model = Sequential([Input((8,)), Dense(16, "relu"), Dense(3, "softmax")], backend="numpy")
-    model.compile(optimizer=optimizer or SGD(0.05, momentum=0.9), metrics=["accuracy"], seed=0)
+    model.compile(loss="sparse_categorical_crossentropy",
+                  optimizer=optimizer or SGD(0.05, momentum=0.9), metrics=["accuracy"], seed=0)
     model.fit(x, y, epochs=epochs, verbose=0, seed=0)
     return model, x, y
 
@@ -102,15 +103,15 @@ def test_load_weights_reads_a_keras_zip_as_keras_does(tmp_path):
         return Sequential([Input((6,)), Dense(5, "relu"), Dense(3, "softmax")], backend="numpy")
 
     saved = net()
-    saved.compile(seed=1)
+    saved.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", seed=1)
     saved.save(tmp_path / "m.keras")
     fresh = net()
-    fresh.compile(seed=2)
+    fresh.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", seed=2)
     fresh.load_weights(tmp_path / "m.keras")
     for a, b in zip(saved.get_weights(), fresh.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     other = Sequential([Input((6,)), Dense(4, "relu"), Dense(3, "softmax")], backend="numpy")
-    other.compile(seed=3)
+    other.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", seed=3)
     before = other.get_weights()
     with pytest.raises((ModelFileError, ValueError)):
         other.load_weights(tmp_path / "m.keras")

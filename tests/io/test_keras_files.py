@@ -27,7 +27,8 @@ def data(rows=256, seed=0):
 def ours(activations=("relu", "tanh", "sigmoid", "linear"), optimizer=None):
     model = Sequential([Input((6, 5)), Flatten()] + [Dense(12 - i, a) for i, a in enumerate(activations)]
                        + [Dense(10, "softmax")], backend="numpy")
-    model.compile(optimizer=optimizer or SGD(0.1, momentum=0.9), metrics=["accuracy"], seed=0)
+    model.compile(loss="sparse_categorical_crossentropy",
+                  optimizer=optimizer or SGD(0.1, momentum=0.9), metrics=["accuracy"], seed=0)
     x, y = data()
     model.fit(x, y, epochs=2, verbose=0, seed=0)
     return model
@@ -230,7 +231,7 @@ def test_normalization_batchnorm_dropout_both_ways(tmp_path):
     norm.adapt(x)
     model = Sequential([Input((6,)), norm, Dense(8, "relu"), BatchNormalization(momentum=0.9), Dropout(0.25),
                         Dense(3, "softmax")], backend="numpy")
-    model.compile(optimizer="adam", seed=0)
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", seed=0)
     model.fit(x, y, epochs=2, verbose=0, seed=0)
     model.save(tmp_path / "ours.keras")
     back = load_model(tmp_path / "ours.keras", backend="numpy")
@@ -245,7 +246,7 @@ def test_normalization_batchnorm_dropout_both_ways(tmp_path):
 
 def test_an_optimizer_without_a_keras_form_is_a_clear_error(tmp_path):
     model = Sequential([Input((3,)), Dense(2, "softmax")], backend="numpy")
-    model.compile(optimizer="rmsprop", seed=0)
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="rmsprop", seed=0)
     with pytest.raises(ValueError, match="optimizer 'rmsprop' has no .keras form here"):
         model.save(tmp_path / "m.keras")
     assert not (tmp_path / "m.keras").exists()

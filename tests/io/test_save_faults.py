@@ -36,7 +36,7 @@ FULL_DISK_LEVELS = 16  # free-space levels tried, spread over [0, file size)
 def _model(value, features=784):
     """784-64-10 with Adam: a 611 KB file whose weights and optimizer state all equal ``value``."""
     m = Sequential([Input((features,)), Dense(64, "relu"), Dense(10, "softmax")], backend="numpy")
-    m.compile(optimizer="adam", metrics=["accuracy"], seed=0)
+    m.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"], seed=0)
     m.params[...] = value
     m.optimizer.state[...] = value / 2
     return m

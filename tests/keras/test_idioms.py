@@ -48,7 +48,7 @@ def test_normal_initializers_have_the_formulas_spread(name, formula):
     model = mlp_gpu.Sequential([mlp_gpu.layers.Input(shape=[784]),
                                 mlp_gpu.layers.Dense(300, activation="relu", kernel_initializer=name)],
                                backend="numpy")
-    model.compile(loss="mse", seed=1)
+    model.compile(optimizer="sgd", loss="mse", seed=1)
     kernel = model.get_weights()[0]
     # 235,200 draws: the sample spread is within ~0.15% of the truth, so 1% cannot fail by chance
     assert kernel.std() == pytest.approx(formula(784, 300), rel=0.01)
@@ -59,7 +59,7 @@ def test_initializer_objects_and_classes_as_keras_accepts_them():
     def build(init):
         model = mlp_gpu.Sequential([mlp_gpu.layers.Input(shape=[50]),
                                     mlp_gpu.layers.Dense(40, kernel_initializer=init)], backend="numpy")
-        model.compile(loss="mse")
+        model.compile(optimizer="sgd", loss="mse")
         return model.get_weights()[0]
 
     a, b = build(initializers.HeNormal(seed=42)), build(initializers.HeNormal(seed=42))
@@ -151,7 +151,7 @@ def test_from_logits_with_a_linear_output_layer(tmp_path):
     loss = mlp_gpu.losses.sparse_categorical_crossentropy(y, logits, from_logits=True).mean()
     assert model.evaluate(x, y)[0] == pytest.approx(loss, rel=1e-5)
     with pytest.raises(ValueError, match="needs a linear output layer.*from_logits=True"):
-        _classifier().compile(loss=mlp_gpu.losses.SparseCategoricalCrossentropy(from_logits=True))
+        _classifier().compile(optimizer="sgd", loss=mlp_gpu.losses.SparseCategoricalCrossentropy(from_logits=True))
     for name in ("logits.keras", "logits.h5"):  # the loss keeps from_logits through both file formats
         model.save(tmp_path / name)
         assert mlp_gpu.models.load_model(tmp_path / name).loss.from_logits
@@ -284,7 +284,7 @@ def test_classification_metrics_and_evaluate_order():
                                                       "accuracy": acc}
     one_hot = mlp_gpu.utils.to_categorical(y)
     dense = _classifier()
-    dense.compile(loss="categorical_crossentropy", metrics=[mlp_gpu.metrics.CategoricalAccuracy(),
+    dense.compile(optimizer="sgd", loss="categorical_crossentropy", metrics=[mlp_gpu.metrics.CategoricalAccuracy(),
                                                             mlp_gpu.metrics.BinaryAccuracy(), "mse"], seed=0)
     _, cat, binary, mse = dense.evaluate(x, one_hot)
     probs = dense.predict(x)
@@ -292,7 +292,7 @@ def test_classification_metrics_and_evaluate_order():
     assert binary == pytest.approx(np.mean((probs > 0.5) == one_hot), rel=1e-6)
     assert mse == pytest.approx(np.mean((probs - one_hot) ** 2), rel=1e-5)  # on probabilities, not logits
     with pytest.raises(ValueError, match="'categorical_accuracy' needs .*targets.*sparse_categorical_accuracy"):
-        _classifier().compile(loss="sparse_categorical_crossentropy", metrics=["categorical_accuracy"])
+        _classifier().compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["categorical_accuracy"])
 
 
 def test_metrics_match_keras_history(monkeypatch):
@@ -349,7 +349,7 @@ def test_input_layer_and_input_dim():
     model.summary(print_fn=lambda line: None)
     assert model.count_params() == 7850
     by_dim = mlp_gpu.Sequential([mlp_gpu.layers.Dense(4, input_dim=8), mlp_gpu.layers.Dense(1)], backend="numpy")
-    by_dim.compile(loss="mse")
+    by_dim.compile(optimizer="sgd", loss="mse")
     assert by_dim.get_weights()[0].shape == (8, 4)
 
 
@@ -382,16 +382,16 @@ def test_compile_seed_after_summary_redraws_and_after_training_refuses():
                                   backend="numpy")
 
     reference = fresh()
-    reference.compile(loss="sparse_categorical_crossentropy", seed=7)
+    reference.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", seed=7)
     model = fresh()
     model.summary(print_fn=lambda line: None)  # builds the model with unseeded weights
-    model.compile(loss="sparse_categorical_crossentropy", seed=7)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", seed=7)
     for a, b in zip(model.get_weights(), reference.get_weights()):
         np.testing.assert_array_equal(a, b)  # the seed took effect
     x, y = blobs(n=64)
     model.fit(x, y, verbose=0)
     with pytest.raises(ValueError, match=r"compile\(seed=7\).*trained or set weights"):
-        model.compile(loss="sparse_categorical_crossentropy", seed=7)
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", seed=7)
     model.compile(loss="sparse_categorical_crossentropy", optimizer="adam")  # recompiling keeps the weights
 
 
@@ -402,7 +402,7 @@ def test_load_model_custom_objects_compile_false_and_keras_suffix(tmp_path):
 
     model = mlp_gpu.Sequential([mlp_gpu.layers.Input(shape=[4]),
                                 mlp_gpu.layers.Dense(2, kernel_initializer=my_init)], backend="numpy")
-    model.compile(loss="mse", metrics=["mae"])
+    model.compile(optimizer="sgd", loss="mse", metrics=["mae"])
     model.save(tmp_path / "my_model.h5")
     with pytest.raises(ValueError, match="custom_objects"):
         mlp_gpu.models.load_model(tmp_path / "my_model.h5")
@@ -414,7 +414,7 @@ def test_load_model_custom_objects_compile_false_and_keras_suffix(tmp_path):
     assert bare.loss is None and bare.predict(np.ones((1, 4))).shape == (1, 2)
 
     plain = mlp_gpu.Sequential([mlp_gpu.layers.Input(shape=[4]), mlp_gpu.layers.Dense(2)], backend="numpy")
-    plain.compile(loss="mse", metrics=["mae"])
+    plain.compile(optimizer="sgd", loss="mse", metrics=["mae"])
     plain.save(tmp_path / "my_model.keras")
     again = mlp_gpu.models.load_model(tmp_path / "my_model.keras")
     for a, b in zip(plain.get_weights(), again.get_weights()):
@@ -434,7 +434,7 @@ def test_an_epoch_stopped_early_logs_the_mean_over_the_rows_it_trained():
 
     x, y = blobs(n=320)
     model = _classifier()
-    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"], seed=0)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"], seed=0)
     stop = StopAfterThree()
     history = model.fit(x, y, batch_size=32, epochs=5, verbose=0, callbacks=[stop])
     assert history.epoch == [0] and history.history["loss"][0] == stop.last["loss"]  # 96 rows, not 320
@@ -445,7 +445,8 @@ def test_binary_accuracy_on_logits_thresholds_at_probability_one_half():
     x = rng.normal(size=(200, 3)).astype(np.float32)
     y = (x[:, 0] + 0.3 * rng.normal(size=200) > 0).astype(np.float32)
     model = mlp_gpu.Sequential([mlp_gpu.layers.Input(shape=[3]), mlp_gpu.layers.Dense(1)], backend="numpy")
-    model.compile(loss=mlp_gpu.losses.BinaryCrossentropy(from_logits=True), metrics=["accuracy"], seed=0)
+    model.compile(optimizer="sgd",
+                  loss=mlp_gpu.losses.BinaryCrossentropy(from_logits=True), metrics=["accuracy"], seed=0)
     model.fit(x, y, epochs=3, verbose=0)
     logits = model.predict(x)[:, 0]
     assert model.evaluate(x, y)[1] == pytest.approx(np.mean((logits > 0) == y))
@@ -504,15 +505,16 @@ def test_calling_the_model_predicts_as_keras_does():
     x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
     np.testing.assert_array_equal(model(x), model.predict(x, verbose=0))
     np.testing.assert_array_equal(model(x, training=False), model.predict(x, verbose=0))
-    with pytest.raises(NotImplementedError, match="training=True"):
-        model(x, training=True)
+    np.testing.assert_array_equal(model(x, training=True), model.predict(x, verbose=0))  # no dropout: the same
+    with pytest.raises(ValueError, match="training: expected True or False"):
+        model(x, training="yes")
 
 
 def test_clear_session_drops_unreachable_models_as_keras():
     import weakref
 
     model = Sequential([Input((4,)), Dense(3, "softmax")], backend="numpy")
-    model.compile()
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
     model.fit(np.zeros((8, 4), np.float32), np.zeros(8, np.int64), verbose=0)
     ref = weakref.ref(model)
     del model

@@ -61,7 +61,7 @@ def peer(tmp_path_factory):
     norm = Normalization()
     norm.adapt(x)
     ours = small(norm)
-    ours.compile(optimizer="adam", seed=0)
+    ours.compile(loss="sparse_categorical_crossentropy", optimizer="adam", seed=0)
     ours.fit(x, y, batch_size=16, epochs=2, verbose=0, seed=0)  # moves the BN statistics off their start
     from mlp_gpu.io import export_keras_weights
     export_keras_weights(ours, folder / "ours.weights.h5")
@@ -111,7 +111,7 @@ def test_onnx_export_of_the_toolbox_layers_matches_predict(invert, tmp_path):
     norm = Normalization(invert=invert)
     norm.adapt(x)
     model = small(norm)
-    model.compile(optimizer="adam", seed=0)
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", seed=0)
     model.fit(x, y, epochs=2, batch_size=16, verbose=0, seed=0)  # moving statistics off their start
     model.export(tmp_path / "m.onnx", verbose=False)
     session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])

@@ -48,7 +48,7 @@ def test_dropout_words_do_not_repeat_across_counter_blocks():
 
 def test_dropout_layer_trains_only_and_model_draws_fresh_masks():
     model = Sequential([Input((20,)), Dropout(0.5, seed=3), Dense(2, "softmax")], backend="numpy")
-    model.compile(seed=0)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", seed=0)
     x = np.ones((8, 20), np.float32)
     ws = model.workspace(8)
     model.forward(x, ws)
@@ -126,7 +126,7 @@ def test_regularizer_penalty_is_in_the_reported_loss():
     x, y = np.ones((4, 1), np.float32), np.zeros(4, np.int32)
     losses = []
     for m in (plain, reg):
-        m.compile(optimizer="sgd", seed=0)
+        m.compile(loss="sparse_categorical_crossentropy", optimizer="sgd", seed=0)
         m.set_weights([w, np.zeros(2, np.float32)])
         losses.append(m.evaluate(x, y))
     assert losses[1] - losses[0] == pytest.approx(0.1 * 3 + 0.2 * 5, rel=1e-6)
@@ -193,7 +193,7 @@ def test_input_gradients_through_each_layer(layer):
     rng = np.random.default_rng(3)
     model = Sequential([Input((4,)), Dense(4, "linear"), layer(), Dense(3, "softmax")], backend="numpy",
                        dtype="float64")
-    model.compile(seed=0)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", seed=0)
     x, y = rng.normal(size=(6, 4)), rng.integers(0, 3, 6).astype(np.int32)
     ws = model.workspace(6)
     _mean_loss(model, x, y, ws)
@@ -227,7 +227,7 @@ def test_save_and_load_keep_state_and_config(tmp_path):
     rng = np.random.default_rng(4)
     x, y = rng.random((64, 28, 28)).astype(np.float32), rng.integers(0, 10, 64).astype(np.int32)
     model = _bn_net()
-    model.compile(optimizer="adam", metrics=["accuracy"], seed=0)
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"], seed=0)
     model.fit(x, y, epochs=1, batch_size=16, verbose=0, seed=0)
     bn = model.layers[2]  # Keras: model.layers leaves the Input out
     assert np.abs(bn.moving_mean).max() > 0  # training moved the statistics
@@ -280,7 +280,7 @@ def test_resume_with_dropout_gives_the_same_weights_as_one_run(tmp_path):
     def net():
         m = Sequential([Input((5,)), Dense(8, "relu"), BatchNormalization(), Dropout(0.4), Dense(3, "softmax")],
                        backend="numpy")
-        m.compile(optimizer="nadam", seed=0)
+        m.compile(loss="sparse_categorical_crossentropy", optimizer="nadam", seed=0)
         return m
 
     straight = net()

@@ -37,7 +37,8 @@ def test_residual_toolbox_graph_matches_numpy():
     models, histories = [], []
     for backend in ("numpy", HostCudaOps()):
         model = residual_toolbox(backend)
-        model.compile(optimizer=mlp_gpu.optimizers.Adam(0.01), metrics=["accuracy"], seed=1)
+        model.compile(loss="sparse_categorical_crossentropy",
+                      optimizer=mlp_gpu.optimizers.Adam(0.01), metrics=["accuracy"], seed=1)
         histories.append(model.fit(x, y, batch_size=8, epochs=2, seed=4, verbose=0,
                                    validation_data=(x[:10], y[:10])).history)
         models.append(model)

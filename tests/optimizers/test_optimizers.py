@@ -93,7 +93,7 @@ def test_nadam_resumes_its_momentum_product(tmp_path):
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(40, 4)).astype(np.float32), rng.integers(0, 3, 40).astype(np.int32)
     model = Sequential([Input((4,)), Dense(3, "softmax")], backend="numpy")
-    model.compile(optimizer="nadam", seed=0)
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="nadam", seed=0)
     model.fit(x, y, epochs=2, batch_size=8, verbose=0, seed=0)
     model.save(tmp_path / "m.h5")
     from mlp_gpu import load_model

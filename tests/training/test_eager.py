@@ -32,7 +32,7 @@ def _fit(loss, metric, backend="numpy", **compile_args):
     x = rng.normal(size=(70, 4)).astype(np.float32)
     y = (x[:, :2] * 2).astype(np.float32)
     model = Sequential([Input((4,)), Dense(6, "relu"), Dense(2)], backend=backend)
-    model.compile(loss=loss, metrics=[metric], seed=0, **compile_args)
+    model.compile(optimizer="sgd", loss=loss, metrics=[metric], seed=0, **compile_args)
     return model, model.fit(x, y, epochs=2, verbose=0, shuffle=False).history
 
 

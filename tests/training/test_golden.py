@@ -44,7 +44,7 @@ def _weights(g, prefix):
 
 def model_for(g, name):
     m = Sequential([Input((6,)), Dense(5, "relu"), Dense(4, "relu"), Dense(3, "softmax")], backend=backend(name))
-    m.compile(optimizer=SGD(g["lr"]), metrics=["accuracy"], seed=0)
+    m.compile(loss="sparse_categorical_crossentropy", optimizer=SGD(g["lr"]), metrics=["accuracy"], seed=0)
     m.set_weights(_weights(g, "initial"))
     return m
 

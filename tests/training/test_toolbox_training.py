@@ -39,7 +39,8 @@ def test_toolbox_training_matches_numpy(name):
     models = []
     for backend in ("numpy", HostCudaOps()):
         model = Sequential(toolbox_net(x), backend=backend)
-        model.compile(optimizer=OPTIMIZERS[name](), metrics=["accuracy"], seed=1)
+        model.compile(loss="sparse_categorical_crossentropy",
+                      optimizer=OPTIMIZERS[name](), metrics=["accuracy"], seed=1)
         models.append(model)
     histories = [m.fit(x, y, batch_size=8, epochs=2, seed=4, verbose=0, validation_data=(x[:10], y[:10]))
                  for m in models]
@@ -56,7 +57,8 @@ def test_toolbox_training_matches_numpy(name):
 def test_reduce_lr_on_plateau_in_training():
     x, y = blobs(n=40, features=6)
     model = Sequential([Input((6,)), Dense(3, "softmax")], backend="numpy")
-    model.compile(optimizer=optimizers.SGD(1e-9), seed=0)  # too small to improve anything
+    model.compile(loss="sparse_categorical_crossentropy",
+                  optimizer=optimizers.SGD(1e-9), seed=0)  # too small to improve anything
     cb = ReduceLROnPlateau(monitor="loss", factor=0.5, patience=1, min_delta=1.0)
     model.fit(x, y, epochs=3, verbose=0, callbacks=[cb], seed=0)
     assert model.optimizer.learning_rate == pytest.approx(2.5e-10)  # halved after epochs 2 and 3
@@ -92,7 +94,8 @@ def test_graph_replay_equals_eager_and_numpy_on_a_gpu():
     for backend in (get_backend("cupy", graph=False, gemm="kernel"), get_backend("cupy", graph=True, gemm="kernel"),
                     "numpy"):
         model = Sequential(toolbox_net(x), backend=backend)
-        model.compile(optimizer=OPTIMIZERS["nadam-exponential"](), metrics=["accuracy"], seed=1)
+        model.compile(loss="sparse_categorical_crossentropy",
+                      optimizer=OPTIMIZERS["nadam-exponential"](), metrics=["accuracy"], seed=1)
         model.fit(x, y, batch_size=16, epochs=3, seed=4, verbose=0)
         weights.append(model.get_weights())
     for a, b in zip(weights[0], weights[1]):

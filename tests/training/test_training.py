@@ -32,7 +32,7 @@ class RecordingBackend(NumpyBackend):
 def test_every_sample_once_per_epoch_last_batch_trained(n, batch, steps, last):
     backend = RecordingBackend()
     model = Sequential([Input((2,)), Dense(2, "softmax")], backend=backend)
-    model.compile(seed=0)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", seed=0)
     x = np.zeros((n, 2), np.float32)
     y = np.zeros(n, np.int32)
     model.fit(x, y, batch_size=batch, epochs=1, verbose=0, seed=0)
@@ -44,7 +44,7 @@ def test_every_sample_once_per_epoch_last_batch_trained(n, batch, steps, last):
 def test_shuffle_changes_order_between_epochs_and_false_keeps_it():
     backend = RecordingBackend()
     model = Sequential([Input((2,)), Dense(2, "softmax")], backend=backend)
-    model.compile(seed=0)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", seed=0)
     x, y = np.zeros((64, 2), np.float32), np.zeros(64, np.int32)
     model.fit(x, y, batch_size=64, epochs=2, verbose=0, seed=1)
     assert not np.array_equal(backend.batches[0], backend.batches[1])
@@ -136,7 +136,7 @@ def test_uint8_pixels_are_scaled_like_float_input():
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (50, 4, 4)).astype(np.uint8)
     model = Sequential([Input((4, 4)), Flatten(), Dense(3, "softmax")], backend="numpy")
-    model.compile(seed=0)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", seed=0)
     np.testing.assert_allclose(model.predict(pixels), model.predict(pixels.astype(np.float32) / 255), rtol=1e-6)
 
 

@@ -23,7 +23,8 @@ def data(rows=1000, seed=0):
 def reference_model(backend, optimizer=None):
     model = Sequential([Input((784,)), Dense(300, "relu"), Dense(100, "relu"), Dense(10, "softmax")],
                        backend=backend)
-    model.compile(optimizer=optimizer or SGD(0.01), metrics=["accuracy"], seed=0)
+    model.compile(loss="sparse_categorical_crossentropy",
+                  optimizer=optimizer or SGD(0.01), metrics=["accuracy"], seed=0)
     return model
 
 

@@ -89,7 +89,7 @@ def test_lt_builds_its_fused_step_where_the_model_fits(nvmath, monkeypatch, hidd
     backend = HostLtOps()
     monkeypatch.setattr(backend, "vendor_gemm", lambda: None, raising=False)
     model = Sequential([Input((6,)), Dense(5, hidden), Dense(3, "softmax")], backend=backend)
-    model.compile(optimizer=SGD(0.1), seed=0)
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=SGD(0.1), seed=0)
     x, y = blobs(n=16, features=6)
     data = DeviceData(backend, x, y.astype(np.int32))
     acc = backend.zeros(3, np.float64)

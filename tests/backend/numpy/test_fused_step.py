@@ -108,7 +108,7 @@ def test_general_step_whenever_something_else_reads_the_gradients(case, optimize
 def _prepared(optimizer="sgd"):
     x, y = blobs(n=40)
     model = Sequential([Input((8,)), Dense(4, "relu"), Dense(3, "softmax")], backend=NumpyBackend())
-    model.compile(optimizer=optimizer, seed=0)
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=optimizer, seed=0)
     run = prepare_fit(model, x, y, batch_size=8)
     return model, run
 

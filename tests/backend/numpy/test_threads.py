@@ -38,7 +38,7 @@ def fit_watching_threads(backend, optimizer=SGD, rows=320, epochs=2):
     x, y = rng.integers(0, 256, (rows, 784), dtype=np.uint8), rng.integers(0, 10, rows)
     model = Sequential([Input((784,)), Dense(300, "relu"), Dense(100, "relu"), Dense(10, "softmax")],
                        backend=backend)
-    model.compile(optimizer=optimizer(0.01), metrics=["accuracy"], seed=0)
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=optimizer(0.01), metrics=["accuracy"], seed=0)
     model.fit(x, y, batch_size=32, epochs=epochs, verbose=0)
     return seen
 
