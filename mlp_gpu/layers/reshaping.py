@@ -60,6 +60,9 @@ class Identity(Layer):
 
     computes = False
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+
 
 class Rescaling(Layer):
     """``Rescaling(scale, offset=0.0)``: ``x * scale + offset``, element-wise (numbers; Keras' per-channel
