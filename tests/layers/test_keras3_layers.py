@@ -496,3 +496,23 @@ def test_bad_arguments_are_named(make, error, pattern):
 def test_bad_shapes_are_named_at_build(layer, shape, pattern):
     with pytest.raises(ValueError, match=pattern):
         Sequential([Input(shape), layer(), Flatten(), Dense(2)], backend="numpy").build(seed=0)
+
+
+# ---- ONNX ---------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("opset", [13, 21])  # ReduceMean takes its axes as an attribute before opset 18
+def test_onnx_export_matches_predict(tmp_path, opset):
+    ort = pytest.importorskip("onnxruntime")
+    x, y = _data()
+    model = _all_layers_net()
+    model.compile(seed=0)
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    inp = Input((12,))
+    t = L.Reshape((3, 4))(L.GaussianDropout(0.1)(inp))
+    t = L.UnitNormalization(axis=1)(L.LayerNormalization(axis=[1], center=False)(t))
+    graph = Model(inp, [Dense(3, "softmax")(Flatten()(t)), Dense(1)(inp)], backend="numpy").build(seed=1)
+    for m, want in ((model, [model.predict(x)]), (graph, graph.predict(x))):
+        m.export(tmp_path / "m.onnx", verbose=False, opset_version=opset)
+        got = ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, {"input": x})
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
