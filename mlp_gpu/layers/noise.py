@@ -52,7 +52,10 @@ class _Noise(Layer):
         self._make_ids(ID_ROWS)  # at build: never inside a captured step
 
     def _make_ids(self, rows):
-        self._row_ids = self.backend.asarray(np.arange(rows, dtype=np.uint32).reshape(rows, 1))
+        """Each element's index (mod 2^32) as row * units (a column) plus col (a row): both broadcast to the
+        batch, as CuPy's out= asks (it does not broadcast an input to out alone)."""
+        self._row_ids = self.backend.asarray((np.arange(rows, dtype=np.uint64) * self.units).astype(np.uint32)
+                                             .reshape(rows, 1))
         self._col_ids = self.backend.asarray(np.arange(self.units, dtype=np.uint32))
 
     def buffers(self):
@@ -71,8 +74,7 @@ class _Noise(Layer):
         u = flat_rows(aux["u"])
         counter = self.counter.view(xp.uint32)  # the int64 counter as (low, high) words, on the device
         k0, k1 = self.key & 0xFFFFFFFF, (self.key >> 32) & 0xFFFFFFFF
-        xp.multiply(self._row_ids[:rows], xp.uint32(self.units), out=a)  # the element's index (mod 2^32)
-        xp.add(a, self._col_ids, out=a)
+        xp.add(self._row_ids[:rows], self._col_ids, out=a)  # the element's index (mod 2^32)
         for word in (xp.uint32(k0), counter[0:1], counter[1:2]):
             xp.bitwise_xor(a, word, out=a)
             _mix(xp, a, t)
