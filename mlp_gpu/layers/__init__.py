@@ -14,5 +14,6 @@ from .reshaping import Identity, Rescaling, Reshape
 
 __all__ = ["Layer", "Input", "InputLayer", "Flatten", "Dense", "Dropout", "Lambda", "BatchNormalization",
            "Normalization", "Add", "Average", "Concatenate", "Maximum", "Minimum", "Multiply", "Subtract", "add",
-           "average", "concatenate", "maximum", "minimum", "multiply", "subtract", "KerasTensor", "LayerNormalization", "UnitNormalization", "GaussianNoise", "GaussianDropout",
-           "AlphaDropout", "Reshape", "Rescaling", "Identity"]
+           "average", "concatenate", "maximum", "minimum", "multiply", "subtract", "KerasTensor",
+           "LayerNormalization", "UnitNormalization", "GaussianNoise", "GaussianDropout", "AlphaDropout", "Reshape",
+           "Rescaling", "Identity"]

@@ -22,7 +22,9 @@ from .base import Layer
 from .dropout import Dropout
 from .reshaping import flat_rows
 
-ID_ROWS = 1 << 16        # rows of element ids made at build; a bigger batch makes more, outside any capture
+# Rows of element ids made at build (4 MiB), so no captured training step allocates; a bigger batch (an eager
+# call of over a million rows) makes more then.
+ID_ROWS = 1 << 20
 MIX = (0x21F0AAAD, 0x735A2D97)  # the multipliers of Wellons' "lowbias32" integer hash (shifts 16, 15, 15)
 STREAMS = (0x9E3779B9, 0x85EBCA6B)  # odd constants that part the two uniforms' hashes
 SELU_ALPHA = 1.6732632423543772848170429916717  # Keras' AlphaDropout constants
@@ -68,7 +70,7 @@ class _Noise(Layer):
     def normal(self, xp, out, aux):
         """out (rows, units) <- N(0, 1), one draw per element, from draw counter[0] and the key."""
         rows = out.shape[0]
-        if self._row_ids.shape[0] < rows:  # a batch above ID_ROWS rows (eager calls: predict-size batches)
+        if self._row_ids.shape[0] < rows:  # a batch above ID_ROWS rows
             self._make_ids(rows)
         a, b, t = (self._uints(xp, aux[k]) for k in ("a", "b", "t"))
         u = flat_rows(aux["u"])
@@ -141,9 +143,6 @@ class GaussianDropout(_Noise):
 
     def forward(self, backend, x, out, training=False, aux=None):
         xp, x, out = backend.xp, flat_rows(x), flat_rows(out)
-        if not (training and self.rate > 0):
-            xp.copyto(out, x)
-            return
         self._noisy = training and self.rate > 0  # what backward's gradient is (a call may force training=False)
         if not self._noisy:
             xp.copyto(out, x)

@@ -187,7 +187,7 @@ def test_noise_layers_follow_keras_formulas_given_the_same_draws(keras, monkeypa
         got, model, aux = _layer_out(ours, (9,), x, training=True)
         model.rng_counter[...] = 0  # the forward above drew with counter 0
         z = _raw_normals(ours, aux, 40)
-        monkeypatch.setattr(kb.random, "normal", lambda shape, mean=0.0, stddev=1.0, dtype=None, seed=None:
+        monkeypatch.setattr(kb.random, "normal", lambda shape, mean=0.0, stddev=1.0, dtype=None, seed=None, z=z:
                             kb.convert_to_tensor(mean + stddev * z))
         np.testing.assert_allclose(got, _np(keras, theirs(x, training=True)), rtol=1e-5, atol=1e-6)
         np.testing.assert_array_equal(_layer_out(make(), (9,), x)[0], x)  # inference: the identity
@@ -252,6 +252,21 @@ def test_a_call_with_training_true_draws_noise_in_predict():
     first, second = model.predict(x), model.predict(x)
     assert not np.allclose(first[0], second[0])   # forced training: fresh noise each call
     np.testing.assert_array_equal(first[1], second[1])
+
+
+@pytest.mark.parametrize("make", [lambda: L.GaussianDropout(0.5, seed=1), lambda: L.AlphaDropout(0.5, seed=1)])
+def test_backward_after_an_inference_pass_is_the_identity(make):
+    """A call forced to training=False inside a training step: its gradient is dy, not the last draw's factor."""
+    layer = make()
+    x = np.random.default_rng(4).normal(size=(6, 5))
+    _, model, aux = _layer_out(layer, (5,), x, training=True, dtype="float64")
+    dy, dx = np.ones((6, 5)), np.empty((6, 5))
+    layer.backward(model.backend, x, None, dy, dx, aux)
+    assert not np.allclose(dx, dy)  # after the training pass: the noise's factor
+    out = np.empty((6, 5))
+    layer.forward(model.backend, x, out, training=False, aux=aux)
+    layer.backward(model.backend, x, out, dy, dx, aux)
+    np.testing.assert_array_equal(dx, dy)
 
 
 # ---- gradients against float64 central differences -------------------------------------------------------------
