@@ -42,7 +42,10 @@ class Dropout(Layer):
     def buffers(self):
         return {"mask": ((self.units,), True)}
 
+    _noisy = False  # whether the last forward dropped: a call may force training=False inside a training step
+
     def forward(self, backend, x, out, training=False, aux=None):
+        self._noisy = bool(training)
         if training:  # kernels only: this runs inside a captured training step
             backend.dropout(x, out, aux["mask"], self.counter, self.key, self.rate)
         else:
@@ -50,7 +53,10 @@ class Dropout(Layer):
 
     def backward(self, backend, x, y, dy, dx, aux=None):
         if dx is not None:
-            backend.dropout_backward(dy, aux["mask"], dx)
+            if self._noisy:
+                backend.dropout_backward(dy, aux["mask"], dx)
+            else:
+                dx[...] = dy
 
     def get_config(self):
         # the key in use once built, so a saved and reloaded model draws the same masks

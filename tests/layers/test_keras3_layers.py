@@ -254,7 +254,8 @@ def test_a_call_with_training_true_draws_noise_in_predict():
     np.testing.assert_array_equal(first[1], second[1])
 
 
-@pytest.mark.parametrize("make", [lambda: L.GaussianDropout(0.5, seed=1), lambda: L.AlphaDropout(0.5, seed=1)])
+@pytest.mark.parametrize("make", [lambda: L.GaussianDropout(0.5, seed=1), lambda: L.AlphaDropout(0.5, seed=1),
+                                  lambda: L.Dropout(0.5, seed=1)])
 def test_backward_after_an_inference_pass_is_the_identity(make):
     """A call forced to training=False inside a training step: its gradient is dy, not the last draw's factor."""
     layer = make()
