@@ -61,7 +61,7 @@ def _axes(axis, cls):
 
 
 def _sample_axes(layer, sample_shape):
-    """The layer's axes as positions in one sample (batch axis excluded), sorted; Keras' axis kept as a list."""
+    """The layer's axes as sorted positions in one sample (the batch axis refused), each checked."""
     ndim = len(sample_shape) + 1
     what = f"{type(layer).__name__} layer {layer.name!r}" if layer.name else f"{type(layer).__name__} layer"
     axes = layer.axis if isinstance(layer.axis, list) else [layer.axis]
