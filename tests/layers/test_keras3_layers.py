@@ -12,6 +12,7 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 
 from mlp_gpu import Dense, Flatten, Input, Model, Sequential, load_model  # noqa: E402
 from mlp_gpu import layers as L  # noqa: E402
+from mlp_gpu.io.keras import export_keras_weights  # noqa: E402
 from mlp_gpu.layers import layer_from_config  # noqa: E402
 from mlp_gpu.models import packing  # noqa: E402
 
@@ -465,6 +466,15 @@ def test_keras_reads_our_file_and_we_read_keras(keras, tmp_path):
     back = load_model(tmp_path / "theirs.keras", backend="numpy")
     np.testing.assert_allclose(back.predict(x), theirs.predict(x, verbose=0), atol=1e-6)
     assert back.get_layer("layer_normalization").get_config()["beta_regularizer"]["config"] == {"l2": 0.01}
+    # Keras' .weights.h5 layout both ways
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    export_keras_weights(model, tmp_path / "ours.weights.h5")
+    theirs.load_weights(tmp_path / "ours.weights.h5")
+    np.testing.assert_allclose(_np(keras, theirs.predict(x, verbose=0)), model.predict(x), atol=1e-6)
+    theirs.layers[1].set_weights([w * 2 for w in theirs.layers[1].get_weights()])  # the LayerNormalization
+    theirs.save_weights(tmp_path / "theirs.weights.h5")
+    back.load_weights(tmp_path / "theirs.weights.h5")
+    np.testing.assert_allclose(back.predict(x), theirs.predict(x, verbose=0), atol=1e-6)
 
 
 # ---- bad arguments ---------------------------------------------------------------------------------------------
