@@ -316,7 +316,8 @@ def _same_config(layer, base):
 
 def _same_from_keras(cls):
     def make(cfg):
-        return cls(**{k: v for k, v in cfg.items() if k in cls.config_keys and k != "input_shape"})
+        # Keras' dtype (a DTypePolicy dict) is not passed on, as by the other readers: layers take the model's
+        return cls(**{k: v for k, v in cfg.items() if k in cls.config_keys and k not in ("input_shape", "dtype")})
     return make
 
 
