@@ -29,7 +29,10 @@ from .. import custom_objects, initializers, losses, optimizers
 from ..layers.activation import ACTIVATION_LAYERS, from_keras, keras_config
 from ..layers.core import Dense, Flatten, Input
 from ..layers.dropout import Dropout
+from ..layers.layer_normalization import LayerNormalization, UnitNormalization
 from ..layers.merging import MERGE_LAYERS, Concatenate
+from ..layers.noise import AlphaDropout, GaussianDropout, GaussianNoise
+from ..layers.reshaping import Identity, Rescaling, Reshape
 from ..layers.normalization import BatchNormalization, Normalization
 from .bounded import MAX_ARCHIVE_BYTES, MAX_CONFIG_BYTES, load_json, read_member
 from .declared import declared_weights
@@ -304,11 +307,32 @@ def _merge_from_keras(cls):
 
 TO_KERAS.update({name: _merge_config for name in MERGE_LAYERS})  # merge layers: graphs only
 TO_KERAS.update({name: keras_config for name in ACTIVATION_LAYERS})
+# Layers whose get_config has Keras' keys and values: the same config both ways (Keras' dtype dropped)
+SAME_CONFIG = {cls.__name__: cls for cls in (LayerNormalization, UnitNormalization, GaussianNoise, GaussianDropout,
+                                             AlphaDropout, Reshape, Rescaling, Identity)}
+
+
+def _same_config(layer, base):
+    config = {**base, **{k: v for k, v in layer.get_config().items() if k not in ("input_shape", "dtype")}}
+    if "seed" in config:  # the seed given, as _dropout_config (Keras takes no drawn 64-bit key)
+        config["seed"] = layer.seed
+    return type(layer).__name__, config
+
+
+def _same_from_keras(cls):
+    def make(cfg):
+        # Keras' dtype (a DTypePolicy dict) is not passed on, as by the other readers: layers take the model's
+        return cls(**{k: v for k, v in cfg.items() if k in cls.config_keys and k not in ("input_shape", "dtype")})
+    return make
+
+
+TO_KERAS.update({name: _same_config for name in SAME_CONFIG})
 FROM_KERAS = {"InputLayer": _input_from_keras, "Flatten": _flatten_from_keras, "Dense": _dense_from_keras,
               "Dropout": _dropout_from_keras, "BatchNormalization": _batch_normalization_from_keras,
               "Normalization": _normalization_from_keras,
               **{name: _merge_from_keras(cls) for name, cls in MERGE_LAYERS.items()},
-              **{name: from_keras(cls) for name, cls in ACTIVATION_LAYERS.items()}}
+              **{name: from_keras(cls) for name, cls in ACTIVATION_LAYERS.items()},
+              **{name: _same_from_keras(cls) for name, cls in SAME_CONFIG.items()}}
 
 
 def layers_from_keras(config) -> tuple[list, str | None]:

@@ -25,6 +25,7 @@ import numpy as np
 from .. import activations
 from .. import __version__
 from ..backend.numpy.layer_ops import NORMALIZATION_EPSILON
+from ..layers.layer_normalization import UNIT_NORM_FLOOR
 from .files import atomic_write_bytes
 from .onnx_activation import EXPORTERS as ACTIVATION_EXPORTERS
 from .onnx_traced import export_program
@@ -141,6 +142,57 @@ def _normalization(layer, graph, x):
     if layer.invert:
         return graph.node("Add", [graph.node("Mul", [x, std], f"{layer.name}/mul"), mean], f"{layer.name}/add")
     return graph.node("Div", [graph.node("Sub", [x, mean], f"{layer.name}/sub"), std], f"{layer.name}/div")
+
+
+for _kind in ("Identity", "GaussianNoise", "GaussianDropout", "AlphaDropout"):
+    exporter(_kind)(_dropout)  # the identity at inference too
+
+
+@exporter("Reshape")
+def _reshape(layer, graph, x):
+    shape = graph.weight(f"{layer.name}/shape", np.array([0, *layer.shape_out]), np.int64)  # 0: the batch, kept
+    return graph.node("Reshape", [x, shape], f"{layer.name}/reshape")
+
+
+@exporter("Rescaling")
+def _rescaling(layer, graph, x):
+    y = graph.node("Mul", [x, graph.weight(f"{layer.name}/scale", np.float32(layer.scale))], f"{layer.name}/mul")
+    return graph.node("Add", [y, graph.weight(f"{layer.name}/offset", np.float32(layer.offset))], f"{layer.name}/add")
+
+
+def _reduce(graph, op, x, axes, base):
+    """ReduceMean/ReduceSum over ``axes`` keeping them; ReduceMean takes its axes as an input from opset 18."""
+    if op == "ReduceMean" and graph.opset < 18:
+        return graph.node(op, [x], base, axes=list(axes), keepdims=1)
+    return graph.node(op, [x, graph.weight(f"{base}/axes", np.array(axes), np.int64)], base, keepdims=1)
+
+
+@exporter("LayerNormalization")
+def _layer_normalization(layer, graph, x):
+    """(x - mean) / sqrt(var + epsilon) * gamma + beta over the layer's axes (any of them, not only trailing)."""
+    axes, name = [a + 1 for a in layer._axes], layer.name
+    c = graph.node("Sub", [x, _reduce(graph, "ReduceMean", x, axes, f"{name}/mean")], f"{name}/centered")
+    var = _reduce(graph, "ReduceMean", graph.node("Mul", [c, c], f"{name}/square"), axes, f"{name}/variance")
+    std = graph.node("Sqrt", [graph.node("Add", [var, graph.weight(f"{name}/epsilon", np.float32(layer.epsilon))],
+                                         f"{name}/var_eps")], f"{name}/std")
+    y = graph.node("Div", [c, std], f"{name}/normalized")
+    host = layer.backend.to_host
+    if layer.gamma is not None:
+        gamma = graph.weight(f"{name}/gamma", host(layer.gamma).reshape(layer._broadcast))
+        y = graph.node("Mul", [y, gamma], f"{name}/scaled")
+    if layer.beta is not None:
+        y = graph.node("Add", [y, graph.weight(f"{name}/beta", host(layer.beta).reshape(layer._broadcast))],
+                       f"{name}/shifted")
+    return y
+
+
+@exporter("UnitNormalization")
+def _unit_normalization(layer, graph, x):
+    """x / sqrt(max(sum(x^2), 1e-24)) over the layer's axes: Keras' x * min(rsqrt(sum(x^2)), 1e12)."""
+    axes, name = [a + 1 for a in layer._axes], layer.name
+    s = _reduce(graph, "ReduceSum", graph.node("Mul", [x, x], f"{name}/square"), axes, f"{name}/sum")
+    s = graph.node("Max", [s, graph.weight(f"{name}/floor", np.float32(UNIT_NORM_FLOOR))], f"{name}/floored")
+    return graph.node("Div", [x, graph.node("Sqrt", [s], f"{name}/norm")], f"{name}/normalized")
 
 
 # Merge layers (a functional graph): the exporter gets the list of its inputs' tensor names.

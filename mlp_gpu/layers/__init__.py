@@ -9,8 +9,13 @@ from .merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Sub
                       concatenate, maximum, minimum, multiply, subtract)
 from .node import KerasTensor
 from .normalization import BatchNormalization, Normalization
+from .layer_normalization import LayerNormalization, UnitNormalization
+from .noise import AlphaDropout, GaussianDropout, GaussianNoise
+from .reshaping import Identity, Rescaling, Reshape
 
 __all__ = ["Layer", "Input", "InputLayer", "Flatten", "Dense", "Dropout", "Lambda", "BatchNormalization",
            "Normalization", "Add", "Average", "Concatenate", "Maximum", "Minimum", "Multiply", "Subtract", "add",
-           "average", "concatenate", "maximum", "minimum", "multiply", "subtract", "KerasTensor"]
-__all__ += ["Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax"]  # layers/activation.py
+           "average", "concatenate", "maximum", "minimum", "multiply", "subtract", "KerasTensor",
+           "LayerNormalization", "UnitNormalization", "GaussianNoise", "GaussianDropout", "AlphaDropout", "Reshape",
+           "Rescaling", "Identity",
+           "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax"]

@@ -12,17 +12,20 @@ from .base import Layer, flat_features
 
 
 class Dropout(Layer):
-    """``Dropout(rate, noise_shape=None, seed=None)`` with Keras' arguments (noise_shape unsupported)."""
+    """``Dropout(rate, noise_shape=None, seed=None, **kwargs)`` with Keras' arguments (noise_shape: only
+    None, one mask entry per input; **kwargs: the Layer's, e.g. name)."""
 
-    config_keys = frozenset({"name", "rate", "seed", "input_shape"})
+    config_keys = Layer.config_keys | {"rate", "seed", "noise_shape"}
     uses_rng = True
 
-    def __init__(self, rate, noise_shape=None, seed=None, name: str | None = None, input_shape=None, input_dim=None):
-        super().__init__(name, input_shape, input_dim)
-        self.rate = check_number(rate, "Dropout(rate)", 0, 1)
+    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = check_number(rate, f"{type(self).__name__}(rate)", 0, 1)
         if noise_shape is not None:
-            raise ValueError("Dropout(noise_shape): only None is supported (one mask entry per input)")
-        self.seed = None if seed is None else check_int(seed, "Dropout(seed)", 0, 2**64 - 1)
+            raise ValueError(f"{type(self).__name__}(noise_shape): only None is supported (one mask entry per "
+                             f"input), got {noise_shape!r}")
+        self.noise_shape = None
+        self.seed = None if seed is None else check_int(seed, f"{type(self).__name__}(seed)", 0, 2**64 - 1)
         self.key = self.seed      # the Philox key; drawn from the model's seed when seed is None
         self.counter = None       # the model's device-side draw counter, set at build
 
@@ -39,7 +42,10 @@ class Dropout(Layer):
     def buffers(self):
         return {"mask": ((self.units,), True)}
 
+    _noisy = False  # whether the last forward dropped: a call may force training=False inside a training step
+
     def forward(self, backend, x, out, training=False, aux=None):
+        self._noisy = bool(training)
         if training:  # kernels only: this runs inside a captured training step
             backend.dropout(x, out, aux["mask"], self.counter, self.key, self.rate)
         else:
@@ -47,8 +53,11 @@ class Dropout(Layer):
 
     def backward(self, backend, x, y, dy, dx, aux=None):
         if dx is not None:
-            backend.dropout_backward(dy, aux["mask"], dx)
+            if self._noisy:
+                backend.dropout_backward(dy, aux["mask"], dx)
+            else:
+                dx[...] = dy
 
     def get_config(self):
         # the key in use once built, so a saved and reloaded model draws the same masks
-        return {**super().get_config(), "rate": self.rate, "seed": self.key}
+        return {**super().get_config(), "rate": self.rate, "seed": self.key, "noise_shape": self.noise_shape}

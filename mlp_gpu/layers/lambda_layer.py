@@ -31,9 +31,8 @@ class Lambda(Layer):
 
     config_keys = frozenset({"name", "function", "arguments", "input_shape"})
 
-    def __init__(self, function, output_shape=None, mask=None, arguments=None, name: str | None = None,
-                 input_shape=None, input_dim=None):
-        super().__init__(name, input_shape, input_dim)
+    def __init__(self, function, output_shape=None, mask=None, arguments=None, **kwargs):
+        super().__init__(**kwargs)
         self.function = resolve_function(function, "Lambda(function)")
         if mask is not None:
             raise ValueError("Lambda(mask): masks are not supported")

@@ -17,8 +17,8 @@ class _Merge(Layer):
     merges = True
     min_inputs = 1
 
-    def __init__(self, name: str | None = None, **kwargs):
-        super().__init__(name, **kwargs)
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
 
     def output_shape(self, input_shapes):
         what = f"{type(self).__name__} layer {self.name!r}" if self.name else f"{type(self).__name__} layer"
@@ -35,7 +35,7 @@ class _Merge(Layer):
         return shapes[0]
 
     def get_config(self) -> dict:
-        return {"name": self.name}
+        return {k: v for k, v in super().get_config().items() if k != "input_shape"}  # never a first layer
 
     fold = None  # the element-wise xp function (by name) that folds the inputs left to right
 
@@ -146,12 +146,12 @@ class Minimum(_Extremum):
 class Concatenate(_Merge):
     """The inputs side by side along the feature axis: ``axis=-1`` (or 1: samples here are flat)."""
 
-    config_keys = frozenset({"name", "axis"})
+    config_keys = Layer.config_keys | {"axis"}
 
-    def __init__(self, axis=-1, name: str | None = None, **kwargs):
+    def __init__(self, axis=-1, **kwargs):
         if isinstance(axis, bool) or axis not in (-1, 1):
             raise ValueError(f"Concatenate(axis): only the feature axis (-1 or 1) of flat samples, got {axis!r}")
-        super().__init__(name, **kwargs)
+        super().__init__(**kwargs)
         self.axis = axis
 
     def _merged_shape(self, what, shapes):
@@ -172,7 +172,7 @@ class Concatenate(_Merge):
                 backend.xp.copyto(dx, dy[:, a:b])
 
     def get_config(self) -> dict:
-        return {"name": self.name, "axis": self.axis}
+        return {**super().get_config(), "axis": self.axis}
 
 
 def _helper(cls):

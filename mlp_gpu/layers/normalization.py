@@ -14,6 +14,14 @@ from .base import Layer, flat_features
 ADAPT_CHUNK = 8192            # rows per step when adapt() streams over one big array
 
 
+def no_constraints(cls, **given):
+    """Weight constraints (mlp_gpu.constraints) are not applied by these layers yet: refused by name."""
+    used = [k for k, v in given.items() if v is not None]
+    if used:
+        raise ValueError(f"{cls}({', '.join(used)}): weight constraints are not supported on this layer yet; "
+                         "leave them None")
+
+
 def _axis_last(axis, cls):
     if axis not in (-1, (-1,), [-1]):
         raise ValueError(f"{cls}(axis): only -1 (the features of a flat input) is supported, got {axis!r}")
@@ -26,16 +34,27 @@ class BatchNormalization(Layer):
     ``moving = moving * momentum + batch * (1 - momentum)``; inference uses the moving ones.
     """
 
-    config_keys = frozenset({"name", "axis", "momentum", "epsilon", "center", "scale", "beta_initializer",
-                             "gamma_initializer", "moving_mean_initializer", "moving_variance_initializer",
-                             "beta_regularizer", "gamma_regularizer", "input_shape"})
+    config_keys = Layer.config_keys | {"axis", "momentum", "epsilon", "center", "scale", "beta_initializer",
+                                       "gamma_initializer", "moving_mean_initializer", "moving_variance_initializer",
+                                       "beta_regularizer", "gamma_regularizer", "beta_constraint", "gamma_constraint",
+                                       "renorm", "renorm_clipping", "renorm_momentum", "synchronized"}
 
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
                  beta_initializer="zeros", gamma_initializer="ones", moving_mean_initializer="zeros",
                  moving_variance_initializer="ones", beta_regularizer=None, gamma_regularizer=None,
-                 name: str | None = None, input_shape=None, input_dim=None):
-        super().__init__(name, input_shape, input_dim)
+                 beta_constraint=None, gamma_constraint=None, renorm=False, renorm_clipping=None,
+                 renorm_momentum=0.99, synchronized=False, **kwargs):
+        super().__init__(**kwargs)
         _axis_last(axis, "BatchNormalization")
+        no_constraints(type(self).__name__, beta_constraint=beta_constraint, gamma_constraint=gamma_constraint)
+        # Batch renormalization and cross-replica statistics change the formula: refused, not ignored
+        if check_bool(renorm, "BatchNormalization(renorm)") or renorm_clipping is not None:
+            raise ValueError("BatchNormalization(renorm, renorm_clipping): batch renormalization is not supported; "
+                             f"leave renorm=False and renorm_clipping=None (got {renorm!r}, {renorm_clipping!r})")
+        self.renorm_momentum = check_number(renorm_momentum, "BatchNormalization(renorm_momentum)", 0, 1)
+        if check_bool(synchronized, "BatchNormalization(synchronized)"):
+            raise ValueError("BatchNormalization(synchronized): statistics synchronized across devices are not "
+                             "supported; leave synchronized=False")
         self.axis = -1
         self.momentum = check_number(momentum, "BatchNormalization(momentum)", 0, 1)
         self.epsilon = check_number(epsilon, "BatchNormalization(epsilon)", 0, low_open=True)
@@ -106,6 +125,9 @@ class BatchNormalization(Layer):
         for key in ("beta_regularizer", "gamma_regularizer"):
             if getattr(self, key) is not None:
                 cfg[key] = regularizers.serialize(getattr(self, key))
+        # Keras' keys for what this layer refuses other than at its defaults
+        cfg.update(beta_constraint=None, gamma_constraint=None, synchronized=False, renorm=False,
+                   renorm_clipping=None, renorm_momentum=self.renorm_momentum)
         return cfg
 
 
@@ -116,11 +138,10 @@ class Normalization(Layer):
     ``mean=`` and ``variance=`` directly. uint8 data are scaled by 1/255, as the model sees them.
     """
 
-    config_keys = frozenset({"name", "axis", "mean", "variance", "invert", "input_shape"})
+    config_keys = Layer.config_keys | {"axis", "mean", "variance", "invert"}
 
-    def __init__(self, axis=-1, mean=None, variance=None, invert=False, name: str | None = None, input_shape=None,
-                 input_dim=None):
-        super().__init__(name, input_shape, input_dim)
+    def __init__(self, axis=-1, mean=None, variance=None, invert=False, **kwargs):
+        super().__init__(**kwargs)
         _axis_last(axis, "Normalization")
         self.axis = -1
         if (mean is None) != (variance is None):
@@ -243,8 +264,7 @@ class Normalization(Layer):
             backend.normalize(dy, dx, None, self.variance, self.invert)
 
     def get_config(self):
-        cfg = {**super().get_config(), "axis": self.axis, "invert": self.invert}
-        if self.input_mean is not None:
-            cfg["mean"] = self.input_mean.tolist()
-            cfg["variance"] = self.input_variance.tolist()
-        return cfg
+        given = self.input_mean is not None  # Keras' keys: axis as a tuple, mean and variance None unless given
+        return {**super().get_config(), "axis": (self.axis,), "invert": self.invert,
+                "mean": self.input_mean.tolist() if given else None,
+                "variance": self.input_variance.tolist() if given else None}
