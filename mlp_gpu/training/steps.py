@@ -108,6 +108,8 @@ def _compute_gradients(model, ws, data, sums):
 
 def _apply_gradients(model, ws, data, sums):
     model.optimizer.update(model.params, model.grads)
+    for layer in model.compute_layers:  # Keras' constraints, after the update (Layer.apply_constraints)
+        layer.apply_constraints(model.backend)
     model.backend.advance(data.cursor, ws.rows, model.optimizer.hyper, sums)
 
 
