@@ -254,7 +254,8 @@ constant, zeros, ones = Constant, Zeros, Ones
 orthogonal, identity = Orthogonal, Identity
 OrthogonalInitializer, IdentityInitializer = Orthogonal, Identity  # Keras' longer names
 INITIALIZERS = {name: cls for cls in CLASSES for name in (cls.__name__, cls().__name__)}
-INITIALIZERS.update({"normal": RandomNormal, "uniform": RandomUniform, "zero": Zeros, "one": Ones})
+INITIALIZERS.update({"normal": RandomNormal, "uniform": RandomUniform, "zero": Zeros, "one": Ones,
+                     "OrthogonalInitializer": Orthogonal, "IdentityInitializer": Identity})
 
 
 def get(identifier):

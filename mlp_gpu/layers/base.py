@@ -286,6 +286,11 @@ class Layer:
     def backward(self, backend, x, y, dy, dx, aux=None) -> None:
         raise NotImplementedError(f"{self._what()}: a layer defines backward(backend, x, y, dy, dx, aux)")
 
+    @classmethod
+    def from_config(cls, config: dict):
+        """Keras' from_config: the layer its get_config describes."""
+        return cls(**config)
+
     def get_config(self) -> dict:
         cfg = {"name": self.name, "trainable": self.trainable, "dtype": self.dtype}
         if self.input_shape is not None:
