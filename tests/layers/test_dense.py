@@ -6,8 +6,10 @@ import inspect
 import numpy as np
 import pytest
 
-from mlp_gpu import Dense, Input, Sequential, load_model
+from mlp_gpu import Dense, Input, Sequential, constraints, load_model
 from mlp_gpu.layers import InputLayer, Layer
+
+from ..harness.host_ops import HostCudaOps, compiler
 
 EPS = 1e-6
 
@@ -268,3 +270,25 @@ class KerasCall(Layer):
 def test_a_keras_call_layer_is_refused_by_name():
     with pytest.raises(TypeError, match="defines Keras' call\\(\\), which mlp_gpu does not trace"):
         Sequential([Input((3,)), KerasCall(), Dense(2)], backend="numpy").build(seed=0)
+
+
+@pytest.mark.skipif(compiler() is None, reason="g++ not found: the host harness needs it")
+def test_no_bias_and_constraints_train_through_the_cuda_ops_as_on_numpy():
+    """Every CUDA launch run by the host harness: the bias+activation kernel adds the zero vector, no
+    bias-gradient launch for the layer without a bias, the constraints' xp expressions after the update."""
+    def train(backend):
+        rng = np.random.default_rng(0)
+        x, y = rng.normal(size=(40, 6)).astype(np.float32), rng.integers(0, 3, 40).astype(np.int32)
+        model = Sequential([Input((6,)), Dense(5, "relu", use_bias=False, kernel_constraint=constraints.MaxNorm(0.4)),
+                            Dense(3, "softmax", bias_constraint="non_neg")], backend=backend)
+        model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd", seed=3)
+        model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+        return model
+
+    host = HostCudaOps()
+    ours, ref = train(host), train("numpy")
+    assert [w.shape for w in ours.get_weights()] == [(6, 5), (5, 3), (3,)]
+    for got, want in zip(ours.get_weights(), ref.get_weights()):
+        np.testing.assert_allclose(got, want, rtol=2e-4, atol=1e-6)
+    assert np.linalg.norm(ours.get_weights()[0], axis=0).max() <= 0.4 + 1e-6
+    assert host.launches.count("bias_grad") == 2 * 3  # the second layer's only: 3 steps an epoch, 2 epochs
