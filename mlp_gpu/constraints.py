@@ -134,7 +134,7 @@ def deserialize(config, custom_objects=None):
     """A constraint from ``serialize``'s dict (or a name); ``custom_objects`` or load_model's scope gives
     a user's classes."""
     if isinstance(config, str):
-        return get(config) if custom_objects is None else get({"class_name": config, "config": {}}, custom_objects)
+        config = {"class_name": config, "config": {}}
     if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):
         raise ValueError(f"constraint config: expected a dict with 'class_name' and 'config', got {config!r}")
     name = config["class_name"]
@@ -151,12 +151,12 @@ def deserialize(config, custom_objects=None):
         raise ValueError(f"constraint config for {name}: {exc}") from None
 
 
-def get(identifier, custom_objects=None):
+def get(identifier):
     """None, a Constraint (or its class), a Keras name ("max_norm", "MaxNorm") or a serialized dict."""
     if identifier is None or isinstance(identifier, Constraint):
         return identifier
     if isinstance(identifier, dict):
-        return deserialize(identifier, custom_objects)
+        return deserialize(identifier)
     if isinstance(identifier, str):
         cls = CONSTRAINTS.get(identifier) or get_custom_object(identifier)
         if cls is None:
