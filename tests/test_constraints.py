@@ -5,7 +5,7 @@ import inspect
 import numpy as np
 import pytest
 
-from mlp_gpu import Dense, Input, Sequential, constraints
+from mlp_gpu import Dense, Input, Sequential, constraints, load_model
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +120,16 @@ def test_one_sgd_step_equals_keras(keras, kernel_c, bias_c):
     for a, b in zip(ours.get_weights(), theirs.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert not np.allclose(ours.get_weights()[0], kernel, atol=1e-3)  # the step (and its projection) moved it
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".keras"])
+def test_constraints_survive_save_and_load(tmp_path, suffix):
+    model = Sequential([Input((6,)), Dense(4, "relu", kernel_constraint=constraints.MinMaxNorm(0.1, 0.7, 0.5)),
+                        Dense(3, "softmax", bias_constraint=constraints.NonNeg())], backend="numpy")
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd", seed=0)
+    model.save(tmp_path / f"m{suffix}")
+    back = load_model(tmp_path / f"m{suffix}")
+    hidden, out = back.layers
+    assert isinstance(hidden.kernel_constraint, constraints.MinMaxNorm) and hidden.bias_constraint is None
+    assert hidden.kernel_constraint.get_config() == model.layers[0].kernel_constraint.get_config()
+    assert isinstance(out.bias_constraint, constraints.NonNeg) and out.kernel_constraint is None
