@@ -19,7 +19,8 @@ def keras(request):
 W = np.random.default_rng(0).normal(size=(7, 5)).astype(np.float32) * np.array([0.01, 0.3, 1, 3, 30], np.float32)
 CASES = [  # (class name, arguments): norms below, inside and above the bounds, on both axes
     ("MaxNorm", {}), ("MaxNorm", {"max_value": 1.5, "axis": 1}), ("NonNeg", {}), ("UnitNorm", {}),
-    ("UnitNorm", {"axis": [0, 1]}), ("MinMaxNorm", {}), ("MinMaxNorm", {"min_value": 0.5, "max_value": 4.0, "rate": 0.3}),
+    ("UnitNorm", {"axis": [0, 1]}), ("MinMaxNorm", {}),
+    ("MinMaxNorm", {"min_value": 0.5, "max_value": 4.0, "rate": 0.3}),
     ("MinMaxNorm", {"min_value": 1.0, "max_value": 2.0, "axis": 1}),
 ]
 
@@ -112,8 +113,9 @@ def test_one_sgd_step_equals_keras(keras, kernel_c, bias_c):
     ours.compile(loss="sparse_categorical_crossentropy", optimizer="sgd", seed=0)
     ours.set_weights([kernel, bias])
     ours.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0)
-    theirs = keras.Sequential([keras.Input((6,)), keras.layers.Dense(
-        4, "softmax", kernel_constraint=keras.constraints.get(kernel_c), bias_constraint=keras.constraints.get(bias_c))])
+    theirs = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4, "softmax",
+                                                                     kernel_constraint=keras.constraints.get(kernel_c),
+                                                                     bias_constraint=keras.constraints.get(bias_c))])
     theirs.compile(loss="sparse_categorical_crossentropy", optimizer=keras.optimizers.SGD(0.01))
     theirs.set_weights([kernel, bias])
     theirs.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0)

@@ -136,8 +136,9 @@ class Dense(Layer):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         self.units = check_int(units, "Dense(units)", 1)
         if isinstance(use_bias, str):  # Keras 2's Dense(units, activation, kernel_initializer) order
-            raise TypeError(f"Dense(use_bias): expected a bool, got {use_bias!r}; the third argument is use_bias in "
-                            "Keras 3 (units, activation, use_bias, kernel_initializer, ...): pass initializers by keyword")
+            raise TypeError(f"Dense(use_bias): expected a bool, got {use_bias!r}; the third argument is use_bias "
+                            "in Keras 3 (units, activation, use_bias, kernel_initializer, ...): pass initializers "
+                            "by keyword")
         self.use_bias = check_bool(use_bias, "Dense(use_bias)")
         for arg, value in (("lora_rank", lora_rank), ("lora_alpha", lora_alpha),
                            ("quantization_config", quantization_config)):
