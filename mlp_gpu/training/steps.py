@@ -132,7 +132,8 @@ def _step_runner(model, ws, data, sums, sync, max_steps=None):
         return make(lambda: train_step(model, ws, data, sums), ws.rows, max_steps, model=model, data=data, acc=sums)
     before = lambda: _compute_gradients(model, ws, data, sums)  # noqa: E731
     after = lambda: _apply_gradients(model, ws, data, sums)  # noqa: E731
-    return make(lambda: train_step(model, ws, data, sums, sync), ws.rows, max_steps, split=(before, sync, after))
+    return make(lambda: train_step(model, ws, data, sums, sync), ws.rows, max_steps, split=(before, sync, after),
+                model=model)  # the model: a backend may see that it cannot capture the step (constraints)
 
 
 class PartRunner:
