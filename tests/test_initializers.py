@@ -94,18 +94,3 @@ def test_new_initializers_in_a_dense_layer():
 def test_bad_arguments_name_themselves(call, pattern):
     with pytest.raises((ValueError, TypeError), match=pattern):
         call()
-
-
-def test_keras_files_carry_the_initializers_keras_reads(keras, tmp_path):
-    model = Sequential([Input((4,)), Dense(4, kernel_initializer="identity"),
-                        Dense(3, kernel_initializer=initializers.Orthogonal(gain=2.0, seed=1),
-                              bias_initializer="normal")], backend="numpy").build(seed=0)
-    model.save(tmp_path / "m.keras")
-    theirs = keras.saving.load_model(tmp_path / "m.keras")
-    first, second = (layer.get_config() for layer in theirs.layers)
-    assert first["kernel_initializer"]["class_name"] == "Identity"
-    assert second["kernel_initializer"]["class_name"] == "Orthogonal"
-    assert second["kernel_initializer"]["config"] == {"seed": 1, "gain": 2.0}
-    assert second["bias_initializer"]["class_name"] == "RandomNormal"
-    x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
-    np.testing.assert_allclose(theirs.predict(x, verbose=0), model.predict(x), rtol=1e-5, atol=1e-6)

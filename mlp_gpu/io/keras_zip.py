@@ -45,6 +45,10 @@ OPTIMIZERS = {"sgd": ("SGD", ("learning_rate", "momentum", "nesterov")),
               "adam": ("Adam", ("learning_rate", "beta_1", "beta_2", "epsilon"))}
 
 
+def _camel(name):
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
 def _snake(name):
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
@@ -53,13 +57,10 @@ def _serialized(module, class_name, config, **extra):
     return {"module": module, "class_name": class_name, "config": config, "registered_name": None, **extra}
 
 
-def _initializer(value):
-    """Keras' serialized initializer: the class and get_config of a built-in one (a name or an instance)."""
-    if isinstance(value, str) and value in initializers.INITIALIZERS or isinstance(value, initializers.Initializer):
-        init = initializers.get(value)
-    else:  # a Python callable: a fresh Keras model draws glorot_uniform instead, the file's weights are loaded
-        init = initializers.GlorotUniform()
-    return _serialized("keras.initializers", type(init).__name__, init.get_config())
+def _initializer(name):
+    name = name if isinstance(name, str) else "glorot_uniform"
+    config = {} if name in ("zeros", "ones") else {"seed": None}
+    return _serialized("keras.initializers", _camel(name), config)
 
 
 def _flatten_config(layer, base):
