@@ -4,7 +4,7 @@ __version__ = "0.1.0"
 import sys
 
 from . import callbacks, data, datasets, distributed, initializers, layers, losses, models, optimizers  # noqa: E402,F401
-from . import ops, regularizers, saving, utils  # noqa: E402,F401
+from . import constraints, ops, regularizers, saving, utils  # noqa: E402,F401
 from .backend import available_backends, get_backend  # noqa: E402
 from .callbacks import Callback, EarlyStopping, History  # noqa: E402
 from .layers import BatchNormalization, Dense, Dropout, Flatten, Input, Lambda, Normalization  # noqa: E402
@@ -19,6 +19,6 @@ sys.modules[__name__ + ".schedules"] = schedules
 
 __all__ = ["Sequential", "Model", "Dense", "Flatten", "Input", "Dropout", "Lambda", "BatchNormalization",
            "Normalization",
-           "regularizers", "SGD", "Adam", "EarlyStopping", "Callback", "History",
+           "regularizers", "constraints", "SGD", "Adam", "EarlyStopping", "Callback", "History",
            "load_model", "get_backend", "available_backends", "data", "distributed", "losses", "optimizers",
            "callbacks", "initializers", "datasets", "models", "saving", "utils", "TrainingDiverged", "__version__"]

@@ -21,9 +21,26 @@ from .utils import get_custom_object
 TRUNCATION_SPREAD = 0.87962566103423978  # std of a unit normal truncated to [-2, 2]
 
 
-def compute_fans(shape):
-    """(fan_in, fan_out) as Keras computes them: (rows, cols) of a kernel, (n, n) for a vector."""
+def _check_axes(axes, arg):
+    """Keras' input_axes/output_axes: None or a list of int axes."""
+    if axes is None:
+        return None
+    if isinstance(axes, (str, bytes)) or not hasattr(axes, "__iter__") or \
+            any(isinstance(a, bool) or not isinstance(a, (int, np.integer)) for a in axes):
+        raise TypeError(f"{arg}: expected None or a list of int axes, got {axes!r}")
+    return [int(a) for a in axes]
+
+
+def compute_fans(shape, input_axes=None, output_axes=None):
+    """(fan_in, fan_out) as Keras computes them: the product of the given axes when both are given,
+    else (rows, cols) of a kernel, (n, n) for a vector."""
     shape = tuple(shape)
+    if input_axes is not None and output_axes is not None:
+        try:
+            return math.prod(shape[a] for a in input_axes), math.prod(shape[a] for a in output_axes)
+        except IndexError:
+            raise ValueError(f"input_axes={input_axes}, output_axes={output_axes}: an axis is out of range for "
+                             f"a weight of shape {shape}") from None
     if len(shape) == 0:
         return 1, 1
     if len(shape) == 1:
@@ -86,8 +103,12 @@ class VarianceScaling(RandomInitializer):
     """Keras' VarianceScaling: n = fan_in, fan_out or their mean; a truncated normal with spread
     sqrt(scale / n), an untruncated one, or a uniform on [-sqrt(3 scale / n), +sqrt(3 scale / n)]."""
 
-    def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal", seed=None):
+    def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal", seed=None, input_axes=None,
+                 output_axes=None):
         super().__init__(seed)
+        name = type(self).__name__
+        self.input_axes = _check_axes(input_axes, f"{name}(input_axes)")
+        self.output_axes = _check_axes(output_axes, f"{name}(output_axes)")
         self.scale = check_number(scale, "VarianceScaling(scale)", 0, low_open=True)
         if mode not in ("fan_in", "fan_out", "fan_avg"):
             raise ValueError(f"VarianceScaling(mode): expected 'fan_in', 'fan_out' or 'fan_avg', got {mode!r}")
@@ -99,7 +120,7 @@ class VarianceScaling(RandomInitializer):
         self.mode, self.distribution = mode, dist
 
     def draw(self, shape, rng):
-        fan_in, fan_out = compute_fans(shape)
+        fan_in, fan_out = compute_fans(shape, self.input_axes, self.output_axes)
         n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[self.mode]
         scale = self.scale / max(1.0, n)
         if self.distribution == "truncated_normal":
@@ -110,15 +131,16 @@ class VarianceScaling(RandomInitializer):
         return rng.uniform(-limit, limit, size=shape)
 
     def get_config(self):
-        return {**super().get_config(), "scale": self.scale, "mode": self.mode, "distribution": self.distribution}
+        return {**super().get_config(), "scale": self.scale, "mode": self.mode, "distribution": self.distribution,
+                "input_axes": self.input_axes, "output_axes": self.output_axes}
 
 
 def _variance_scaling(name, scale, mode, distribution, doc):
-    def __init__(self, seed=None):
-        VarianceScaling.__init__(self, scale, mode, distribution, seed)
+    def __init__(self, seed=None, input_axes=None, output_axes=None):
+        VarianceScaling.__init__(self, scale, mode, distribution, seed, input_axes, output_axes)
 
     def get_config(self):
-        return RandomInitializer.get_config(self)
+        return {**RandomInitializer.get_config(self), "input_axes": self.input_axes, "output_axes": self.output_axes}
 
     return type(name, (VarianceScaling,), {"__init__": __init__, "get_config": get_config, "__doc__": doc})
 
@@ -178,6 +200,40 @@ class Constant(Initializer):
         return {"value": self.value}
 
 
+class Orthogonal(RandomInitializer):
+    """Keras' Orthogonal: Q of the QR decomposition of a standard-normal (max(r, c), min(r, c)) matrix,
+    its columns' signs set by R's diagonal, transposed when r < c, reshaped and scaled by ``gain``
+    (r: the product of all but the last axis, c: the last)."""
+
+    def __init__(self, gain=1.0, seed=None):
+        super().__init__(seed)
+        self.gain = check_number(gain, "Orthogonal(gain)")
+
+    def draw(self, shape, rng):
+        if len(shape) < 2:
+            raise ValueError(f"Orthogonal: the weight must be at least two-dimensional, got shape {shape}")
+        rows, cols = math.prod(shape[:-1]), shape[-1]
+        q, r = np.linalg.qr(rng.normal(0.0, 1.0, size=(max(rows, cols), min(rows, cols))))
+        q = q * np.sign(np.diag(r))
+        return self.gain * (q.T if rows < cols else q).reshape(shape)
+
+    def get_config(self):
+        return {**super().get_config(), "gain": self.gain}
+
+
+class Identity(Initializer):
+    """Keras' Identity: ``gain * eye(rows, cols)`` of a 2-D weight. Its get_config is Keras' ({}: Keras
+    does not record the gain)."""
+
+    def __init__(self, gain=1.0):
+        self.gain = check_number(gain, "Identity(gain)")
+
+    def draw(self, shape, rng):
+        if len(shape) != 2:
+            raise ValueError(f"Identity: the weight must be two-dimensional, got shape {shape}")
+        return self.gain * np.eye(*shape)
+
+
 class Zeros(Initializer):
     def draw(self, shape, rng):
         return np.zeros(shape)
@@ -189,14 +245,17 @@ class Ones(Initializer):
 
 
 CLASSES = (GlorotUniform, GlorotNormal, HeUniform, HeNormal, LecunUniform, LecunNormal, VarianceScaling,
-           RandomNormal, TruncatedNormal, RandomUniform, Constant, Zeros, Ones)
+           RandomNormal, TruncatedNormal, RandomUniform, Constant, Zeros, Ones, Orthogonal, Identity)
 # Keras' lower-case names are the classes too: initializers.he_normal is HeNormal.
 glorot_uniform, glorot_normal, he_uniform, he_normal = GlorotUniform, GlorotNormal, HeUniform, HeNormal
 lecun_uniform, lecun_normal, variance_scaling = LecunUniform, LecunNormal, VarianceScaling
 random_normal, truncated_normal, random_uniform = RandomNormal, TruncatedNormal, RandomUniform
 constant, zeros, ones = Constant, Zeros, Ones
+orthogonal, identity = Orthogonal, Identity
+OrthogonalInitializer, IdentityInitializer = Orthogonal, Identity  # Keras' longer names
 INITIALIZERS = {name: cls for cls in CLASSES for name in (cls.__name__, cls().__name__)}
-INITIALIZERS.update({"normal": RandomNormal, "uniform": RandomUniform, "zero": Zeros, "one": Ones})
+INITIALIZERS.update({"normal": RandomNormal, "uniform": RandomUniform, "zero": Zeros, "one": Ones,
+                     "OrthogonalInitializer": Orthogonal, "IdentityInitializer": Identity})
 
 
 def get(identifier):

@@ -46,6 +46,14 @@ _CLIPPING = ("clipnorm", "clipvalue", "global_clipnorm", "weight_decay", "use_em
 _REGULARIZERS = ("kernel_regularizer", "bias_regularizer", "activity_regularizer")
 
 
+def constraint_reason(model) -> str | None:
+    """Why the model's step applies weight constraints (array expressions that allocate: never captured)."""
+    for layer in getattr(model, "compute_layers", ()):
+        if layer.trainable and layer.constrained():
+            return f"layer {layer.name!r} has a weight constraint, applied by array expressions after the update"
+    return None
+
+
 def optimizer_kind(optimizer) -> str:
     """"sgd" only for plain SGD (foldable into the weight-gradient GEMM); otherwise a descriptive name."""
     name = type(optimizer).__name__.lower()
@@ -81,6 +89,8 @@ def spec_from_model(model, rows: int) -> tuple[StepSpec | None, str | None]:
                           "pre-activation (the general step keeps it)")
         if any(getattr(layer, attr, None) for attr in _REGULARIZERS):
             return None, f"layer {layer.name!r} has a regularizer"
+        if layer.constrained():
+            return None, f"layer {layer.name!r} has a weight constraint (the general step applies it after the update)"
         dense.append(layer)
     if np.dtype(model.dtype) != np.float32:
         return None, f"dtype {np.dtype(model.dtype).name} (the route runs float32)"

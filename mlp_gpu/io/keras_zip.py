@@ -25,7 +25,7 @@ import zipfile
 import h5py
 import numpy as np
 
-from .. import custom_objects, initializers, losses, optimizers
+from .. import constraints, custom_objects, initializers, losses, optimizers
 from ..layers.activation import ACTIVATION_LAYERS, from_keras, keras_config
 from ..layers.core import Dense, Flatten, Input
 from ..layers.dropout import Dropout
@@ -75,11 +75,12 @@ def _dense_config(layer, base):
     activation = layer.activation  # a Python activation by name, as Keras writes a function
     if getattr(layer, "activation_fn", None) is not None:
         activation = custom_objects.serialize_function(layer.activation_fn)
-    return "Dense", {**base, "units": layer.units, "activation": activation, "use_bias": True,
+    return "Dense", {**base, "units": layer.units, "activation": activation, "use_bias": layer.use_bias,
                      "kernel_initializer": _initializer(layer.kernel_initializer),
                      "bias_initializer": _initializer(layer.bias_initializer),
                      "kernel_regularizer": None, "bias_regularizer": None,
-                     "kernel_constraint": None, "bias_constraint": None}
+                     "kernel_constraint": constraints.serialize(layer.kernel_constraint),
+                     "bias_constraint": constraints.serialize(layer.bias_constraint)}
 
 
 def _dropout_config(layer, base):
@@ -258,16 +259,16 @@ def _initializer_name(value):
 
 
 def _dense_from_keras(cfg):
-    if not cfg.get("use_bias", True):
-        raise ValueError(f"Dense {cfg.get('name')!r}: use_bias=False is not supported (mlp_gpu's Dense has a bias)")
-    extras = [k for k in ("kernel_regularizer", "bias_regularizer", "activity_regularizer",
-                          "kernel_constraint", "bias_constraint") if cfg.get(k) is not None]
+    extras = [k for k in ("kernel_regularizer", "bias_regularizer", "activity_regularizer")
+              if cfg.get(k) is not None]
     if extras:
         raise ValueError(f"Dense {cfg.get('name')!r}: {', '.join(extras)} not supported")
     activation = cfg.get("activation")
     if custom_objects.is_custom(activation):
         activation = custom_objects.deserialize(activation, f"Dense {cfg.get('name')!r} activation")
-    return Dense(cfg.get("units"), activation, name=cfg.get("name"),
+    return Dense(cfg.get("units"), activation, use_bias=cfg.get("use_bias", True), name=cfg.get("name"),
+                 kernel_constraint=constraints.get(cfg.get("kernel_constraint")),
+                 bias_constraint=constraints.get(cfg.get("bias_constraint")),
                  kernel_initializer=_initializer_name(cfg.get("kernel_initializer", "glorot_uniform")),
                  bias_initializer=_initializer_name(cfg.get("bias_initializer", "zeros")))
 

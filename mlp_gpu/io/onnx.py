@@ -103,8 +103,8 @@ def _flatten(layer, graph, x):
 @exporter("Dense")
 def _dense(layer, graph, x):
     kernel = graph.weight(f"{layer.name}/kernel", layer.kernel)
-    bias = graph.weight(f"{layer.name}/bias", layer.bias)
-    z = graph.node("Gemm", [x, kernel, bias], f"{layer.name}/gemm")
+    inputs = [x, kernel] + ([graph.weight(f"{layer.name}/bias", layer.bias)] if layer.use_bias else [])
+    z = graph.node("Gemm", inputs, f"{layer.name}/gemm")  # Gemm's C is optional: use_bias=False has none
     if getattr(layer, "activation_fn", None) is not None:  # a traced Python activation: its recorded ops
         return export_program(graph, layer._act_forward, z, f"{layer.name}/{layer.activation}")
     return graph.activation(z, layer.activation, layer.name)

@@ -114,7 +114,9 @@ def _apply_gradients(model, ws, data, sums):
     if freeze is not None:
         freeze.before_update(model.params, model.grads)
     model.optimizer.update(model.params, model.grads)
-    if freeze is not None:
+    for layer in model.compute_layers:  # Keras' constraints, after the update (Layer.apply_constraints)
+        layer.apply_constraints(model.backend)
+    if freeze is not None:  # last: a frozen weight stays exactly as it was, constraint or not
         freeze.after_update(model.params)
     model.backend.advance(data.cursor, ws.rows, model.optimizer.hyper, sums)
 
@@ -147,7 +149,8 @@ def _step_runner(model, ws, data, sums, sync, max_steps=None):
         return make(lambda: train_step(model, ws, data, sums), ws.rows, max_steps, model=model, data=data, acc=sums)
     before = lambda: _compute_gradients(model, ws, data, sums)  # noqa: E731
     after = lambda: _apply_gradients(model, ws, data, sums)  # noqa: E731
-    return make(lambda: train_step(model, ws, data, sums, sync), ws.rows, max_steps, split=(before, sync, after))
+    return make(lambda: train_step(model, ws, data, sums, sync), ws.rows, max_steps, split=(before, sync, after),
+                model=model)  # the model: a backend may see that it cannot capture the step (constraints)
 
 
 class PartRunner:

@@ -13,7 +13,7 @@ import os
 import numpy as np
 
 from . import kernels, routes, vendor_gemm
-from ..step_spec import spec_from_model
+from ..step_spec import constraint_reason, spec_from_model
 from .step_plan import nodes_per_step
 from ..base import BackendUnavailable, DeviceMemoryError, StepRunner, device_memory_message
 from .cooperative import EPOCH, CooperativeLaunches
@@ -305,7 +305,11 @@ class CupyBackend(CooperativeLaunches, CudaOps):
                 return self._launch_runner(routes.ROUTES["persistent"], "gemm='persistent'", body, rows, max_steps)
             except routes.RouteUnavailable as exc:
                 why = f"persistent route not taken: {exc}; graph=False"
-        if not self.graph:
+        constrained = constraint_reason(model) if self.graph and model is not None else None
+        if constrained:  # CuPy's expressions allocate temporaries, which a captured graph must not
+            why = f"graph mode off: {constrained}"
+            log.info("cupy step for %d rows: eager (%s)", rows, why)
+        if not self.graph or constrained:
             self.route = {"route": "eager", "reason": why, "steps_per_graph": 1}
             return StepRunner(step)
         if split is not None:
