@@ -11,6 +11,18 @@ from .layers import BatchNormalization, Dense, Dropout, Flatten, Input, Lambda, 
 from .models import Model, Sequential, load_model  # noqa: E402
 from .optimizers import SGD, Adam, schedules  # noqa: E402
 from .training.fit import TrainingDiverged  # noqa: E402
+# Keras 3's top-level base classes (keras.Layer, keras.Loss, ...), at the same names here
+from .initializers import Initializer  # noqa: E402
+from .layers import Layer, Variable  # noqa: E402
+from .losses import Loss  # noqa: E402
+from .metrics import Metric  # noqa: E402
+from .optimizers import Optimizer  # noqa: E402
+from .regularizers import Regularizer  # noqa: E402
+
+
+def version() -> str:
+    """``keras.version()``: this package's version."""
+    return __version__
 
 # Import paths that earlier releases and the docs use, kept as names of the modules' new homes.
 data_sources = data.sources
@@ -21,4 +33,5 @@ __all__ = ["Sequential", "Model", "Dense", "Flatten", "Input", "Dropout", "Lambd
            "Normalization",
            "regularizers", "constraints", "SGD", "Adam", "EarlyStopping", "Callback", "History",
            "load_model", "get_backend", "available_backends", "data", "distributed", "losses", "optimizers",
-           "callbacks", "initializers", "datasets", "models", "saving", "utils", "TrainingDiverged", "__version__"]
+           "callbacks", "initializers", "datasets", "models", "saving", "utils", "TrainingDiverged", "__version__",
+           "Layer", "Variable", "Loss", "Metric", "Optimizer", "Initializer", "Regularizer", "version"]

@@ -11,11 +11,11 @@ the spread by that factor, so the weights end up with the formula's spread sqrt(
 from __future__ import annotations
 
 import math
-import re
 
 import numpy as np
 
 from ._checks import check_int, check_number
+from .naming import snake_case
 from .utils import get_custom_object
 
 TRUNCATION_SPREAD = 0.87962566103423978  # std of a unit normal truncated to [-2, 2]
@@ -76,7 +76,7 @@ class Initializer:
     @property
     def __name__(self) -> str:
         """Keras' snake-case name (HeNormal -> he_normal): what a layer config records."""
-        return re.sub(r"(?<!^)(?=[A-Z])", "_", type(self).__name__).lower()
+        return snake_case(type(self).__name__)
 
     def get_config(self) -> dict:
         return {}

@@ -79,7 +79,7 @@ _FAMILIES = [
     (losses.Loss, "keras.losses", lambda cls, config: _by_get(losses.get, cls, config)),
     (metrics.Metric, "keras.metrics", lambda cls, config: _by_get(metrics.get, cls, config)),
     (optimizers.Optimizer, "keras.optimizers",
-     lambda cls, config: optimizers.from_config({**config, "name": cls.name})),
+     lambda cls, config: optimizers.deserialize({"class_name": cls.__name__, "config": config})),
     (schedules.LearningRateSchedule, "keras.optimizers.schedules",
      lambda cls, config: schedules.deserialize({"class_name": cls.__name__, "config": config})),
     (initializers.Initializer, "keras.initializers", lambda cls, config: cls(**config)),

@@ -29,7 +29,7 @@ try:
 except ImportError as exc:  # pragma: no cover - the sklearn extra is part of dev
     raise ImportError("mlp_gpu.wrappers needs scikit-learn >= 1.6: pip install 'mlp_gpu[sklearn]'") from exc
 
-from . import losses, optimizers
+from . import losses
 from .models.saving import load_model
 from .models.sequential import Sequential
 
@@ -37,8 +37,8 @@ from .models.sequential import Sequential
 def _clone(model):
     """A fresh, compiled copy of a compiled model (new weights), as keras.models.clone_model gives."""
     copy = Sequential.from_config(model.get_config(), backend=model._backend_request)
-    copy.compile(loss=losses.get(model.loss.name), optimizer=type(model.optimizer).from_config(model.optimizer.get_config()),
-                 metrics=model.metrics)
+    optimizer = type(model.optimizer).from_config(model.optimizer.get_config())
+    copy.compile(loss=losses.get(model.loss.name), optimizer=optimizer, metrics=model.metrics)
     return copy
 
 

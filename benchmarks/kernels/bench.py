@@ -24,7 +24,11 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from mlp_gpu.optimizers import schedules  # noqa: E402
+from mlp_gpu.optimizers.adadelta import adadelta_rule  # noqa: E402
+from mlp_gpu.optimizers.adam import amsgrad_rule  # noqa: E402
 from mlp_gpu.optimizers.adamax import adamax_rule  # noqa: E402
+from mlp_gpu.optimizers.ftrl import ftrl_rule  # noqa: E402
+from mlp_gpu.optimizers.lion import lion_rule  # noqa: E402
 from mlp_gpu.backend import NumpyBackend, available_backends, get_backend  # noqa: E402
 from mlp_gpu.backend.numpy.layer_ops import philox4x32  # noqa: E402
 from mlp_gpu.backend.shared_constants import ACC_SIZE, HYPER, HYPER_SIZE  # noqa: E402
@@ -48,10 +52,10 @@ class Case:
     reference: object = None
 
 
-def _hyper():
+def _hyper(**more):
     h = np.zeros(HYPER_SIZE, np.float32)
-    for key, value in dict(lr=0.01, momentum=0.9, beta_1=0.9, beta_2=0.999, epsilon=1e-7, iterations=4, rho=0.9,
-                           u_product=0.3).items():
+    for key, value in {**dict(lr=0.01, momentum=0.9, beta_1=0.9, beta_2=0.999, epsilon=1e-7, iterations=4, rho=0.9,
+                              u_product=0.3), **more}.items():
         h[HYPER[key]] = value
     return h
 
@@ -168,6 +172,13 @@ def toolbox_cases(n: int, small: bool = False) -> list[Case]:
 
     table = schedules.CosineDecay(0.1, 20, alpha=0.1, warmup_target=0.2, warmup_steps=5).encode()
     slot = size * F32
+
+    def own(kernel, rule, slots, **hyper):
+        """An optimizer file's own kernel through optimizer_update, with ``slots`` state buffers."""
+        def make(r):
+            *rest, _ = _flat(size, slots)(r)
+            return _own_rule(kernel, rule, rest + [_hyper(**hyper)])
+        return Case(f"{kernel} ({size})", "optimizer_update", make, (3 + 2 * slots) * slot)
     return [
         Case(f"dropout rate 0.2 ({n}x{k})", "dropout", dropout, 3 * n * k * F32),
         Case(f"dropout_backward ({n}x{k})", "dropout_backward", mask, 3 * n * k * F32),
@@ -196,6 +207,22 @@ def toolbox_cases(n: int, small: bool = False) -> list[Case]:
         Case(f"nadam_update ({size})", "nadam_update", _flat(size, 2), 7 * slot),
         Case(f"adamax_update ({size})", "optimizer_update", lambda r: _own_rule("adamax_update", adamax_rule,
                                                                                  _flat(size, 2)(r)), 7 * slot),
+        own("adam_amsgrad_update", amsgrad_rule, 3), own("adadelta_update", adadelta_rule, 2),
+        own("lion_update", lion_rule, 1),
+        own("ftrl_update", ftrl_rule, 2, lr_power=-0.5, l1=0.01, l2=0.02, l2_shrinkage=0.001, beta=0.1),
+        Case(f"accumulate_gradients accumulating ({size})", "accumulate_gradients",
+             lambda r: _flat(size, 1)(r)[1:3] + [_hyper(accumulation=4, iterations=1)], 3 * slot),
+        Case(f"accumulate_gradients updating ({size})", "accumulate_gradients",
+             lambda r: _flat(size, 1)(r)[1:3] + [_hyper(accumulation=4, iterations=3)], 4 * slot),
+        Case(f"ema_update ({size})", "ema_update",
+             lambda r: [r.normal(size=size).astype(f), r.normal(size=size).astype(f), _hyper()],
+             4 * slot, kwargs=(("momentum", 0.99), ("frequency", 5))),
+        Case(f"bias_act log_softmax ({n}x10)", "bias_act", lambda r: [(r.normal(size=(n, 10)) * 4).astype(f),
+                                                                     r.normal(size=10).astype(f)],
+             2 * n * 10 * F32, kwargs=(("act", "log_softmax"),)),
+        Case(f"act_backward log_softmax ({n}x10)", "act_backward",
+             lambda r: [r.normal(size=(n, 10)).astype(f), np.log(r.dirichlet(np.ones(10), n)).astype(f)],
+             3 * n * 10 * F32, kwargs=(("act", "log_softmax"),)),
     ]
 
 

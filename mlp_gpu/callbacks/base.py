@@ -41,11 +41,6 @@ class CallbackList(Callback):
 
     def __init__(self, callbacks=None, add_history=False, add_progbar=False, model=None, **params):
         super().__init__()
-        history = None
-        if isinstance(add_progbar, History) and not isinstance(add_history, bool):
-            # fit's older positional form CallbackList(callbacks, model, history), until training/fit.py
-            # passes Keras' keywords
-            model, history, add_history, add_progbar = add_history, add_progbar, False, False
         for arg, value in (("add_history", add_history), ("add_progbar", add_progbar)):
             if not isinstance(value, bool):
                 raise TypeError(f"CallbackList({arg}): expected True or False, got {type(value).__name__}")
@@ -58,8 +53,6 @@ class CallbackList(Callback):
             _check_callback(cb)
         # History after the user's callbacks, as in Keras: keys they add to the logs (learning_rate) are kept.
         self.callbacks = callbacks
-        if history is not None:
-            self.callbacks.append(history)
         self.history = next((cb for cb in self.callbacks if isinstance(cb, History)), None)
         if self.history is None and add_history:
             self.history = History()

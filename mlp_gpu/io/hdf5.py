@@ -72,7 +72,7 @@ def save_model(model, path, epoch: int | None = None) -> None:
 
     def write(f):
         _write_weights(f, model)
-        if model.optimizer is not None:
+        if model.optimizer is not None and model.loss is not None:  # compile(loss=None): nothing to resume
             several = getattr(model, "_losses", None) is not None and len(model._losses) > 1
             f.attrs["training_config"] = json.dumps({  # a graph with several outputs: a loss each, weighted
                 "loss": [losses.serialize(loss) for loss in model._losses] if several

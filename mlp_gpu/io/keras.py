@@ -16,6 +16,7 @@ import re
 
 import numpy as np
 
+from ..naming import snake_case
 from .declared import read_declared
 from .files import ModelFileError, save_hdf5
 
@@ -112,7 +113,7 @@ def is_keras_file(g) -> bool:
 
 
 def _keras_base(layer) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z][a-z])", "_", type(layer).__name__).lower()
+    return snake_case(type(layer).__name__)
 
 
 def _match_by_order(found, ours, keras3, path):

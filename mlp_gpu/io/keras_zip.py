@@ -19,7 +19,6 @@ import datetime
 import io
 import json
 import logging
-import re
 import zipfile
 
 import h5py
@@ -34,6 +33,7 @@ from ..layers.merging import MERGE_LAYERS, Concatenate
 from ..layers.noise import AlphaDropout, GaussianDropout, GaussianNoise
 from ..layers.reshaping import Identity, Rescaling, Reshape
 from ..layers.normalization import BatchNormalization, Normalization
+from ..naming import snake_case
 from .bounded import MAX_ARCHIVE_BYTES, MAX_CONFIG_BYTES, load_json, read_member
 from .declared import declared_weights
 from .files import SEAL, ModelFileError, atomic_write_bytes, check_save_target
@@ -49,22 +49,16 @@ OPTIMIZERS = {"sgd": ("SGD", ("learning_rate", "momentum", "nesterov")),
               "adam": ("Adam", ("learning_rate", "beta_1", "beta_2", "epsilon"))}
 
 
-def _camel(name):
-    return "".join(part.capitalize() for part in name.split("_"))
-
-
-def _snake(name):
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-
-
 def _serialized(module, class_name, config, **extra):
     return {"module": module, "class_name": class_name, "config": config, "registered_name": None, **extra}
 
 
-def _initializer(name):
-    name = name if isinstance(name, str) else "glorot_uniform"
-    config = {} if name in ("zeros", "ones") else {"seed": None}
-    return _serialized("keras.initializers", _camel(name), config)
+def _initializer(value):
+    """Keras' serialized initializer: its class and its own config (orthogonal's gain, a seed)."""
+    known = isinstance(value, initializers.Initializer) or (
+        isinstance(value, str) and value in initializers.INITIALIZERS)
+    init = initializers.get(value) if known else initializers.GlorotUniform()
+    return _serialized("keras.initializers", type(init).__name__, init.get_config())
 
 
 def _flatten_config(layer, base):
@@ -119,7 +113,7 @@ def _layer_config(layer, input_shape):
     if kind not in TO_KERAS:
         raise ValueError(f"save: layer {layer.name!r} ({kind}) has no Keras .keras form here; "
                          f"supported: Input, {', '.join(TO_KERAS)}")
-    class_name, config = TO_KERAS[kind](layer, {"name": layer.name, "trainable": True, "dtype": DTYPE})
+    class_name, config = TO_KERAS[kind](layer, {"name": layer.name, "trainable": layer.trainable, "dtype": DTYPE})
     return _serialized("keras.layers", class_name, config, build_config={"input_shape": [None, *input_shape]})
 
 
@@ -132,7 +126,7 @@ def _loss_config(loss):
 
 
 def _compile_config(model):
-    if model.optimizer is None:
+    if model.optimizer is None or model.loss is None:  # compile(loss=None) trains nothing: no compile config
         return {}
     opt = model.optimizer.get_config()
     kind = type(model.optimizer).__name__.lower()  # by class: a name may be the user's or Keras' 'rm_sprop'
@@ -251,7 +245,7 @@ def _flatten_from_keras(cfg):
 
 def _initializer_name(value):
     if isinstance(value, dict):
-        value = _snake(str(value.get("class_name", "")))
+        value = snake_case(str(value.get("class_name", "")))
     if value not in initializers.INITIALIZERS:  # only fresh weights would use it; the file's are loaded
         log.warning("keras file: initializer %r is not in mlp_gpu; glorot_uniform stands in", value)
         return "glorot_uniform"
@@ -355,7 +349,7 @@ def layers_from_keras(config) -> tuple[list, str | None]:
 
 def _named(value):
     """A Keras name from a string or a serialized object: "mse", or {"class_name": "MeanSquaredError"}."""
-    return value if isinstance(value, str) else _snake(str(value.get("class_name", "")))
+    return value if isinstance(value, str) else snake_case(str(value.get("class_name", "")))
 
 
 def _compile_from_keras(model, cfg):

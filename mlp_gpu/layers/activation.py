@@ -1,8 +1,9 @@
 """Keras' activation layers: ``Activation``, ``ReLU``, ``LeakyReLU``, ``PReLU``, ``ELU``, ``Softmax``.
 
-Each maps a (rows, features) batch element-wise (Softmax: over each row), as every computing layer here. With Keras' default parameters an activation
-is an entry of the table (mlp_gpu/activations.py): one generated kernel forward and one backward on the
-GPU, in-place NumPy on the CPU. Other parameters (``ReLU(max_value=4)``, ``LeakyReLU(0.3)``, ``ELU(0.5)``)
+Each maps a (rows, features) batch element-wise (Softmax: over each row), as every computing layer here.
+With Keras' default parameters an activation is an entry of the table (mlp_gpu/activations.py): one
+generated kernel forward and one backward on the GPU, in-place NumPy on the CPU. Other parameters
+(``ReLU(max_value=4)``, ``LeakyReLU(0.3)``, ``ELU(0.5)``)
 or a Python function are traced with ``mlp_gpu.ops`` into one kernel each way, as a Lambda is. PReLU's
 learned slope is written against ``backend.xp`` on preallocated buffers.
 """

@@ -26,7 +26,8 @@ from .reshaping import flat_rows
 # call of over a million rows) makes more then.
 ID_ROWS = 1 << 20
 MIX = (0x21F0AAAD, 0x735A2D97)  # the multipliers of Wellons' "lowbias32" integer hash (shifts 16, 15, 15)
-STREAMS = (0x9E3779B9, 0x85EBCA6B)  # odd constants that part the two uniforms' hashes
+# odd constants that part the two uniforms' hashes (not Philox's, which are the dropout kernels')
+STREAMS = (0x27D4EB2F, 0x85EBCA6B)
 SELU_ALPHA = 1.6732632423543772848170429916717  # Keras' AlphaDropout constants
 SELU_SCALE = 1.0507009873554804934193349852946
 

@@ -7,7 +7,7 @@ the classes; ``targets.py``: the check of the targets a fit is given.
 from __future__ import annotations
 
 from .. import custom_objects
-from .base import REDUCTIONS, TRACED_REDUCTIONS, Loss, LossFunctionWrapper, _snake  # noqa: F401
+from .base import REDUCTIONS, TRACED_REDUCTIONS, Loss, LossFunctionWrapper  # noqa: F401
 from .functions import (  # noqa: F401 -- Keras' names
     BCE, EPSILON, KLD, MAE, MAPE, MSE, MSLE, bce, binary_crossentropy, categorical_crossentropy,
     categorical_hinge, cosine_similarity, hinge, huber, kl_divergence, kld, kullback_leibler_divergence, log_cosh,

@@ -11,14 +11,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..tracing import describe, trace_rows
+from ..naming import snake_case
 
 # Keras' reductions (keras/src/losses/loss.py standardize_reduction); training sums or averages the rows
 REDUCTIONS = ("sum_over_batch_size", "sum", None, "none", "mean", "mean_with_sample_weight")
 TRACED_REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight")
-
-
-def _snake(name: str) -> str:
-    return "".join("_" + c.lower() if c.isupper() and i else c.lower() for i, c in enumerate(name))
 
 
 def check_reduction(reduction, owner: str):
@@ -53,7 +50,7 @@ class Loss:
         if name is not None:
             self.name = str(name)
         elif not self.builtin and type(self).name == Loss.name:
-            self.name = _snake(owner)  # Keras: a subclass without a name is named after its class
+            self.name = snake_case(owner)  # Keras: a subclass without a name is named after its class
 
     @property
     def traced(self) -> bool:

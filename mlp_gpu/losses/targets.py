@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .losses import BinaryCrossentropy, CategoricalCrossentropy
+from .losses import BinaryCrossentropy, CategoricalCrossentropy, Loss
 
 
 def check_targets(loss: Loss, y, rows: int, units: int, dtype=np.float32) -> np.ndarray:

@@ -10,7 +10,6 @@ distributed training see one x and one y, and the model slices them per batch.
 from __future__ import annotations
 
 import inspect
-import re
 
 import numpy as np
 
@@ -19,14 +18,14 @@ from .._checks import check_bool
 from ..backend.base import ACC, ACC_SIZE
 from ..layers.core import Input
 from ..layers.node import symbolic
+from ..naming import snake_case
 from . import compile_options, graph as graph_mod, graph_config, keras_functional, packing, trainable as trainable_mod
 from .sequential import Sequential
 
 _LOSS = ACC["loss_sum"]
 
 
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z][a-z])", "_", name).lower()
+
 
 
 class _PackedTargets:
@@ -106,7 +105,7 @@ class Model(Sequential):
         if (inputs is None) != (outputs is None):
             raise TypeError("Model: expected both inputs and outputs, got only "
                             f"{'inputs' if outputs is None else 'outputs'}")
-        super().__init__(None, trainable, name=name or (_snake(type(self).__name__) if subclass else "functional"),
+        super().__init__(None, trainable, name=name or (snake_case(type(self).__name__) if subclass else "functional"),
                          backend=backend, dtype=dtype)
         self._graph = None
         if inputs is not None:
@@ -130,7 +129,7 @@ class Model(Sequential):
             raise ValueError(f"layer names must be unique in a model, {twice} appear twice")
         for layer in graph.layers:  # Keras' names, counted per model: dense, dense_1, ...; input_layer
             if layer.name is None:
-                base, k = "input_layer" if isinstance(layer, Input) else _snake(type(layer).__name__), 0
+                base, k = "input_layer" if isinstance(layer, Input) else snake_case(type(layer).__name__), 0
                 while (name := base if k == 0 else f"{base}_{k}") in taken:
                     k += 1
                 layer.name = name

@@ -8,13 +8,13 @@ layers are called; our model.layers follows Keras' order, so the k-th Dense is t
 """
 from __future__ import annotations
 
-import re
 import types
 
 import numpy as np
 
 from ..io import keras_zip
 from ..layers.core import Input
+from ..naming import snake_case
 from . import graph_config
 
 MODULE = "keras.src.models.functional"
@@ -134,8 +134,7 @@ def keras_paths(layers) -> list[str]:
     """Keras 3's weight-file names of a functional model's layers: class in snake case, counted."""
     seen, paths = {}, []
     for layer in layers:
-        base = "input_layer" if isinstance(layer, Input) else re.sub(r"(?<!^)(?=[A-Z][a-z])", "_",
-                                                                     type(layer).__name__).lower()
+        base = "input_layer" if isinstance(layer, Input) else snake_case(type(layer).__name__)
         k = seen.get(base, 0)
         seen[base] = k + 1
         paths.append(base if k == 0 else f"{base}_{k}")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import re
 import weakref
 
 import numpy as np
@@ -10,6 +9,7 @@ import numpy as np
 from .. import losses, metrics as metrics_mod, optimizers
 from ..backend import get_backend
 from .._checks import check_bool
+from ..naming import snake_case
 from ..backend.base import ACC, ACC_SIZE
 from ..training.eager import host_loss, host_metric, trace_or_eager
 from ..layers.core import Dense, Input
@@ -82,7 +82,7 @@ class Sequential(KerasModelApi):
             return
         names = {other.name for other in self.layers}
         if layer.name is None:  # Keras' names, counted per model: dense, dense_1, ...
-            base, k = re.sub(r"(?<!^)(?=[A-Z][a-z])", "_", type(layer).__name__).lower(), 0  # Keras' snake case
+            base, k = snake_case(type(layer).__name__), 0
             while (name := base if k == 0 else f"{base}_{k}") in names:
                 k += 1
             layer.name = name

@@ -19,8 +19,11 @@ class Workspace:
         else:
             self.x = backend.empty((rows, in_dim), dtype)
             self.y = backend.empty((rows,) + target_shape, target_dtype)
-            self.a = [backend.empty((rows,) + layer.shape_out, dtype) for layer in layers]
-            self.dz = [backend.empty((rows,) + layer.shape_out, dtype) for layer in layers]
+            # flat (rows, features), as the graph workspace: a layer over a sample's several axes
+            # (LayerNormalization(axis=1)) reads its shape_out, and a Dense after Flatten gets a 2-D batch
+            flat = [int(np.prod(layer.shape_out)) for layer in layers]
+            self.a = [backend.empty((rows, n), dtype) for n in flat]
+            self.dz = [backend.empty((rows, n), dtype) for n in flat]
             self.aux, self._per_row = [], []
             for layer in layers:
                 spec = layer.buffers()

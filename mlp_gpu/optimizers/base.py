@@ -5,13 +5,13 @@ captured training step reads a new learning rate without being captured again.
 """
 from __future__ import annotations
 
-import re
 import warnings
 
 import numpy as np
 
 from . import schedules
 from .._checks import check_bool, check_int, check_number
+from ..naming import snake_case  # noqa: F401 - serialization's import
 from ..backend.base import HYPER, HYPER_SIZE
 
 
@@ -29,13 +29,6 @@ def _fraction(value, arg):
 
 def _clip_arg(value, arg):
     return None if value is None else _positive(value, arg)
-
-
-def snake_case(name: str) -> str:
-    """Keras' to_snake_case: "AdamW" -> "adam_w", "RMSprop" -> "rm_sprop"."""
-    name = re.sub(r"\W+", "", name)
-    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 class HyperValue(float):

@@ -33,7 +33,6 @@ import numpy as np
 
 from .._checks import check_int, check_number
 from ..callbacks.base import CallbackList, History
-from ..callbacks.progress import ProgressBar
 from ..callbacks.monitor import TerminateOnNaN
 from ..data.sources import BatchSource, ChunkedSource, Source, _is_batch_source, as_source
 from ..distributed.parallel import FitPlan
@@ -298,10 +297,8 @@ def run_epochs(model, run: FitRun, callbacks=None, verbose=1, on_nan="continue")
     if not plan.is_chief:  # rank 0 alone prints and writes files
         verbose = 0
         callbacks = [cb for cb in callbacks or [] if not cb.chief_only]
-    history = History()
-    cbs = CallbackList(callbacks, model, history)
-    if verbose:
-        cbs.append(ProgressBar(verbose))
+    cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=model)
+    history = cbs.history
     if verbose == 1:
         print(fit_header(model, run), flush=True)
     cbs.set_params({"epochs": run.epochs, "steps": run.runner.steps, "samples": run.train.rows,
@@ -310,10 +307,14 @@ def run_epochs(model, run: FitRun, callbacks=None, verbose=1, on_nan="continue")
     model.stop_training = False
     model.history = history
     diverged = None
+    model._initial_epoch = None
     cbs.on_train_begin()
+    initial_epoch = run.initial_epoch
+    if model._initial_epoch is not None:  # BackupAndRestore resumed a run: its epoch and its shuffle seed
+        initial_epoch, run.seed, model._initial_epoch = model._initial_epoch, model.fit_seed, None
     plan.start_learning_rate(model.optimizer)
     try:
-        for epoch in range(run.initial_epoch, run.epochs):
+        for epoch in range(initial_epoch, run.epochs):
             cbs.on_epoch_begin(epoch)
             logs = _train_epoch(model, run, cbs, epoch)
             if not math.isfinite(logs["loss"]) and diverged is None:
@@ -339,6 +340,8 @@ def run_epochs(model, run: FitRun, callbacks=None, verbose=1, on_nan="continue")
         # written at earlier epoch ends stay as they were.
         log.warning("fit interrupted; returning the History of %d completed epochs", len(history.epoch))
     plan.end_learning_rate(model.optimizer)
+    if history.epoch:  # as Keras' fit: the moving averages (use_ema) become the weights
+        model.optimizer.finalize_variable_values(model.params)
     cbs.on_train_end()
     if diverged is not None and on_nan == "raise" and not any(isinstance(cb, TerminateOnNaN) for cb in cbs.callbacks):
         raise diverged  # TerminateOnNaN asks for a quiet stop instead

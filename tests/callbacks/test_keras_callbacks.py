@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def model(lr=0.05):
     m = Sequential([Input((8,)), Dense(16, "relu"), Dense(3, "softmax")], backend="numpy")
-    m.compile(optimizer=SGD(lr), metrics=["accuracy"], seed=0)
+    m.compile(optimizer=SGD(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"], seed=0)
     return m
 
 
@@ -187,7 +187,7 @@ SCRIPT = textwrap.dedent("""
     y = (x[:, 0] + x[:, 1] > 0).astype(np.int32) + (x[:, 2] > 1)
     model = mlp_gpu.Sequential([layers.Input((6,)), layers.Dense(16, "relu"), layers.Dropout(0.3),
                                 layers.BatchNormalization(), layers.Dense(3, "softmax")], backend="numpy")
-    model.compile(optimizer=mlp_gpu.optimizers.Adam(0.01), metrics=["accuracy"])
+    model.compile(optimizer=mlp_gpu.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
     class Kill(Callback):  # SIGKILL in the middle of epoch kill_at: nothing of it reaches a file
         def on_epoch_begin(self, epoch, logs=None):

@@ -6,7 +6,6 @@ and its signature compared with Keras' own (``inspect.signature`` of both; a cla
 """
 from __future__ import annotations
 
-import importlib
 import inspect
 import os
 import sys
@@ -109,8 +108,8 @@ def same_default(a, b):
 def differences(ours, theirs) -> str:
     """'' where the two parameter lists agree in name, kind, order and default; else what differs."""
     if len(ours) != len(theirs) or any(a[:2] != b[:2] for a, b in zip(ours, theirs)):
-        show = lambda ps: ", ".join(n if k not in ("VAR_POSITIONAL", "VAR_KEYWORD") else
-                                    ("*" if k == "VAR_POSITIONAL" else "**") + n for n, k, _ in ps)
+        def show(ps):
+            return ", ".join({"VAR_POSITIONAL": "*", "VAR_KEYWORD": "**"}.get(k, "") + n for n, k, _ in ps)
         return f"ours ({show(ours)}) vs Keras ({show(theirs)})"
     wrong = [f"{a[0]}={a[2]!r} (Keras {b[2]!r})" for a, b in zip(ours, theirs) if not same_default(a[2], b[2])]
     return "defaults: " + ", ".join(wrong) if wrong else ""
@@ -184,13 +183,15 @@ def write_known(entries, path=KNOWN):
     except ImportError:
         reasons = {}
     s = summary(entries)
-    lines = ['"""What ``test_surface`` accepts today: names of Keras 3 that mlp_gpu lacks and signatures that',
+    lines = ["# ruff: noqa: E501 - one entry per line, reasons in full",
+             '"""What ``test_surface`` accepts today: names of Keras 3 that mlp_gpu lacks and signatures that',
              "differ, each with its reason; an entry that comes right must leave (the test says so). Written by",
              '``python -m tests.keras.surface --write``, which keeps the reasons; edit a reason by hand."""',
              f"FLOOR = {s!r}", "", "MISSING = {"]
     lines += [f"    {e.name!r}: {reasons.get(e.name, DEFAULT_REASON)!r}," for e in entries if not e.exists]
     lines += ["}", "", "DIFFERENT = {"]
-    lines += [f"    {e.name!r}: {reasons.get(e.name, DEFAULT_REASON)!r}," for e in entries if e.compared and not e.match]
+    lines += [f"    {e.name!r}: {reasons.get(e.name, DEFAULT_REASON)!r},"
+              for e in entries if e.compared and not e.match]
     lines += ["}", ""]
     with open(path, "w") as f:
         f.write("\n".join(lines))

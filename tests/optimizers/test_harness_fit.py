@@ -29,7 +29,7 @@ def _train(backend, make):
     x = rng.normal(size=(70, 6)).astype(np.float32)  # batches of 16, 16, 16, 16 and 6
     y = rng.integers(0, 3, 70).astype(np.int32)
     model = Sequential([Input((6,)), Dense(8, "relu"), Dense(3, "softmax")], backend=backend)
-    model.compile(optimizer=make(), seed=5)
+    model.compile(optimizer=make(), loss="sparse_categorical_crossentropy", seed=5)
     model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
     return model
 

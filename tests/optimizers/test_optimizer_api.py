@@ -203,7 +203,7 @@ def _data(rows=32):
 
 def _fitted(optimizer, batch_size, epochs=1, weights=None):
     model = Sequential([Input((4,)), Dense(5, "relu"), Dense(3, "softmax")], backend="numpy")
-    model.compile(optimizer=optimizer, seed=0)
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", seed=0)
     if weights is not None:
         model.set_weights(weights)
     x, y = _data()
@@ -233,10 +233,14 @@ def test_loss_scale_factor_leaves_the_updates_alone():
 
 
 def test_ema_in_fit_and_finalize_variable_values():
-    model = _fitted(optimizers.SGD(0.1, use_ema=True, ema_momentum=0.5), 8, epochs=2)
+    """As Keras' fit: when training ends the weights become their moving average (finalize_variable_values)."""
+    start = _fitted(optimizers.SGD(0.1), 32, epochs=0).get_weights()
+    model = _fitted(optimizers.SGD(0.1, use_ema=True, ema_momentum=0.5), 8, epochs=2, weights=start)
+    plain = _fitted(optimizers.SGD(0.1), 8, epochs=2, weights=start)
     opt = model.optimizer
     average = opt.backend.to_host(opt._average).copy()
-    assert not np.allclose(average, model.backend.to_host(model.params))
+    np.testing.assert_array_equal(model.backend.to_host(model.params), average)
+    assert not np.allclose(average, plain.backend.to_host(plain.params))  # the average, not the last weights
     opt.finalize_variable_values(model.params)
     np.testing.assert_array_equal(model.backend.to_host(model.params), average)
     with pytest.raises(ValueError, match="finalize_variable_values: expected the model's flat parameter buffer"):
