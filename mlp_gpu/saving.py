@@ -152,6 +152,29 @@ def _builtin_function(name):
     return None
 
 
+MAX_NUMPY_VALUES = 1 << 24  # an array inside a config (a stranger's file): 16 M numbers at most
+
+
+def _numpy_value(config):
+    """Keras' serialized NumPy value: numbers only (bool, int, float), of a bounded size."""
+    if not isinstance(config, dict) or "value" not in config or "dtype" not in config:
+        raise ValueError(f"deserialize_keras_object: a __numpy__ config needs 'value' and 'dtype', got {config!r}")
+    try:
+        dtype = np.dtype(config["dtype"])
+    except TypeError:
+        dtype = None
+    if dtype is None or dtype.kind not in "biuf":
+        raise ValueError("deserialize_keras_object: __numpy__ dtype: expected a numeric dtype, "
+                         f"got {config['dtype']!r}")
+    value = np.asarray(config["value"], dtype=object)
+    if value.size > MAX_NUMPY_VALUES:
+        raise ValueError(f"deserialize_keras_object: __numpy__ value: more than {MAX_NUMPY_VALUES} numbers")
+    try:
+        return value.astype(dtype)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"deserialize_keras_object: __numpy__ value is not {dtype} numbers: {exc}") from None
+
+
 def deserialize_keras_object(config, custom_objects=None, safe_mode=True, **kwargs):
     """Keras' ``deserialize_keras_object``: the object a :func:`serialize_keras_object` form describes.
 
@@ -190,8 +213,10 @@ def deserialize_keras_object(config, custom_objects=None, safe_mode=True, **kwar
         raise ValueError("deserialize_keras_object: the config holds a lambda (code); mlp_gpu never runs code "
                          "from a config, whatever safe_mode says")
     if class_name == "__numpy__":
-        return np.array(inner_config["value"], dtype=inner_config["dtype"])
+        return _numpy_value(inner_config)
     if class_name == "function":
+        if not isinstance(inner_config, str):
+            raise ValueError(f"deserialize_keras_object: a function's config is its name, got {inner_config!r}")
         found = _lookup(inner_config, custom_objects, module_objects) or _builtin_function(inner_config)
         if found is None:
             raise ValueError(f"deserialize_keras_object: unknown function {inner_config!r}; pass "

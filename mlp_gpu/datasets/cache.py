@@ -3,6 +3,7 @@ from there too, after mlp_gpu's own places, so a machine that ran Keras once nee
 is ever downloaded."""
 from __future__ import annotations
 
+import math
 import os
 import zipfile
 from pathlib import Path
@@ -19,6 +20,22 @@ def keras_datasets() -> Path:
     return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "datasets"
 
 
+def _check_npy_header(path, member, size):
+    """The member's header declares an integer array whose data is exactly what the member holds."""
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open(member) as f:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(f)
+            header = f.tell()
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise IDXError(f"{path}: damaged .npz member {member} ({exc})") from None
+    declared = math.prod(shape) * dtype.itemsize
+    if dtype.kind not in "ui" or declared != size - header:
+        raise IDXError(f"{path}: member {member} declares {dtype}{shape} ({declared} bytes) but holds "
+                       f"{size - header} bytes of data")
+
+
 def read_npz(path: Path):
     """Keras' ``mnist.npz``: ``((x_train, y_train), (x_test, y_test))``, uint8, checked before it is read
     (only plain arrays: no pickles; members no bigger than MAX_MEMBER_BYTES; (N, rows, cols) and (N,))."""
@@ -31,6 +48,8 @@ def read_npz(path: Path):
     if missing or any(size > MAX_MEMBER_BYTES for size in sizes.values()):
         raise IDXError(f"{path}: expected the arrays {', '.join(KEYS)} of at most {MAX_MEMBER_BYTES >> 20} MB each, "
                        f"found {sizes}")
+    for key in KEYS:  # numpy allocates the shape a header declares: it must match the member's real size
+        _check_npy_header(path, key + ".npy", sizes[key + ".npy"])
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in KEYS}

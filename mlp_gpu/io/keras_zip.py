@@ -24,7 +24,7 @@ import zipfile
 import h5py
 import numpy as np
 
-from .. import constraints, custom_objects, initializers, losses, optimizers
+from .. import constraints, custom_objects, initializers, losses, optimizers, regularizers
 from ..layers.activation import ACTIVATION_LAYERS, from_keras, keras_config
 from ..layers.core import Dense, Flatten, Input
 from ..layers.dropout import Dropout
@@ -72,7 +72,8 @@ def _dense_config(layer, base):
     return "Dense", {**base, "units": layer.units, "activation": activation, "use_bias": layer.use_bias,
                      "kernel_initializer": _initializer(layer.kernel_initializer),
                      "bias_initializer": _initializer(layer.bias_initializer),
-                     "kernel_regularizer": None, "bias_regularizer": None,
+                     "kernel_regularizer": regularizers.serialize(layer.kernel_regularizer),
+                     "bias_regularizer": regularizers.serialize(layer.bias_regularizer),
                      "kernel_constraint": constraints.serialize(layer.kernel_constraint),
                      "bias_constraint": constraints.serialize(layer.bias_constraint)}
 
@@ -211,7 +212,7 @@ def _read_optimizer(g, model):
     rate = float(g.read(g.dataset("1", group, kinds="f", shape=())))
     arrays = [g.read(ds, np.float32) for ds in datasets]
     state = np.stack([np.concatenate([a.ravel() for a in arrays[j::opt.slots]]) for j in range(opt.slots)]) \
-        if opt.slots else np.zeros((0, model.count_params()), np.float32)
+        if opt.slots else np.zeros((0, int(model.params.size)), np.float32)  # the trainable buffer's size
     opt.load_state(state, iterations=iterations)
     opt.learning_rate = rate  # the current rate, which a callback may have changed (checked by the setter)
 
@@ -253,18 +254,36 @@ def _initializer_name(value):
 
 
 def _dense_from_keras(cfg):
-    extras = [k for k in ("kernel_regularizer", "bias_regularizer", "activity_regularizer")
-              if cfg.get(k) is not None]
-    if extras:
-        raise ValueError(f"Dense {cfg.get('name')!r}: {', '.join(extras)} not supported")
+    if cfg.get("activity_regularizer") is not None:
+        raise ValueError(f"Dense {cfg.get('name')!r}: activity_regularizer not supported")
     activation = cfg.get("activation")
     if custom_objects.is_custom(activation):
         activation = custom_objects.deserialize(activation, f"Dense {cfg.get('name')!r} activation")
     return Dense(cfg.get("units"), activation, use_bias=cfg.get("use_bias", True), name=cfg.get("name"),
+                 kernel_regularizer=_regularizer(cfg.get("kernel_regularizer")),
+                 bias_regularizer=_regularizer(cfg.get("bias_regularizer")),
                  kernel_constraint=constraints.get(cfg.get("kernel_constraint")),
                  bias_constraint=constraints.get(cfg.get("bias_constraint")),
                  kernel_initializer=_initializer_name(cfg.get("kernel_initializer", "glorot_uniform")),
                  bias_initializer=_initializer_name(cfg.get("bias_initializer", "zeros")))
+
+
+def _regularizer(config):
+    return None if config is None else regularizers.deserialize(config)
+
+
+def layer_from_keras(kind, cfg):
+    """Our layer of one entry of a Keras config (``kind`` its class_name), with its trainable flag."""
+    if kind not in FROM_KERAS:
+        raise ValueError(f"layer class {kind!r} is not supported; supported: {', '.join(FROM_KERAS)}")
+    if not isinstance(cfg, dict):
+        raise ValueError(f"layer {kind}: expected its config as a JSON object, got {type(cfg).__name__}")
+    trainable = cfg.get("trainable", True)
+    if not isinstance(trainable, bool):
+        raise ValueError(f"layer {kind} {cfg.get('name')!r}: trainable: expected true or false, got {trainable!r}")
+    layer = FROM_KERAS[kind](cfg)
+    layer.trainable = trainable
+    return layer
 
 
 def _dropout_from_keras(cfg):
@@ -336,11 +355,11 @@ def layers_from_keras(config) -> tuple[list, str | None]:
         raise ValueError(f"expected a Keras Sequential or Functional model, got class {config.get('class_name')!r}"
                          if isinstance(config, dict) else "config.json is not a JSON object")
     layers = []
-    for entry in config.get("config", {}).get("layers", []):
-        kind = entry.get("class_name")
-        if kind not in FROM_KERAS:
-            raise ValueError(f"layer class {kind!r} is not supported; supported: {', '.join(FROM_KERAS)}")
-        layers.append(FROM_KERAS[kind](entry.get("config", {})))
+    entries = (config.get("config") or {}).get("layers", [])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ValueError("config.json: a Sequential's layers: expected a list of layer objects")
+    for entry in entries:
+        layers.append(layer_from_keras(entry.get("class_name"), entry.get("config") or {}))
     build_shape = config.get("config", {}).get("build_input_shape")
     if layers and type(layers[0]).__name__ != "Input" and isinstance(build_shape, list):
         layers.insert(0, Input(build_shape[1:]))

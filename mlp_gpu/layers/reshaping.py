@@ -5,6 +5,8 @@ layer is told (``computes = False``, as Flatten): they cost nothing. Rescaling i
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .._checks import check_number
@@ -16,15 +18,18 @@ def flat_rows(a):
     return a.reshape(a.shape[0], -1)
 
 
+MAX_DIM = 2 ** 31 - 1  # one dimension of a sample, as Keras' int32 shapes allow
+
+
 def _target_shape(target_shape):
     if isinstance(target_shape, (str, bytes)) or not hasattr(target_shape, "__iter__"):
         raise TypeError(f"Reshape(target_shape): expected a tuple of ints, got {target_shape!r}")
     dims = tuple(target_shape)
     bad = [d for d in dims if isinstance(d, (bool, np.bool_)) or not isinstance(d, (int, np.integer))
-           or not (d > 0 or d == -1)]
+           or not (0 < d <= MAX_DIM or d == -1)]
     if not dims or bad or dims.count(-1) > 1:
-        raise ValueError(f"Reshape(target_shape): expected a non-empty tuple of positive ints with at most one -1 "
-                         f"(the dimension inferred from the input), got {target_shape!r}")
+        raise ValueError(f"Reshape(target_shape): expected a non-empty tuple of positive ints (at most {MAX_DIM}) "
+                         f"with at most one -1 (the dimension inferred from the input), got {target_shape!r}")
     return tuple(int(d) for d in dims)
 
 
@@ -39,7 +44,8 @@ class Reshape(Layer):
         self.target_shape = _target_shape(target_shape)
 
     def output_shape(self, input_shape):
-        size, known = int(np.prod(input_shape)), int(np.prod([d for d in self.target_shape if d != -1]))
+        # Python ints: a product of file-given dimensions must not wrap around as int64 would
+        size, known = math.prod(int(d) for d in input_shape), math.prod(d for d in self.target_shape if d != -1)
         what = f"Reshape layer {self.name!r}" if self.name else "Reshape layer"
         if -1 in self.target_shape:
             if size % known:

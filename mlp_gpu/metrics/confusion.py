@@ -40,10 +40,15 @@ class _Host(Metric):
         return {"class_name": type(self).__name__, "config": {"name": self.name, **self._config()}}
 
 
+MAX_THRESHOLDS = 1_000_000  # a config (maybe a stranger's file) names the count: Keras' default is 200
+
+
 def _thresholds(thresholds, default, owner):
     if thresholds is None:
         return [default]
     values = [thresholds] if np.isscalar(thresholds) else list(thresholds)
+    if len(values) > MAX_THRESHOLDS:
+        raise ValueError(f"{owner}(thresholds): expected at most {MAX_THRESHOLDS} thresholds, got {len(values)}")
     for t in values:
         if isinstance(t, bool) or not isinstance(t, (int, float, np.floating, np.integer)) or not 0 <= t <= 1:
             raise ValueError(f"{owner}(thresholds): expected numbers in [0, 1], got {thresholds!r}")
@@ -130,12 +135,13 @@ class AUC(_Host):
             raise ValueError("AUC(multi_label, num_labels, label_weights): one curve over all labels is supported "
                              "(multi_label=False)")
         if thresholds is not None:
-            inner = sorted(float(t) for t in thresholds)
+            inner = sorted(_thresholds(thresholds, None, "AUC"))
             self.num_thresholds = len(inner) + 2
         else:
             if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, (int, np.integer)) \
-                    or num_thresholds <= 1:
-                raise ValueError(f"AUC(num_thresholds): expected an integer > 1, got {num_thresholds!r}")
+                    or not 1 < num_thresholds <= MAX_THRESHOLDS:
+                raise ValueError(f"AUC(num_thresholds): expected an integer in (1, {MAX_THRESHOLDS}], "
+                                 f"got {num_thresholds!r}")
             self.num_thresholds = int(num_thresholds)
             inner = [(i + 1) * 1.0 / (num_thresholds - 1) for i in range(num_thresholds - 2)]
         self._init_thresholds = thresholds

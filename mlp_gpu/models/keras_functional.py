@@ -88,10 +88,7 @@ def _arg_refs(arg):
 
 
 def _layer_from_keras(entry):
-    kind, cfg = entry.get("class_name"), entry.get("config") or {}
-    if kind not in keras_zip.FROM_KERAS:
-        raise ValueError(f"layer class {kind!r} is not supported; supported: {', '.join(keras_zip.FROM_KERAS)}")
-    return keras_zip.FROM_KERAS[kind](cfg)
+    return keras_zip.layer_from_keras(entry.get("class_name"), entry.get("config") or {})
 
 
 def functional_from_config(model_class, config, backend=None):

@@ -41,7 +41,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True, back
     with custom_object_scope(custom_objects):
         path = hdf5.checked_path(filepath)
         if str(path).endswith(".keras"):
-            model = keras_zip.load_keras(path, from_keras_config, backend=backend)
+            model = keras_zip.load_keras(path, from_keras_config, backend=backend, compile=compile)
         else:
             model = hdf5.load_model(path, from_config, backend=backend)
     if not compile:

@@ -383,7 +383,8 @@ class Sequential(KerasModelApi):
             be.regularize(w, None, reg.l1, reg.l2, sums, ws.rows)
 
     def _regularized(self):
-        return [r for layer in self.compute_layers for r in layer.regularized()]
+        """The weight penalties in the loss: as Keras, those of trainable layers only (compile's snapshot)."""
+        return [r for layer in self.compute_layers if id(layer) not in self._frozen_ids for r in layer.regularized()]
 
     def backward(self, x, ws: Workspace) -> None:
         """Fill the flat gradient buffer from ws.dz[-1] (as left by ``loss_and_count``)."""
