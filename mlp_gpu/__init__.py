@@ -20,6 +20,14 @@ from .optimizers import Optimizer  # noqa: E402
 from .regularizers import Regularizer  # noqa: E402
 
 
+def __getattr__(name):
+    """``mlp_gpu.wrappers`` (keras.wrappers) on first use: it needs scikit-learn, an optional dependency."""
+    if name == "wrappers":
+        import importlib
+        return importlib.import_module(".wrappers", __name__)
+    raise AttributeError(f"module 'mlp_gpu' has no attribute {name!r}")
+
+
 def version() -> str:
     """``keras.version()``: this package's version."""
     return __version__

@@ -255,3 +255,12 @@ def deserialize(config, custom_objects=None):
         return cls.from_config(dict(config.get("config") or {}))
     except TypeError as exc:
         raise ValueError(f"learning rate schedule config: {exc}") from None
+
+
+__all__ = ["LearningRateSchedule", "ExponentialDecay", "PiecewiseConstantDecay", "PolynomialDecay", "InverseTimeDecay",
+           "CosineDecay", "CosineDecayRestarts", "serialize", "deserialize"]
+
+
+def __dir__():
+    """``dir(optimizers.schedules)`` lists the schedules, as Keras' module does (Géron's chapter 11 reads it)."""
+    return list(__all__)

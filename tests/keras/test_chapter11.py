@@ -159,3 +159,15 @@ def test_mc_dropout_as_the_book_writes_it():
     # the Monte Carlo average is close to the deterministic prediction, not equal to it
     assert np.abs(y_probas.mean(axis=0) - model.predict(x[:10], verbose=0)).max() < 0.1
     np.testing.assert_array_equal(model(x[:10], training=False), model.predict(x[:10], verbose=0))
+
+
+def test_the_notebooks_small_lookups_as_in_keras():
+    """The learning-rate finder's K.backend.get_value/set_value, dir(schedules), keras.wrappers."""
+    public = [n for n in dir(mlp_gpu.optimizers.schedules) if not n.startswith("_")]
+    assert public == [n for n in dir(keras.optimizers.schedules) if not n.startswith("_")]
+    assert mlp_gpu.wrappers.SKLearnClassifier.__name__ == keras.wrappers.SKLearnClassifier.__name__
+    model = net(mlp_gpu, "relu")
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=mlp_gpu.optimizers.SGD(learning_rate=0.05))
+    assert mlp_gpu.backend.get_value(model.optimizer.learning_rate) == pytest.approx(0.05)
+    mlp_gpu.backend.set_value(model.optimizer.learning_rate, 0.5)
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.5)
