@@ -317,3 +317,39 @@ def test_get_config_round_trips():
 def test_bad_arguments_name_the_argument(call, pattern):
     with pytest.raises((ValueError, TypeError), match=pattern):
         call()
+
+
+def test_confusion_metrics_per_output_of_a_functional_model_equal_keras(capsys):
+    from mlp_gpu import Model
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(50, 6)).astype(np.float32)
+    ya, yb = rng.integers(0, 2, (50, 2)).astype(np.float32), rng.normal(size=(50, 1)).astype(np.float32)
+    inp = Input((6,))
+    h = Dense(4, "relu")(inp)
+    model = Model(inp, [Dense(2, "sigmoid", name="a")(h), Dense(1, name="b")(h)])
+    model.compile(loss=["binary_crossentropy", "mse"], optimizer="adam",
+                  metrics=[["auc", metrics.Precision(thresholds=[0.3, 0.6])], ["r2_score"]])
+    model.fit(x, [ya, yb], epochs=1, batch_size=16, verbose=1)  # the bar shows a several-valued metric's mean
+    logs = model.evaluate(x, [ya, yb], batch_size=16, verbose=0, return_dict=True)
+    pa, pb = model.predict(x, verbose=0)
+    for key, want, y, out in (("a_auc", keras.metrics.AUC(), ya, pa), ("b_r2_score", keras.metrics.R2Score(), yb, pb),
+                              ("a_precision", keras.metrics.Precision(thresholds=[0.3, 0.6]), ya, pa)):
+        want.update_state(y, out)
+        np.testing.assert_allclose(logs[key], np.asarray(want.result()), rtol=1e-5, atol=1e-6, err_msg=key)
+    shown = capsys.readouterr()
+    assert "a_precision: " in shown.out + shown.err
+
+
+def test_a_graph_capturing_backend_runs_plain_steps_for_confusion_metrics(monkeypatch, caplog):
+    """Their counts are array expressions (temporaries): a backend that captures steps in graphs gets
+    plain steps instead, and says so."""
+    import logging
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(30, 4)).astype(np.float32), rng.integers(0, 2, (30, 1)).astype(np.float32)
+    model = Sequential([Input((4,)), Dense(1, "sigmoid")], backend="numpy")
+    model.compile(loss="binary_crossentropy", optimizer="adam", metrics=["auc"], seed=0)
+    monkeypatch.setattr(model.backend, "graph", True, raising=False)
+    with caplog.at_level(logging.INFO, logger="mlp_gpu"):
+        history = model.fit(x, y, epochs=1, batch_size=8, verbose=0).history
+    assert "not captured (metrics ['auc']" in caplog.text
+    assert 0.0 <= history["auc"][0] <= 1.0

@@ -47,11 +47,7 @@ _REGULARIZERS = ("kernel_regularizer", "bias_regularizer", "activity_regularizer
 
 
 def constraint_reason(model) -> str | None:
-    """Why the model's step runs array expressions that allocate (never captured): weight constraints,
-    or a metric summing confusion counts or column sums (metrics/confusion.py)."""
-    for metric in getattr(model, "compiled_metrics", ()) or ():
-        if metric.kind == "device":
-            return f"metric {metric.name!r} sums its counts by array expressions"
+    """Why the model's step applies weight constraints (array expressions that allocate: never captured)."""
     for layer in getattr(model, "compute_layers", ()):
         if layer.trainable and layer.constrained():
             return f"layer {layer.name!r} has a weight constraint, applied by array expressions after the update"

@@ -4,8 +4,9 @@ Keras' formulas (keras/src/metrics/confusion_metrics.py, f_score_metrics.py, reg
 metrics_utils.py). Their state is a few arrays of counts or sums (``_keys``, each ``_width()`` long),
 not one sum of per-row values: compile gives such a metric ``size`` consecutive slots of the running
 sums, ``device_sum`` adds a batch's counts there on the device (array expressions against the
-backend's ``xp``, so a CUDA step with one runs uncaptured), and ``result(total)`` unpacks them into
-the same state ``update_state`` keeps standalone: one formula for both, in ``_sums`` and ``_result``.
+backend's ``xp``, so a CUDA fit with one runs plain steps, not captured graphs: training/steps.py),
+and ``result(total)`` unpacks them into the same state ``update_state`` keeps standalone: one
+formula for both, in ``_sums`` and ``_result``.
 """
 from __future__ import annotations
 
