@@ -353,3 +353,18 @@ def test_a_graph_capturing_backend_runs_plain_steps_for_confusion_metrics(monkey
         history = model.fit(x, y, epochs=1, batch_size=8, verbose=0).history
     assert "not captured (metrics ['auc']" in caplog.text
     assert 0.0 <= history["auc"][0] <= 1.0
+
+
+def test_a_saved_model_with_confusion_metrics_loads_and_evaluates_alike(tmp_path):
+    from mlp_gpu.models import load_model
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(40, 5)).astype(np.float32), rng.integers(0, 2, (40, 1)).astype(np.float32)
+    model = Sequential([Input((5,)), Dense(1, "sigmoid")], backend="numpy")
+    model.compile(loss="binary_crossentropy", optimizer="adam", seed=0,
+                  metrics=["auc", metrics.Precision(thresholds=[0.3, 0.6], name="p2"), metrics.F1Score("macro")])
+    model.fit(x, y, epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    want, got = (m.evaluate(x, y, verbose=0, return_dict=True) for m in (model, load_model(tmp_path / "m.keras")))
+    assert list(got) == list(want) == ["loss", "auc", "p2", "f1_score"]
+    for key in want:
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-6, err_msg=key)
