@@ -168,7 +168,9 @@ CONFUSION = [  # (output activation, loss, metric objects' class names and kwarg
     ("softmax", "categorical_crossentropy", [("F1Score", {}), ("F1Score", {"average": "macro", "name": "f1_macro"}),
                                              ("F1Score", {"average": "weighted", "name": "f1_weighted"}),
                                              ("AUC", {"curve": "PR", "summation_method": "majoring"}),
-                                             ("Precision", {"class_id": 2})], "onehot"),
+                                             ("Precision", {"class_id": 2}),
+                                             ("Precision", {"top_k": 2, "name": "p_top2"}),
+                                             ("Recall", {"top_k": 1, "class_id": 0, "name": "r_top1"})], "onehot"),
     ("linear", "mse", [("R2Score", {}), ("R2Score", {"class_aggregation": "variance_weighted_average",
                                                      "name": "r2_weighted"}),
                        ("R2Score", {"class_aggregation": None, "name": "r2_raw"}),
@@ -260,8 +262,7 @@ def test_confusion_metrics_take_one_slot_block_each_and_thresholds_as_keras():
     np.testing.assert_allclose(precision.thresholds, keras.metrics.Precision(thresholds=[0.2, 0.9]).thresholds)
 
 
-@pytest.mark.parametrize("metric", [metrics.Precision(top_k=2), metrics.Recall(top_k=1), metrics.Sum(),
-                                    metrics.SparseTopKCategoricalAccuracy()])
+@pytest.mark.parametrize("metric", [metrics.Sum(), metrics.SparseTopKCategoricalAccuracy()])
 def test_metrics_without_row_sums_are_refused_by_compile_with_the_reason(metric):
     model = Sequential([Input((3,)), Dense(2, "softmax")])
     loss = "sparse_categorical_crossentropy" if metric.targets == "labels" else "categorical_crossentropy"

@@ -39,7 +39,6 @@ def _activate(xp, z, activation):
 
 class _Host(Metric, kind="device", targets="dense"):
     _keys: tuple = ()
-    _refusal = None  # why compile cannot sum this configuration on the device, if it cannot
 
     def __init__(self, dtype=None, name=None):
         super().__init__(dtype=dtype, name=name)
@@ -49,9 +48,6 @@ class _Host(Metric, kind="device", targets="dense"):
     # ---- compile: slots, the device's per-batch sums, the result from the host copy of the sums ----------
     def check(self, loss, units):
         super().check(loss, units)
-        if self._refusal:
-            raise ValueError(f"metrics: {type(self).__name__} {self._refusal}; use it standalone (update_state / "
-                             "result) on predict's outputs")
         self._units = int(units)
         self.size = len(self._keys) * self._width()
 
@@ -132,12 +128,6 @@ class _PrecisionRecall(_Host):
 
     _keys = ("tp", "fp", "fn")
 
-    @property
-    def _refusal(self):
-        if self.top_k is not None:
-            return "with top_k ranks each row's outputs, which compile's device sums do not; compile it without top_k"
-        return None
-
     def _width(self):
         return len(self.thresholds)
 
@@ -147,10 +137,8 @@ class _PrecisionRecall(_Host):
     def _sums(self, xp, y_true, y_pred):
         y_true = y_true.reshape(y_pred.shape) if y_true.size == y_pred.size else y_true
         if self.top_k is not None:  # Keras' _filter_top_k: all but each row's k largest become -inf
-            order = np.argsort(-y_pred, axis=-1, kind="stable")[..., :self.top_k]
-            kept = np.full_like(y_pred, -np.inf)
-            np.put_along_axis(kept, order, np.take_along_axis(y_pred, order, axis=-1), axis=-1)
-            y_pred = kept
+            rank = xp.argsort(xp.argsort(-y_pred, axis=-1, kind="stable"), axis=-1, kind="stable")  # ties: the first
+            y_pred = xp.where(rank < self.top_k, y_pred, -xp.inf)
         if self.class_id is not None:
             y_true, y_pred = y_true[..., self.class_id], y_pred[..., self.class_id]
         counts = _counts(xp, y_true, y_pred, self._thresholds_on(xp))
