@@ -158,8 +158,111 @@ def test_compiled_metrics_equal_keras_on_the_models_outputs(activation, loss, me
         np.testing.assert_allclose(logs[want.name], float(want.result()), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("metric", [metrics.AUC(), metrics.Precision(), metrics.Recall(), metrics.F1Score(),
-                                    metrics.R2Score(), metrics.Sum(), metrics.SparseTopKCategoricalAccuracy()])
+CONFUSION = [  # (output activation, loss, metric objects' class names and kwargs, target kind)
+    ("sigmoid", "binary_crossentropy", [("AUC", {}), ("Precision", {}), ("Recall", {}),
+                                        ("AUC", {"curve": "PR", "num_thresholds": 50, "name": "pr_auc"}),
+                                        ("AUC", {"summation_method": "minoring", "name": "auc_min"}),
+                                        ("Precision", {"thresholds": [0.7, 0.3], "name": "p2"}),
+                                        ("Recall", {"class_id": 1, "thresholds": 0.4, "name": "r1"}),
+                                        ("F1Score", {"threshold": 0.5, "average": "micro"})], "binary"),
+    ("softmax", "categorical_crossentropy", [("F1Score", {}), ("F1Score", {"average": "macro", "name": "f1_macro"}),
+                                             ("F1Score", {"average": "weighted", "name": "f1_weighted"}),
+                                             ("AUC", {"curve": "PR", "summation_method": "majoring"}),
+                                             ("Precision", {"class_id": 2}),
+                                             ("Precision", {"top_k": 2, "name": "p_top2"}),
+                                             ("Recall", {"top_k": 1, "class_id": 0, "name": "r_top1"})], "onehot"),
+    ("linear", "mse", [("R2Score", {}), ("R2Score", {"class_aggregation": "variance_weighted_average",
+                                                     "name": "r2_weighted"}),
+                       ("R2Score", {"class_aggregation": None, "name": "r2_raw"}),
+                       ("R2Score", {"num_regressors": 2, "name": "r2_adjusted"})], "real"),
+    ("linear", "mse", [("AUC", {"from_logits": True})], "binary"),
+]
+
+
+def _keras_on(spec, y, out):
+    name, kwargs = spec
+    want = getattr(keras.metrics, name)(**kwargs)
+    for start in range(0, len(y), 16):
+        want.update_state(y[start:start + 16], out[start:start + 16])
+    return re.sub(r"_\d+$", "", want.name), np.asarray(want.result(), np.float64)  # Keras numbers a second auc
+
+
+@pytest.mark.parametrize("activation,loss,metric_specs,kind", CONFUSION,
+                         ids=[f"{c[1]}-{c[2][0][0]}" for c in CONFUSION])
+def test_compiled_confusion_metrics_equal_keras_each_epoch(activation, loss, metric_specs, kind):
+    """Counts and column sums in several device slots: fit's per-epoch val_ logs and evaluate's equal Keras 3's
+    metric on the model's outputs after that epoch; fit's own (training) logs too, with weights held still
+    by a learning rate too small to move a float32 weight, so every epoch sees the outputs predict gives."""
+    from mlp_gpu import callbacks, optimizers
+    rng = np.random.default_rng(7)
+    units = 3
+    x, xv = (rng.normal(size=(rows, 6)).astype(np.float32) for rows in (50, 37))
+    y, yv = (_batches(kind, units, rows, rng)[0][0] for rows in (50, 37))
+    outs = []
+
+    class Outputs(callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            outs.append(self.model.predict(xv, verbose=0))
+
+    for lr in (1e-2, 1e-30):  # 1e-30: no float32 weight moves
+        model = Sequential([Input((6,)), Dense(8, "relu"), Dense(units, activation)], backend="numpy")
+        model.compile(loss=loss, optimizer=optimizers.Adam(lr),
+                      metrics=[getattr(metrics, n)(**kw) for n, kw in metric_specs], seed=0)
+        outs.clear()
+        history = model.fit(x, y, epochs=3, batch_size=16, verbose=0, validation_data=(xv, yv),
+                            callbacks=[Outputs()]).history
+        names = [_keras_on(spec, yv, outs[0])[0] for spec in metric_specs]
+        assert list(history) == ["loss", *names, "val_loss", *["val_" + n for n in names]]
+        for epoch, out in enumerate(outs):
+            for spec in metric_specs:
+                name, want = _keras_on(spec, yv, out)
+                np.testing.assert_allclose(history["val_" + name][epoch], want, rtol=1e-5, atol=1e-6,
+                                           err_msg=f"val_{name}, epoch {epoch}")
+        if lr < 1e-20:  # weights still: each epoch's training logs are Keras' metric on predict's outputs
+            out = model.predict(x, verbose=0)
+            for spec in metric_specs:
+                name, want = _keras_on(spec, y, out)
+                for epoch in range(3):
+                    np.testing.assert_allclose(history[name][epoch], want, rtol=1e-5, atol=1e-6,
+                                               err_msg=f"{name}, epoch {epoch}")
+        logs = model.evaluate(xv, yv, batch_size=16, verbose=0, return_dict=True)
+        for spec in metric_specs:
+            name, want = _keras_on(spec, yv, model.predict(xv, verbose=0))
+            np.testing.assert_allclose(logs[name], want, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_confusion_metrics_by_keras_names_log_under_keras_keys():
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(40, 5)).astype(np.float32), rng.integers(0, 2, (40, 1)).astype(np.float32)
+    names = ["auc", "precision", "recall", "AUC", "Precision", "Recall", "f1_score", "r2_score"]
+    model = Sequential([Input((5,)), Dense(1, "sigmoid")], backend="numpy")
+    model.compile(loss="binary_crossentropy", optimizer="adam", metrics=names, seed=0)
+    history = model.fit(x, y, epochs=1, batch_size=16, verbose=0, validation_split=0.25).history
+    theirs = keras.Sequential([keras.Input((5,)), keras.layers.Dense(1, activation="sigmoid")])
+    theirs.compile(loss="binary_crossentropy", optimizer="adam", metrics=names)
+    keys = theirs.fit(x, y, epochs=1, batch_size=16, verbose=0, validation_split=0.25).history
+    assert sorted(history) == sorted(keys)  # the same keys ('auc', 'val_auc', ...); ours in metrics_names order
+    out = model.predict(x, verbose=0)
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    for name in names:
+        want = keras.metrics.get(name)
+        want = want() if isinstance(want, type) else want
+        want.update_state(y, out)
+        np.testing.assert_allclose(logs[name], float(want.result()), rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_confusion_metrics_take_one_slot_block_each_and_thresholds_as_keras():
+    model = Sequential([Input((3,)), Dense(2, "sigmoid")], backend="numpy")
+    auc, precision, f1 = metrics.AUC(num_thresholds=7), metrics.Precision(thresholds=[0.2, 0.9]), metrics.F1Score()
+    model.compile(loss="binary_crossentropy", metrics=[auc, "mae", precision, f1])
+    start = model.metric_slots[0]
+    assert model.metric_slots == [start, start + 4 * 7, start + 4 * 7 + 1, start + 4 * 7 + 1 + 3 * 2]
+    assert model.sums_size == start + 4 * 7 + 1 + 3 * 2 + 4 * 2
+    np.testing.assert_allclose(auc.thresholds, keras.metrics.AUC(num_thresholds=7).thresholds)
+    np.testing.assert_allclose(precision.thresholds, keras.metrics.Precision(thresholds=[0.2, 0.9]).thresholds)
+
+
+@pytest.mark.parametrize("metric", [metrics.Sum(), metrics.SparseTopKCategoricalAccuracy()])
 def test_metrics_without_row_sums_are_refused_by_compile_with_the_reason(metric):
     model = Sequential([Input((3,)), Dense(2, "softmax")])
     loss = "sparse_categorical_crossentropy" if metric.targets == "labels" else "categorical_crossentropy"
@@ -215,3 +318,54 @@ def test_get_config_round_trips():
 def test_bad_arguments_name_the_argument(call, pattern):
     with pytest.raises((ValueError, TypeError), match=pattern):
         call()
+
+
+def test_confusion_metrics_per_output_of_a_functional_model_equal_keras(capsys):
+    from mlp_gpu import Model
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(50, 6)).astype(np.float32)
+    ya, yb = rng.integers(0, 2, (50, 2)).astype(np.float32), rng.normal(size=(50, 1)).astype(np.float32)
+    inp = Input((6,))
+    h = Dense(4, "relu")(inp)
+    model = Model(inp, [Dense(2, "sigmoid", name="a")(h), Dense(1, name="b")(h)])
+    model.compile(loss=["binary_crossentropy", "mse"], optimizer="adam",
+                  metrics=[["auc", metrics.Precision(thresholds=[0.3, 0.6])], ["r2_score"]])
+    model.fit(x, [ya, yb], epochs=1, batch_size=16, verbose=1)  # the bar shows a several-valued metric's mean
+    logs = model.evaluate(x, [ya, yb], batch_size=16, verbose=0, return_dict=True)
+    pa, pb = model.predict(x, verbose=0)
+    for key, want, y, out in (("a_auc", keras.metrics.AUC(), ya, pa), ("b_r2_score", keras.metrics.R2Score(), yb, pb),
+                              ("a_precision", keras.metrics.Precision(thresholds=[0.3, 0.6]), ya, pa)):
+        want.update_state(y, out)
+        np.testing.assert_allclose(logs[key], np.asarray(want.result()), rtol=1e-5, atol=1e-6, err_msg=key)
+    shown = capsys.readouterr()
+    assert "a_precision: " in shown.out + shown.err
+
+
+def test_a_graph_capturing_backend_runs_plain_steps_for_confusion_metrics(monkeypatch, caplog):
+    """Their counts are array expressions (temporaries): a backend that captures steps in graphs gets
+    plain steps instead, and says so."""
+    import logging
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(30, 4)).astype(np.float32), rng.integers(0, 2, (30, 1)).astype(np.float32)
+    model = Sequential([Input((4,)), Dense(1, "sigmoid")], backend="numpy")
+    model.compile(loss="binary_crossentropy", optimizer="adam", metrics=["auc"], seed=0)
+    monkeypatch.setattr(model.backend, "graph", True, raising=False)
+    with caplog.at_level(logging.INFO, logger="mlp_gpu"):
+        history = model.fit(x, y, epochs=1, batch_size=8, verbose=0).history
+    assert "not captured (metrics ['auc']" in caplog.text
+    assert 0.0 <= history["auc"][0] <= 1.0
+
+
+def test_a_saved_model_with_confusion_metrics_loads_and_evaluates_alike(tmp_path):
+    from mlp_gpu.models import load_model
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(40, 5)).astype(np.float32), rng.integers(0, 2, (40, 1)).astype(np.float32)
+    model = Sequential([Input((5,)), Dense(1, "sigmoid")], backend="numpy")
+    model.compile(loss="binary_crossentropy", optimizer="adam", seed=0,
+                  metrics=["auc", metrics.Precision(thresholds=[0.3, 0.6], name="p2"), metrics.F1Score("macro")])
+    model.fit(x, y, epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    want, got = (m.evaluate(x, y, verbose=0, return_dict=True) for m in (model, load_model(tmp_path / "m.keras")))
+    assert list(got) == list(want) == ["loss", "auc", "p2", "f1_score"]
+    for key in want:
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-6, err_msg=key)

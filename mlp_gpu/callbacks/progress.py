@@ -3,11 +3,16 @@ host reads the device's running sums only then."""
 from __future__ import annotations
 
 import sys
+
+import numpy as np
+
 from .callback import Callback
 
 
 def _fmt(logs):
-    return " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
+    """``name: value`` pairs; a metric of several values (Precision at several thresholds) shows their mean,
+    as Keras' Progbar does."""
+    return " - ".join(f"{k}: {float(np.mean(v)):.4f}" for k, v in logs.items())
 
 
 class ProgressBar(Callback):

@@ -6,7 +6,8 @@ the accuracy family reads the loss op's correct count, the others own one slot e
 ``backend.metric_sum`` or by their traced row program. The host reads the buffer once an epoch (or per
 progress refresh) and ``result(total, rows)`` turns a sum into the logged value. Standalone, every
 metric keeps Keras' ``update_state`` / ``result`` / ``reset_state`` on the host; the confusion-count
-metrics (AUC, Precision, Recall, F1Score, R2Score) only so.
+metrics (AUC, Precision, Recall, F1Score, R2Score) keep several slots each: their counts or column sums
+(confusion.py), summed on the device per batch and turned into Keras' result on the host.
 
 Names follow ``keras/src/trainers/compile_utils.py``: a metric given as a string is logged under
 that string (``"mae"`` -> ``mae``), an object under its ``name``, a function under its
@@ -79,16 +80,34 @@ def serialize(metric: Metric):
 
 
 def slots(metrics) -> list[int]:
-    """Each metric's slot in the running sums: the accuracy family shares the loss op's correct
-    count, every other metric gets its own slot after the ACC_SIZE fixed ones."""
+    """Each metric's (first) slot in the running sums: the accuracy family shares the loss op's correct
+    count, every other metric gets its own ``metric.size`` slots after the ACC_SIZE fixed ones."""
     out, free = [], ACC_SIZE
     for metric in metrics:
         if metric.kind is None:
             out.append(ACC["correct"])
         else:
             out.append(free)
-            free += 1
+            free += metric.size
     return out
+
+
+def slots_end(metrics) -> int:
+    """The running sums' size for these metrics: the fixed slots, then every metric's."""
+    return max([ACC_SIZE, *(slot + m.size for m, slot in zip(metrics, slots(metrics)) if m.kind is not None)])
+
+
+def result(metric, sums, slot: int, rows: int):
+    """The logged value of ``metric`` from the host copy of the running sums (its ``size`` slots)."""
+    return metric.result(sums[slot] if metric.size == 1 else sums[slot:slot + metric.size], rows)
+
+
+def device_sum(backend, metric, z, target, acc, slot: int, activation: str) -> None:
+    """Add one batch of ``metric`` into its slots on the device (all but the traced and the counted ones)."""
+    if metric.kind == "device":
+        metric.device_sum(backend.xp, z, target, acc, slot, activation)
+    else:
+        backend.metric_sum(metric.kind, z, target, acc, slot, activation, metric.threshold())
 
 
 def get_list(metrics) -> list[Metric]:

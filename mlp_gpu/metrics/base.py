@@ -53,6 +53,7 @@ class Metric:
     kind: str | None = None
     targets = "any"        # "labels": integer labels only, "dense": (rows, units) targets only
     function = None        # Keras' per-sample function
+    size = 1               # its slots in the running sums; a "device" metric (confusion.py) sets more at check
 
     def __init_subclass__(cls, kind=None, targets=None, function=None, **kwargs):
         super().__init_subclass__(**kwargs)

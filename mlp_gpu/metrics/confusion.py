@@ -1,13 +1,18 @@
 """Metrics over confusion counts or column sums: AUC, Precision, Recall, F1Score, R2Score.
 
 Keras' formulas (keras/src/metrics/confusion_metrics.py, f_score_metrics.py, regression_metrics.py,
-metrics_utils.py), accumulated on the host by update_state. Their state is not a sum of per-row
-values, which is what compile's device sums hold, so compile refuses them with that reason.
+metrics_utils.py). Their state is a few arrays of counts or sums (``_keys``, each ``_width()`` long),
+not one sum of per-row values: compile gives such a metric ``size`` consecutive slots of the running
+sums, ``device_sum`` adds a batch's counts there on the device (array expressions against the
+backend's ``xp``, so a CUDA fit with one runs plain steps, not captured graphs: training/steps.py),
+and ``result(total)`` unpacks them into the same state ``update_state`` keeps standalone: one
+formula for both, in ``_sums`` and ``_result``.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from ..activations import stable_sigmoid
 from .base import Metric
 
 EPSILON = 1e-7  # Keras' backend.epsilon()
@@ -20,21 +25,67 @@ def _divide_no_nan(a, b):
     return out
 
 
-class _Host(Metric):
+def _activate(xp, z, activation):
+    """The outputs from the last layer's buffer (its pre-activation when the loss fused the activation)."""
+    if activation == "sigmoid":
+        return stable_sigmoid(z, xp.empty_like(z), xp)
+    if activation == "softmax":
+        e = xp.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    if activation == "linear":
+        return z
+    raise ValueError(f"activation: expected 'linear', 'sigmoid' or 'softmax', got {activation!r}")
+
+
+class _Host(Metric, kind="device", targets="dense"):
+    _keys: tuple = ()
+
     def __init__(self, dtype=None, name=None):
         super().__init__(dtype=dtype, name=name)
+        self.size = 1
         self.reset_state()
 
+    # ---- compile: slots, the device's per-batch sums, the result from the host copy of the sums ----------
     def check(self, loss, units):
-        raise ValueError(f"metrics: {type(self).__name__} accumulates {self._state_words}, not a sum of per-row values "
-                         "as compile's device sums; use it standalone (update_state / result) on predict's outputs")
+        super().check(loss, units)
+        self._units = int(units)
+        self.size = len(self._keys) * self._width()
 
-    _state_words = "confusion counts"
+    def _width(self) -> int:
+        raise NotImplementedError
+
+    def _thresholds_on(self, xp):
+        """The thresholds as a float32 array of ``xp``, made once per array module (no per-step upload)."""
+        cache = self.__dict__.setdefault("_device_thresholds", {})
+        if xp.__name__ not in cache:
+            cache[xp.__name__] = xp.asarray(np.asarray(self.thresholds, np.float32))
+        return cache[xp.__name__]
+
+    def device_sum(self, xp, z, target, acc, slot: int, activation: str = "linear") -> None:
+        """acc[slot:slot + size] += this batch's state arrays (``_keys`` in order), on the device."""
+        counts = self._sums(xp, target.reshape(z.shape), _activate(xp, z, activation))
+        width = self._width()
+        for i, key in enumerate(self._keys):
+            view = acc[slot + i * width:slot + (i + 1) * width]
+            view += counts[key]
+
+    def result(self, total=None, rows=None):
+        """Keras' result() of the state update_state kept, or of the device sums ``total`` (``size`` slots)."""
+        if total is None:
+            return self._result(self._state)
+        total, width = np.asarray(total, np.float64).reshape(-1), self._width()
+        return self._result({key: total[i * width:(i + 1) * width] for i, key in enumerate(self._keys)})
+
+    # ---- standalone ------------------------------------------------------------------------------
+    def reset_state(self):
+        self._state = None
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         if sample_weight is not None:
             raise ValueError("sample_weight: not supported; mlp_gpu weighs every sample alike")
-        self._update(np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64))
+        got = {key: np.asarray(value, np.float64) for key, value in
+               self._sums(np, np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)).items()}
+        self._state = got if self._state is None else {k: self._state[k] + got[k] for k in got}
 
     def get_config(self):
         return {"class_name": type(self).__name__, "config": {"name": self.name, **self._config()}}
@@ -55,14 +106,18 @@ def _thresholds(thresholds, default, owner):
     return [float(t) for t in values]
 
 
-def _counts(y_true, y_pred, thresholds, which):
-    """Keras' update_confusion_matrix_variables without weights: counts per threshold of pred > threshold."""
-    t = y_true.reshape(-1) > 0.5 if y_true.dtype != bool else y_true.reshape(-1)
+def _counts(xp, y_true, y_pred, thresholds):
+    """Keras' update_confusion_matrix_variables without weights: tp, fp, fn, tn per threshold of
+    pred > threshold (``thresholds`` a float32 array of xp), all entries flattened."""
+    t = y_true.reshape(-1)
+    truth = (t if t.dtype == bool else t > 0.5).astype(xp.float32)
     # compared in float32, as Keras' metrics are: 0.2 in float64 lies below 0.2 in float32
-    positive = y_pred.astype(np.float32).reshape(1, -1) > np.asarray(thresholds, np.float32).reshape(-1, 1)
-    truth = t.reshape(1, -1).astype(bool)
-    table = {"tp": positive & truth, "fp": positive & ~truth, "fn": ~positive & truth, "tn": ~positive & ~truth}
-    return {key: table[key].sum(axis=1).astype(np.float64) for key in which}
+    positive = (y_pred.astype(xp.float32).reshape(1, -1) > thresholds.reshape(-1, 1)).astype(xp.float32)
+    tp = positive @ truth  # float32 counts are exact up to 2**24 entries a batch
+    fp = positive.sum(axis=1) - tp
+    trues = truth.sum()
+    fn = trues - tp
+    return {"tp": tp, "fp": fp, "fn": fn, "tn": (truth.size - trues) - fp}
 
 
 class _PrecisionRecall(_Host):
@@ -76,26 +131,28 @@ class _PrecisionRecall(_Host):
         self.thresholds = _thresholds(thresholds, 0.5 if top_k is None else -np.inf, owner)
         super().__init__(dtype=dtype, name=name if name is not None else self.name)
 
-    def reset_state(self):
-        self._state = {key: np.zeros(len(self.thresholds)) for key in ("tp", "fp", "fn")}
+    _keys = ("tp", "fp", "fn")
 
-    def _update(self, y_true, y_pred):
-        y_true, y_pred = y_true.reshape(y_pred.shape) if y_true.size == y_pred.size else y_true, y_pred
+    def _width(self):
+        return len(self.thresholds)
+
+    def reset_state(self):
+        self._state = {key: np.zeros(len(self.thresholds)) for key in self._keys}
+
+    def _sums(self, xp, y_true, y_pred):
+        y_true = y_true.reshape(y_pred.shape) if y_true.size == y_pred.size else y_true
         if self.top_k is not None:  # Keras' _filter_top_k: all but each row's k largest become -inf
-            order = np.argsort(-y_pred, axis=-1, kind="stable")[..., :self.top_k]
-            kept = np.full_like(y_pred, -np.inf)
-            np.put_along_axis(kept, order, np.take_along_axis(y_pred, order, axis=-1), axis=-1)
-            y_pred = kept
+            rank = xp.argsort(xp.argsort(-y_pred, axis=-1, kind="stable"), axis=-1, kind="stable")  # ties: the first
+            y_pred = xp.where(rank < self.top_k, y_pred, -xp.inf)
         if self.class_id is not None:
             y_true, y_pred = y_true[..., self.class_id], y_pred[..., self.class_id]
-        for key, value in _counts(y_true, y_pred, self.thresholds, ("tp", "fp", "fn")).items():
-            self._state[key] += value
+        counts = _counts(xp, y_true, y_pred, self._thresholds_on(xp))
+        return {key: counts[key] for key in self._keys}
 
     def _config(self):
         return {"thresholds": self.init_thresholds, "top_k": self.top_k, "class_id": self.class_id}
 
-    def result(self, total=None, rows=None):
-        s = self._state
+    def _result(self, s):
         value = _divide_no_nan(s["tp"], s["tp"] + s[self._other])
         return float(value[0]) if len(self.thresholds) == 1 else value
 
@@ -154,22 +211,26 @@ class AUC(_Host):
     def thresholds(self):
         return list(self._thresholds)
 
-    def reset_state(self):
-        self._state = {key: np.zeros(self.num_thresholds) for key in ("tp", "fp", "fn", "tn")}
+    _keys = ("tp", "fp", "fn", "tn")
 
-    def _update(self, y_true, y_pred):
+    def _width(self):
+        return self.num_thresholds
+
+    def reset_state(self):
+        self._state = {key: np.zeros(self.num_thresholds) for key in self._keys}
+
+    def _sums(self, xp, y_true, y_pred):
         if self.from_logits:
-            y_pred = 0.5 * np.tanh(0.5 * y_pred) + 0.5
-        for key, value in _counts(y_true, y_pred, self._thresholds, ("tp", "fp", "fn", "tn")).items():
-            self._state[key] += value
+            y_pred = 0.5 * xp.tanh(0.5 * y_pred) + 0.5
+        return _counts(xp, y_true, y_pred, self._thresholds_on(xp))
 
     def _config(self):
         return {"num_thresholds": self.num_thresholds, "curve": self.curve,
                 "summation_method": self.summation_method, "thresholds": self._init_thresholds,
                 "from_logits": self.from_logits}
 
-    def _interpolate_pr_auc(self):
-        tp, fp, fn, n = self._state["tp"], self._state["fp"], self._state["fn"], self.num_thresholds
+    def _interpolate_pr_auc(self, s):
+        tp, fp, fn, n = s["tp"], s["fp"], s["fn"], self.num_thresholds
         dtp = tp[:n - 1] - tp[1:]
         p = tp + fp
         dp = p[:n - 1] - p[1:]
@@ -179,10 +240,10 @@ class AUC(_Host):
         ratio = np.where(both, _divide_no_nan(p[:n - 1], np.maximum(p[1:], 0)), 1.0)
         return float(np.sum(_divide_no_nan(slope * (dtp + intercept * np.log(ratio)), np.maximum(tp[1:] + fn[1:], 0))))
 
-    def result(self, total=None, rows=None):
+    def _result(self, s):
         if self.curve == "PR" and self.summation_method == "interpolation":
-            return self._interpolate_pr_auc()
-        s, n = self._state, self.num_thresholds
+            return self._interpolate_pr_auc(s)
+        n = self.num_thresholds
         recall = _divide_no_nan(s["tp"], s["tp"] + s["fn"])
         if self.curve == "ROC":
             x, y = _divide_no_nan(s["fp"], s["fp"] + s["tn"]), recall
@@ -201,7 +262,7 @@ class F1Score(_Host):
     """Keras' F1Score (FBetaScore with beta=1): per-class counts, averaged by ``average``."""
 
     name = "f1_score"
-    _state_words = "per-class counts"
+    _keys = ("tp", "fp", "fn", "w")  # per class; "micro" adds them up in _result
 
     def __init__(self, average=None, threshold=None, name="f1_score", dtype=None):
         if average not in (None, "micro", "macro", "weighted"):
@@ -212,30 +273,30 @@ class F1Score(_Host):
         self.average, self.threshold, self.beta = average, threshold, 1.0
         super().__init__(dtype=dtype, name=name)
 
-    def reset_state(self):
-        self._state = None
+    def _width(self):
+        return self._units
 
-    def _update(self, y_true, y_pred):
+    def _sums(self, xp, y_true, y_pred):
         if y_pred.ndim != 2 or y_true.shape != y_pred.shape:
             raise ValueError(f"F1Score expects 2D inputs of one shape (batch_size, output_dim), got y_true "
                              f"{y_true.shape} and y_pred {y_pred.shape}")
         if self.threshold is None:
-            pred = (y_pred >= y_pred.max(axis=-1, keepdims=True)) & (np.abs(y_pred) > 1e-9)
+            pred = (y_pred >= y_pred.max(axis=-1, keepdims=True)) & (xp.abs(y_pred) > 1e-9)
         else:
             pred = y_pred > self.threshold
-        pred = pred.astype(np.float64)
-        axis = None if self.average == "micro" else 0
-        got = {"tp": (pred * y_true).sum(axis=axis), "fp": (pred * (1 - y_true)).sum(axis=axis),
-               "fn": ((1 - pred) * y_true).sum(axis=axis), "w": y_true.sum(axis=axis)}
-        self._state = got if self._state is None else {k: self._state[k] + got[k] for k in got}
+        pred = pred.astype(y_pred.dtype)
+        return {"tp": (pred * y_true).sum(axis=0), "fp": (pred * (1 - y_true)).sum(axis=0),
+                "fn": ((1 - pred) * y_true).sum(axis=0), "w": y_true.sum(axis=0)}
 
     def _config(self):
         return {"average": self.average, "threshold": self.threshold}
 
-    def result(self, total=None, rows=None):
-        if self._state is None:
+    def _result(self, s):
+        if s is None:
             return 0.0
-        s, b2 = self._state, self.beta ** 2
+        if self.average == "micro":
+            s = {key: np.sum(value) for key, value in s.items()}
+        b2 = self.beta ** 2
         precision = s["tp"] / (s["tp"] + s["fp"] + EPSILON)
         recall = s["tp"] / (s["tp"] + s["fn"] + EPSILON)
         f1 = precision * recall / (b2 * precision + recall + EPSILON) * (1 + b2)
@@ -250,7 +311,7 @@ class R2Score(_Host):
     """Keras' R2Score: 1 - residual / total sum of squares per output, aggregated by ``class_aggregation``."""
 
     name = "r2_score"
-    _state_words = "per-output sums of y, y^2 and squared residuals"
+    _keys = ("sum", "squared", "residual", "count")  # per output
 
     def __init__(self, class_aggregation="uniform_average", num_regressors=0, name="r2_score", dtype=None):
         if class_aggregation not in (None, "uniform_average", "variance_weighted_average"):
@@ -261,10 +322,10 @@ class R2Score(_Host):
         self.class_aggregation, self.num_regressors = class_aggregation, int(num_regressors)
         super().__init__(dtype=dtype, name=name)
 
-    def reset_state(self):
-        self._state, self._samples = None, 0
+    def _width(self):
+        return self._units
 
-    def _update(self, y_true, y_pred):
+    def _sums(self, xp, y_true, y_pred):
         if y_true.ndim == 1:
             y_true = y_true[:, None]
         if y_pred.ndim == 1:
@@ -272,18 +333,16 @@ class R2Score(_Host):
         if y_pred.ndim != 2 or y_true.shape != y_pred.shape:
             raise ValueError(f"R2Score expects 2D inputs of one shape (batch_size, output_dim), got y_true "
                              f"{y_true.shape} and y_pred {y_pred.shape}")
-        got = {"sum": y_true.sum(axis=0), "squared": (y_true * y_true).sum(axis=0),
-               "residual": ((y_true - y_pred) ** 2).sum(axis=0), "count": np.full(y_true.shape[1], len(y_true), float)}
-        self._state = got if self._state is None else {k: self._state[k] + got[k] for k in got}
-        self._samples += y_true.size
+        return {"sum": y_true.sum(axis=0), "squared": (y_true * y_true).sum(axis=0),
+                "residual": ((y_true - y_pred) ** 2).sum(axis=0),
+                "count": xp.full(y_true.shape[1], len(y_true), y_true.dtype)}
 
     def _config(self):
         return {"class_aggregation": self.class_aggregation, "num_regressors": self.num_regressors}
 
-    def result(self, total=None, rows=None):
-        if self._state is None:
+    def _result(self, s):
+        if s is None:
             return 0.0
-        s = self._state
         mean = s["sum"] / s["count"]
         total_ss = s["squared"] - s["sum"] * mean
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -295,7 +354,7 @@ class R2Score(_Host):
             score = np.sum(total_ss * raw) / np.sum(total_ss)
         else:
             return raw
-        n, p = self._samples, self.num_regressors
+        n, p = float(np.sum(s["count"])), self.num_regressors  # Keras' num_samples: the entries seen
         if p and p < n - 1:  # Keras falls back to the plain score (with a warning) otherwise
             score = 1 - (1 - score) * (n - 1) / (n - p - 1)
         return float(score)

@@ -290,7 +290,7 @@ class Model(Sequential):
         self._sum_offsets, off = [], 2 * ACC_SIZE
         for ms in self._metrics_per_output:
             self._sum_offsets.append(off)
-            off += max([ACC_SIZE - 1, *metrics_mod.slots(ms)]) + 1
+            off += metrics_mod.slots_end(ms)
         self._sums_size = off
 
     @property
@@ -315,7 +315,7 @@ class Model(Sequential):
             logs[f"{o}_loss"] = float(sums[off + _LOSS] / rows)
         for o, off, ms in zip(self.output_names, self._sum_offsets, self._metrics_per_output):
             for m, slot in zip(ms, metrics_mod.slots(ms)):
-                logs[f"{o}_{m.name}"] = m.result(sums[off + slot], rows)
+                logs[f"{o}_{m.name}"] = metrics_mod.result(m, sums, off + slot, rows)
         return logs
 
     # ---- the passes ---------------------------------------------------------------------------
@@ -363,7 +363,7 @@ class Model(Sequential):
             activation = graph_mod.output_activation(t) if self._fused[k] else "linear"
             for metric, slot in zip(ms, metrics_mod.slots(ms)):
                 if metric.kind is not None:
-                    be.metric_sum(metric.kind, z, target, acc, slot, activation, metric.threshold())
+                    metrics_mod.device_sum(be, metric, z, target, acc, slot, activation)
         reg = sums[ACC_SIZE:] if several else sums
         for w, _, r in self._regularized():
             be.regularize(w, None, r.l1, r.l2, reg, ws.rows)

@@ -46,8 +46,9 @@ def _no_sample_weights(what, sample_weight=None, class_weight=None) -> None:
 
 
 def _flatten_logs(logs: dict, return_dict: bool):
-    """Keras' return value: the logs, or their values in metrics_names order (a float when only the loss)."""
-    logs = {k: float(v) for k, v in logs.items()}
+    """Keras' return value: the logs, or their values in metrics_names order (a float when only the loss);
+    a metric of several values (Precision at several thresholds, F1Score per class) stays an array."""
+    logs = {k: float(v) if np.ndim(v) == 0 else np.asarray(v, np.float64) for k, v in logs.items()}
     if return_dict:
         return logs
     values = list(logs.values())

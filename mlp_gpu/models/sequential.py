@@ -10,7 +10,7 @@ from .. import losses, metrics as metrics_mod, optimizers
 from ..backend import get_backend
 from .._checks import check_bool
 from ..naming import snake_case
-from ..backend.base import ACC, ACC_SIZE
+from ..backend.base import ACC
 from ..training.eager import host_loss, host_metric, trace_or_eager
 from ..layers.core import Dense, Input
 from ..layers.base import Layer, layer_from_config, write_weights
@@ -343,13 +343,13 @@ class Sequential(KerasModelApi):
     @property
     def sums_size(self) -> int:
         """Slots of the running sums (training/steps.Sums): the fixed ones, then each metric's."""
-        return max([ACC_SIZE - 1, *self.metric_slots]) + 1
+        return metrics_mod.slots_end(self.compiled_metrics)
 
     def sum_logs(self, sums, rows: int) -> dict:
         """Mean loss and each metric from the host copy of the running sums over ``rows`` rows."""
         logs = {"loss": float(sums[ACC["loss_sum"]] / rows)}
         for metric, slot in zip(self.compiled_metrics, self.metric_slots):
-            logs[metric.name] = metric.result(sums[slot], rows)
+            logs[metric.name] = metrics_mod.result(metric, sums, slot, rows)
         return logs
 
     @property
@@ -378,7 +378,7 @@ class Sequential(KerasModelApi):
             elif metric.kind == "traced":
                 be.run_traced(metric.program(last.units, output_activation), {"t": y, "z": ws.a[-1]}, sums, slot)
             elif metric.kind is not None:
-                be.metric_sum(metric.kind, ws.a[-1], y, sums, slot, output_activation, metric.threshold())
+                metrics_mod.device_sum(be, metric, ws.a[-1], y, sums, slot, output_activation)
         for w, _, reg in self._regularized():  # penalties join the summed loss once per row, as in Keras
             be.regularize(w, None, reg.l1, reg.l2, sums, ws.rows)
 

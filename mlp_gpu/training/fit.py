@@ -34,6 +34,7 @@ import numpy as np
 from .._checks import check_int, check_number
 from ..callbacks.base import CallbackList, History
 from ..callbacks.monitor import TerminateOnNaN
+from ..callbacks.progress import _fmt
 from ..data.sources import BatchSource, ChunkedSource, Source, _is_batch_source, as_source
 from ..distributed.parallel import FitPlan
 from ..data.placement import keeps_resident, place
@@ -385,7 +386,7 @@ def evaluate(model, x, y=None, batch_size=EVAL_BATCH, verbose=0, return_dict=Fal
     model._claim_layers()
     logs = evaluate_data(model, data, model.workspace(data.step_rows(batch_size)), Sums(model))
     if verbose:
-        print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
+        print(_fmt(logs))
     if return_dict:
         return logs
     return logs["loss"] if len(logs) == 1 else list(logs.values())

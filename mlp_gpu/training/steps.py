@@ -61,9 +61,10 @@ class Sums:
     """The running sums of one pass, on the device (float64): what the logs are made of.
 
     ``buffer`` = [sum of row losses, correct rows, steps after which the summed loss was still
-    finite, then one slot per metric that is not an accuracy]; the loss op adds to the first two,
-    ``backend.advance`` counts the third (it names the step a run diverged at), ``backend.metric_sum``
-    fills the metrics' slots (``model.metric_slots``). The host reads them only through ``read``.
+    finite, then each metric's slots but the accuracies' (one, or a confusion metric's counts)]; the
+    loss op adds to the first two, ``backend.advance`` counts the third (it names the step a run diverged
+    at), ``backend.metric_sum`` or a metric's ``device_sum`` fill the metrics' slots (``model.metric_slots``).
+    The host reads them only through ``read``.
     """
 
     LOSS, CORRECT, FINITE_STEPS = ACC["loss_sum"], ACC["correct"], ACC["finite_steps"]  # shared with the kernels
@@ -135,6 +136,12 @@ def _step_runner(model, ws, data, sums, sync, max_steps=None):
     around the all-reduce, otherwise what it needs to build its own fused step."""
     make = model.backend.make_runner
     if getattr(model, "run_eagerly", False):  # Keras' run_eagerly: plain steps, no captured graphs or fused routes
+        return BaseRunner(lambda: train_step(model, ws, data, sums, sync))
+    uncaptured = [m.name for m in getattr(model, "compiled_metrics", ()) if m.kind == "device"]
+    if uncaptured and getattr(model.backend, "graph", False):
+        # a confusion metric's counts are array expressions, whose temporaries a captured graph must not allocate
+        log.info("step for %d rows: plain steps, not captured (metrics %s sum counts by array expressions)",
+                 ws.rows, uncaptured)
         return BaseRunner(lambda: train_step(model, ws, data, sums, sync))
     if sync is None and getattr(model, "_freeze", None) is not None:
         # the fused routes update the whole flat buffer in one kernel: the general step keeps frozen weights
