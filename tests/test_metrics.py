@@ -304,7 +304,7 @@ def test_get_config_round_trips():
 
 @pytest.mark.parametrize("call,pattern", [
     (lambda: metrics.AUC(curve="XY"), r"AUC\(curve\): expected 'ROC' or 'PR'"),
-    (lambda: metrics.AUC(num_thresholds=1), r"AUC\(num_thresholds\): expected an integer > 1"),
+    (lambda: metrics.AUC(num_thresholds=1), r"AUC\(num_thresholds\): expected an integer in \(1, "),
     (lambda: metrics.AUC(multi_label=True), r"AUC\(multi_label"),
     (lambda: metrics.TopKCategoricalAccuracy(k=0), r"TopKCategoricalAccuracy\(k\): expected a positive int"),
     (lambda: metrics.Precision(top_k=0), r"Precision\(top_k\)"),
