@@ -30,8 +30,11 @@ def _check_npy_header(path, member, size):
             header = f.tell()
     except (ValueError, OSError, zipfile.BadZipFile) as exc:
         raise IDXError(f"{path}: damaged .npz member {member} ({exc})") from None
+    if dtype.kind not in "ui" or dtype.hasobject:
+        raise IDXError(f"{path}: member {member} holds {dtype} values; expected (N, rows, cols) uint8 images "
+                       "with (N,) integer labels")
     declared = math.prod(shape) * dtype.itemsize
-    if dtype.kind not in "ui" or declared != size - header:
+    if declared != size - header:
         raise IDXError(f"{path}: member {member} declares {dtype}{shape} ({declared} bytes) but holds "
                        f"{size - header} bytes of data")
 
