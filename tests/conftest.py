@@ -13,6 +13,21 @@ CUPY_REASON = available_backends()["cupy"]
 requires_gpu = pytest.mark.skipif(CUPY_REASON is not None, reason=f"no GPU: {CUPY_REASON}")
 
 
+def central_differences(f, values, eps=1e-6):
+    """(f(v + eps) - f(v - eps)) / (2 eps) for each element v of ``values``, changed in place and restored:
+    the float64 reference every gradient test compares with."""
+    numeric = np.empty(values.shape)
+    for idx in np.ndindex(*values.shape):
+        keep = values[idx]
+        values[idx] = keep + eps
+        up = f()
+        values[idx] = keep - eps
+        down = f()
+        values[idx] = keep
+        numeric[idx] = (up - down) / (2 * eps)
+    return numeric
+
+
 def write_idx(path, array, compress=None):
     """Write an array as an IDX file (big-endian), gzip-compressed if the name ends in .gz."""
     codes = {np.uint8: 0x08, np.int8: 0x09, np.int16: 0x0B, np.int32: 0x0C, np.float32: 0x0D, np.float64: 0x0E}

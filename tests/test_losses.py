@@ -9,6 +9,7 @@ import pytest
 from mlp_gpu import Dense, Input, Sequential, losses
 
 from .harness.host_ops import HostCudaOps, compiler
+from .conftest import central_differences
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 keras = pytest.importorskip("keras")
@@ -132,7 +133,6 @@ def test_hinge_converts_binary_labels_like_keras():
 
 
 # ---- gradients on the NumPy backend, float64 ---------------------------------------------------
-EPS = 1e-6
 
 
 def _case_model(case, rows=7, seed=0):
@@ -162,15 +162,7 @@ def test_gradients_match_finite_differences(case):
     np.testing.assert_allclose(value, model.loss(y, model.predict(x, verbose=0)), rtol=1e-9)
     model.backward(x, ws)
     analytic = model.grads.copy()
-    numeric = np.empty_like(analytic)
-    for i in range(model.params.size):
-        keep = model.params[i]
-        model.params[i] = keep + EPS
-        up = _mean_loss(model, x, y, ws)
-        model.params[i] = keep - EPS
-        down = _mean_loss(model, x, y, ws)
-        model.params[i] = keep
-        numeric[i] = (up - down) / (2 * EPS)
+    numeric = central_differences(lambda: _mean_loss(model, x, y, ws), model.params)
     np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-8)
 
 

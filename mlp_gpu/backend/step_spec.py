@@ -70,6 +70,8 @@ def spec_from_model(model, rows: int) -> tuple[StepSpec | None, str | None]:
     """The step's StepSpec, or None and the reason the model's step is not a plain Dense stack."""
     if getattr(model, "_general", False):  # a functional model that is not a chain
         return None, "the model is a graph of layers, not a chain (the general step runs it)"
+    if getattr(model, "_freeze", None) is not None:  # the fused updates write the whole flat buffer
+        return None, "the model has frozen layers (trainable=False), which only the general step keeps as they are"
     if getattr(model.loss, "traced", False):
         return None, f"the loss {model.loss.name!r} is a traced Python function (the general step launches its kernel)"
     dense = []

@@ -6,7 +6,7 @@ then zeroes the frozen layers' gradients (so global clipping sees only trainable
 a copy of their weights and writes it back after the optimizer's update: whatever the optimizer does with a
 zero gradient (weight decay, old momentum), frozen weights come out bit for bit as they went in. The fused
 routes update the whole flat buffer in one kernel, so a model with frozen layers takes the general step
-(training/steps.py says so in the route log).
+(backend/step_spec.py gives the reason every route logs).
 
 A frozen BatchNormalization runs in inference mode during training (Keras' ``training and self.trainable``):
 the moving statistics normalize and stay as they are; its input gradient is then ``dy * gamma / sqrt(var +

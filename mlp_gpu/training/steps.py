@@ -143,15 +143,6 @@ def _step_runner(model, ws, data, sums, sync, max_steps=None):
         log.info("step for %d rows: plain steps, not captured (metrics %s sum counts by array expressions)",
                  ws.rows, uncaptured)
         return BaseRunner(lambda: train_step(model, ws, data, sums, sync))
-    if sync is None and getattr(model, "_freeze", None) is not None:
-        # the fused routes update the whole flat buffer in one kernel: the general step keeps frozen weights
-        runner = make(lambda: train_step(model, ws, data, sums), ws.rows, max_steps)
-        why = "the model has frozen layers (trainable=False), which only the general step keeps as they are"
-        route = getattr(model.backend, "route", None)
-        if isinstance(route, dict):
-            route["reason"] = f"{why}; {route.get('reason', '')}"
-        log.info("step for %d rows: %s", ws.rows, why)
-        return runner
     if sync is None:
         return make(lambda: train_step(model, ws, data, sums), ws.rows, max_steps, model=model, data=data, acc=sums)
     before = lambda: _compute_gradients(model, ws, data, sums)  # noqa: E731

@@ -10,10 +10,9 @@ from mlp_gpu import SGD, Dense, Input, Sequential, initializers, losses, ops
 from mlp_gpu.layers import ELU, Activation, Add, LeakyReLU, PReLU, ReLU, Softmax, layer_from_config
 from mlp_gpu.models import Model, load_model
 
-from ..conftest import blobs
+from ..conftest import blobs, central_differences
 from ..harness.host_ops import HostCudaOps, compiler
 
-EPS = 1e-6
 # (class name, keyword arguments): Keras' defaults (table entries) and other parameters (traced kernels)
 CASES = [("Activation", dict(activation="relu")), ("Activation", dict(activation="gelu")),
          ("Activation", dict(activation="swish")), ("Activation", dict(activation="mish")),
@@ -108,15 +107,7 @@ def test_gradients_match_finite_differences(cls, kwargs):
     _loss(model, x, y, ws)
     model.backward(x, ws)
     analytic = model.grads.copy()
-    numeric = np.empty_like(analytic)
-    for i in range(model.params.size):
-        keep = model.params[i]
-        model.params[i] = keep + EPS
-        up = _loss(model, x, y, ws)
-        model.params[i] = keep - EPS
-        down = _loss(model, x, y, ws)
-        model.params[i] = keep
-        numeric[i] = (up - down) / (2 * EPS)
+    numeric = central_differences(lambda: _loss(model, x, y, ws), model.params)
     np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-8)
 
 

@@ -15,8 +15,8 @@ from mlp_gpu import layers as L  # noqa: E402
 from mlp_gpu.io.keras import export_keras_weights  # noqa: E402
 from mlp_gpu.layers import layer_from_config  # noqa: E402
 from mlp_gpu.models import packing  # noqa: E402
+from ..conftest import central_differences  # noqa: E402
 
-EPS = 1e-6
 BASE_KEYS = ("trainable", "dtype")  # the Layer's own keys: the Layer base's part, compared where ours has them
 
 
@@ -279,19 +279,6 @@ def _mean_loss(model, x, y, ws):
     model.forward(x, ws, logits=True, training=True)
     model.loss_and_count(ws, y, acc)
     return acc[0] / x.shape[0]
-
-
-def central_differences(f, values):
-    numeric = np.empty(values.shape)
-    for idx in np.ndindex(*values.shape):
-        keep = values[idx]
-        values[idx] = keep + EPS
-        up = f()
-        values[idx] = keep - EPS
-        down = f()
-        values[idx] = keep
-        numeric[idx] = (up - down) / (2 * EPS)
-    return numeric
 
 
 GRADIENT_STACKS = {

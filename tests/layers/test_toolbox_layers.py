@@ -7,8 +7,8 @@ from mlp_gpu import (BatchNormalization, Dense, Dropout, Flatten, Input, Normali
                      regularizers)
 from mlp_gpu.backend import NumpyBackend
 from mlp_gpu.backend.numpy.layer_ops import dropout_words, philox4x32
+from ..conftest import central_differences
 
-EPS = 1e-6
 
 
 @pytest.mark.parametrize("ctr,key,want", [  # Random123's kat_vectors, philox4x32 10
@@ -152,20 +152,6 @@ def _mean_loss(model, x, y, ws):
     model.forward(x, ws, logits=True, training=True)
     model.loss_and_count(ws, y, acc)
     return acc[0] / x.shape[0]
-
-
-def central_differences(f, values):
-    """(f(v + EPS) - f(v - EPS)) / (2 EPS) for each element v of ``values``, changed in place and restored."""
-    numeric = np.empty(values.shape)
-    for idx in np.ndindex(*values.shape):
-        keep = values[idx]
-        values[idx] = keep + EPS
-        up = f()
-        values[idx] = keep - EPS
-        down = f()
-        values[idx] = keep
-        numeric[idx] = (up - down) / (2 * EPS)
-    return numeric
 
 
 @pytest.mark.parametrize("kind", ["batchnorm", "batchnorm_plain", "dropout", "regularized", "normalization"])
