@@ -12,7 +12,7 @@ BACKEND ?= auto
 # Two installs: `make train` the package with only what training and its plot need (EXTRAS; add cuda13 or
 # gpu for CuPy on a GPU machine), `make test` the dev extra on top. Each stamp names its extras, so a
 # different EXTRAS installs again.
-EXTRAS ?= plot
+EXTRAS ?= plot,jit
 INSTALLED := $(VENV)/.installed-$(EXTRAS)
 DEV       := $(VENV)/.installed-dev,plot
 
@@ -21,8 +21,8 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip
 
 NOTE_DEV   := the test extras: pytest, Hypothesis, Keras 3, ONNX Runtime, TensorBoard, scikit-learn, MPI, \
-	nvmath-python; about 1 GB, a minute or two
-NOTE_TRAIN := NumPy, SciPy, h5py, tqdm and what the extras name (plot: matplotlib); about 360 MB, under a minute
+	nvmath-python, Numba; about 1 GB, a minute or two
+NOTE_TRAIN := NumPy, SciPy, h5py, tqdm and what the extras name (plot: matplotlib; jit: Numba with llvmlite, 210 MB); about 570 MB, a minute
 $(VENV)/.installed-%: pyproject.toml | $(PY)
 	@echo "make: installing mlp_gpu[$*] into $(VENV) ($(if $(findstring dev,$*),$(NOTE_DEV),$(NOTE_TRAIN)))"
 	$(PY) -m pip install -q -e '.[$*]'

@@ -1,7 +1,8 @@
 """Where the NumPy backend's folded SGD step spends its time (issue 30's quiet step), in CPU time on one
 BLAS thread, so that a shared machine's load moves it little: the whole batch-32 step of the reference
-net, the step with its GEMMs made no-ops (the Python and NumPy overhead), and each GEMM alone.
-Interleaved rounds; the minimum of each is reported (the least disturbed).
+net run op by op in Python and as one compiled call (where Numba is installed), the Python step with its
+GEMMs made no-ops (its Python and NumPy overhead), and each GEMM alone; the compiled step less the GEMMs
+is its glue. Interleaved rounds; the minimum of each is reported (the least disturbed).
 
     PYTHONPATH=. python3 benchmarks/cpu_step.py [--steps 2000] [--rounds 5] [--only step] [--json out.json]
 
@@ -26,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 from mlp_gpu import SGD, Dense, Input, Sequential  # noqa: E402
 from mlp_gpu.backend import NumpyBackend  # noqa: E402
 from mlp_gpu.backend.numpy import blas as prepared_blas  # noqa: E402
+from mlp_gpu.backend.numpy.compiled_step import CompiledSgdStep, kernel  # noqa: E402
 from mlp_gpu.backend.numpy.fused_step import FusedSgdStep  # noqa: E402
 from mlp_gpu.training.fit import prepare_fit  # noqa: E402
 
@@ -87,10 +89,21 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     with threadpoolctl.threadpool_limits(1, user_api="blas"):
-        step, gemms = folded_step()
+        step, _ = folded_step()
+        alone, gemms = folded_step()  # timed alone, they move their own model's weights, not the step's
+        alone.neg_lr.value = -0.01  # the folds' alpha, as a step sets it (at 0 BLAS skips the product)
         empty, _ = folded_step(hollow=True)
-        cells = {"step": lambda: cpu_us(step, args.steps, step.data),
-                 "overhead (GEMMs no-ops)": lambda: cpu_us(empty, args.steps, empty.data)}
+        cells = {"step": lambda: cpu_us(step, args.steps, step.data)}
+        if kernel()[0] is not None:
+            compiled = CompiledSgdStep(folded_step()[0])
+            cells["compiled step"] = lambda: cpu_us(compiled, args.steps, compiled.plan.data)
+        else:
+            print(f"no compiled step: {kernel()[1]}")
+
+        def hollow():
+            with np.errstate(all="ignore"):  # its logits are never written: whatever the buffer held
+                return cpu_us(empty, args.steps, empty.data)
+        cells["overhead (GEMMs no-ops)"] = hollow
         cells.update({name: (lambda g=g: cpu_us(g, args.steps)) for name, g in gemms})
         if args.only:
             cells = {k: v for k, v in cells.items() if k.startswith(args.only)}
@@ -101,6 +114,8 @@ def main(argv=None) -> int:
     names = [name for name, _ in gemms if name in best]
     if names:
         best["GEMMs (sum)"] = sum(best[name] for name in names)
+        if "compiled step" in best:
+            best["compiled glue (step - GEMMs)"] = best["compiled step"] - best["GEMMs (sum)"]
     for name, us in best.items():
         print(f"{name:26s} {us:8.1f} us CPU")
     if args.json:

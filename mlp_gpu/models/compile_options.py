@@ -2,8 +2,10 @@
 
 - ``run_eagerly``: honoured: plain steps, no captured graph or fused route; untraceable Python losses and
   metrics run on the host (training/eager.py).
-- ``jit_compile`` (True, False or "auto"): XLA's switch in Keras. Here every step is already compiled (the
-  backend's kernels, a captured CUDA graph) and the numbers do not depend on it: accepted and kept as
+- ``jit_compile`` (True, False or "auto"): XLA's switch in Keras. On a GPU every step is already compiled (the
+  backend's kernels, a captured CUDA graph); on the NumPy backend False runs the fused SGD step op by op in
+  Python instead of as one Numba-compiled call (backend/numpy/compiled_step.py), True and "auto" compile it
+  where Numba is installed. The numbers agree within float32 rounding either way. Kept as
   ``model.jit_compile``; with ``run_eagerly`` it is False, as Keras sets it.
 - ``auto_scale_loss``: Keras scales the loss only under a mixed-precision (float16) policy; mlp_gpu trains in
   float32, where Keras does not scale either: accepted and kept.

@@ -16,6 +16,7 @@ from . import kernels, routes, vendor_gemm
 from ..step_spec import constraint_reason, spec_from_model
 from .step_plan import nodes_per_step
 from ..base import BackendUnavailable, DeviceMemoryError, StepRunner, device_memory_message
+from ..optional import optional_import
 from .cooperative import EPOCH, CooperativeLaunches
 from .persistent_step import PersistentRunner
 from .ops import CudaOps
@@ -28,11 +29,7 @@ _MODULES = {}  # (device id, kernel file) -> cupy.RawModule, compiled on first l
 
 @functools.lru_cache(maxsize=1)
 def _import_cupy():
-    try:
-        import cupy  # noqa: F401 -- the one import of CuPy in mlp_gpu
-    except Exception as exc:  # ImportError, or a broken CUDA install raising anything
-        return None, f"cupy is not importable ({type(exc).__name__}: {exc})"
-    return cupy, None
+    return optional_import("cupy", "cupy")  # the one import of CuPy in mlp_gpu
 
 
 @functools.lru_cache(maxsize=1)

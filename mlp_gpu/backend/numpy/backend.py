@@ -16,6 +16,7 @@ from ... import activations
 from ..._checks import check_bool
 from ...activations import stable_sigmoid
 from ..base import ACC, HYPER, LOSS_KINDS, METRIC_KINDS, Backend, StepRunner
+from .compiled_step import COMPILED_OPS, CompiledSgdStep, compiled_unsupported, numba_version
 from .fused_step import FusedSgdStep, fused_sgd_unsupported
 from .layer_ops import LayerOpsReference
 from ..optimizer_steps import skipped, update_count
@@ -69,12 +70,14 @@ class NumpyBackend(LayerOpsReference, OptimizerOpsReference, Backend):
     xp = np
 
     fused_step = True  # train through numpy/fused_step.py's SGD step where the model allows it
-    route = None       # what the last make_runner chose: {"route", "reason", "rows"}
+    compiled = True    # and run that step as one compiled call (compiled_step.py) where Numba is installed
+    route = None       # what the last make_runner chose: {"route", "reason", "rows", "compiled"}
 
     _in_step = False  # matmul picks threads per product inside a training step only
 
-    def __init__(self, fused_step: bool = True, threads: ThreadPolicy | None = None):
+    def __init__(self, fused_step: bool = True, threads: ThreadPolicy | None = None, compiled: bool = True):
         self.fused_step = check_bool(fused_step, "NumpyBackend(fused_step)")
+        self.compiled = check_bool(compiled, "NumpyBackend(compiled)")
         self._threads = threads
 
     @property
@@ -87,7 +90,8 @@ class NumpyBackend(LayerOpsReference, OptimizerOpsReference, Backend):
         return policy
 
     def __repr__(self) -> str:
-        return "NumpyBackend()" if self.fused_step else "NumpyBackend(fused_step=False)"
+        args = [name + "=False" for name in ("fused_step", "compiled") if not getattr(self, name)]
+        return f"NumpyBackend({', '.join(args)})"
 
     def describe(self) -> dict:
         return {**super().describe(), "blas": "; ".join(blas_pools().describe()), "usable_cpus": usable_cpus(),
@@ -108,10 +112,21 @@ class NumpyBackend(LayerOpsReference, OptimizerOpsReference, Backend):
         if why is None:
             step = FusedSgdStep(self, model, data, acc, rows)
             why = f"plain SGD folded into the weight-gradient GEMMs ({step.blas}'s BLAS)"
-            self.route = {"route": "fused-sgd", "reason": why, "rows": rows}
+            # a subclass's own version of an op the compiled step has compiled in must still be called
+            own = [name for name in COMPILED_OPS if getattr(type(self), name) is not getattr(NumpyBackend, name)]
+            uncompiled = ("NumpyBackend(compiled=False)" if not self.compiled else
+                          "compile(jit_compile=False)" if getattr(model, "jit_compile", "auto") is False else
+                          f"{type(self).__name__} has its own {own[0]}" if own else compiled_unsupported(step))
+            compiled = None
+            if uncompiled is None:
+                step, compiled = CompiledSgdStep(step), f"Numba {numba_version()}"
+                why += f", the whole step one compiled call ({compiled})"
+            else:
+                why += f", op by op in Python ({uncompiled})"
+            self.route = {"route": "fused-sgd", "reason": why, "rows": rows, "compiled": compiled}
             log.debug("numpy step for %d rows: %s", rows, why)
             return StepRunner(step)
-        self.route = {"route": "general", "reason": why, "rows": rows}
+        self.route = {"route": "general", "reason": why, "rows": rows, "compiled": None}
         log.debug("numpy step for %d rows: the general step (%s)", rows, why)
         return StepRunner(functools.partial(self._general_step, step))
 
@@ -119,7 +134,7 @@ class NumpyBackend(LayerOpsReference, OptimizerOpsReference, Backend):
         """The general step with the thread policy: its guard's choice for the whole step, else matmul's."""
         policy, pools = self.threads, blas_pools()
         start = time.perf_counter()
-        if policy.single is not None:
+        if policy.one_thread() is not None:
             pools.set(1)
         self._in_step = True
         try:
@@ -133,7 +148,7 @@ class NumpyBackend(LayerOpsReference, OptimizerOpsReference, Backend):
     # Every GEMM goes through SciPy's BLAS, as the optimizers' axpy does: two OpenBLAS thread pools
     # (NumPy's and SciPy's) taking turns within one step cost more than the in-place update saves.
     def matmul(self, a, b, out, trans_a=False, trans_b=False):
-        if self._in_step and self.threads.single is None:
+        if self._in_step and self.threads.one_thread() is None:
             threads = self.threads.plan(out.shape[0] * out.shape[1] * (a.shape[0] if trans_a else a.shape[1]))
             if threads:
                 blas_pools().set(threads)

@@ -112,4 +112,5 @@ def gemm(a, b, c, trans_a: bool = False, trans_b: bool = False, alpha=1.0, beta=
         run(*args)
     call.keep = (keep, a, b, c)  # the cells and arrays the pointers point into
     call.macs = m * n * k
+    call.args, call.address = args, ctypes.cast(run, ctypes.c_void_p).value  # for a compiled caller
     return call

@@ -76,6 +76,7 @@ class FusedSgdStep:
         acts = [layer.activation for layer in layers]
         if model.loss_fused:
             acts[-1] = "linear"  # the loss takes logits
+        self.sizes, self.acts, self.inputs, self.wide = sizes, acts, inputs, wide  # the plan, for compiled_step
         offsets = param_offsets(sizes)
         blocks = [model.params[a:b].reshape(fan_in + 1, units)  # [kernel; bias]
                   for a, b, fan_in, units in zip(offsets, offsets[1:], sizes, sizes[1:])]
@@ -105,7 +106,7 @@ class FusedSgdStep:
     def __call__(self) -> None:
         be, policy, pools = self.be, self.policy, self.pools
         start = time.perf_counter()
-        single = policy.single is not None  # the guard's choice holds for the whole step
+        single = policy.one_thread() is not None  # the guard's or a probe's choice holds for the whole step
         if single:
             pools.set(1)
         try:

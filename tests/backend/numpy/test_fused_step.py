@@ -125,7 +125,7 @@ def test_no_fold_around_an_all_reduce_or_when_switched_off():
     assert backend.route["route"] == "fused-sgd"
     off = NumpyBackend(fused_step=False)
     off.make_runner(noop, 8, model=model, data=data, acc=sums)
-    assert off.route == {"route": "general", "reason": "NumpyBackend(fused_step=False)", "rows": 8}
+    assert off.route == {"route": "general", "reason": "NumpyBackend(fused_step=False)", "rows": 8, "compiled": None}
 
 
 def test_the_fused_step_refuses_what_it_cannot_train():
