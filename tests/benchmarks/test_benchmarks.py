@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlp_gpu.benchmarks import handwritten, loaded_ratios, ratios, report, run_suite, targets
+from mlp_gpu.benchmarks import handwritten, loaded_ratios, paired_ratio, ratios, report, run_suite, targets
 from mlp_gpu.benchmarks.load import busy_competitors
 from mlp_gpu.benchmarks.runners import JaxSession, Skip
 from mlp_gpu.benchmarks.workloads import REFERENCE, WIDE, Workload, cpu_matrix
@@ -85,6 +85,21 @@ def test_loaded_ratios_and_targets_compare_times_per_step():
     assert bars["JAX scanned epoch / ours, quiet"]["met"] is True
     assert bars["PyTorch eager / ours, quiet"]["met"] is False  # 1.9x, the bar is 2x
     assert all(t["value"] is None and t["met"] is None for t in targets(cells[1:2]))
+
+
+def test_a_bar_is_met_when_the_medians_and_the_rounds_both_meet_it():
+    """Round by round JAX's epoch took 1.3 times ours while the machine's speed drifted 3x; the medians of
+    the two columns, drawn from different rounds, may say otherwise, and then the bar is not met."""
+    ours, jax = cell("reference", "numpy", 1.0, steps=100), cell("reference", "jax_cpu", 1.3, steps=100)
+    ours["times_s"], jax["times_s"] = [1.0, 3.0, 1.0, 3.0, 3.0], [1.3, 3.9, 1.3, 3.9, 3.9]
+    assert paired_ratio(jax, ours) == pytest.approx(1.3)
+    bar = {t["what"]: t for t in targets([ours, jax])}["JAX scanned epoch / ours, quiet"]
+    assert bar["paired"] == pytest.approx(1.3) and bar["met"] is True
+    jax["median_s"] = 1.1  # the medians disagree with the rounds
+    assert {t["what"]: t for t in targets([ours, jax])}["JAX scanned epoch / ours, quiet"]["met"] is False
+    loaded = cell("reference-loaded", "numpy", 0.5, steps=20, loaded=True)
+    loaded["times_s"] = [0.5] * 5
+    assert paired_ratio(loaded, ours) is None  # other rounds: no pairing
 
 
 def test_the_readme_quotes_the_benchs_cpu_table():

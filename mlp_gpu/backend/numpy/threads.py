@@ -152,7 +152,7 @@ class BlasPools:
     def __init__(self):
         controller = threadpoolctl.ThreadpoolController()
         self.libraries = [lib for lib in controller.lib_controllers if lib.user_api == "blas"]
-        self._setters = [_raw_setter(lib) for lib in self.libraries]
+        self.setters = [_raw_setter(lib) for lib in self.libraries]  # each library's own call where it has one
         self.current = None
 
     def describe(self) -> list[str]:
@@ -167,7 +167,7 @@ class BlasPools:
 
     def set(self, threads: int) -> None:
         if threads != self.current:
-            for setter in self._setters:
+            for setter in self.setters:
                 setter(threads)
             self.current = threads
 
@@ -200,6 +200,10 @@ OPENBLAS_ONE_THREAD = 65536 * 4
 GEMM_MULTITHREAD_THRESHOLD in its interface/gemm.c)."""
 
 NEVER = 1 << 62  # the calibrated answer where a second thread never paid
+
+# ThreadPolicy's probes: at least this many steps and seconds, at most this many steps; the other way is kept
+# when its median step is this many times faster
+PROBE_MIN_STEPS, PROBE_MIN_SECONDS, PROBE_MAX_STEPS, PROBE_GAIN = 8, 0.02, 256, 1.1
 
 
 @dataclass(frozen=True)
@@ -259,25 +263,40 @@ CALIBRATION_SHAPES = ((32, 10, 101), (32, 100, 10), (32, 64, 128), (32, 100, 301
                       (32, 256, 512), (32, 300, 785), (785, 300, 32), (128, 300, 785), (32, 1024, 1024))
 
 
-def _time_call(call, repeats: int = 7, calls: int = 30) -> float:
-    call()
-    best = math.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(calls):
-            call()
-        best = min(best, (time.perf_counter() - start) / calls)
-    return best
+def _paired_times(call, pools, pairs: int = 9, calls: int = 20) -> dict:
+    """The product timed on one thread and on two, ``pairs`` times each, the two counts back to back in
+    alternating order: {"us_1", "us_2": the medians in microseconds, "speedup": the median of each pair's
+    ratio}. A shared host's speed drifts 2x within seconds (its other tenants, unseen in the load average),
+    and a pair's two timings drift alike, where separate minima over a second apart did not: one such
+    calibration found two threads paying nowhere below 30 million multiply-adds on a machine where they
+    run the 7.5 million of the reference net's first layer 1.7 times as fast."""
+    one, two, ratios = [], [], []
+    for pair in range(pairs):
+        got = {}
+        for threads in ((1, 2) if pair % 2 == 0 else (2, 1)):
+            pools.set(threads)
+            call()  # the workers awake at this count
+            start = time.perf_counter()
+            for _ in range(calls):
+                call()
+            got[threads] = (time.perf_counter() - start) / calls
+        one.append(got[1])
+        two.append(got[2])
+        ratios.append(got[1] / got[2])
+    return {"us_1": round(statistics.median(one) * 1e6, 2), "us_2": round(statistics.median(two) * 1e6, 2),
+            "speedup": round(statistics.median(ratios), 3)}
 
 
 def smallest_paying(timings, gain: float = 1.15) -> int | None:
-    """The fewest multiply-adds among the timed products that two threads ran ``gain`` times as fast as one."""
-    paying = [t["m"] * t["n"] * t["k"] for t in timings if t["us_1"] >= gain * t["us_2"]]
+    """The fewest multiply-adds among the timed products that two threads ran ``gain`` times as fast as one
+    (their ``speedup``, paired; else the ratio of their times)."""
+    paying = [t["m"] * t["n"] * t["k"] for t in timings if t.get("speedup", t["us_1"] / t["us_2"]) >= gain]
     return min(paying) if paying else None
 
 
 def calibrate(cpus: int | None = None, gain: float = 1.15, shapes=CALIBRATION_SHAPES, save: bool = True) -> dict:
-    """Time the prepared float32 product at each shape with one and with two threads; the rule's
+    """Time the prepared float32 product at each shape with one and with two threads, in pairs
+    (``_paired_times``); the rule's
     ``work_per_thread`` is half the smallest product that two threads ran ``gain`` times faster (NEVER
     where none did: one thread is simply faster). Measures only on a quiet machine, else returns the
     cached or default rule and says why. Returns {"rule", "timings", "cpus", "note"[, "cache"]}."""
@@ -300,12 +319,7 @@ def calibrate(cpus: int | None = None, gain: float = 1.15, shapes=CALIBRATION_SH
     try:
         for m, n, k in shapes:
             a, b, c = (rng.random(s, dtype=np.float32) for s in ((m, k), (k, n), (m, n)))
-            call = prepared_blas.gemm(a, b, c)
-            row = {"m": m, "n": n, "k": k}
-            for threads in (1, 2):
-                pools.set(threads)
-                row[f"us_{threads}"] = round(_time_call(call) * 1e6, 2)
-            timings.append(row)
+            timings.append({"m": m, "n": n, "k": k, **_paired_times(prepared_blas.gemm(a, b, c), pools)})
     finally:
         pools.set(before)
     smallest = smallest_paying(timings, gain)
@@ -325,21 +339,33 @@ class ThreadPolicy:
     ``begin()`` at the start of a fit's steps sets ``cap``, the most threads any product gets: the usable
     CPUs or the count the caller left, whichever is smaller. ``plan(macs)`` / ``threads(macs)`` for one
     product; ``step_done`` after each step feeds the guard, which reads other processes' runnable threads
-    every ``period`` seconds (the fewest of the last ``samples`` readings, so that a passing kernel thread
-    does not count) and compares step times with the fastest window seen. It drops every product to one
+    every ``period`` seconds (the fewest of the last ``samples`` readings: half a second of them, so that
+    kernel threads passing now and then do not count; a drop costs up to a second of one thread, a whole
+    batch-32 epoch of the reference net) and compares step times with the fastest window seen. It drops every product to one
     thread while our threads and theirs outnumber the CPUs, back after ``clear_checks`` clear readings, and
     for the rest of the fit once steps ran ``slow`` times slower than the fastest.
+
+    What the load average cannot show, a probe measures: on a shared host another tenant may hold the core
+    our second thread runs on (a virtual CPU the host gives to someone else), and then two threads run a
+    batch-32 step 1.3 times slower than one, for seconds at a time, while at other times they run it 1.5
+    times faster (issue 30, measured in alternating blocks of 100 steps on the 2-core machine). Every
+    ``probe_every`` seconds the next few steps (at least 8 and 20 ms) run the other way (one thread if
+    the plan's counts are in force, the plan's counts if one thread is), and the faster of the probe and
+    as many steps just before it (medians) is kept until the next probe. ``one_thread()`` says what holds
+    for the next step.
     """
 
     def __init__(self, rule: ThreadRule | None = None, period: float = 0.1, slow: float = 4.0, clear_checks: int = 10,
-                 samples: int = 2, others=others_runnable, cpus=usable_cpus):
+                 samples: int = 5, others=others_runnable, cpus=usable_cpus, probe_every: float | None = 1.0):
         self.rule, self.period, self.slow, self.clear_checks = rule, period, slow, clear_checks
-        self.samples = samples
+        self.samples, self.probe_every = samples, probe_every
         self._others, self._cpus = others, cpus
         self.cap = self.caller = None  # read by begin(), at the start of every fit
         self.single = None      # why every product runs on one thread now, or None
         self.logged = False     # the drop is logged once per backend
         self.drops = 0          # how often the guard dropped to one thread
+        self.switches = 0       # how often a probe found the other way faster
+        self._one = self._probe = None
 
     def begin(self) -> None:
         """Read the caller's limit and the usable CPUs before a fit's first step; the first check now."""
@@ -351,15 +377,23 @@ class ThreadPolicy:
         self.cap = max(1, min(cpus, self.caller))
         self.single, self._clear, self._sticky = None, 0, False
         self._window, self._next_check, self._fastest = [], 0.0, math.inf
+        self._one, self._probe, self._probing_from = None, None, None  # the probes' choice and the running probe
+        self._before = collections.deque(maxlen=PROBE_MAX_STEPS)      # step times in the choice now in force
+        self._next_probe = time.perf_counter() + (self.probe_every or 0.0)
         self._recent = collections.deque(maxlen=self.samples)
         for _ in range(self.samples - 1):  # the first check reads as many times as later checks remember
             self._recent.append(self._others())
             time.sleep(0.001)
         self._check(time.perf_counter())
 
+    def one_thread(self) -> str | None:
+        """Why every product of the next step runs on one thread (the guard's drop, a probe's finding, a probe
+        running), or None."""
+        return self.single or self._one
+
     def threads(self, macs: int) -> int:
         """Threads for a product of ``macs`` multiply-adds now."""
-        return 1 if self.single or self.cap == 1 else self.rule.threads(macs, self.cap)
+        return 1 if self.one_thread() or self.cap == 1 else self.rule.threads(macs, self.cap)
 
     def plan(self, macs: int) -> int | None:
         """Threads for a product of a prepared step while the machine has free cores; None where OpenBLAS
@@ -367,10 +401,39 @@ class ThreadPolicy:
         return None if macs < OPENBLAS_ONE_THREAD else self.rule.threads(macs, self.cap)
 
     def step_done(self, seconds: float, now: float) -> None:
-        """One step took ``seconds``; check the machine every ``period``."""
+        """One step took ``seconds``; check the machine every ``period``, probe every ``probe_every``."""
         self._window.append(seconds)
         if now >= self._next_check:
             self._check(now)
+        self._adapt(seconds, now)
+
+    def _adapt(self, seconds: float, now: float) -> None:
+        if self.single or self.cap == 1 or self.probe_every is None:  # the guard's choice, or nothing to choose
+            if self._probe is not None:  # a probe the guard interrupted: the choice before it
+                self._one, self._probe = self._probing_from, None
+            return
+        if self._probe is None:
+            self._before.append(seconds)
+            if now >= self._next_probe and len(self._before) >= PROBE_MIN_STEPS:
+                self._probe, self._probing_from = [], self._one
+                self._one = None if self._one else "a probe of one thread"
+            return
+        probe = self._probe
+        probe.append(seconds)
+        if len(probe) < PROBE_MAX_STEPS and (len(probe) < PROBE_MIN_STEPS or sum(probe) < PROBE_MIN_SECONDS):
+            return
+        before = statistics.median(list(self._before)[-len(probe):])
+        after = statistics.median(probe)
+        if after * PROBE_GAIN < before:  # the other way is faster: keep it
+            self.switches += 1
+            self._one = None if self._probing_from else (
+                f"one thread ran a step in {after * 1e6:.0f} us against {before * 1e6:.0f} us with up to {self.cap}: "
+                "another tenant holds a core the load average does not show")
+            self._before = collections.deque(probe, maxlen=PROBE_MAX_STEPS)
+            log.debug("blas threads: %s", self._one or f"back to up to {self.cap} threads: a probe ran faster")
+        else:
+            self._one = self._probing_from
+        self._probe, self._next_probe = None, now + self.probe_every
 
     def _check(self, now: float) -> None:
         self._next_check = now + self.period
@@ -409,4 +472,5 @@ class ThreadPolicy:
 
     def describe(self) -> dict:
         return {"cap": self.cap, "caller_threads": self.caller, "rule": self.rule and self.rule.source,
-                "work_per_thread": self.rule and self.rule.work_per_thread, "single": self.single}
+                "work_per_thread": self.rule and self.rule.work_per_thread, "single": self.single,
+                "probe_single": self._one, "probe_switches": self.switches}

@@ -1,6 +1,7 @@
 """BLAS threads on the CPU (backend/numpy/threads.py): the usable CPUs, the per-product rule, the caller's limits
 and the oversubscription guard, checked on the BLAS libraries' own thread counts while steps run."""
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -25,7 +26,9 @@ def blas_threads_now() -> int:
 
 def fit_watching_threads(backend, optimizer=SGD, rows=320, epochs=2):
     """Train the reference net's shape (784-300-100-10, batch 32) on random data; the BLAS thread count
-    seen inside every step (read as the loss runs, between the forward and the backward products)."""
+    seen inside every step (read as the loss runs, between the forward and the backward products). The
+    backend runs its steps op by op (``compiled=False``), so that the loss is a Python call to watch; the
+    compiled step switches counts as the same plan says (test_compiled_step.py)."""
     seen = []
     loss_grad = backend.loss_grad
 
@@ -44,8 +47,11 @@ def fit_watching_threads(backend, optimizer=SGD, rows=320, epochs=2):
 
 
 def quiet_backend():
-    """A backend whose guard sees no other process (the machine running the tests may be busy)."""
-    return NumpyBackend(threads=ThreadPolicy(others=lambda: 0))
+    """A backend on the default rule (not this machine's cached calibration), whose guard sees no other process
+    and no slow steps and which does not probe (the machine running the tests may be busy, and a shared host's
+    speed swings 2x within seconds: its slowest window of steps can be 4x its fastest)."""
+    return NumpyBackend(threads=ThreadPolicy(ThreadRule(), others=lambda: 0, slow=math.inf, probe_every=None),
+                        compiled=False)
 
 
 # Two CPUs, and no thread limit already in force (OPENBLAS_NUM_THREADS=1 is a caller's limit, honoured).
@@ -136,7 +142,7 @@ def test_busy_competitors_drop_the_backend_to_one_thread_logged_once(caplog):
     competitors = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count())]
     try:
         time.sleep(0.5)  # they are running
-        backend = NumpyBackend()
+        backend = NumpyBackend(compiled=False)
         with caplog.at_level(logging.INFO, logger="mlp_gpu"):
             seen = fit_watching_threads(backend, epochs=3)
             seen += fit_watching_threads(backend)  # a second fit on the same backend: no second message
@@ -157,8 +163,9 @@ def test_the_guard_drops_while_others_hold_the_cores_and_comes_back(caplog):
         policy.begin()
         assert policy.threads(10 ** 6) == 2
         load[0] = 1  # one busy neighbour on a 2-CPU machine: our second thread would wait for it
-        policy.step_done(1e-3, time.perf_counter())
-        assert policy.threads(10 ** 6) == 2  # one reading: it may be a passing kernel thread
+        for _ in range(policy.samples - 1):
+            policy.step_done(1e-3, time.perf_counter())
+            assert policy.threads(10 ** 6) == 2  # fewer readings than samples: it may be a passing kernel thread
         policy.step_done(1e-3, time.perf_counter())
         assert policy.threads(10 ** 6) == 1
         load[0] = 0
@@ -166,10 +173,40 @@ def test_the_guard_drops_while_others_hold_the_cores_and_comes_back(caplog):
             policy.step_done(1e-3, time.perf_counter())
         assert policy.threads(10 ** 6) == 2
         load[0] = 5
-        policy.step_done(1e-3, time.perf_counter())
-        policy.step_done(1e-3, time.perf_counter())
+        for _ in range(policy.samples):
+            policy.step_done(1e-3, time.perf_counter())
     assert policy.threads(10 ** 6) == 1 and policy.drops == 2
     assert sum(DROP in record.getMessage() for record in caplog.records) == 1
+
+
+def test_a_probe_keeps_whichever_way_ran_faster_and_tries_again():
+    """Steps take 2 ms with the plan's two threads and 1 ms on one (another tenant holds the second core), then
+    the other way round: every probe_every seconds a probe tries the other way and the faster is kept."""
+    policy = ThreadPolicy(ThreadRule(1000), others=lambda: 0, cpus=lambda: 2, probe_every=0.5, slow=math.inf)
+    policy.begin()
+    clock = [time.perf_counter()]
+    cost = {True: 1e-3, False: 2e-3}  # one thread: 1 ms; two: 2 ms
+
+    def steps(n):
+        seen = []
+        for _ in range(n):
+            one = policy.one_thread() is not None
+            seen.append(one)
+            clock[0] += cost[one]
+            policy.step_done(cost[one], clock[0])
+        return seen
+
+    assert policy.threads(10 ** 6) == 2
+    seen = steps(400)  # 0.5 s at two threads, then a probe of one thread: kept
+    assert seen[0] is False and seen[-1] is True and policy.switches == 1
+    assert "another tenant holds a core" in policy.one_thread() and policy.threads(10 ** 6) == 1
+    assert policy.single is None  # the guard saw nothing: the probe decided
+    cost[True], cost[False] = 2e-3, 1e-3  # the tenant left
+    seen = steps(400)
+    assert seen[-1] is False and policy.switches == 2 and policy.one_thread() is None
+    before = policy.switches
+    steps(2000)  # two threads stay faster: each probe tries one thread for a few steps and goes back
+    assert policy.switches == before and policy.one_thread() is None
 
 
 @two_cpus
