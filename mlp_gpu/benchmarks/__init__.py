@@ -142,6 +142,10 @@ def paired_ratio(a, b):
     return statistics.median((x / a["steps_per_epoch"]) / (y / b["steps_per_epoch"]) for x, y in zip(ta, tb))
 
 
+def _meets(value, sense, bound) -> bool:
+    return value <= bound if sense == "<=" else value >= bound
+
+
 def targets(cells):
     """Issue 30's bars with this run's values: [{"what", "value", "paired", "bound", "met"}]: the ratio of the
     median times per step and the median of the per-round ratios (``paired_ratio``, None without the rounds'
@@ -151,10 +155,7 @@ def targets(cells):
     for what, a, b, sense, bound in TARGETS:
         value = _step_s(got[a]) / _step_s(got[b]) if a in got and b in got else None
         paired = paired_ratio(got[a], got[b]) if value is not None else None
-
-        def meets(v):
-            return v <= bound if sense == "<=" else v >= bound
-        met = None if value is None else meets(value) and (paired is None or meets(paired))
+        met = None if value is None else all(_meets(v, sense, bound) for v in (value, paired) if v is not None)
         out.append({"what": what, "value": value, "paired": paired, "bound": f"{sense} {bound}", "met": met})
     return out
 

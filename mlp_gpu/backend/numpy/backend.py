@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 
 import numpy as np
 from scipy.linalg import blas
@@ -112,11 +111,7 @@ class NumpyBackend(LayerOpsReference, OptimizerOpsReference, Backend):
         if why is None:
             step = FusedSgdStep(self, model, data, acc, rows)
             why = f"plain SGD folded into the weight-gradient GEMMs ({step.blas}'s BLAS)"
-            # a subclass's own version of an op the compiled step has compiled in must still be called
-            own = [name for name in COMPILED_OPS if getattr(type(self), name) is not getattr(NumpyBackend, name)]
-            uncompiled = ("NumpyBackend(compiled=False)" if not self.compiled else
-                          "compile(jit_compile=False)" if getattr(model, "jit_compile", "auto") is False else
-                          f"{type(self).__name__} has its own {own[0]}" if own else compiled_unsupported(step))
+            uncompiled = self._uncompiled(model, step)
             compiled = None
             if uncompiled is None:
                 step, compiled = CompiledSgdStep(step), f"Numba {numba_version()}"
@@ -130,20 +125,28 @@ class NumpyBackend(LayerOpsReference, OptimizerOpsReference, Backend):
         log.debug("numpy step for %d rows: the general step (%s)", rows, why)
         return StepRunner(functools.partial(self._general_step, step))
 
+    def _uncompiled(self, model, step) -> str | None:
+        """Why the fused step runs op by op rather than as one compiled call, or None."""
+        if not self.compiled:
+            return "NumpyBackend(compiled=False)"
+        if getattr(model, "jit_compile", "auto") is False:
+            return "compile(jit_compile=False)"
+        # a subclass's own version of an op the compiled step has compiled in must still be called
+        own = [name for name in COMPILED_OPS if getattr(type(self), name) is not getattr(NumpyBackend, name)]
+        if own:
+            return f"{type(self).__name__} has its own {own[0]}"
+        return compiled_unsupported(step)
+
     def _general_step(self, step) -> None:
-        """The general step with the thread policy: its guard's choice for the whole step, else matmul's."""
-        policy, pools = self.threads, blas_pools()
-        start = time.perf_counter()
-        if policy.one_thread() is not None:
-            pools.set(1)
+        """The general step with the thread policy: one thread for all of it where it says so, else matmul's."""
+        self.threads.run_step(lambda single: self._in_general_step(step))
+
+    def _in_general_step(self, step) -> None:
         self._in_step = True
         try:
             step()
         finally:
             self._in_step = False
-            pools.set(policy.caller)
-        end = time.perf_counter()
-        policy.step_done(end - start, end)
 
     # Every GEMM goes through SciPy's BLAS, as the optimizers' axpy does: two OpenBLAS thread pools
     # (NumPy's and SciPy's) taking turns within one step cost more than the in-place update saves.

@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import time
 from importlib import metadata
 
 import numpy as np
 
-from ..base import HYPER
 from ..optional import optional_import
 from ...activations import LEAKY_SLOPE
 from .fused_step import FusedSgdStep
@@ -33,7 +31,6 @@ from .fused_step import FusedSgdStep
 ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh")          # step_kernel's codes, in order
 LOSSES = ("softmax_xent_sparse", "softmax_xent", "sigmoid_bce", "mse")    # likewise
 COMPILED_OPS = ("gather_rows", "loss_grad", "act_backward", "advance")  # the backend ops the step has compiled in
-_LR = HYPER["lr"]
 _GEMM = ctypes.CFUNCTYPE(None, *[ctypes.c_int64] * 13)  # the prepared gemm's 13 pointers, as integers
 
 
@@ -151,24 +148,16 @@ class CompiledSgdStep:
         self.args_single = head + (np.ones(len(threads), np.int32),) + tail  # while the guard says one thread
 
     def __call__(self) -> None:
-        plan = self.plan
-        policy, pools = plan.policy, plan.pools
-        start = time.perf_counter()
-        single = policy.one_thread() is not None  # the guard's or a probe's choice holds for the whole step
-        if single:
-            pools.set(1)
-        try:
-            plan.optimizer.begin_step()  # a schedule's rate for this step
-            plan.neg_lr.value = -float(plan.hyper[_LR])
-            current, pools.current = pools.current, None  # unknown until the call returns
-            status, pools.current = self.kernel.run_step(*(self.args_single if single else self.args),
-                                                         -1 if current is None else current)
-        finally:
-            pools.set(policy.caller)  # the caller's count between steps
+        self.plan.policy.run_step(self._step)
+
+    def _step(self, single: bool) -> None:
+        plan, pools = self.plan, self.plan.pools
+        plan.begin_step()
+        current, pools.current = pools.current, None  # unknown until the call returns
+        status, pools.current = self.kernel.run_step(*(self.args_single if single else self.args),
+                                                     -1 if current is None else current)
         if status == self.kernel.BAD_LABEL:
             raise ValueError(f"y: class labels must lie in [0, {plan.sizes[-1] - 1}] for {plan.sizes[-1]} output "
                              f"units; the batch at row {int(plan.data.cursor[0])} has one outside")
         if status != self.kernel.OK:
             raise ValueError(f"the compiled SGD step read a row outside the data at row {int(plan.data.cursor[0])}")
-        end = time.perf_counter()
-        policy.step_done(end - start, end)

@@ -23,7 +23,6 @@ all-reduces the gradients between backward and update).
 """
 from __future__ import annotations
 
-import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -103,42 +102,40 @@ class FusedSgdStep:
         loss = model.loss
         self.loss = (loss.kind(), any(m.kind is None for m in model.compiled_metrics), loss.accuracy_threshold())
 
+    def begin_step(self) -> None:
+        """The optimizer's scalars for this step: a schedule's rate, read by the folds through ``neg_lr``."""
+        self.optimizer.begin_step()
+        self.neg_lr.value = -float(self.hyper[_LR])
+
     def __call__(self) -> None:
-        be, policy, pools = self.be, self.policy, self.pools
-        start = time.perf_counter()
-        single = policy.one_thread() is not None  # the guard's or a probe's choice holds for the whole step
-        if single:
-            pools.set(1)
-        try:
-            self.data.gather(self.batch)
-            self.optimizer.begin_step()  # a schedule's rate for this step
-            self.neg_lr.value = -float(self.hyper[_LR])
-            for threads, forward, activate, out in self.forward:
-                if threads and not single:
-                    pools.set(threads)
-                forward()                    # out <- [x, 1] @ [kernel; bias]
-                if activate is not None:
-                    activate(out)
-            kind, count, threshold = self.loss
-            be.loss_grad(kind, self.logits, self.y, self.dz_logits, self.acc, count, threshold)
-            for act, dz, y, mask, grad_threads, input_grad, threads, fold in self.backward:
-                if mask is not None:         # ReLU's derivative: dz <- dz * (y > 0)
-                    np.greater(y, 0, out=mask)
-                    np.multiply(dz, mask, out=dz)
-                elif act != "linear":
-                    be.act_backward(dz, y, act)
-                if input_grad is not None:  # with the kernel as it was
-                    if grad_threads and not single:
-                        pools.set(grad_threads)
-                    input_grad()
-                if threads and not single:
-                    pools.set(threads)
-                fold()                       # [kernel; bias] <- [kernel; bias] - lr [x, 1]^T dz
-            be.advance(self.data.cursor, self.rows, self.hyper, self.acc)
-        finally:
-            pools.set(policy.caller)  # the caller's count between steps
-        end = time.perf_counter()
-        policy.step_done(end - start, end)
+        self.policy.run_step(self._step)
+
+    def _step(self, single: bool) -> None:
+        be, pools = self.be, self.pools
+        self.data.gather(self.batch)
+        self.begin_step()
+        for threads, forward, activate, out in self.forward:
+            if threads and not single:
+                pools.set(threads)
+            forward()                    # out <- [x, 1] @ [kernel; bias]
+            if activate is not None:
+                activate(out)
+        kind, count, threshold = self.loss
+        be.loss_grad(kind, self.logits, self.y, self.dz_logits, self.acc, count, threshold)
+        for act, dz, y, mask, grad_threads, input_grad, threads, fold in self.backward:
+            if mask is not None:         # ReLU's derivative: dz <- dz * (y > 0)
+                np.greater(y, 0, out=mask)
+                np.multiply(dz, mask, out=dz)
+            elif act != "linear":
+                be.act_backward(dz, y, act)
+            if input_grad is not None:  # with the kernel as it was
+                if grad_threads and not single:
+                    pools.set(grad_threads)
+                input_grad()
+            if threads and not single:
+                pools.set(threads)
+            fold()                       # [kernel; bias] <- [kernel; bias] - lr [x, 1]^T dz
+        be.advance(self.data.cursor, self.rows, self.hyper, self.acc)
 
 
 _LR = HYPER["lr"]

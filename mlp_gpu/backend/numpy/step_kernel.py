@@ -201,9 +201,10 @@ def _set_threads(threads, current, set_first, set_second, setters):
 def run_step(ops, gemm_args, gemm_threads, bufs, gemm, set_first, set_second, setters, gather, x8, xf, perm,
              cursor, sparse, y_labels, y_targets, labels, targets, acc, hyper, slope, threshold, current):
     """One step of ``bufs[0].shape[0]`` rows: the batch at the cursor gathered (``gather``: 1 from uint8 pixels
-    ``x8``, 2 from float32 rows ``xf``), the ops in order, the cursor and the counters moved on. ``sparse``: the targets are class labels (``labels``), else rows of ``targets``; the unused
-    ones are empty arrays. ``slope``: leaky_relu's, as float64; ``current``: the BLAS thread count now. Returns (status, the BLAS thread count it
-    left set)."""
+    ``x8``, 2 from float32 rows ``xf``), the ops in order, the cursor and the counters moved on. ``sparse``:
+    the targets are class labels (``labels``), else rows of ``targets``; the unused ones are empty arrays.
+    ``slope``: leaky_relu's, as float64; ``current``: the BLAS thread count now. Returns (status, the BLAS
+    thread count it left set)."""
     n = bufs[0].shape[0]
     status = _gather(x8, xf, gather == 1, perm, cursor[0], bufs[0], x8.shape[1] if gather == 1 else xf.shape[1],
                      y_labels, y_targets, labels, targets, sparse)

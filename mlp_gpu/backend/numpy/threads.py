@@ -341,9 +341,10 @@ class ThreadPolicy:
     product; ``step_done`` after each step feeds the guard, which reads other processes' runnable threads
     every ``period`` seconds (the fewest of the last ``samples`` readings: half a second of them, so that
     kernel threads passing now and then do not count; a drop costs up to a second of one thread, a whole
-    batch-32 epoch of the reference net) and compares step times with the fastest window seen. It drops every product to one
-    thread while our threads and theirs outnumber the CPUs, back after ``clear_checks`` clear readings, and
-    for the rest of the fit once steps ran ``slow`` times slower than the fastest.
+    batch-32 epoch of the reference net) and compares step times with the fastest window seen. It drops
+    every product to one thread while our threads and theirs outnumber the CPUs, back after
+    ``clear_checks`` clear readings, and for the rest of the fit once steps ran ``slow`` times slower than
+    the fastest. ``run_step`` frames each step of every route with these choices.
 
     What the load average cannot show, a probe measures: on a shared host another tenant may hold the core
     our second thread runs on (a virtual CPU the host gives to someone else), and then two threads run a
@@ -399,6 +400,23 @@ class ThreadPolicy:
         """Threads for a product of a prepared step while the machine has free cores; None where OpenBLAS
         runs the product on one thread whatever the count (leave the count as it is: no call)."""
         return None if macs < OPENBLAS_ONE_THREAD else self.rule.threads(macs, self.cap)
+
+    def run_step(self, body):
+        """One training step under the policy: ``body(single)`` with every product on one thread where
+        ``one_thread()`` says so (``single``: leave the count alone), the caller's count back after it, its time
+        fed to the guard and the probes. Returns what ``body`` returns."""
+        pools = blas_pools()
+        start = time.perf_counter()
+        single = self.one_thread() is not None  # the guard's or a probe's choice holds for the whole step
+        if single:
+            pools.set(1)
+        try:
+            result = body(single)
+        finally:
+            pools.set(self.caller)  # the caller's count between steps
+        end = time.perf_counter()
+        self.step_done(end - start, end)
+        return result
 
     def step_done(self, seconds: float, now: float) -> None:
         """One step took ``seconds``; check the machine every ``period``, probe every ``probe_every``."""

@@ -107,7 +107,8 @@ def test_a_backend_that_overrides_a_compiled_op_runs_op_by_op():
     model.compile(loss="sparse_categorical_crossentropy", optimizer=SGD(0.1))
     model.fit(x, y, batch_size=8, epochs=1, verbose=0)
     assert model.backend.gathered == 2 * 5  # x and y, 5 batches
-    assert model.backend.route["compiled"] is None and "Recording has its own gather_rows" in model.backend.route["reason"]
+    route = model.backend.route
+    assert route["compiled"] is None and "Recording has its own gather_rows" in route["reason"]
 
 
 def test_compile_jit_compile_false_runs_the_step_op_by_op():
